@@ -1,0 +1,290 @@
+//! Command-line interface: argument definitions and the headless commands.
+//!
+//! `main.rs` parses [`Cli`] and dispatches here; everything printed by these
+//! commands goes to stdout (results) or stderr (progress and errors).
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Tensor, D};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use patchbench::model::device::{device_name, parse_device, parse_dtype};
+use patchbench::model::loaded::LoadOptions;
+use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "patchbench",
+    version,
+    about = "A terminal workbench for activation patching on transformer language models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the next-token distribution for a prompt.
+    Run(RunArgs),
+    /// List the model sources available on this machine.
+    Models,
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model source: demo, random:<preset>[@seed], a model directory, a .gguf file or a hub id.
+    #[arg(long, short = 'm', default_value = "demo")]
+    pub model: String,
+    /// cpu, cuda, cuda:N or auto (CUDA when built with it and present).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        let opts = LoadOptions {
+            device: parse_device(&self.device)?,
+            dtype: parse_dtype(&self.dtype)?,
+        };
+        LoadedModel::load(&self.model, &opts)
+            .with_context(|| format!("loading model {:?}", self.model))
+    }
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct BosArgs {
+    /// Prepend the BOS token (default: whatever the model's tokenizer does).
+    #[arg(long, conflicts_with = "no_prepend_bos")]
+    pub prepend_bos: bool,
+    /// Never prepend the BOS token.
+    #[arg(long)]
+    pub no_prepend_bos: bool,
+}
+
+impl BosArgs {
+    pub fn choice(&self) -> Option<bool> {
+        match (self.prepend_bos, self.no_prepend_bos) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt to complete.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// How many of the most likely next tokens to print.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub top_k: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableOrJson,
+    #[command(flatten)]
+    pub bos: BosArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Time one full forward pass (logits at every position).
+    Forward(BenchForwardArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchForwardArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Sequence length.
+    #[arg(long, default_value_t = 15)]
+    pub tokens: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+#[derive(Serialize)]
+struct TopToken {
+    token: String,
+    id: u32,
+    logit: f32,
+    prob: f32,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let m = args.model.load()?;
+    let ids = m.tokenizer.encode(&args.prompt, args.bos.choice())?;
+    if ids.is_empty() {
+        bail!(
+            "the prompt {:?} tokenises to nothing; give some text",
+            args.prompt
+        );
+    }
+    let tokens = Tensor::new(ids.as_slice(), m.model.device())?.unsqueeze(0)?;
+    let out = m.model.forward(
+        Some(&tokens),
+        &HookSpec::new(),
+        &ForwardOptions {
+            last_pos_only: true,
+            ..Default::default()
+        },
+    )?;
+    let logits = out
+        .logits
+        .context("forward returned no logits")?
+        .squeeze(0)?;
+    let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
+    let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let probs: Vec<f32> = probs.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top: Vec<TopToken> = order
+        .iter()
+        .take(args.top_k)
+        .map(|&i| TopToken {
+            token: m.tokenizer.token_str(i as u32),
+            id: i as u32,
+            logit: logits[i],
+            prob: probs[i],
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        TableOrJson::Json => {
+            let v = serde_json::json!({
+                "model": m.source,
+                "prompt": args.prompt,
+                "tokens": { "ids": ids, "strings": m.tokenizer.token_strs(&ids) },
+                "top": top,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        TableOrJson::Table => {
+            writeln!(out, "model {}  ({} tokens)", m.source, ids.len())?;
+            writeln!(
+                out,
+                "{:>4}  {:<20} {:>8} {:>10} {:>8}",
+                "rank", "token", "id", "logit", "prob"
+            )?;
+            for (r, t) in top.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{:>4}  {:<20} {:>8} {:>10.4} {:>8.4}",
+                    r + 1,
+                    format!("{:?}", t.token),
+                    t.id,
+                    t.logit,
+                    t.prob
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn models() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Built in:")?;
+    writeln!(out, "  demo                     the embedded demo model")?;
+    for (name, about) in random::PRESETS {
+        writeln!(out, "  random:{name:<18} {about}")?;
+    }
+    let cache = hf::hub_cache_dir();
+    let cached = hf::cached_models(&cache);
+    writeln!(out, "\nHugging Face cache ({}):", cache.display())?;
+    if cached.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for (id, snap) in cached {
+        writeln!(out, "  {id:<24} {}", snap.display())?;
+    }
+    writeln!(out, "\nAlso accepted: a model directory (config.json + *.safetensors + tokenizer.json) or a .gguf file.")?;
+    Ok(())
+}
+
+pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
+    let m = args.model.load()?;
+    let cfg = m.config().clone();
+    let n = args.tokens.max(1);
+    if n > cfg.n_ctx {
+        bail!("--tokens {n} exceeds the model's context of {}", cfg.n_ctx);
+    }
+    let ids: Vec<u32> = (0..args.batch * n)
+        .map(|i| ((i * 7919 + 13) % cfg.d_vocab) as u32)
+        .collect();
+    let tokens = Tensor::from_vec(ids, (args.batch, n), m.model.device())?;
+    let spec = HookSpec::new();
+    let opts = ForwardOptions::default();
+    let forward = || -> Result<()> {
+        let out = m.model.forward(Some(&tokens), &spec, &opts)?;
+        // Force the computation to finish (matters on asynchronous devices).
+        out.logits
+            .context("no logits")?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
+        Ok(())
+    };
+    forward()?;
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters.max(1) {
+        let t = Instant::now();
+        forward()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let best = times[0];
+    let flops = cfg.forward_flops(n, n) * args.batch as f64;
+    println!(
+        "model      {} ({} layers, d_model {}, {:.1}M params)",
+        m.source,
+        cfg.n_layers,
+        cfg.d_model,
+        cfg.n_params() as f64 / 1e6
+    );
+    println!(
+        "device     {} {:?}, {} threads",
+        device_name(m.model.device()),
+        m.model.dtype(),
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "input      batch {} x {} tokens, logits at every position",
+        args.batch, n
+    );
+    println!("load       {:.0} ms", m.load_ms);
+    println!(
+        "forward    median {:.2} ms, best {:.2} ms over {} runs",
+        median * 1e3,
+        best * 1e3,
+        times.len()
+    );
+    println!(
+        "throughput {:.1} GFLOP/s (median), {:.1} GFLOP/s (best)",
+        flops / median / 1e9,
+        flops / best / 1e9
+    );
+    Ok(())
+}

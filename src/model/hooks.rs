@@ -1,0 +1,378 @@
+//! Hook points, captures and interventions.
+//!
+//! Hook names and meanings are TransformerLens's, so a researcher can read
+//! `blocks.3.attn.hook_z` and know exactly which tensor it is. Every hook site
+//! in the forward pass calls [`HookSpec::apply`] once: it applies any
+//! interventions registered for that point and records a capture if asked.
+//! An empty spec is a single `is_empty` check per site.
+//!
+//! Interventions are dense and batched: a `Replace` carries a 0/1 mask and a
+//! value tensor, both broadcastable to the activation, so one forward pass can
+//! patch a different cell in every batch row (the sweep engine builds such
+//! masks). Position dimensions are always given in absolute positions
+//! `0..T`; when the forward pass only computes positions `p0..T` (causal
+//! reuse), `apply` narrows full-length tensors to the computed range.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{Result as CResult, Tensor};
+
+/// A named activation inside the canonical transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HookPoint {
+    /// Token embedding `[batch, pos, d_model]`.
+    Embed,
+    /// Learned position embedding `[batch, pos, d_model]` (learned positions only).
+    PosEmbed,
+    /// Residual stream entering block `l` `[batch, pos, d_model]`.
+    ResidPre(usize),
+    /// Residual stream after attention, before the MLP (sequential blocks only).
+    ResidMid(usize),
+    /// Residual stream leaving block `l`.
+    ResidPost(usize),
+    /// Attention output added to the residual stream `[batch, pos, d_model]`.
+    AttnOut(usize),
+    /// MLP output added to the residual stream `[batch, pos, d_model]`.
+    MlpOut(usize),
+    /// Queries before rotary `[batch, pos, n_heads, d_head]`.
+    Q(usize),
+    /// Keys before rotary `[batch, pos, n_kv_heads, d_head]`.
+    K(usize),
+    /// Values `[batch, pos, n_kv_heads, d_head]`.
+    V(usize),
+    /// Per-head attention output before `W_O` `[batch, pos, n_heads, d_head]`.
+    Z(usize),
+    /// Scaled, masked scores `[batch, n_heads, q_pos, k_pos]`.
+    AttnScores(usize),
+    /// Softmaxed attention `[batch, n_heads, q_pos, k_pos]`.
+    Pattern(usize),
+    /// MLP pre-activation (the gate projection for gated MLPs) `[batch, pos, d_mlp]`.
+    MlpPre(usize),
+    /// MLP hidden activation after the nonlinearity (and gating) `[batch, pos, d_mlp]`.
+    MlpPost(usize),
+    /// Final normalised residual `[batch, pos, d_model]`.
+    LnFinal,
+}
+
+/// The per-layer hook kinds, in forward order, with their TransformerLens suffixes.
+const LAYER_HOOKS: &[(&str, fn(usize) -> HookPoint)] = &[
+    ("hook_resid_pre", HookPoint::ResidPre),
+    ("attn.hook_q", HookPoint::Q),
+    ("attn.hook_k", HookPoint::K),
+    ("attn.hook_v", HookPoint::V),
+    ("attn.hook_attn_scores", HookPoint::AttnScores),
+    ("attn.hook_pattern", HookPoint::Pattern),
+    ("attn.hook_z", HookPoint::Z),
+    ("hook_attn_out", HookPoint::AttnOut),
+    ("hook_resid_mid", HookPoint::ResidMid),
+    ("mlp.hook_pre", HookPoint::MlpPre),
+    ("mlp.hook_post", HookPoint::MlpPost),
+    ("hook_mlp_out", HookPoint::MlpOut),
+    ("hook_resid_post", HookPoint::ResidPost),
+];
+
+impl HookPoint {
+    /// The block this hook belongs to, if any.
+    pub fn layer(&self) -> Option<usize> {
+        use HookPoint::*;
+        match *self {
+            Embed | PosEmbed | LnFinal => None,
+            ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | Q(l) | K(l)
+            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | MlpPre(l) | MlpPost(l) => Some(l),
+        }
+    }
+
+    /// The TransformerLens suffix after `blocks.{l}.`, for per-layer hooks.
+    fn suffix(&self) -> &'static str {
+        use HookPoint::*;
+        match self {
+            ResidPre(_) => "hook_resid_pre",
+            ResidMid(_) => "hook_resid_mid",
+            ResidPost(_) => "hook_resid_post",
+            AttnOut(_) => "hook_attn_out",
+            MlpOut(_) => "hook_mlp_out",
+            Q(_) => "attn.hook_q",
+            K(_) => "attn.hook_k",
+            V(_) => "attn.hook_v",
+            Z(_) => "attn.hook_z",
+            AttnScores(_) => "attn.hook_attn_scores",
+            Pattern(_) => "attn.hook_pattern",
+            MlpPre(_) => "mlp.hook_pre",
+            MlpPost(_) => "mlp.hook_post",
+            Embed => "hook_embed",
+            PosEmbed => "hook_pos_embed",
+            LnFinal => "ln_final.hook_normalized",
+        }
+    }
+
+    /// Every valid name pattern, for error messages.
+    pub fn valid_names() -> Vec<String> {
+        let mut v = vec!["hook_embed".to_string(), "hook_pos_embed".to_string()];
+        v.extend(LAYER_HOOKS.iter().map(|(s, _)| format!("blocks.{{l}}.{s}")));
+        v.push("ln_final.hook_normalized".into());
+        v
+    }
+
+    /// Which position axis (if any) this activation has, and whether the head
+    /// axis comes before it (attention scores and patterns are
+    /// `[batch, head, q_pos, k_pos]`).
+    pub fn pos_dim(&self) -> usize {
+        match self {
+            HookPoint::AttnScores(_) | HookPoint::Pattern(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.layer() {
+            Some(l) => write!(f, "blocks.{l}.{}", self.suffix()),
+            None => f.write_str(self.suffix()),
+        }
+    }
+}
+
+/// A hook name that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unknown hook point {name:?}; valid names are: {}", HookPoint::valid_names().join(", "))]
+pub struct HookParseError {
+    pub name: String,
+}
+
+impl FromStr for HookPoint {
+    type Err = HookParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || HookParseError {
+            name: s.to_string(),
+        };
+        match s {
+            "hook_embed" => return Ok(HookPoint::Embed),
+            "hook_pos_embed" => return Ok(HookPoint::PosEmbed),
+            "ln_final.hook_normalized" => return Ok(HookPoint::LnFinal),
+            _ => {}
+        }
+        let rest = s.strip_prefix("blocks.").ok_or_else(err)?;
+        let (layer, suffix) = rest.split_once('.').ok_or_else(err)?;
+        // Strict: digits only, no sign, no leading zeros (so names round-trip).
+        if layer.is_empty()
+            || !layer.bytes().all(|b| b.is_ascii_digit())
+            || (layer.len() > 1 && layer.starts_with('0'))
+        {
+            return Err(err());
+        }
+        let l: usize = layer.parse().map_err(|_| err())?;
+        LAYER_HOOKS
+            .iter()
+            .find(|(name, _)| *name == suffix)
+            .map(|(_, make)| make(l))
+            .ok_or_else(err)
+    }
+}
+
+impl serde::Serialize for HookPoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HookPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What an intervention does to the activation at its hook point.
+///
+/// All tensors broadcast against the activation (see the module docs for
+/// positions). Masks hold 1.0 where the edit applies and 0.0 elsewhere.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// `x <- x * (1 - mask) + value * mask`.
+    Replace { mask: Tensor, value: Tensor },
+    /// `x <- x + value`.
+    Add(Tensor),
+    /// `x <- x * factor` (a scalar or a broadcastable tensor).
+    Scale(Tensor),
+    /// `x <- x * (1 - mask)`.
+    Zero { mask: Tensor },
+}
+
+/// One edit at one hook point.
+#[derive(Debug, Clone)]
+pub struct Intervention {
+    pub hook: HookPoint,
+    pub edit: Edit,
+}
+
+/// Captures and interventions for one forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct HookSpec {
+    captures: HashSet<HookPoint>,
+    capture_all: bool,
+    interventions: Vec<Intervention>,
+}
+
+impl HookSpec {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record the activation at `hook` (after any intervention there).
+    pub fn capture(mut self, hook: HookPoint) -> Self {
+        self.captures.insert(hook);
+        self
+    }
+
+    /// Record every hook point the forward pass visits.
+    pub fn capture_all(mut self) -> Self {
+        self.capture_all = true;
+        self
+    }
+
+    pub fn intervene(mut self, hook: HookPoint, edit: Edit) -> Self {
+        self.interventions.push(Intervention { hook, edit });
+        self
+    }
+
+    pub fn push(&mut self, intervention: Intervention) {
+        self.interventions.push(intervention);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.capture_all && self.captures.is_empty() && self.interventions.is_empty()
+    }
+
+    pub fn interventions(&self) -> &[Intervention] {
+        &self.interventions
+    }
+
+    /// Whether the forward pass must visit `hook` at all; lets it skip
+    /// computing activations nobody reads (like full attention scores).
+    pub fn wants(&self, hook: HookPoint) -> bool {
+        self.capture_all
+            || self.captures.contains(&hook)
+            || self.interventions.iter().any(|i| i.hook == hook)
+    }
+
+    /// Applies this spec at one hook site.
+    ///
+    /// `pos_offset` and `n_pos_total` describe the computed position range
+    /// `pos_offset..n_pos_total`; full-length edit tensors are narrowed to it.
+    pub fn apply(
+        &self,
+        hook: HookPoint,
+        mut x: Tensor,
+        pos_offset: usize,
+        n_pos_total: usize,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        if self.is_empty() {
+            return Ok(x);
+        }
+        for iv in self.interventions.iter().filter(|i| i.hook == hook) {
+            let fit = |t: &Tensor| fit_positions(t, hook.pos_dim(), pos_offset, n_pos_total);
+            x = match &iv.edit {
+                Edit::Replace { mask, value } => {
+                    let mask = fit(mask)?.to_dtype(x.dtype())?;
+                    let value = fit(value)?.to_dtype(x.dtype())?;
+                    let keep = mask.affine(-1.0, 1.0)?;
+                    x.broadcast_mul(&keep)?
+                        .broadcast_add(&value.broadcast_mul(&mask)?)?
+                }
+                Edit::Add(v) => x.broadcast_add(&fit(v)?.to_dtype(x.dtype())?)?,
+                Edit::Scale(f) => x.broadcast_mul(&fit(f)?.to_dtype(x.dtype())?)?,
+                Edit::Zero { mask } => {
+                    let keep = fit(mask)?.to_dtype(x.dtype())?.affine(-1.0, 1.0)?;
+                    x.broadcast_mul(&keep)?
+                }
+            };
+        }
+        if self.capture_all || self.captures.contains(&hook) {
+            cache.insert(hook, x.clone());
+        }
+        Ok(x)
+    }
+}
+
+/// Narrows `t` along `dim` to `offset..total` when it spans all positions.
+fn fit_positions(t: &Tensor, dim: usize, offset: usize, total: usize) -> CResult<Tensor> {
+    if offset > 0 && t.rank() > dim && t.dim(dim)? == total {
+        t.narrow(dim, offset, total - offset)
+    } else {
+        Ok(t.clone())
+    }
+}
+
+/// Captured activations by hook point.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationCache {
+    map: HashMap<HookPoint, Tensor>,
+}
+
+impl ActivationCache {
+    pub fn insert(&mut self, hook: HookPoint, t: Tensor) {
+        self.map.insert(hook, t);
+    }
+
+    pub fn get(&self, hook: HookPoint) -> Option<&Tensor> {
+        self.map.get(&hook)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn hooks(&self) -> impl Iterator<Item = &HookPoint> {
+        self.map.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let hooks = [
+            HookPoint::Embed,
+            HookPoint::PosEmbed,
+            HookPoint::LnFinal,
+            HookPoint::ResidPre(0),
+            HookPoint::Z(11),
+            HookPoint::Pattern(3),
+            HookPoint::MlpPost(23),
+            HookPoint::ResidMid(7),
+        ];
+        for h in hooks {
+            assert_eq!(h.to_string().parse::<HookPoint>().unwrap(), h);
+        }
+        assert_eq!(HookPoint::Z(2).to_string(), "blocks.2.attn.hook_z");
+        assert_eq!(HookPoint::MlpOut(0).to_string(), "blocks.0.hook_mlp_out");
+    }
+
+    #[test]
+    fn parsing_is_strict() {
+        for bad in [
+            "blocks.x.hook_resid_pre",
+            "blocks.01.hook_resid_pre",
+            "blocks.-1.hook_resid_pre",
+            "blocks.1.hook_z",
+            "blocks.1.attn.hook_q.extra",
+            "hook_resid_pre",
+            "",
+        ] {
+            let e = bad.parse::<HookPoint>().unwrap_err();
+            assert!(e.to_string().contains("blocks.{l}.attn.hook_z"), "{e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")));
+        }
+    }
+}

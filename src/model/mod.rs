@@ -1,0 +1,83 @@
+//! The model layer: weights from any source, mapped onto one canonical
+//! transformer whose forward pass exposes TransformerLens hook points.
+//!
+//! - `config`: what varies between families, as data;
+//! - `weights`: canonical tensor names and layouts;
+//! - `forward`: the one hooked forward pass;
+//! - `hooks`: hook names, captures and batched interventions;
+//! - `families`: Hugging Face configs and weight names for GPT-2 and Llama-likes;
+//! - `gguf`, `hf`, `random`, `source`: where weights come from;
+//! - `tokenizer`: text to ids, with BOS handled explicitly.
+
+pub mod config;
+pub mod device;
+pub mod families;
+pub mod forward;
+pub mod gguf;
+pub mod hf;
+pub mod hooks;
+pub mod loaded;
+pub mod random;
+pub mod source;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::ModelConfig;
+pub use forward::{ForwardOptions, ForwardOutput, KvCache, StartState, Transformer};
+pub use hooks::{ActivationCache, Edit, HookPoint, HookSpec};
+pub use loaded::LoadedModel;
+pub use source::ModelSource;
+pub use tokenizer::Tokenizer;
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong turning a model source into a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "{path}: refusing to load a pickle checkpoint, because unpickling can execute arbitrary code. \
+         Convert it to safetensors first (for example `python -c \"from transformers import AutoModelForCausalLM as M; \
+         M.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"`) and point patchbench at the directory"
+    )]
+    Pickle { path: PathBuf },
+    #[error("{path}: not a usable model directory: {message}")]
+    BadDirectory { path: PathBuf, message: String },
+    #[error("{origin}: bad configuration: {message}")]
+    BadConfig { origin: String, message: String },
+    #[error("{origin}: architecture {arch:?} is not supported yet (supported: {supported})")]
+    UnsupportedArchitecture {
+        origin: String,
+        arch: String,
+        supported: String,
+    },
+    #[error("{origin}: missing weight {name:?}")]
+    MissingTensor { name: String, origin: String },
+    #[error("{origin}: weight {name:?} has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        origin: String,
+    },
+    #[error("{origin}: weights not used by the model mapping (is this the right architecture?): {}", names.join(", "))]
+    UnusedTensors { origin: String, names: Vec<String> },
+    #[error("{path}: cannot read weights ({message}); the file may be truncated or not a safetensors/GGUF file")]
+    CorruptWeights { path: PathBuf, message: String },
+    #[error("{0}")]
+    Source(String),
+    #[error(transparent)]
+    Tokenizer(#[from] tokenizer::TokenizerError),
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+}

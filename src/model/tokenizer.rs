@@ -1,0 +1,784 @@
+//! Tokenizers: one wrapper over the Hugging Face `tokenizers` crate, whatever
+//! the source — a `tokenizer.json`, GPT-2's `vocab.json` + `merges.txt`, or
+//! the vocabulary a GGUF file stores in its metadata.
+//!
+//! # BOS is explicit
+//!
+//! Patching compares the clean and corrupted runs position by position, so
+//! every position must be one the researcher can see. Whether a BOS token is
+//! prepended is therefore a parameter of [`Tokenizer::encode`] (TransformerLens's
+//! `prepend_bos`), not something a post-processor does behind our back: `None`
+//! keeps what the tokenizer does by itself ([`Tokenizer::adds_bos_by_default`]),
+//! `Some(true)` gives exactly one BOS at the front — never two, even when the
+//! prompt already starts with the BOS text — and `Some(false)` gives none.
+//! Asking for a BOS the tokenizer does not have is an error, not a silent
+//! no-op. Nothing else a post-processor might add (an EOS, pair separators) is
+//! ever added: a prompt is a prefix for the model to continue. Answers
+//! ([`Tokenizer::single_token`]) are tokenised bare, since they stand for the
+//! next token rather than the start of a text.
+//!
+//! # GGUF tokenizers are rebuilt by hand
+//!
+//! A GGUF file carries no `tokenizer.json`, only llama.cpp's description of
+//! one: tokens, token types, merges, special ids, and a `pre` name for the
+//! pre-tokenizer. Generic converters get this subtly wrong — candle's
+//! `TokenizerFromGguf` adds a prefix space, so SmolLM2's "The" becomes "ĠThe"
+//! (378) instead of "The" (504), and transformers' converter drops SmolLM's
+//! digit split — and a wrong token id does not fail, it just shifts every
+//! logit. So [`Tokenizer::from_gguf_vocab`] assembles the byte-level BPE piece
+//! by piece the way llama.cpp (the runtime the file was written for) reads
+//! it: the `pre` name selects llama.cpp's exact regex splits, there is no
+//! prefix space, control and user-defined tokens are matched whole, and BOS is
+//! added only when `add_bos_token` (or llama.cpp's default for that `pre`) says
+//! so. A `pre` name we do not know is an error rather than a guess, for the
+//! same reason.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tokenizers::models::bpe::{Merges, Vocab as BpeVocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
+use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+/// Everything that can go wrong building or using a [`Tokenizer`].
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("cannot read tokenizer file {}: {error} — check the path and that the file is readable", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{origin} is not a valid tokenizer: {reason} — {fix}")]
+    Invalid {
+        origin: String,
+        reason: String,
+        fix: String,
+    },
+    #[error(
+        "invalid GGUF tokenizer metadata: {key} {reason} — the file is damaged or was written by \
+         a broken converter; re-download it, or re-convert the model with llama.cpp's \
+         convert_hf_to_gguf.py"
+    )]
+    InvalidGguf { key: &'static str, reason: String },
+    #[error("{what} is not supported — {fix}")]
+    Unsupported { what: String, fix: String },
+    #[error(
+        "cannot prepend a BOS token: {origin} has no BOS token — tokenize without one \
+         (prepend_bos = false)"
+    )]
+    NoBos { origin: String },
+    #[error(
+        "answer {text:?} is {} tokens {}; answers must be a single token — {hint}",
+        .pieces.len(),
+        quoted_list(.pieces)
+    )]
+    NotSingleToken {
+        text: String,
+        pieces: Vec<String>,
+        hint: String,
+    },
+    #[error("cannot tokenize {text:?} with {origin}: {reason}")]
+    Encode {
+        text: String,
+        origin: String,
+        reason: String,
+    },
+}
+
+/// `["Par", "is"]`, without Debug's re-escaping of the already escaped pieces.
+fn quoted_list(pieces: &[String]) -> String {
+    let quoted: Vec<String> = pieces.iter().map(|p| format!("\"{p}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// A GGUF file's tokenizer metadata (`tokenizer.ggml.*`), as the GGUF loader
+/// reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GgufVocab {
+    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece).
+    pub model: String,
+    /// `tokenizer.ggml.pre`, e.g. "smollm", "llama-bpe", "default".
+    pub pre: Option<String>,
+    /// `tokenizer.ggml.tokens`, indexed by id.
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.token_type`: 1 normal, 2 unknown, 3 control,
+    /// 4 user-defined, 5 unused, 6 byte.
+    pub token_types: Option<Vec<i32>>,
+    /// `tokenizer.ggml.merges`, "a b" pairs in priority order.
+    pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`.
+    pub scores: Option<Vec<f32>>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unk_token_id: Option<u32>,
+    pub add_bos_token: Option<bool>,
+}
+
+/// How vocabulary entries spell text, which [`Tokenizer::token_str`] undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    /// GPT-2's byte-to-unicode alphabet: 'Ġ' is a space, 'Ċ' a newline.
+    ByteLevel,
+    /// SentencePiece: '▁' is a space, `<0x0A>` a raw byte.
+    Metaspace,
+    Plain,
+}
+
+/// A tokenizer with an explicit BOS policy. Cheap enough to clone per worker;
+/// `Send + Sync`.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Where it came from, for error messages.
+    origin: String,
+    bos: Option<u32>,
+    adds_bos: bool,
+    spelling: Spelling,
+}
+
+// The worker thread owns the model and the UI thread tokenises live.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tokenizer>();
+};
+
+const ENDOFTEXT: &str = "<|endoftext|>";
+
+/// BOS candidates for a `tokenizer.json` whose post-processor adds none, most
+/// specific first. (`tokenizer.json` has no BOS field; it lives in
+/// `tokenizer_config.json`.)
+const BOS_NAMES: [&str; 5] = [
+    "<|begin_of_text|>",
+    "<bos>",
+    "<s>",
+    "<|startoftext|>",
+    ENDOFTEXT,
+];
+
+impl Tokenizer {
+    /// Loads a Hugging Face `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
+        let bytes = std::fs::read(path).map_err(|error| TokenizerError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::from_json_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses the contents of a `tokenizer.json`; `origin` names it in errors.
+    pub fn from_json_bytes(bytes: &[u8], origin: &str) -> Result<Self, TokenizerError> {
+        let mut inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Invalid {
+                origin: origin.to_owned(),
+                reason: e.to_string(),
+                fix: "use the model's Hugging Face tokenizer.json (not tokenizer_config.json), \
+                      re-downloaded if it may be truncated"
+                    .to_owned(),
+            })?;
+        // A saved tokenizer may pad or truncate; a prompt must stay exactly its tokens.
+        inner.with_padding(None);
+        let _ = inner.with_truncation(None);
+
+        let (bos, adds_bos) = match prepended_token(&inner) {
+            Some(id) => (Some(id), true),
+            None => (
+                BOS_NAMES.iter().find_map(|name| inner.token_to_id(name)),
+                false,
+            ),
+        };
+        let spelling = spelling_of(inner.get_decoder());
+        Ok(Self {
+            inner,
+            origin: origin.to_owned(),
+            bos,
+            adds_bos,
+            spelling,
+        })
+    }
+
+    /// Loads a GPT-2 style byte-level BPE from `vocab.json` and `merges.txt`.
+    pub fn from_vocab_merges(vocab_json: &Path, merges_txt: &Path) -> Result<Self, TokenizerError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|error| TokenizerError::Read {
+                path: path.to_owned(),
+                error,
+            })
+        };
+        let origin = format!("{} + {}", vocab_json.display(), merges_txt.display());
+        Self::from_vocab_merges_bytes(&read(vocab_json)?, &read(merges_txt)?, &origin)
+    }
+
+    /// A byte-level BPE from the contents of `vocab.json` and `merges.txt`:
+    /// no prefix space, no BOS added, and `<|endoftext|>` (if present) as the
+    /// special token that serves as BOS and EOS, as in GPT-2.
+    pub fn from_vocab_merges_bytes(
+        vocab_json: &[u8],
+        merges_txt: &[u8],
+        origin: &str,
+    ) -> Result<Self, TokenizerError> {
+        let invalid = |reason: String| TokenizerError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+            fix: "vocab.json must be a JSON object mapping each token to its id, and merges.txt \
+                  one \"left right\" pair per line"
+                .to_owned(),
+        };
+        let vocab: HashMap<String, u32> =
+            serde_json::from_slice(vocab_json).map_err(|e| invalid(format!("vocab.json: {e}")))?;
+        let mut by_id: HashMap<u32, &str> = HashMap::with_capacity(vocab.len());
+        for (token, &id) in &vocab {
+            if let Some(other) = by_id.insert(id, token) {
+                let (a, b) = if other < token.as_str() {
+                    (other, token.as_str())
+                } else {
+                    (token.as_str(), other)
+                };
+                return Err(invalid(format!(
+                    "vocab.json gives id {id} to both {a:?} and {b:?}"
+                )));
+            }
+        }
+        let text = std::str::from_utf8(merges_txt)
+            .map_err(|e| invalid(format!("merges.txt is not UTF-8: {e}")))?;
+        let mut merges = Merges::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || (index == 0 && line.starts_with("#version")) {
+                continue;
+            }
+            let pair = split_merge(line).ok_or_else(|| {
+                invalid(format!(
+                    "merges.txt line {}: {line:?} is not two tokens separated by a space",
+                    index + 1
+                ))
+            })?;
+            if let Some(missing) = missing_merge_token(&pair, |t| vocab.contains_key(t)) {
+                return Err(invalid(format!(
+                    "merges.txt line {}: {line:?} needs {missing:?}, which is not in vocab.json",
+                    index + 1
+                )));
+            }
+            merges.push(pair);
+        }
+
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab.into_iter().collect::<BpeVocab>(), merges)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevel::default()));
+        let endoftext = inner.token_to_id(ENDOFTEXT);
+        if endoftext.is_some() {
+            inner
+                .add_special_tokens([AddedToken::from(ENDOFTEXT, true).normalized(false)])
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(Self {
+            inner,
+            origin: origin.to_owned(),
+            bos: endoftext,
+            adds_bos: false,
+            spelling: Spelling::ByteLevel,
+        })
+    }
+
+    /// GPT-2's BPE, embedded in the binary so the demo and `random:` models
+    /// need no files.
+    pub fn gpt2() -> Self {
+        static GPT2: OnceLock<Tokenizer> = OnceLock::new();
+        GPT2.get_or_init(|| {
+            Self::from_vocab_merges_bytes(
+                include_bytes!("../../assets/gpt2/vocab.json"),
+                include_bytes!("../../assets/gpt2/merges.txt"),
+                "GPT-2 BPE (embedded)",
+            )
+            .expect("the embedded GPT-2 vocab.json and merges.txt are valid")
+        })
+        .clone()
+    }
+
+    /// Rebuilds the tokenizer a GGUF file describes (see the module docs).
+    pub fn from_gguf_vocab(v: GgufVocab) -> Result<Self, TokenizerError> {
+        match v.model.as_str() {
+            "gpt2" => gguf_byte_level_bpe(v),
+            "llama" => Err(TokenizerError::Unsupported {
+                what: "GGUF tokenizer model \"llama\" (SentencePiece, tokenizer.ggml.model)".into(),
+                fix: "load the model from its Hugging Face directory (config.json, \
+                      *.safetensors, tokenizer.json) instead"
+                    .into(),
+            }),
+            other => Err(TokenizerError::Unsupported {
+                what: format!("GGUF tokenizer model {other:?} (tokenizer.ggml.model)"),
+                fix: "GGUF files with a \"gpt2\" (byte-level BPE) tokenizer load; for others, \
+                      load the model from its Hugging Face directory (with tokenizer.json)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Number of distinct tokens, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// Whether `encode(text, None)` prepends BOS: what the tokenizer does by
+    /// itself (a post-processor that prepends a token, or GGUF `add_bos_token`).
+    pub fn adds_bos_by_default(&self) -> bool {
+        self.adds_bos
+    }
+
+    /// Token ids of `text`. `prepend_bos`: `None` = the tokenizer's default,
+    /// `Some(true)` = exactly one BOS at the front, `Some(false)` = none added.
+    pub fn encode(
+        &self,
+        text: &str,
+        prepend_bos: Option<bool>,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = self.encode_bare(text)?;
+        if prepend_bos.unwrap_or(self.adds_bos) {
+            let bos = self.bos.ok_or_else(|| TokenizerError::NoBos {
+                origin: self.origin.clone(),
+            })?;
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The text of `text` alone: no post-processor tokens. Added tokens typed
+    /// in the text (`<|endoftext|>`) still match whole.
+    fn encode_bare(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode {
+                text: text.to_owned(),
+                origin: self.origin.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// One token as a reader wants to see it: "Ġthe" is " the", "Ċ" is `\n`
+    /// (escaped, so a token row stays one line), a lone byte of a multi-byte
+    /// character is `\xC3`, an unknown id is `<id N>`.
+    pub fn token_str(&self, id: u32) -> String {
+        let added = self.inner.get_added_vocabulary().get_added_tokens_decoder();
+        if let Some(token) = added.get(&id) {
+            return escape(&token.content);
+        }
+        let Some(token) = self.inner.id_to_token(id) else {
+            return format!("<id {id}>");
+        };
+        match self.spelling {
+            Spelling::ByteLevel => match byte_level_bytes(&token) {
+                Some(bytes) => escape_bytes(&bytes),
+                None => escape(&token),
+            },
+            Spelling::Metaspace => match sentencepiece_byte(&token) {
+                Some(byte) => escape_bytes(&[byte]),
+                None => escape(&token.replace('\u{2581}', " ")),
+            },
+            Spelling::Plain => escape(&token),
+        }
+    }
+
+    pub fn token_strs(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter().map(|&id| self.token_str(id)).collect()
+    }
+
+    /// The text of `ids`, special tokens included; ids outside the vocabulary
+    /// are skipped.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner
+            .decode(ids, false)
+            .unwrap_or_else(|_| self.token_strs(ids).concat())
+    }
+
+    /// The id of an answer, which must be exactly one token when tokenised on
+    /// its own (no BOS, no special tokens added).
+    pub fn single_token(&self, text: &str) -> Result<u32, TokenizerError> {
+        let ids = self.encode_bare(text)?;
+        if let [id] = ids[..] {
+            return Ok(id);
+        }
+        let spaced = format!(" {text}");
+        let hint = if !text.is_empty()
+            && !text.starts_with(char::is_whitespace)
+            && matches!(self.encode_bare(&spaced).as_deref(), Ok([_]))
+        {
+            format!("try {spaced:?} (with a leading space)")
+        } else if ids.is_empty() {
+            "type the token the model should predict, e.g. \" Paris\"".to_owned()
+        } else {
+            "choose a word that is one token, or just its first piece".to_owned()
+        };
+        Err(TokenizerError::NotSingleToken {
+            text: text.to_owned(),
+            pieces: self.token_strs(&ids),
+            hint,
+        })
+    }
+
+    /// The tokenizer as `tokenizer.json`, deterministic (vocabulary and added
+    /// tokens in id order), so it can be hashed for session fingerprints.
+    pub fn to_json(&self) -> String {
+        self.inner
+            .to_string(false)
+            .expect("a tokenizer built from valid parts always serialises")
+    }
+}
+
+impl fmt::Debug for Tokenizer {
+    // The derived form would print the whole vocabulary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("origin", &self.origin)
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos)
+            .field("adds_bos", &self.adds_bos)
+            .finish()
+    }
+}
+
+/// The token a `tokenizer.json` post-processor puts in front of the text, if
+/// any. Found by watching it work rather than by parsing the many processor
+/// kinds (Template, Roberta, Bert, Sequence).
+fn prepended_token(inner: &tokenizers::Tokenizer) -> Option<u32> {
+    let bare = inner.encode("a", false).ok()?.get_ids().to_vec();
+    let full = inner.encode("a", true).ok()?.get_ids().to_vec();
+    if bare.is_empty() {
+        return None;
+    }
+    let front =
+        (0..=full.len().checked_sub(bare.len())?).find(|&k| full[k..k + bare.len()] == bare[..])?;
+    (front > 0).then(|| full[0])
+}
+
+fn spelling_of(decoder: Option<&DecoderWrapper>) -> Spelling {
+    match decoder {
+        Some(DecoderWrapper::ByteLevel(_)) => Spelling::ByteLevel,
+        Some(
+            DecoderWrapper::Metaspace(_)
+            | DecoderWrapper::Replace(_)
+            | DecoderWrapper::ByteFallback(_),
+        ) => Spelling::Metaspace,
+        Some(DecoderWrapper::Sequence(seq)) => seq
+            .get_decoders()
+            .iter()
+            .map(|d| spelling_of(Some(d)))
+            .find(|s| *s != Spelling::Plain)
+            .unwrap_or(Spelling::Plain),
+        _ => Spelling::Plain,
+    }
+}
+
+/// GPT-2's byte → char table (`bytes_to_unicode` in its encoder.py):
+/// printable Latin-1 bytes stand for themselves, the rest are shifted to
+/// U+0100 onwards in byte order.
+fn byte_level_chars() -> &'static HashMap<char, u8> {
+    static TABLE: OnceLock<HashMap<char, u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut shifted = 0u32;
+        (0..=255u8)
+            .map(|b| {
+                let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+                let c = if printable {
+                    char::from(b)
+                } else {
+                    shifted += 1;
+                    char::from_u32(255 + shifted).expect("U+0100..U+0143 are chars")
+                };
+                (c, b)
+            })
+            .collect()
+    })
+}
+
+/// The bytes a byte-level token stands for; `None` for a token outside the
+/// alphabet (an added token spelled as plain text), as the ByteLevel decoder
+/// treats it.
+fn byte_level_bytes(token: &str) -> Option<Vec<u8>> {
+    let table = byte_level_chars();
+    token.chars().map(|c| table.get(&c).copied()).collect()
+}
+
+/// SentencePiece's byte-fallback tokens, `<0x0A>`.
+fn sentencepiece_byte(token: &str) -> Option<u8> {
+    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escaped text, with bytes that are not (yet) valid UTF-8 shown as `\xNN`.
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&escape(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// "left right" → (left, right), splitting at the first space after the first
+/// character, as llama.cpp does (so a merge may start with a space token).
+fn split_merge(merge: &str) -> Option<(String, String)> {
+    let first = merge.chars().next()?.len_utf8();
+    let at = first + merge[first..].find(' ')?;
+    let (left, right) = (&merge[..at], &merge[at + 1..]);
+    (!right.is_empty()).then(|| (left.to_owned(), right.to_owned()))
+}
+
+/// The first token a merge needs that the vocabulary lacks: either side, or
+/// the merged result (the BPE model needs all three).
+fn missing_merge_token(pair: &(String, String), known: impl Fn(&str) -> bool) -> Option<String> {
+    let merged = format!("{}{}", pair.0, pair.1);
+    [pair.0.clone(), pair.1.clone(), merged]
+        .into_iter()
+        .find(|t| !known(t))
+}
+
+/// Per-`pre` choices llama.cpp makes besides the split.
+struct PreFlavour {
+    pre_tokenizer: PreTokenizerWrapper,
+    /// A word that is itself a token skips the merges (Llama 3).
+    ignore_merges: bool,
+    /// BOS when the file has no `add_bos_token`.
+    add_bos: bool,
+}
+
+// llama.cpp's regexes (llama-vocab.cpp), spelled as llama.cpp spells them:
+// explicit `'[sS]` rather than `(?i:'s)`, which Unicode case folding would
+// widen to "'ſ".
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The pre-tokenizer llama.cpp uses for a `tokenizer.ggml.pre` name. Its
+/// regexes apply one after another, each to the pieces the previous left,
+/// keeping unmatched text as pieces too: exactly `Split(.., Isolated)`.
+fn gguf_pre_flavour(pre: Option<&str>) -> Result<PreFlavour, TokenizerError> {
+    let split = |pattern: &str| -> PreTokenizerWrapper {
+        Split::new(
+            SplitPattern::Regex(pattern.to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .expect("llama.cpp's pre-tokenizer regexes compile")
+        .into()
+    };
+    let then_bytes = |mut splits: Vec<PreTokenizerWrapper>| -> PreTokenizerWrapper {
+        splits.push(ByteLevel::new(false, true, false).into());
+        Sequence::new(splits).into()
+    };
+    // ByteLevel's own regex is GPT2_SPLIT plus a final `|\s+`, which only
+    // catches what llama.cpp keeps as an unmatched piece anyway.
+    let gpt2 = || ByteLevel::new(false, true, true).into();
+    let plain = |pre_tokenizer| PreFlavour {
+        pre_tokenizer,
+        ignore_merges: false,
+        add_bos: false,
+    };
+
+    // No `pre` at all means a file older than the key: llama.cpp's "default".
+    let name = pre.unwrap_or("default");
+    Ok(match name {
+        "default" => plain(then_bytes(vec![
+            split(r"[\p{P}\$\+<=>\^~\|]+"),
+            split(GPT2_SPLIT),
+            split(r"\p{N}+"),
+            split("[0-9][0-9][0-9]"),
+        ])),
+        "gpt-2" | "phi-2" | "roberta-bpe" | "mpt" | "olmo" | "jais" => plain(gpt2()),
+        // Every digit on its own, then GPT-2's split (SmolLM's `Digits` + `ByteLevel`).
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
+            plain(Sequence::new(vec![split(r"\p{N}"), gpt2()]).into())
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => PreFlavour {
+            pre_tokenizer: then_bytes(vec![split(LLAMA3_SPLIT)]),
+            ignore_merges: true,
+            add_bos: true,
+        },
+        "dbrx" | "smaug-bpe" => plain(then_bytes(vec![split(LLAMA3_SPLIT)])),
+        "qwen2" | "stablelm2" | "megrez" => plain(then_bytes(vec![split(QWEN2_SPLIT)])),
+        other => {
+            return Err(TokenizerError::Unsupported {
+                what: format!("GGUF pre-tokenizer {other:?} (tokenizer.ggml.pre)"),
+                fix: "patchbench knows default, gpt-2, smollm, starcoder, llama-bpe/llama3, \
+                      dbrx, qwen2 and their aliases; load the model from its Hugging Face \
+                      directory (with tokenizer.json) instead"
+                    .into(),
+            })
+        }
+    })
+}
+
+/// A post-processor that puts `bos` in front of every sequence.
+fn bos_template(bos_text: &str, bos: u32) -> TemplateProcessing {
+    // Templates are space-separated and `:` marks a type id, so a BOS text
+    // containing either gets a neutral key (the key is only a name).
+    let key = if bos_text.contains([' ', ':']) || bos_text.starts_with('$') {
+        "BOS"
+    } else {
+        bos_text
+    };
+    TemplateProcessing::builder()
+        .try_single(format!("{key} $A"))
+        .and_then(|b| b.try_pair(format!("{key} $A:0 {key}:1 $B:1")))
+        .expect("a BOS template parses")
+        .special_tokens(vec![SpecialToken::from((key.to_owned(), bos))])
+        .build()
+        .expect("the template only names the BOS token it is given")
+}
+
+fn gguf_byte_level_bpe(v: GgufVocab) -> Result<Tokenizer, TokenizerError> {
+    let GgufVocab {
+        pre,
+        mut tokens,
+        token_types,
+        merges,
+        bos_token_id,
+        eos_token_id,
+        unk_token_id,
+        add_bos_token,
+        ..
+    } = v;
+    let invalid = |key, reason: String| TokenizerError::InvalidGguf { key, reason };
+    let n = tokens.len();
+    if n == 0 {
+        return Err(invalid("tokenizer.ggml.tokens", "is empty".into()));
+    }
+    if let Some(types) = &token_types {
+        if types.len() != n {
+            return Err(invalid(
+                "tokenizer.ggml.token_type",
+                format!(
+                    "has {} entries but tokenizer.ggml.tokens has {n}",
+                    types.len()
+                ),
+            ));
+        }
+    }
+    for (key, id) in [
+        ("tokenizer.ggml.bos_token_id", bos_token_id),
+        ("tokenizer.ggml.eos_token_id", eos_token_id),
+        ("tokenizer.ggml.unknown_token_id", unk_token_id),
+    ] {
+        if let Some(id) = id.filter(|&id| id as usize >= n) {
+            return Err(invalid(
+                key,
+                format!("is {id} but the vocabulary has only {n} tokens"),
+            ));
+        }
+    }
+
+    // llama.cpp names empty tokens rather than letting them collide.
+    for (id, token) in tokens.iter_mut().enumerate() {
+        if token.is_empty() {
+            *token = format!("[EMPTY_{id}]");
+        }
+    }
+    let mut vocab = BpeVocab::default();
+    vocab.reserve(n);
+    for (id, token) in tokens.iter().enumerate() {
+        if let Some(first) = vocab.insert(token.clone(), id as u32) {
+            return Err(invalid(
+                "tokenizer.ggml.tokens",
+                format!("lists {token:?} twice, as ids {first} and {id}"),
+            ));
+        }
+    }
+    let mut bpe_merges = Merges::with_capacity(merges.len());
+    for (index, merge) in merges.iter().enumerate() {
+        let pair = split_merge(merge).ok_or_else(|| {
+            invalid(
+                "tokenizer.ggml.merges",
+                format!("entry {index} ({merge:?}) is not two tokens separated by a space"),
+            )
+        })?;
+        if let Some(missing) = missing_merge_token(&pair, |t| vocab.contains_key(t)) {
+            return Err(invalid(
+                "tokenizer.ggml.merges",
+                format!("entry {index} ({merge:?}) needs {missing:?}, which is not in tokenizer.ggml.tokens"),
+            ));
+        }
+        bpe_merges.push(pair);
+    }
+
+    let flavour = gguf_pre_flavour(pre.as_deref())?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, bpe_merges)
+        .ignore_merges(flavour.ignore_merges)
+        .build()
+        .map_err(|e| invalid("tokenizer.ggml.merges", e.to_string()))?;
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(flavour.pre_tokenizer));
+    inner.with_decoder(Some(ByteLevel::default()));
+
+    // Control tokens (3) are special, user-defined ones (4) are not (as in
+    // llama.cpp and transformers); both match whole in the raw text and keep
+    // their ids, since they are already in the vocabulary.
+    let added: Vec<AddedToken> = token_types
+        .iter()
+        .flatten()
+        .zip(&tokens)
+        .filter(|(ty, _)| matches!(ty, 3 | 4))
+        .map(|(ty, token)| AddedToken::from(token.clone(), *ty == 3).normalized(false))
+        .collect();
+    inner
+        .add_tokens(added)
+        .map_err(|e| invalid("tokenizer.ggml.token_type", e.to_string()))?;
+
+    let adds_bos = match (add_bos_token, bos_token_id) {
+        (Some(true), None) => {
+            return Err(invalid(
+                "tokenizer.ggml.add_bos_token",
+                "is true but there is no tokenizer.ggml.bos_token_id".into(),
+            ))
+        }
+        (Some(add), _) => add,
+        (None, bos) => flavour.add_bos && bos.is_some(),
+    };
+    if let (true, Some(bos)) = (adds_bos, bos_token_id) {
+        inner.with_post_processor(Some(bos_template(&tokens[bos as usize], bos)));
+    }
+    Ok(Tokenizer {
+        inner,
+        origin: format!(
+            "the GGUF tokenizer (gpt2, pre {:?})",
+            pre.as_deref().unwrap_or("default")
+        ),
+        bos: bos_token_id,
+        adds_bos,
+        spelling: Spelling::ByteLevel,
+    })
+}

@@ -1,0 +1,98 @@
+//! Canonical weight names and shapes.
+//!
+//! Family loaders translate their checkpoint's names and layouts (GPT-2's
+//! Conv1D `[in, out]`, Hugging Face `Linear`'s `[out, in]`, llama.cpp's
+//! permuted rotary rows) into one set of TransformerLens-style names with
+//! `[d_in, d_out]` matrices, so `x.matmul(W)` is the projection everywhere.
+//!
+//! | name | shape |
+//! |---|---|
+//! | `embed.W_E` | `[d_vocab, d_model]` |
+//! | `pos_embed.W_pos` | `[n_ctx, d_model]` (learned positions) |
+//! | `blocks.{l}.ln1.w`, `.ln1.b`, `.ln2.w`, `.ln2.b` | `[d_model]` (`b` only for LayerNorm) |
+//! | `blocks.{l}.attn.W_Q`, `.b_Q` | `[d_model, n_heads*d_head]`, `[n_heads*d_head]` |
+//! | `blocks.{l}.attn.W_K`, `.W_V`, `.b_K`, `.b_V` | `[d_model, n_kv_heads*d_head]`, `[n_kv_heads*d_head]` |
+//! | `blocks.{l}.attn.W_O`, `.b_O` | `[n_heads*d_head, d_model]`, `[d_model]` |
+//! | `blocks.{l}.mlp.W_in`, `.b_in` | `[d_model, d_mlp]`, `[d_mlp]` |
+//! | `blocks.{l}.mlp.W_gate` | `[d_model, d_mlp]` (gated MLPs) |
+//! | `blocks.{l}.mlp.W_out`, `.b_out` | `[d_mlp, d_model]`, `[d_model]` |
+//! | `ln_final.w`, `ln_final.b` | `[d_model]` |
+//! | `unembed.W_U`, `unembed.b_U` | `[d_model, d_vocab]`, `[d_vocab]` (absent when tied) |
+//!
+//! Biases are optional everywhere; a missing bias means zero.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use super::ModelError;
+
+/// Named tensors in canonical layout, consumed by `Transformer::new`.
+#[derive(Debug, Default)]
+pub struct CanonicalWeights {
+    map: BTreeMap<String, Tensor>,
+    /// Where the weights came from, for error messages.
+    pub origin: String,
+}
+
+impl CanonicalWeights {
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self {
+            map: BTreeMap::new(),
+            origin: origin.into(),
+        }
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        self.map.insert(name.into(), t);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.map.keys()
+    }
+
+    /// Removes a required tensor, checking its shape.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
+        let t = self
+            .map
+            .remove(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                origin: self.origin.clone(),
+            })?;
+        check_shape(name, &t, shape, &self.origin)?;
+        Ok(t)
+    }
+
+    /// Removes an optional tensor (a bias), checking its shape when present.
+    pub fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>, ModelError> {
+        match self.map.remove(name) {
+            None => Ok(None),
+            Some(t) => {
+                check_shape(name, &t, shape, &self.origin)?;
+                Ok(Some(t))
+            }
+        }
+    }
+
+    /// Names left over after construction: a sign of a mapping bug.
+    pub fn leftover(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+}
+
+fn check_shape(name: &str, t: &Tensor, shape: &[usize], origin: &str) -> Result<(), ModelError> {
+    if t.dims() != shape {
+        return Err(ModelError::ShapeMismatch {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            found: t.dims().to_vec(),
+            origin: origin.to_string(),
+        });
+    }
+    Ok(())
+}
