@@ -8,3 +8,4 @@
 //! `patching` touch candle tensors.
 
 pub mod model;
+pub mod patching;

@@ -57,7 +57,10 @@ pub enum HookPoint {
 }
 
 /// The per-layer hook kinds, in forward order, with their TransformerLens suffixes.
-const LAYER_HOOKS: &[(&str, fn(usize) -> HookPoint)] = &[
+/// Builds a per-layer hook point from its layer index.
+type LayerHook = fn(usize) -> HookPoint;
+
+const LAYER_HOOKS: &[(&str, LayerHook)] = &[
     ("hook_resid_pre", HookPoint::ResidPre),
     ("attn.hook_q", HookPoint::Q),
     ("attn.hook_k", HookPoint::K),

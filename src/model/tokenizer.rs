@@ -130,8 +130,8 @@ enum Spelling {
     Plain,
 }
 
-/// A tokenizer with an explicit BOS policy. Cheap enough to clone per worker;
-/// `Send + Sync`.
+/// A tokenizer with an explicit BOS policy. `Send + Sync`, so threads can
+/// share one behind an `Arc`; a clone copies the vocabulary (a few MB).
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -327,6 +327,9 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The BOS token: GGUF's `bos_token_id`, the token a `tokenizer.json`
+    /// post-processor prepends, or else the first of `<|begin_of_text|>`,
+    /// `<bos>`, `<s>`, `<|startoftext|>`, `<|endoftext|>` the vocabulary has.
     pub fn bos_token_id(&self) -> Option<u32> {
         self.bos
     }
@@ -356,8 +359,8 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    /// The text of `text` alone: no post-processor tokens. Added tokens typed
-    /// in the text (`<|endoftext|>`) still match whole.
+    /// The ids of `text` alone, with no post-processor tokens. Added tokens
+    /// typed in the text (`<|endoftext|>`) still match whole.
     fn encode_bare(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self
             .inner

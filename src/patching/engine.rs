@@ -1,0 +1,465 @@
+//! Executes a sweep: the naive reference (one full forward pass per cell)
+//! and the fast path, which must give the same numbers.
+//!
+//! The fast path rests on three exact facts about a patched run:
+//! - a patch inside block `l` cannot change anything before block `l`, so
+//!   the run resumes from the base run's cached `resid_pre` at `l`;
+//! - a patch whose first changed position is `p` cannot change positions
+//!   before `p` (causal attention), so only positions `p..T` are recomputed,
+//!   attending to cached keys/values for the earlier ones;
+//! - a patch that changes nothing (the source activation equals the base
+//!   activation everywhere it writes, as for positions before the first
+//!   differing token) reproduces the base run, so no forward is needed.
+//!
+//! Cells sharing a start layer are batched along the batch dimension, each
+//! row carrying its own mask; only the last position is unembedded. Work is
+//! ordered layer group by layer group, so finished cells can be reported
+//! (and drawn) while the rest runs, and the cancel flag is checked between
+//! batches.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Result as CResult, Tensor};
+
+use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+
+use super::metrics::{self, Metrics};
+use super::plan::{plan, PatchOp, Plan};
+use super::prepare::PreparedPair;
+use super::result::{assemble, SweepResult};
+use super::runs::{build_runs, RunPair};
+use super::spec::SweepSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Batched, with prefix and causal reuse.
+    Fast,
+    /// One full forward pass per cell: the reference.
+    Naive,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub method: Method,
+    /// Bytes of activations one batch may use (`--max-batch-mem`).
+    pub max_batch_mem: usize,
+    /// Upper bound on rows × recomputed positions per batch; beyond a few
+    /// hundred the matrix multiplies are already efficient.
+    pub max_batch_tokens: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            method: Method::Fast,
+            max_batch_mem: 1 << 30,
+            max_batch_tokens: 768,
+        }
+    }
+}
+
+/// Progress of a running sweep.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Cell evaluations done (cells × prompt pairs × noise samples).
+    pub done: usize,
+    pub total: usize,
+    pub elapsed: Duration,
+    pub eta: Option<Duration>,
+    pub forward_passes: usize,
+    /// Cells whose values are now final, with their mean-over-runs metrics
+    /// (raw; normalised values come with the final result).
+    pub finished: Vec<(usize, Metrics)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("sweep cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("tensor operation failed during the sweep: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Runs `spec` over `pairs`.
+pub fn run_sweep(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    spec: &SweepSpec,
+    opts: &EngineOptions,
+    cancel: Option<&AtomicBool>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<SweepResult, SweepError> {
+    let start = Instant::now();
+    if pairs.is_empty() {
+        return Err(SweepError::Invalid("no prompt pairs".into()));
+    }
+    let n_pos = pairs[0].n_pos();
+    if pairs.iter().any(|p| p.n_pos() != n_pos) {
+        return Err(SweepError::Invalid(
+            "all prompt pairs must have the same token length".into(),
+        ));
+    }
+    if n_pos > model.cfg.n_ctx {
+        return Err(SweepError::Invalid(format!(
+            "prompts of {n_pos} tokens exceed the model's context of {}",
+            model.cfg.n_ctx
+        )));
+    }
+    let plan = plan(&model.cfg, n_pos, spec);
+    let hooks: HashSet<HookPoint> = plan
+        .cells
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|o| o.hook)
+        .collect();
+    let (runs, baselines, mut passes) =
+        build_runs(model, pairs, spec, &hooks).map_err(SweepError::Invalid)?;
+
+    // values[run][cell]
+    let mut values: Vec<Vec<Metrics>> = vec![vec![Metrics::default(); plan.n_cells()]; runs.len()];
+    let total = plan.n_cells() * runs.len();
+    let mut done = 0;
+    let groups = layer_groups(&plan);
+    let mut changed: Vec<ChangeCache> = runs.iter().map(|_| ChangeCache::default()).collect();
+    for (_layer, cells) in groups {
+        for (ri, run) in runs.iter().enumerate() {
+            let batches = match opts.method {
+                Method::Naive => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
+                Method::Fast => {
+                    let mut active = Vec::new();
+                    for &c in &cells {
+                        let ops = plan.cells[c].as_ref().expect("grouped cells exist");
+                        match first_changed(run, ops, &mut changed[ri])? {
+                            Some(p0) => active.push((c, p0)),
+                            None => {
+                                values[ri][c] = run.base_metrics;
+                                done += 1;
+                            }
+                        }
+                    }
+                    batch_cells(active, model, n_pos, opts)
+                }
+            };
+            for batch in batches {
+                if cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                    return Err(SweepError::Cancelled);
+                }
+                let ms = match opts.method {
+                    Method::Naive => vec![naive_cell(
+                        model,
+                        run,
+                        plan.cells[batch[0].0].as_ref().unwrap(),
+                    )?],
+                    Method::Fast => fast_batch(model, run, &plan, &batch)?,
+                };
+                passes += 1;
+                for ((c, _), m) in batch.iter().zip(ms) {
+                    values[ri][*c] = m;
+                }
+                done += batch.len();
+                let elapsed = start.elapsed();
+                on_progress(&Progress {
+                    done,
+                    total,
+                    elapsed,
+                    eta: eta(elapsed, done, total),
+                    forward_passes: passes,
+                    finished: vec![],
+                });
+            }
+        }
+        let elapsed = start.elapsed();
+        let finished = cells
+            .iter()
+            .map(|&c| {
+                (
+                    c,
+                    Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        on_progress(&Progress {
+            done,
+            total,
+            elapsed,
+            eta: eta(elapsed, done, total),
+            forward_passes: passes,
+            finished,
+        });
+    }
+    Ok(assemble(
+        &plan,
+        &runs,
+        &baselines,
+        values,
+        passes,
+        start.elapsed(),
+        model.device(),
+    ))
+}
+
+fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
+    (done > 0 && done <= total).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// Existing cells grouped by the block where their earliest patch sits.
+fn layer_groups(plan: &Plan) -> Vec<(usize, Vec<usize>)> {
+    let mut by_layer: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, c) in plan.cells.iter().enumerate() {
+        if let Some(ops) = c {
+            let l = ops.iter().filter_map(|o| o.hook.layer()).min().unwrap_or(0);
+            by_layer.entry(l).or_default().push(i);
+        }
+    }
+    by_layer.into_iter().collect()
+}
+
+/// Per-run memo of which positions differ between source and base at a
+/// hook (for one head, or all).
+#[derive(Default)]
+struct ChangeCache(HashMap<(HookPoint, Option<usize>), Vec<bool>>);
+
+/// The first position a cell's patch actually changes, or `None` if the
+/// patch writes the values the base run already has.
+fn first_changed(run: &RunPair, ops: &[PatchOp], memo: &mut ChangeCache) -> CResult<Option<usize>> {
+    let mut first: Option<usize> = None;
+    for op in ops {
+        let key = (op.hook, op.head);
+        let changed = match memo.0.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(changed_positions(run, op.hook, op.head)?)
+            }
+        };
+        let p = match op.pos {
+            Some(p) => changed[p].then_some(p),
+            None => changed.iter().position(|&c| c),
+        };
+        if let Some(p) = p {
+            first = Some(first.map_or(p, |f: usize| f.min(p)));
+        }
+    }
+    Ok(first)
+}
+
+/// For each position: does the source differ from the base at `hook` (head)?
+fn changed_positions(run: &RunPair, hook: HookPoint, head: Option<usize>) -> CResult<Vec<bool>> {
+    let base = run
+        .base
+        .get(hook)
+        .expect("base run captured every patched hook");
+    let src = &run.source[&hook];
+    let mut diff = (src - base)?.abs()?.squeeze(0)?; // remove batch
+                                                     // Bring to [pos, ...] with heads selectable.
+    let is_pattern = matches!(hook, HookPoint::Pattern(_) | HookPoint::AttnScores(_));
+    if is_pattern {
+        // [head, q, k] -> [q, head, k]
+        diff = diff.transpose(0, 1)?;
+    }
+    if let Some(h) = head {
+        diff = diff.narrow(1, h, 1)?;
+    }
+    let n_pos = diff.dim(0)?;
+    let per_pos = diff
+        .reshape((n_pos, ()))?
+        .max(1)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    Ok(per_pos.iter().map(|&d| d > 0.0).collect())
+}
+
+/// Rough bytes one batch row needs when recomputing `t_local` positions.
+fn row_bytes(model: &Transformer, t_local: usize, n_pos: usize) -> usize {
+    let c = &model.cfg;
+    let per_pos = 12 * c.d_model + 4 * c.d_mlp + 4 * c.n_heads * n_pos + 6 * c.n_heads * c.d_head;
+    let kv = 4 * c.n_kv_heads * n_pos * c.d_head;
+    4 * (t_local * per_pos + kv + 4 * c.d_vocab)
+}
+
+/// Chunks active `(cell, first_changed_pos)` pairs into batches: cells with
+/// similar start positions together, bounded by memory and token budgets.
+fn batch_cells(
+    mut active: Vec<(usize, usize)>,
+    model: &Transformer,
+    n_pos: usize,
+    opts: &EngineOptions,
+) -> Vec<Vec<(usize, usize)>> {
+    active.sort_by_key(|&(c, p0)| (std::cmp::Reverse(p0), c));
+    let mut out: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut cur: Vec<(usize, usize)> = Vec::new();
+    for item in active {
+        let p0 = item.1.min(cur.last().map_or(usize::MAX, |l| l.1));
+        let t_local = n_pos - p0;
+        let rows = cur.len() + 1;
+        let fits = rows * t_local <= opts.max_batch_tokens.max(t_local)
+            && rows * row_bytes(model, t_local, n_pos)
+                <= opts.max_batch_mem.max(row_bytes(model, t_local, n_pos));
+        if !cur.is_empty() && !fits {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Activation shape facts used to build masks for a hook.
+struct MaskLayout {
+    /// Number of heads on the head axis, or 0 for head-less activations.
+    heads: usize,
+    /// Attention patterns put heads before positions.
+    head_first: bool,
+}
+
+fn mask_layout(model: &Transformer, hook: HookPoint) -> MaskLayout {
+    let c = &model.cfg;
+    match hook {
+        HookPoint::Q(_) | HookPoint::Z(_) => MaskLayout {
+            heads: c.n_heads,
+            head_first: false,
+        },
+        HookPoint::K(_) | HookPoint::V(_) => MaskLayout {
+            heads: c.n_kv_heads,
+            head_first: false,
+        },
+        HookPoint::Pattern(_) | HookPoint::AttnScores(_) => MaskLayout {
+            heads: c.n_heads,
+            head_first: true,
+        },
+        _ => MaskLayout {
+            heads: 0,
+            head_first: false,
+        },
+    }
+}
+
+/// Builds a `[rows, ...]` 0/1 mask for `hook` over all `n_pos` positions:
+/// `[rows, T, 1]`, `[rows, T, H, 1]` or, for patterns, `[rows, H, T, 1]`.
+fn build_mask(
+    model: &Transformer,
+    hook: HookPoint,
+    rows: &[Vec<&PatchOp>],
+    n_pos: usize,
+    dev: &Device,
+) -> CResult<Tensor> {
+    let lay = mask_layout(model, hook);
+    let nh = lay.heads.max(1);
+    let mut v = vec![0f32; rows.len() * n_pos * nh];
+    for (r, ops) in rows.iter().enumerate() {
+        for op in ops {
+            for p in 0..n_pos {
+                if op.pos.is_some_and(|q| q != p) {
+                    continue;
+                }
+                for h in 0..nh {
+                    if lay.heads > 0 && op.head.is_some_and(|g| g != h) {
+                        continue;
+                    }
+                    let idx = if lay.head_first {
+                        (r * nh + h) * n_pos + p
+                    } else {
+                        (r * n_pos + p) * nh + h
+                    };
+                    v[idx] = 1.0;
+                }
+            }
+        }
+    }
+    let b = rows.len();
+    match (lay.heads, lay.head_first) {
+        (0, _) => Tensor::from_vec(v, (b, n_pos, 1), dev),
+        (h, false) => Tensor::from_vec(v, (b, n_pos, h, 1), dev),
+        (h, true) => Tensor::from_vec(v, (b, h, n_pos, 1), dev),
+    }
+}
+
+/// Replace interventions for a batch: one per hook, one mask row per cell.
+fn batch_hooks(
+    model: &Transformer,
+    run: &RunPair,
+    cells: &[&Vec<PatchOp>],
+    n_pos: usize,
+) -> CResult<HookSpec> {
+    let mut hooks: Vec<HookPoint> = cells
+        .iter()
+        .flat_map(|ops| ops.iter().map(|o| o.hook))
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    let mut spec = HookSpec::new();
+    for hook in hooks {
+        let rows: Vec<Vec<&PatchOp>> = cells
+            .iter()
+            .map(|ops| ops.iter().filter(|o| o.hook == hook).collect())
+            .collect();
+        let mask = build_mask(model, hook, &rows, n_pos, model.device())?;
+        let value = run.source[&hook].clone();
+        spec = spec.intervene(hook, Edit::Replace { mask, value });
+    }
+    Ok(spec)
+}
+
+/// The reference: one full forward of the base run with the cell patched.
+fn naive_cell(model: &Transformer, run: &RunPair, ops: &[PatchOp]) -> CResult<Metrics> {
+    let n_pos = run.base_tokens.len();
+    let mut spec = batch_hooks(model, run, &[&ops.to_vec()], n_pos)?;
+    if let Some(e) = &run.base_embed_edit {
+        spec = spec.intervene(HookPoint::Embed, e.clone());
+    }
+    let tokens = Tensor::new(run.base_tokens.as_slice(), model.device())?.unsqueeze(0)?;
+    let out = model.forward(Some(&tokens), &spec, &ForwardOptions::default())?;
+    let logits = out.logits.expect("full forward has logits");
+    let last = logits.narrow(1, n_pos - 1, 1)?.squeeze(1)?;
+    Ok(metrics::compute(&last, &run.clean_logprobs, run.answer, run.wrong)?[0])
+}
+
+/// One batched, resumed forward for cells sharing a start layer.
+fn fast_batch(
+    model: &Transformer,
+    run: &RunPair,
+    plan: &Plan,
+    batch: &[(usize, usize)],
+) -> CResult<Vec<Metrics>> {
+    let n_pos = run.base_tokens.len();
+    let cells: Vec<&Vec<PatchOp>> = batch
+        .iter()
+        .map(|(c, _)| plan.cells[*c].as_ref().unwrap())
+        .collect();
+    let layer = cells
+        .iter()
+        .flat_map(|ops| ops.iter().filter_map(|o| o.hook.layer()))
+        .min()
+        .unwrap_or(0);
+    let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
+    let spec = batch_hooks(model, run, &cells, n_pos)?;
+    let resid = run
+        .base
+        .get(HookPoint::ResidPre(layer))
+        .expect("resid_pre cached for every layer")
+        .narrow(1, p0, n_pos - p0)?;
+    let opts = ForwardOptions {
+        start: Some(StartState {
+            layer,
+            resid,
+            pos_offset: p0,
+            past: Some(&run.base_kv),
+            batch: batch.len(),
+        }),
+        last_pos_only: true,
+        ..Default::default()
+    };
+    let out = model.forward(None, &spec, &opts)?;
+    metrics::compute(
+        &out.logits.expect("logits"),
+        &run.clean_logprobs,
+        run.answer,
+        run.wrong,
+    )
+}

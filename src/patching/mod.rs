@@ -1,0 +1,25 @@
+//! Activation patching sweeps: a [`SweepSpec`] over prompt pairs becomes
+//! planned patched runs and a [`SweepResult`] holding every metric.
+//!
+//! - `spec`: targets, directions, corruptions (serialisable);
+//! - `prepare`: prompt pairs to validated token ids;
+//! - `plan`: the cells of a target;
+//! - `runs`: the unpatched runs and the activations patched between them;
+//! - `engine`: naive and fast execution, progress and cancellation;
+//! - `metrics`, `result`: what a patched run scores and how it is stored;
+//! - `output`: the machine-readable JSON/CSV contract and the text table.
+
+pub mod engine;
+pub mod metrics;
+pub mod output;
+pub mod plan;
+pub mod prepare;
+pub mod result;
+pub mod runs;
+pub mod spec;
+
+pub use engine::{run_sweep, EngineOptions, Method, Progress, SweepError};
+pub use metrics::{Metrics, METRICS};
+pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};
+pub use result::SweepResult;
+pub use spec::{Corruption, Direction, SweepSpec, Target};

@@ -1,0 +1,166 @@
+//! Prompt pairs: text in, validated token ids out.
+//!
+//! Position-wise patching needs the clean and corrupted prompts to have the
+//! same number of tokens, and the metrics need single-token answers; both
+//! are checked here with messages that show what the tokenizer produced.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Tokenizer;
+
+/// A clean/corrupted prompt pair with its answers, as the user writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptPair {
+    pub clean: String,
+    /// The corrupted prompt; may be omitted for Gaussian-noise or ablation
+    /// corruptions, where the clean prompt is corrupted in embedding space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupted: Option<String>,
+    /// The answer the clean run should give (one token, e.g. " Paris").
+    pub answer: String,
+    /// The competing answer, usually the corrupted run's (e.g. " Rome").
+    pub wrong: String,
+}
+
+/// A pair turned into token ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedPair {
+    pub clean: Vec<u32>,
+    /// Equal to `clean` when the pair has no corrupted prompt.
+    pub corrupted: Vec<u32>,
+    pub answer: u32,
+    pub wrong: u32,
+}
+
+impl PreparedPair {
+    pub fn n_pos(&self) -> usize {
+        self.clean.len()
+    }
+
+    /// Positions where the clean and corrupted tokens differ.
+    pub fn differing_positions(&self) -> Vec<usize> {
+        (0..self.clean.len())
+            .filter(|&i| self.clean[i] != self.corrupted[i])
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PairError {
+    #[error(
+        "pair {index}: the clean and corrupted prompts have different token lengths ({} vs {}), \
+         but patching position by position needs equal lengths.\n  clean:     {}\n  corrupted: {}\n\
+         Reword one prompt so both tokenise to the same number of tokens.",
+        clean.len(), corrupted.len(), show(clean), show(corrupted)
+    )]
+    LengthMismatch {
+        index: usize,
+        clean: Vec<String>,
+        corrupted: Vec<String>,
+    },
+    #[error("pair {index}: {message}")]
+    Answer { index: usize, message: String },
+    #[error("pair {index}: {message}")]
+    Tokenize { index: usize, message: String },
+    #[error("pair {index}: the clean prompt is empty")]
+    Empty { index: usize },
+    #[error("pair {index}: answer and wrong answer are the same token {token:?}, so the logit difference is always 0")]
+    SameAnswer { index: usize, token: String },
+    #[error("all prompt pairs of one sweep must have the same token length (pair 0 has {first}, pair {index} has {other})")]
+    PairsDiffer {
+        first: usize,
+        index: usize,
+        other: usize,
+    },
+    #[error("no prompt pairs given")]
+    NoPairs,
+}
+
+fn show(tokens: &[String]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Tokenises and validates one pair.
+pub fn prepare_pair(
+    tok: &Tokenizer,
+    pair: &PromptPair,
+    prepend_bos: Option<bool>,
+    index: usize,
+) -> Result<PreparedPair, PairError> {
+    let enc = |text: &str| {
+        tok.encode(text, prepend_bos)
+            .map_err(|e| PairError::Tokenize {
+                index,
+                message: e.to_string(),
+            })
+    };
+    let clean = enc(&pair.clean)?;
+    if clean.is_empty() {
+        return Err(PairError::Empty { index });
+    }
+    let corrupted = match &pair.corrupted {
+        Some(c) => enc(c)?,
+        None => clean.clone(),
+    };
+    if clean.len() != corrupted.len() {
+        return Err(PairError::LengthMismatch {
+            index,
+            clean: tok.token_strs(&clean),
+            corrupted: tok.token_strs(&corrupted),
+        });
+    }
+    let answer = |text: &str, what: &str| {
+        tok.single_token(text).map_err(|e| PairError::Answer {
+            index,
+            message: format!("{what}: {e}"),
+        })
+    };
+    let a = answer(&pair.answer, "answer")?;
+    let w = answer(&pair.wrong, "wrong answer")?;
+    if a == w {
+        return Err(PairError::SameAnswer {
+            index,
+            token: tok.token_str(a),
+        });
+    }
+    Ok(PreparedPair {
+        clean,
+        corrupted,
+        answer: a,
+        wrong: w,
+    })
+}
+
+/// Prepares every pair, requiring one common token length.
+pub fn prepare_pairs(
+    tok: &Tokenizer,
+    pairs: &[PromptPair],
+    prepend_bos: Option<bool>,
+) -> Result<Vec<PreparedPair>, PairError> {
+    if pairs.is_empty() {
+        return Err(PairError::NoPairs);
+    }
+    let prepared = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| prepare_pair(tok, p, prepend_bos, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = prepared[0].n_pos();
+    if let Some((index, p)) = prepared
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.n_pos() != first)
+    {
+        return Err(PairError::PairsDiffer {
+            first,
+            index,
+            other: p.n_pos(),
+        });
+    }
+    Ok(prepared)
+}

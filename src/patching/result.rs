@@ -1,0 +1,159 @@
+//! `SweepResult`: every metric of every cell, mean over prompt pairs and per
+//! pair, with both baselines. Plain data (no tensors): it crosses to the UI
+//! and is stored in sessions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{Metrics, METRICS};
+use super::plan::Plan;
+use super::runs::{PairBaselines, RunPair};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    pub clean: Metrics,
+    pub corrupted: Metrics,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub sweep_ms: f64,
+    pub forward_passes: usize,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepResult {
+    pub axes: Vec<String>,
+    pub shape: Vec<usize>,
+    /// Labels of the `component` axis (`heads_every`, `block_every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Metric name -> row-major values (mean over prompt pairs; NaN where a
+    /// cell does not exist).
+    pub metrics: BTreeMap<String, Vec<f32>>,
+    /// The same per prompt pair (one entry per pair, in order).
+    pub per_pair: Vec<BTreeMap<String, Vec<f32>>>,
+    pub baselines: Baselines,
+    pub pair_baselines: Vec<Baselines>,
+    pub timing: Timing,
+}
+
+impl SweepResult {
+    pub fn n_cells(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The value of `metric` at a row-major cell index.
+    pub fn value(&self, metric: &str, cell: usize) -> Option<f32> {
+        self.metrics.get(metric).and_then(|v| v.get(cell)).copied()
+    }
+
+    /// Every metric at one cell.
+    pub fn cell(&self, cell: usize) -> Metrics {
+        let mut v = [f32::NAN; 6];
+        for (i, m) in METRICS.iter().enumerate() {
+            v[i] = self.value(m, cell).unwrap_or(f32::NAN);
+        }
+        Metrics::from_values(v)
+    }
+
+    /// Row-major index of a multi-index.
+    pub fn index(&self, idx: &[usize]) -> usize {
+        idx.iter()
+            .zip(&self.shape)
+            .fold(0, |acc, (i, n)| acc * n + i)
+    }
+}
+
+fn columns(cells: &[Metrics]) -> BTreeMap<String, Vec<f32>> {
+    METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.to_string(), cells.iter().map(|c| c.values()[i]).collect()))
+        .collect()
+}
+
+/// Averages run values over noise samples (per pair) and pairs, and fills
+/// in the normalised logit difference.
+///
+/// Normalisation uses means: `(mean x − mean corrupted) / (mean clean −
+/// mean corrupted)`, as TransformerLens's IOI notebooks do over a batch.
+pub(crate) fn assemble(
+    plan: &Plan,
+    runs: &[RunPair],
+    baselines: &[PairBaselines],
+    values: Vec<Vec<Metrics>>,
+    forward_passes: usize,
+    elapsed: Duration,
+    device: &Device,
+) -> SweepResult {
+    let n_pairs = baselines.len();
+    let n_cells = plan.n_cells();
+    let absent = |c: usize| plan.cells[c].is_none();
+    let nan = Metrics::from_values([f32::NAN; 6]);
+    let mut per_pair_cells: Vec<Vec<Metrics>> = Vec::with_capacity(n_pairs);
+    for (p, b) in baselines.iter().enumerate() {
+        let rows: Vec<&Vec<Metrics>> = runs
+            .iter()
+            .zip(&values)
+            .filter(|(r, _)| r.pair == p)
+            .map(|(_, v)| v)
+            .collect();
+        let cells: Vec<Metrics> = (0..n_cells)
+            .map(|c| {
+                if absent(c) {
+                    return nan;
+                }
+                let mut m = Metrics::mean(&rows.iter().map(|v| v[c]).collect::<Vec<_>>());
+                m.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
+                m
+            })
+            .collect();
+        per_pair_cells.push(cells);
+    }
+    let mut clean = Metrics::mean(&baselines.iter().map(|b| b.clean).collect::<Vec<_>>());
+    let mut corrupted = Metrics::mean(&baselines.iter().map(|b| b.corrupted).collect::<Vec<_>>());
+    let (cl, co) = (clean.logit_diff, corrupted.logit_diff);
+    clean.normalize(cl, co);
+    corrupted.normalize(cl, co);
+    let mean_cells: Vec<Metrics> = (0..n_cells)
+        .map(|c| {
+            if absent(c) {
+                return nan;
+            }
+            let mut m = Metrics::mean(&per_pair_cells.iter().map(|v| v[c]).collect::<Vec<_>>());
+            m.normalize(cl, co);
+            m
+        })
+        .collect();
+    let pair_baselines = baselines
+        .iter()
+        .map(|b| {
+            let (mut c, mut k) = (b.clean, b.corrupted);
+            c.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
+            k.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
+            Baselines {
+                clean: c,
+                corrupted: k,
+            }
+        })
+        .collect();
+    SweepResult {
+        axes: plan.axes.clone(),
+        shape: plan.shape.clone(),
+        components: plan.components.clone(),
+        metrics: columns(&mean_cells),
+        per_pair: per_pair_cells.iter().map(|c| columns(c)).collect(),
+        baselines: Baselines { clean, corrupted },
+        pair_baselines,
+        timing: Timing {
+            sweep_ms: elapsed.as_secs_f64() * 1e3,
+            forward_passes,
+            device: crate::model::device::device_name(device),
+        },
+    }
+}
