@@ -10,7 +10,11 @@ fn main() {
     let result = match &args.command {
         Some(cli::Command::Run(a)) => cli::run(a),
         Some(cli::Command::Models) => cli::models(),
-        Some(cli::Command::Bench(cli::BenchCommand::Forward(a))) => cli::bench_forward(a),
+        Some(cli::Command::Sweep(a)) => cli::sweep::sweep(a),
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Forward(a))) => {
+            cli::bench::bench_forward(a)
+        }
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Sweep(a))) => cli::bench::bench_sweep(a),
         None => {
             use clap::CommandFactory;
             cli::Cli::command().print_help().map_err(Into::into)

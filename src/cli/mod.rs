@@ -3,15 +3,17 @@
 //! `main.rs` parses [`Cli`] and dispatches here; everything printed by these
 //! commands goes to stdout (results) or stderr (progress and errors).
 
+pub mod bench;
+pub mod sweep;
+
 use std::io::Write;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, D};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use patchbench::model::device::{device_name, parse_device, parse_dtype};
+use patchbench::model::device::{parse_device, parse_dtype};
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel};
 
@@ -32,9 +34,11 @@ pub enum Command {
     Run(RunArgs),
     /// List the model sources available on this machine.
     Models,
+    /// Run a patching sweep headless and print the result.
+    Sweep(sweep::SweepCmd),
     /// Measure performance.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,27 +105,6 @@ pub struct RunArgs {
     pub format: TableOrJson,
     #[command(flatten)]
     pub bos: BosArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Time one full forward pass (logits at every position).
-    Forward(BenchForwardArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct BenchForwardArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Sequence length.
-    #[arg(long, default_value_t = 15)]
-    pub tokens: usize,
-    /// Timed repetitions (after one warm-up).
-    #[arg(long, default_value_t = 10)]
-    pub iters: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
 }
 
 #[derive(Serialize)]
@@ -220,71 +203,5 @@ pub fn models() -> Result<()> {
         writeln!(out, "  {id:<24} {}", snap.display())?;
     }
     writeln!(out, "\nAlso accepted: a model directory (config.json + *.safetensors + tokenizer.json) or a .gguf file.")?;
-    Ok(())
-}
-
-pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
-    let m = args.model.load()?;
-    let cfg = m.config().clone();
-    let n = args.tokens.max(1);
-    if n > cfg.n_ctx {
-        bail!("--tokens {n} exceeds the model's context of {}", cfg.n_ctx);
-    }
-    let ids: Vec<u32> = (0..args.batch * n)
-        .map(|i| ((i * 7919 + 13) % cfg.d_vocab) as u32)
-        .collect();
-    let tokens = Tensor::from_vec(ids, (args.batch, n), m.model.device())?;
-    let spec = HookSpec::new();
-    let opts = ForwardOptions::default();
-    let forward = || -> Result<()> {
-        let out = m.model.forward(Some(&tokens), &spec, &opts)?;
-        // Force the computation to finish (matters on asynchronous devices).
-        out.logits
-            .context("no logits")?
-            .sum_all()?
-            .to_dtype(candle_core::DType::F32)?
-            .to_scalar::<f32>()?;
-        Ok(())
-    };
-    forward()?;
-    let mut times = Vec::with_capacity(args.iters);
-    for _ in 0..args.iters.max(1) {
-        let t = Instant::now();
-        forward()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let best = times[0];
-    let flops = cfg.forward_flops(n, n) * args.batch as f64;
-    println!(
-        "model      {} ({} layers, d_model {}, {:.1}M params)",
-        m.source,
-        cfg.n_layers,
-        cfg.d_model,
-        cfg.n_params() as f64 / 1e6
-    );
-    println!(
-        "device     {} {:?}, {} threads",
-        device_name(m.model.device()),
-        m.model.dtype(),
-        candle_core::utils::get_num_threads()
-    );
-    println!(
-        "input      batch {} x {} tokens, logits at every position",
-        args.batch, n
-    );
-    println!("load       {:.0} ms", m.load_ms);
-    println!(
-        "forward    median {:.2} ms, best {:.2} ms over {} runs",
-        median * 1e3,
-        best * 1e3,
-        times.len()
-    );
-    println!(
-        "throughput {:.1} GFLOP/s (median), {:.1} GFLOP/s (best)",
-        flops / median / 1e9,
-        flops / best / 1e9
-    );
     Ok(())
 }

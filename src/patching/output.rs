@@ -1,1 +1,263 @@
-//! placeholder
+//! The machine-readable sweep output (DESIGN.md's contract) and a readable
+//! text heatmap.
+//!
+//! JSON: one object with `model`, `target`, `direction`, `corruption`,
+//! `clean_tokens`, `corrupted_tokens`, `answer`, `wrong`, `baselines`,
+//! `axes`, `shape`, `metrics` (name -> nested arrays, row-major in `axes`
+//! order) and `timing`. Missing cells (NaN) are `null`. CSV: one row per
+//! cell, a column per axis and per metric.
+
+use serde_json::{json, Map, Value};
+
+use super::metrics::{Metrics, METRICS};
+use super::result::SweepResult;
+use super::spec::SweepSpec;
+
+/// Token ids with their display strings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenList {
+    pub ids: Vec<u32>,
+    pub strings: Vec<String>,
+}
+
+/// Everything printed about one sweep.
+#[derive(Debug, Clone)]
+pub struct SweepReport<'a> {
+    pub model: &'a str,
+    pub spec: &'a SweepSpec,
+    pub clean: TokenList,
+    pub corrupted: TokenList,
+    pub answer: (u32, String),
+    pub wrong: (u32, String),
+    pub result: &'a SweepResult,
+    pub load_ms: f64,
+}
+
+fn num(x: f32) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn metrics_obj(m: &Metrics) -> Value {
+    let v = m.values();
+    Value::Object(
+        METRICS
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), num(v[i])))
+            .collect(),
+    )
+}
+
+/// Nests a row-major vector by `shape`.
+pub fn nest(values: &[f32], shape: &[usize]) -> Value {
+    match shape {
+        [] => num(values[0]),
+        [n] => Value::Array(values[..*n].iter().map(|&x| num(x)).collect()),
+        [n, rest @ ..] => {
+            let stride: usize = rest.iter().product();
+            Value::Array(
+                (0..*n)
+                    .map(|i| nest(&values[i * stride..(i + 1) * stride], rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+impl SweepReport<'_> {
+    pub fn to_json(&self) -> Value {
+        let r = self.result;
+        let metrics: Map<String, Value> = METRICS
+            .iter()
+            .map(|m| (m.to_string(), nest(&r.metrics[*m], &r.shape)))
+            .collect();
+        let mut v = json!({
+            "model": self.model,
+            "target": self.spec.target.name(),
+            "direction": self.spec.direction.to_string(),
+            "corruption": serde_json::to_value(&self.spec.corruption).unwrap_or(Value::Null),
+            "clean_tokens": self.clean,
+            "corrupted_tokens": self.corrupted,
+            "answer": {"id": self.answer.0, "string": self.answer.1},
+            "wrong": {"id": self.wrong.0, "string": self.wrong.1},
+            "baselines": {
+                "clean": metrics_obj(&r.baselines.clean),
+                "corrupted": metrics_obj(&r.baselines.corrupted),
+            },
+            "axes": r.axes,
+            "shape": r.shape,
+            "metrics": metrics,
+            "timing": {
+                "load_ms": self.load_ms,
+                "sweep_ms": r.timing.sweep_ms,
+                "forward_passes": r.timing.forward_passes,
+                "device": r.timing.device,
+            },
+        });
+        let obj = v.as_object_mut().expect("object");
+        if !r.components.is_empty() {
+            obj.insert("components".into(), json!(r.components));
+        }
+        if matches!(self.spec.target.name(), "trace_mlp" | "trace_attn") {
+            obj.insert("window".into(), json!(self.spec.window));
+        }
+        if r.per_pair.len() > 1 {
+            let pairs: Vec<Value> = r
+                .per_pair
+                .iter()
+                .zip(&r.pair_baselines)
+                .map(|(m, b)| {
+                    json!({
+                        "baselines": {"clean": metrics_obj(&b.clean), "corrupted": metrics_obj(&b.corrupted)},
+                        "metrics": METRICS.iter().map(|n| (n.to_string(), nest(&m[*n], &r.shape))).collect::<Map<_, _>>(),
+                    })
+                })
+                .collect();
+            obj.insert("per_pair".into(), Value::Array(pairs));
+        }
+        v
+    }
+
+    /// One row per cell: axis indices (component labels for `component`),
+    /// then every metric.
+    pub fn to_csv(&self) -> String {
+        let r = self.result;
+        let mut out = String::new();
+        let header: Vec<String> = r
+            .axes
+            .iter()
+            .cloned()
+            .chain(METRICS.iter().map(|s| s.to_string()))
+            .collect();
+        out.push_str(&header.join(","));
+        out.push('\n');
+        for cell in 0..r.n_cells() {
+            let mut idx = Vec::with_capacity(r.shape.len());
+            let mut rem = cell;
+            for n in r.shape.iter().rev() {
+                idx.push(rem % n);
+                rem /= n;
+            }
+            idx.reverse();
+            let mut row: Vec<String> = r
+                .axes
+                .iter()
+                .zip(&idx)
+                .map(|(a, &i)| {
+                    if a == "component" {
+                        r.components
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| i.to_string())
+                    } else {
+                        i.to_string()
+                    }
+                })
+                .collect();
+            for m in METRICS {
+                let x = r.metrics[*m][cell];
+                row.push(if x.is_finite() {
+                    format!("{x}")
+                } else {
+                    String::new()
+                });
+            }
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A text heatmap of `metric`; ANSI colours when `color`.
+    pub fn to_table(&self, metric: &str, color: bool) -> String {
+        let r = self.result;
+        let vals = &r.metrics[metric];
+        let mut out = String::new();
+        let b = &r.baselines;
+        out.push_str(&format!(
+            "{} {} ({}, {}): {}   clean {:.3}  corrupted {:.3}\n",
+            self.spec.target,
+            self.spec.direction,
+            self.spec.corruption.name(),
+            self.model,
+            metric,
+            b.clean.get(metric).unwrap_or(f32::NAN),
+            b.corrupted.get(metric).unwrap_or(f32::NAN),
+        ));
+        let (lo, hi) = vals
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        let scale = lo.abs().max(hi.abs()).max(1e-9);
+        let (blocks, rows_axis, cols_axis) = match r.shape.len() {
+            2 => (1, 0, 1),
+            _ => (r.shape[0], 1, 2),
+        };
+        let (nr, nc) = (r.shape[rows_axis], r.shape[cols_axis]);
+        let col_label = |j: usize| -> String {
+            match r.axes[cols_axis].as_str() {
+                "pos" | "dest_pos" => self.clean.strings.get(j).cloned().unwrap_or_default(),
+                a => format!("{}{j}", &a[..1].to_uppercase()),
+            }
+        };
+        for blk in 0..blocks {
+            if blocks > 1 {
+                let name = r
+                    .components
+                    .get(blk)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{} {blk}", r.axes[0]));
+                out.push_str(&format!("\n[{name}]\n"));
+            }
+            out.push_str(&format!("{:>8}", r.axes[rows_axis]));
+            for j in 0..nc {
+                let mut l: String = col_label(j).chars().take(7).collect();
+                l = l.replace('\n', "⏎");
+                out.push_str(&format!(" {l:>7}"));
+            }
+            out.push('\n');
+            for i in 0..nr {
+                out.push_str(&format!("{i:>8}"));
+                for j in 0..nc {
+                    let x = vals[(blk * nr + i) * nc + j];
+                    let cell = if x.is_finite() {
+                        format!("{x:>7.2}")
+                    } else {
+                        "      ·".into()
+                    };
+                    if color && x.is_finite() {
+                        let (rr, gg, bb) = diverging(x / scale);
+                        out.push_str(&format!(
+                            " \x1b[48;2;{rr};{gg};{bb}m\x1b[38;2;0;0;0m{cell}\x1b[0m"
+                        ));
+                    } else {
+                        out.push(' ');
+                        out.push_str(&cell);
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out.push_str(&format!(
+            "range {lo:.3} .. {hi:.3}; colour scale symmetric around 0\n"
+        ));
+        out
+    }
+}
+
+/// Blue (negative) - white (0) - red (positive), for `t` in [-1, 1].
+pub fn diverging(t: f32) -> (u8, u8, u8) {
+    let t = t.clamp(-1.0, 1.0);
+    let fade = |c: f32| (255.0 - (255.0 - c) * t.abs()) as u8;
+    if t >= 0.0 {
+        (fade(200.0), fade(40.0), fade(40.0))
+    } else {
+        (fade(40.0), fade(90.0), fade(200.0))
+    }
+}

@@ -1,0 +1,181 @@
+//! `patchbench bench`: forward-pass and sweep benchmarks.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use clap::{Args, Subcommand};
+
+use patchbench::model::device::device_name;
+use patchbench::model::{ForwardOptions, HookSpec};
+
+use super::ModelArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Time one full forward pass (logits at every position).
+    Forward(BenchForwardArgs),
+    /// Run one sweep with the fast and the naive method and compare.
+    Sweep(BenchSweepArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSweepArgs {
+    #[command(flatten)]
+    pub sweep: super::sweep::SweepArgs,
+    /// Only time the fast path.
+    #[arg(long)]
+    pub skip_naive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchForwardArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Sequence length.
+    #[arg(long, default_value_t = 15)]
+    pub tokens: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
+    let m = args.model.load()?;
+    let cfg = m.config().clone();
+    let n = args.tokens.max(1);
+    if n > cfg.n_ctx {
+        bail!("--tokens {n} exceeds the model's context of {}", cfg.n_ctx);
+    }
+    let ids: Vec<u32> = (0..args.batch * n)
+        .map(|i| ((i * 7919 + 13) % cfg.d_vocab) as u32)
+        .collect();
+    let tokens = Tensor::from_vec(ids, (args.batch, n), m.model.device())?;
+    let spec = HookSpec::new();
+    let opts = ForwardOptions::default();
+    let forward = || -> Result<()> {
+        let out = m.model.forward(Some(&tokens), &spec, &opts)?;
+        // Force the computation to finish (matters on asynchronous devices).
+        out.logits
+            .context("no logits")?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
+        Ok(())
+    };
+    forward()?;
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters.max(1) {
+        let t = Instant::now();
+        forward()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let best = times[0];
+    let flops = cfg.forward_flops(n, n) * args.batch as f64;
+    println!(
+        "model      {} ({} layers, d_model {}, {:.1}M params)",
+        m.source,
+        cfg.n_layers,
+        cfg.d_model,
+        cfg.n_params() as f64 / 1e6
+    );
+    println!(
+        "device     {} {:?}, {} threads",
+        device_name(m.model.device()),
+        m.model.dtype(),
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "input      batch {} x {} tokens, logits at every position",
+        args.batch, n
+    );
+    println!("load       {:.0} ms", m.load_ms);
+    println!(
+        "forward    median {:.2} ms, best {:.2} ms over {} runs",
+        median * 1e3,
+        best * 1e3,
+        times.len()
+    );
+    println!(
+        "throughput {:.1} GFLOP/s (median), {:.1} GFLOP/s (best)",
+        flops / median / 1e9,
+        flops / best / 1e9
+    );
+    Ok(())
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
+    use patchbench::patching::{run_sweep, Method};
+    let (m, pairs) = args.sweep.prepare()?;
+    let spec = args.sweep.spec();
+    println!(
+        "model {}  target {}  {} tokens  ({} threads)",
+        m.source,
+        spec.target,
+        pairs[0].n_pos(),
+        candle_core::utils::get_num_threads()
+    );
+    println!("load  {:.0} ms", m.load_ms);
+    let mut rows = Vec::new();
+    let methods: &[Method] = if args.skip_naive {
+        &[Method::Fast]
+    } else {
+        &[Method::Fast, Method::Naive]
+    };
+    let mut results = Vec::new();
+    for &method in methods {
+        let t = Instant::now();
+        let r = run_sweep(
+            &m.model,
+            &pairs,
+            &spec,
+            &args.sweep.engine(method),
+            None,
+            &mut |_| {},
+        )?;
+        let wall = t.elapsed().as_secs_f64();
+        rows.push((method, wall, r.timing.forward_passes));
+        results.push(r);
+    }
+    println!(
+        "{:<8} {:>14} {:>10}",
+        "method", "forward passes", "wall (s)"
+    );
+    for (method, wall, passes) in &rows {
+        println!(
+            "{:<8} {:>14} {:>10.3}",
+            format!("{method:?}").to_lowercase(),
+            passes,
+            wall
+        );
+    }
+    if rows.len() == 2 {
+        println!("speedup {:.1}x", rows[1].1 / rows[0].1);
+        let a = &results[0].metrics["logit_diff"];
+        let b = &results[1].metrics["logit_diff"];
+        let max_diff = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        println!("max |fast - naive| logit_diff {max_diff:.2e}");
+    }
+    if let Some(peak) = peak_rss_mib() {
+        println!("peak RSS {peak:.0} MiB");
+    }
+    Ok(())
+}

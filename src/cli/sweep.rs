@@ -1,0 +1,268 @@
+//! `patchbench sweep`: a headless patching sweep, printed as JSON, CSV or a
+//! text heatmap. Progress goes to stderr, and only when it is a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use patchbench::model::LoadedModel;
+use patchbench::patching::output::{SweepReport, TokenList};
+use patchbench::patching::{
+    prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair, Progress,
+    PromptPair, SweepResult, SweepSpec, Target, METRICS,
+};
+
+use super::{BosArgs, ModelArgs};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum SweepFormat {
+    Json,
+    Csv,
+    Table,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum CorruptionKind {
+    Prompt,
+    Gaussian,
+    Zero,
+    Mean,
+}
+
+/// The sweep definition shared by `sweep` and `bench sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The clean prompt (the behaviour under study).
+    #[arg(long)]
+    pub clean: String,
+    /// The corrupted prompt (same token length); optional for gaussian/zero/mean.
+    #[arg(long)]
+    pub corrupted: Option<String>,
+    /// The clean run's answer, one token (e.g. " Paris").
+    #[arg(long)]
+    pub answer: String,
+    /// The competing answer, one token (e.g. " Rome").
+    #[arg(long)]
+    pub wrong: String,
+    /// What to patch (resid_pre, head_out, trace_mlp, ...).
+    #[arg(long, value_parser = parse_target)]
+    pub target: Target,
+    #[arg(long, value_enum, default_value = "denoise")]
+    pub direction: DirectionArg,
+    #[arg(long, value_enum, default_value = "prompt")]
+    pub corruption: CorruptionKind,
+    /// Token positions to corrupt (gaussian/zero/mean), e.g. 1,2; default: where the prompts differ.
+    #[arg(long, value_delimiter = ',')]
+    pub noise_positions: Vec<usize>,
+    /// Gaussian noise std (default: 3 x the std of the embedding matrix).
+    #[arg(long)]
+    pub noise_scale: Option<f32>,
+    /// Gaussian noise samples averaged per cell.
+    #[arg(long, default_value_t = 10)]
+    pub samples: usize,
+    /// Seed of the Gaussian noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Layers restored together by trace_mlp / trace_attn.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    #[command(flatten)]
+    pub bos: BosArgs,
+    /// Memory budget for one batch of patched runs, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_batch_mem: usize,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum DirectionArg {
+    Denoise,
+    Noise,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
+}
+
+impl SweepArgs {
+    pub fn spec(&self) -> SweepSpec {
+        let positions = self.noise_positions.clone();
+        SweepSpec {
+            target: self.target,
+            direction: match self.direction {
+                DirectionArg::Denoise => Direction::Denoise,
+                DirectionArg::Noise => Direction::Noise,
+            },
+            corruption: match self.corruption {
+                CorruptionKind::Prompt => Corruption::Prompt,
+                CorruptionKind::Gaussian => Corruption::Gaussian {
+                    positions,
+                    scale: self.noise_scale,
+                    samples: self.samples,
+                    seed: self.seed,
+                },
+                CorruptionKind::Zero => Corruption::Zero { positions },
+                CorruptionKind::Mean => Corruption::Mean { positions },
+            },
+            window: self.window,
+        }
+    }
+
+    pub fn pair(&self) -> PromptPair {
+        PromptPair {
+            clean: self.clean.clone(),
+            corrupted: self.corrupted.clone(),
+            answer: self.answer.clone(),
+            wrong: self.wrong.clone(),
+        }
+    }
+
+    pub fn engine(&self, method: Method) -> EngineOptions {
+        EngineOptions {
+            method,
+            max_batch_mem: self.max_batch_mem << 20,
+            ..Default::default()
+        }
+    }
+
+    /// Loads the model and tokenises the pair, with clear errors for both.
+    pub fn prepare(&self) -> Result<(LoadedModel, Vec<PreparedPair>)> {
+        if self.corruption == CorruptionKind::Prompt && self.corrupted.is_none() {
+            anyhow::bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
+        }
+        let m = self.model.load()?;
+        let pairs = prepare_pairs(&m.tokenizer, &[self.pair()], self.bos.choice())?;
+        Ok((m, pairs))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SweepCmd {
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: SweepFormat,
+    /// Metric shown by --format table.
+    #[arg(long, default_value = "logit_diff_normalized", value_parser = parse_metric)]
+    pub metric: String,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+fn parse_metric(s: &str) -> Result<String, String> {
+    if METRICS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown metric {s:?}; metrics are: {}",
+            METRICS.join(", ")
+        ))
+    }
+}
+
+/// A progress line on stderr with cells done and ETA, when stderr is a terminal.
+pub struct ProgressLine {
+    enabled: bool,
+}
+
+impl ProgressLine {
+    pub fn new() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn update(&mut self, p: &Progress) {
+        if !self.enabled {
+            return;
+        }
+        let width = 30;
+        let filled = (width * p.done / p.total.max(1)).min(width);
+        let eta = p
+            .eta
+            .map(|e| format!("{:.1}s", e.as_secs_f64()))
+            .unwrap_or_else(|| "?".into());
+        eprint!(
+            "\r[{}{}] {}/{} cells  {:.1}s elapsed  ETA {eta}   ",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            p.done,
+            p.total,
+            p.elapsed.as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    pub fn finish(&mut self) {
+        if self.enabled {
+            eprint!("\r{}\r", " ".repeat(80));
+        }
+    }
+}
+
+impl Default for ProgressLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds the report for one sweep over a single prompt pair.
+pub fn report<'a>(
+    m: &'a LoadedModel,
+    spec: &'a SweepSpec,
+    pair: &PreparedPair,
+    result: &'a SweepResult,
+) -> SweepReport<'a> {
+    let tl = |ids: &[u32]| TokenList {
+        ids: ids.to_vec(),
+        strings: m.tokenizer.token_strs(ids),
+    };
+    SweepReport {
+        model: &m.source,
+        spec,
+        clean: tl(&pair.clean),
+        corrupted: tl(&pair.corrupted),
+        answer: (pair.answer, m.tokenizer.token_str(pair.answer)),
+        wrong: (pair.wrong, m.tokenizer.token_str(pair.wrong)),
+        result,
+        load_ms: m.load_ms,
+    }
+}
+
+pub fn sweep(cmd: &SweepCmd) -> Result<()> {
+    let args = &cmd.sweep;
+    let (m, pairs) = args.prepare()?;
+    let spec = args.spec();
+    let mut bar = ProgressLine::new();
+    let result = run_sweep(
+        &m.model,
+        &pairs,
+        &spec,
+        &args.engine(Method::Fast),
+        None,
+        &mut |p| bar.update(p),
+    );
+    bar.finish();
+    let result = result?;
+    let rep = report(&m, &spec, &pairs[0], &result);
+    let text = match cmd.format {
+        SweepFormat::Json => serde_json::to_string_pretty(&rep.to_json())? + "\n",
+        SweepFormat::Csv => rep.to_csv(),
+        SweepFormat::Table => {
+            let color = cmd.out.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none();
+            rep.to_table(&cmd.metric, color)
+        }
+    };
+    match &cmd.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
