@@ -26,6 +26,12 @@ pub struct BenchSweepArgs {
     /// Only time the fast path.
     #[arg(long)]
     pub skip_naive: bool,
+    /// Fast path without row packing (dense blocks per batch).
+    #[arg(long)]
+    pub no_packing: bool,
+    /// Upper bound on recomputed tokens per batch.
+    #[arg(long, default_value_t = 512)]
+    pub max_batch_tokens: usize,
 }
 
 #[derive(Args, Debug)]
@@ -138,14 +144,10 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
     let mut results = Vec::new();
     for &method in methods {
         let t = Instant::now();
-        let r = run_sweep(
-            &m.model,
-            &pairs,
-            &spec,
-            &args.sweep.engine(method),
-            None,
-            &mut |_| {},
-        )?;
+        let mut opts = args.sweep.engine(method);
+        opts.packed = !args.no_packing;
+        opts.max_batch_tokens = args.max_batch_tokens;
+        let r = run_sweep(&m.model, &pairs, &spec, &opts, None, &mut |_| {})?;
         let wall = t.elapsed().as_secs_f64();
         rows.push((method, wall, r.timing.forward_passes));
         results.push(r);

@@ -137,6 +137,64 @@ pub struct StartState<'a> {
     pub past: Option<&'a KvCache>,
     /// Rows in the batch (the resid may be broadcast from one row).
     pub batch: usize,
+    /// Packed rows instead of a dense `[batch, T - pos_offset]` block; then
+    /// `resid` is `[1, n_tokens, d_model]` and `pos_offset` is ignored.
+    pub packing: Option<&'a Packing>,
+}
+
+/// Rows of different lengths packed along one token axis (a ragged batch).
+///
+/// Row `r` computes positions `row_start[r]..n_pos`; its tokens are stored
+/// contiguously in row order. Every row attends to the cached keys/values
+/// of the unpatched run for positions before its start and to its own
+/// recomputed tokens after that, so no row computes a position it does not
+/// need. Hook activations have one entry per packed token
+/// (`[1, n_tokens, ...]`); interventions must be given in that layout.
+#[derive(Debug, Clone)]
+pub struct Packing {
+    pub row_start: Vec<usize>,
+    pub n_pos: usize,
+}
+
+impl Packing {
+    pub fn new(row_start: Vec<usize>, n_pos: usize) -> Self {
+        Self { row_start, n_pos }
+    }
+
+    /// `(row, absolute position)` of every packed token, in order.
+    pub fn tokens(&self) -> Vec<(usize, usize)> {
+        self.row_start
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &p)| (p..self.n_pos).map(move |t| (r, t)))
+            .collect()
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.row_start.iter().map(|&p| self.n_pos - p).sum()
+    }
+}
+
+/// How the computed positions of one pass are laid out.
+struct Layout<'a> {
+    /// Position range passed to hooks (`offset..total`).
+    hook_offset: usize,
+    hook_total: usize,
+    /// Absolute positions of the computed tokens (for rotary embeddings).
+    positions: TokenPositions,
+    /// Additive attention mask `[queries, cached keys + computed keys]`.
+    mask: Tensor,
+    /// Cached keys/values and how many leading positions to take from them.
+    past: Option<(&'a KvCache, usize)>,
+    /// Packed rows: index of each row's last token.
+    last_tokens: Option<Tensor>,
+}
+
+enum TokenPositions {
+    /// Consecutive positions from this one.
+    Range(usize),
+    /// One position per token `[n_tokens]` (u32).
+    Index(Tensor),
 }
 
 #[derive(Default)]
@@ -319,36 +377,42 @@ impl Transformer {
     ) -> CResult<ForwardOutput> {
         let mut cache = ActivationCache::default();
         let cfg = &self.cfg;
-        let (mut x, first_layer, p0, past) = match &opts.start {
+        let dtype = self.dtype();
+        let (mut x, first_layer, layout) = match &opts.start {
             Some(s) => {
-                let resid = if s.resid.dim(0)? != s.batch {
+                let (layout, rows) = match s.packing {
+                    Some(pk) => (self.packed_layout(pk, s.past, dtype)?, 1),
+                    None => (self.dense_layout(s, dtype)?, s.batch),
+                };
+                let resid = if s.resid.dim(0)? != rows {
                     s.resid
-                        .broadcast_as((s.batch, s.resid.dim(1)?, s.resid.dim(2)?))?
+                        .broadcast_as((rows, s.resid.dim(1)?, s.resid.dim(2)?))?
                 } else {
                     s.resid.clone()
                 };
-                (resid, s.layer, s.pos_offset, s.past)
+                (resid, s.layer, layout)
             }
             None => {
                 let tokens = tokens.ok_or_else(|| {
                     candle_core::Error::Msg("forward needs tokens or a start state".into())
                 })?;
-                (self.embed(tokens, hooks, &mut cache)?, 0, 0, None)
+                let t = tokens.dim(1)?;
+                if t > cfg.n_ctx {
+                    candle_core::bail!("{t} positions exceed the model's context of {}", cfg.n_ctx);
+                }
+                let layout = Layout {
+                    hook_offset: 0,
+                    hook_total: t,
+                    positions: TokenPositions::Range(0),
+                    mask: causal_mask(t, 0, dtype, &self.device)?,
+                    past: None,
+                    last_tokens: None,
+                };
+                (self.embed(tokens, hooks, &mut cache)?, 0, layout)
             }
         };
         let (batch, t_local, _) = x.dims3()?;
-        let n_pos = p0 + t_local;
-        if n_pos > cfg.n_ctx {
-            candle_core::bail!(
-                "{} positions exceed the model's context of {}",
-                n_pos,
-                cfg.n_ctx
-            );
-        }
-        if p0 > 0 && past.is_none() {
-            candle_core::bail!("a forward starting at position {p0} needs the cached keys/values");
-        }
-        let mask = causal_mask(t_local, p0, x.dtype(), &self.device)?;
+        let (p0, n_pos) = (layout.hook_offset, layout.hook_total);
         let last = opts
             .stop_before_layer
             .unwrap_or(cfg.n_layers)
@@ -358,49 +422,22 @@ impl Transformer {
             hooks.apply(h, t, p0, n_pos, cache)
         };
         for (l, block) in self.blocks.iter().enumerate().take(last).skip(first_layer) {
-            let past_l = match past {
-                Some(kv) if p0 > 0 => Some(&kv.layers[l]),
-                _ => None,
-            };
             x = site(HookPoint::ResidPre(l), x, &mut cache)?;
-            let (attn_out, kv) = self.attention(
-                l,
-                block,
-                &block.ln1.forward(&x)?,
-                past_l,
-                &mask,
-                hooks,
-                p0,
-                n_pos,
-                &mut cache,
-            )?;
+            let normed = block.ln1.forward(&x)?;
+            let (attn_out, kv) = self.attention(l, block, &normed, &layout, hooks, &mut cache)?;
             if opts.return_kv {
                 kv_out.push(kv);
             }
             let attn_out = site(HookPoint::AttnOut(l), attn_out, &mut cache)?;
             x = if cfg.parallel_attn_mlp {
-                let mlp_out = self.mlp(
-                    l,
-                    block,
-                    &block.ln2.forward(&x)?,
-                    hooks,
-                    p0,
-                    n_pos,
-                    &mut cache,
-                )?;
+                let normed = block.ln2.forward(&x)?;
+                let mlp_out = self.mlp(l, block, &normed, hooks, p0, n_pos, &mut cache)?;
                 let mlp_out = site(HookPoint::MlpOut(l), mlp_out, &mut cache)?;
                 (x + attn_out)?.add(&mlp_out)?
             } else {
                 let mid = site(HookPoint::ResidMid(l), (x + attn_out)?, &mut cache)?;
-                let mlp_out = self.mlp(
-                    l,
-                    block,
-                    &block.ln2.forward(&mid)?,
-                    hooks,
-                    p0,
-                    n_pos,
-                    &mut cache,
-                )?;
+                let normed = block.ln2.forward(&mid)?;
+                let mlp_out = self.mlp(l, block, &normed, hooks, p0, n_pos, &mut cache)?;
                 let mlp_out = site(HookPoint::MlpOut(l), mlp_out, &mut cache)?;
                 (mid + mlp_out)?
             };
@@ -415,19 +452,32 @@ impl Transformer {
                 resid: Some(x),
             });
         }
-        if opts.last_pos_only {
-            x = x.narrow(1, t_local - 1, 1)?;
-        }
+        // Rows whose logits are wanted: `[rows, 1, d_model]` for last-position logits.
+        let (x, rows) = match (&layout.last_tokens, opts.last_pos_only) {
+            (Some(idx), _) => (
+                x.squeeze(0)?
+                    .contiguous()?
+                    .index_select(idx, 0)?
+                    .unsqueeze(1)?,
+                idx.dim(0)?,
+            ),
+            (None, true) => (x.narrow(1, t_local - 1, 1)?, batch),
+            (None, false) => (x, batch),
+        };
+        let last_only = opts.last_pos_only || layout.last_tokens.is_some();
         let normed = self.ln_final.forward(&x)?;
-        let normed = if opts.last_pos_only {
-            // The hook sees only the last position here; narrow full-length edits accordingly.
+        let normed = if layout.last_tokens.is_some() {
+            // Packed rows: the hook sees one last token per row.
+            hooks.apply(HookPoint::LnFinal, normed, 0, rows, &mut cache)?
+        } else if last_only {
+            // Only the last position is here; narrow full-length edits accordingly.
             hooks.apply(HookPoint::LnFinal, normed, n_pos - 1, n_pos, &mut cache)?
         } else {
             site(HookPoint::LnFinal, normed, &mut cache)?
         };
         let logits = self.unembed(&normed)?;
-        let logits = if opts.last_pos_only {
-            logits.reshape((batch, cfg.d_vocab))?
+        let logits = if last_only {
+            logits.reshape((rows, cfg.d_vocab))?
         } else {
             logits
         };
@@ -436,6 +486,80 @@ impl Transformer {
             cache,
             kv,
             resid: None,
+        })
+    }
+
+    /// Positions `p0..T` of `batch` rows, attending to cached keys/values before `p0`.
+    fn dense_layout<'a>(&self, s: &StartState<'a>, dtype: DType) -> CResult<Layout<'a>> {
+        let t_local = s.resid.dim(1)?;
+        let p0 = s.pos_offset;
+        if p0 + t_local > self.cfg.n_ctx {
+            candle_core::bail!(
+                "{} positions exceed the model's context of {}",
+                p0 + t_local,
+                self.cfg.n_ctx
+            );
+        }
+        if p0 > 0 && s.past.is_none() {
+            candle_core::bail!("a forward starting at position {p0} needs the cached keys/values");
+        }
+        Ok(Layout {
+            hook_offset: p0,
+            hook_total: p0 + t_local,
+            positions: TokenPositions::Range(p0),
+            mask: causal_mask(t_local, p0, dtype, &self.device)?,
+            past: s.past.filter(|_| p0 > 0).map(|kv| (kv, p0)),
+            last_tokens: None,
+        })
+    }
+
+    /// Packed ragged rows: token `n` of row `r` at position `t` sees the
+    /// cached keys `< row_start[r]` and its own row's tokens up to `t`.
+    fn packed_layout<'a>(
+        &self,
+        pk: &Packing,
+        past: Option<&'a KvCache>,
+        dtype: DType,
+    ) -> CResult<Layout<'a>> {
+        let past = past.ok_or_else(|| {
+            candle_core::Error::Msg("packed rows need the cached keys/values".into())
+        })?;
+        if pk.n_pos > self.cfg.n_ctx {
+            candle_core::bail!(
+                "{} positions exceed the model's context of {}",
+                pk.n_pos,
+                self.cfg.n_ctx
+            );
+        }
+        let tokens = pk.tokens();
+        let n = tokens.len();
+        let t = pk.n_pos;
+        let mut mask = vec![f32::NEG_INFINITY; n * (t + n)];
+        for (q, &(r, tq)) in tokens.iter().enumerate() {
+            let row = &mut mask[q * (t + n)..(q + 1) * (t + n)];
+            for v in row.iter_mut().take(pk.row_start[r]) {
+                *v = 0.0;
+            }
+            for (k, &(rk, tk)) in tokens.iter().enumerate() {
+                if rk == r && tk <= tq {
+                    row[t + k] = 0.0;
+                }
+            }
+        }
+        let positions: Vec<u32> = tokens.iter().map(|&(_, p)| p as u32).collect();
+        let last: Vec<u32> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, p))| p + 1 == t)
+            .map(|(i, _)| i as u32)
+            .collect();
+        Ok(Layout {
+            hook_offset: 0,
+            hook_total: n,
+            positions: TokenPositions::Index(Tensor::new(positions, &self.device)?),
+            mask: Tensor::from_vec(mask, (n, t + n), &self.device)?.to_dtype(dtype)?,
+            past: Some((past, t)),
+            last_tokens: Some(Tensor::new(last, &self.device)?),
         })
     }
 
@@ -494,13 +618,11 @@ impl Transformer {
         l: usize,
         block: &Block,
         x: &Tensor,
-        past: Option<&(Tensor, Tensor)>,
-        mask: &Tensor,
+        layout: &Layout<'_>,
         hooks: &HookSpec,
-        p0: usize,
-        n_pos: usize,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
+        let (p0, n_pos) = (layout.hook_offset, layout.hook_total);
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
         let (h, hkv, dh) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
@@ -526,18 +648,19 @@ impl Transformer {
         let mut k = k.transpose(1, 2)?.contiguous()?;
         let mut v = v.transpose(1, 2)?.contiguous()?;
         if let Some(rot) = &self.rotary {
-            q = rot.apply(&q, p0)?;
-            k = rot.apply(&k, p0)?;
+            q = rot.apply(&q, &layout.positions)?;
+            k = rot.apply(&k, &layout.positions)?;
         }
-        if let Some((pk, pv)) = past {
-            let pk = broadcast_rows(&pk.narrow(2, 0, p0)?, b)?;
-            let pv = broadcast_rows(&pv.narrow(2, 0, p0)?, b)?;
+        if let Some((kv, n_past)) = layout.past {
+            let (pk, pv) = &kv.layers[l];
+            let pk = broadcast_rows(&pk.narrow(2, 0, n_past)?, b)?;
+            let pv = broadcast_rows(&pv.narrow(2, 0, n_past)?, b)?;
             k = Tensor::cat(&[&pk, &k], 2)?;
             v = Tensor::cat(&[&pv, &v], 2)?;
         }
         let kv = (k.clone(), v.clone());
         let (k, v) = (repeat_kv(&k, h / hkv)?, repeat_kv(&v, h / hkv)?);
-        let scores = (q.matmul(&k.t()?)? * cfg.attn_scale as f64)?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?)? * cfg.attn_scale as f64)?.broadcast_add(&layout.mask)?;
         let scores = site(HookPoint::AttnScores(l), scores, cache)?;
         let pattern = softmax_last_dim(&scores)?;
         let pattern = site(HookPoint::Pattern(l), pattern, cache)?;
@@ -684,13 +807,18 @@ impl Rotary {
     }
 
     /// # Shapes
-    /// `x: [batch, head, t, d_head]` for absolute positions `p0..p0 + t`.
-    fn apply(&self, x: &Tensor, p0: usize) -> CResult<Tensor> {
+    /// `x: [batch, head, t, d_head]` at the given absolute positions.
+    fn apply(&self, x: &Tensor, positions: &TokenPositions) -> CResult<Tensor> {
         let (b, h, t, dh) = x.dims4()?;
         let rd = self.rotary_dim;
         let half = rd / 2;
-        let cos = self.cos.narrow(0, p0, t)?;
-        let sin = self.sin.narrow(0, p0, t)?;
+        let (cos, sin) = match positions {
+            TokenPositions::Range(p0) => (self.cos.narrow(0, *p0, t)?, self.sin.narrow(0, *p0, t)?),
+            TokenPositions::Index(idx) => (
+                self.cos.index_select(idx, 0)?,
+                self.sin.index_select(idx, 0)?,
+            ),
+        };
         let rot = x.narrow(3, 0, rd)?;
         let rotated = match self.style {
             RotaryStyle::NeoX => {

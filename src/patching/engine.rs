@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Result as CResult, Tensor};
 
+use crate::model::forward::Packing;
 use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
 
 use super::metrics::{self, Metrics};
@@ -48,6 +49,9 @@ pub struct EngineOptions {
     /// Upper bound on rows × recomputed positions per batch; beyond a few
     /// hundred the matrix multiplies are already efficient.
     pub max_batch_tokens: usize,
+    /// Pack rows of different lengths into one token axis (no padding
+    /// work); off = dense blocks from each batch's first changed position.
+    pub packed: bool,
 }
 
 impl Default for EngineOptions {
@@ -55,7 +59,8 @@ impl Default for EngineOptions {
         Self {
             method: Method::Fast,
             max_batch_mem: 1 << 30,
-            max_batch_tokens: 768,
+            max_batch_tokens: 512,
+            packed: true,
         }
     }
 }
@@ -142,7 +147,7 @@ pub fn run_sweep(
                             }
                         }
                     }
-                    batch_cells(active, model, n_pos, opts)
+                    batch_cells(active, model, &plan, n_pos, opts)
                 }
             };
             for batch in batches {
@@ -155,7 +160,7 @@ pub fn run_sweep(
                         run,
                         plan.cells[batch[0].0].as_ref().unwrap(),
                     )?],
-                    Method::Fast => fast_batch(model, run, &plan, &batch)?,
+                    Method::Fast => fast_batch(model, run, &plan, &batch, opts.packed)?,
                 };
                 passes += 1;
                 for ((c, _), m) in batch.iter().zip(ms) {
@@ -281,27 +286,36 @@ fn row_bytes(model: &Transformer, t_local: usize, n_pos: usize) -> usize {
     4 * (t_local * per_pos + kv + 4 * c.d_vocab)
 }
 
-/// Chunks active `(cell, first_changed_pos)` pairs into batches: cells with
-/// similar start positions together, bounded by memory and token budgets.
+/// Chunks active `(cell, first_changed_pos)` pairs into batches bounded by
+/// memory and token budgets. Packed batches cost the sum of their rows'
+/// lengths; dense ones (pattern patches) cost rows × the longest row, so
+/// cells with similar start positions go together.
 fn batch_cells(
     mut active: Vec<(usize, usize)>,
     model: &Transformer,
+    plan: &Plan,
     n_pos: usize,
     opts: &EngineOptions,
 ) -> Vec<Vec<(usize, usize)>> {
     active.sort_by_key(|&(c, p0)| (std::cmp::Reverse(p0), c));
     let mut out: Vec<Vec<(usize, usize)>> = Vec::new();
     let mut cur: Vec<(usize, usize)> = Vec::new();
+    let mut cur_tokens = 0;
     for item in active {
-        let p0 = item.1.min(cur.last().map_or(usize::MAX, |l| l.1));
-        let t_local = n_pos - p0;
-        let rows = cur.len() + 1;
-        let fits = rows * t_local <= opts.max_batch_tokens.max(t_local)
-            && rows * row_bytes(model, t_local, n_pos)
-                <= opts.max_batch_mem.max(row_bytes(model, t_local, n_pos));
+        let packed =
+            opts.packed && is_packable(&[plan.cells[item.0].as_ref().expect("active cells exist")]);
+        let tokens = if packed {
+            cur_tokens + n_pos - item.1
+        } else {
+            (cur.len() + 1) * (n_pos - item.1.min(cur.last().map_or(usize::MAX, |l| l.1)))
+        };
+        let per_token = row_bytes(model, 1, n_pos);
+        let fits = tokens <= opts.max_batch_tokens && tokens * per_token <= opts.max_batch_mem;
         if !cur.is_empty() && !fits {
             out.push(std::mem::take(&mut cur));
+            cur_tokens = 0;
         }
+        cur_tokens += n_pos - item.1;
         cur.push(item);
     }
     if !cur.is_empty() {
@@ -421,11 +435,16 @@ fn naive_cell(model: &Transformer, run: &RunPair, ops: &[PatchOp]) -> CResult<Me
 }
 
 /// One batched, resumed forward for cells sharing a start layer.
+///
+/// Rows are packed (each recomputes only its own positions) unless a cell
+/// patches attention patterns, whose `[head, query, key]` layout has no
+/// packed form; those use a dense block from the batch's first position.
 fn fast_batch(
     model: &Transformer,
     run: &RunPair,
     plan: &Plan,
     batch: &[(usize, usize)],
+    packed: bool,
 ) -> CResult<Vec<Metrics>> {
     let n_pos = run.base_tokens.len();
     let cells: Vec<&Vec<PatchOp>> = batch
@@ -437,29 +456,113 @@ fn fast_batch(
         .flat_map(|ops| ops.iter().filter_map(|o| o.hook.layer()))
         .min()
         .unwrap_or(0);
-    let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
-    let spec = batch_hooks(model, run, &cells, n_pos)?;
-    let resid = run
+    let base_resid = run
         .base
         .get(HookPoint::ResidPre(layer))
-        .expect("resid_pre cached for every layer")
-        .narrow(1, p0, n_pos - p0)?;
-    let opts = ForwardOptions {
-        start: Some(StartState {
-            layer,
-            resid,
-            pos_offset: p0,
-            past: Some(&run.base_kv),
-            batch: batch.len(),
-        }),
-        last_pos_only: true,
-        ..Default::default()
+        .expect("resid_pre cached for every layer");
+    let logits = if packed && is_packable(&cells) {
+        let packing = Packing::new(batch.iter().map(|b| b.1).collect(), n_pos);
+        let tokens = packing.tokens();
+        let pos_idx = Tensor::new(
+            tokens.iter().map(|&(_, p)| p as u32).collect::<Vec<_>>(),
+            model.device(),
+        )?;
+        let spec = packed_hooks(model, run, &cells, &tokens, &pos_idx)?;
+        let resid = base_resid
+            .squeeze(0)?
+            .contiguous()?
+            .index_select(&pos_idx, 0)?
+            .unsqueeze(0)?;
+        let opts = ForwardOptions {
+            start: Some(StartState {
+                layer,
+                resid,
+                pos_offset: 0,
+                past: Some(&run.base_kv),
+                batch: batch.len(),
+                packing: Some(&packing),
+            }),
+            last_pos_only: true,
+            ..Default::default()
+        };
+        model.forward(None, &spec, &opts)?.logits
+    } else {
+        let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
+        let spec = batch_hooks(model, run, &cells, n_pos)?;
+        let opts = ForwardOptions {
+            start: Some(StartState {
+                layer,
+                resid: base_resid.narrow(1, p0, n_pos - p0)?,
+                pos_offset: p0,
+                past: Some(&run.base_kv),
+                batch: batch.len(),
+                packing: None,
+            }),
+            last_pos_only: true,
+            ..Default::default()
+        };
+        model.forward(None, &spec, &opts)?.logits
     };
-    let out = model.forward(None, &spec, &opts)?;
     metrics::compute(
-        &out.logits.expect("logits"),
+        &logits.expect("logits"),
         &run.clean_logprobs,
         run.answer,
         run.wrong,
     )
+}
+
+/// Whether every patched hook of these cells has a per-token layout.
+fn is_packable(cells: &[&Vec<PatchOp>]) -> bool {
+    cells
+        .iter()
+        .flat_map(|ops| ops.iter())
+        .all(|o| !matches!(o.hook, HookPoint::Pattern(_) | HookPoint::AttnScores(_)))
+}
+
+/// Replace interventions in the packed layout: one mask entry per packed
+/// token `(row, pos)`, values gathered from the source run by position.
+fn packed_hooks(
+    model: &Transformer,
+    run: &RunPair,
+    cells: &[&Vec<PatchOp>],
+    tokens: &[(usize, usize)],
+    pos_idx: &Tensor,
+) -> CResult<HookSpec> {
+    let mut hooks: Vec<HookPoint> = cells
+        .iter()
+        .flat_map(|ops| ops.iter().map(|o| o.hook))
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    let mut spec = HookSpec::new();
+    for hook in hooks {
+        let heads = mask_layout(model, hook).heads;
+        let nh = heads.max(1);
+        let mut v = vec![0f32; tokens.len() * nh];
+        for (n, &(r, p)) in tokens.iter().enumerate() {
+            for op in cells[r]
+                .iter()
+                .filter(|o| o.hook == hook && o.pos.is_none_or(|q| q == p))
+            {
+                for h in 0..nh {
+                    if heads == 0 || op.head.is_none_or(|g| g == h) {
+                        v[n * nh + h] = 1.0;
+                    }
+                }
+            }
+        }
+        let dev = model.device();
+        let mask = if heads == 0 {
+            Tensor::from_vec(v, (1, tokens.len(), 1), dev)?
+        } else {
+            Tensor::from_vec(v, (1, tokens.len(), heads, 1), dev)?
+        };
+        let value = run.source[&hook]
+            .squeeze(0)?
+            .contiguous()?
+            .index_select(pos_idx, 0)?
+            .unsqueeze(0)?;
+        spec = spec.intervene(hook, Edit::Replace { mask, value });
+    }
+    Ok(spec)
 }
