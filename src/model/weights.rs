@@ -79,6 +79,12 @@ impl CanonicalWeights {
         }
     }
 
+    /// Removes a tensor whatever its shape (for re-wrapping weights, e.g. as
+    /// trainable variables).
+    pub fn take_any(&mut self, name: &str) -> Option<Tensor> {
+        self.map.remove(name)
+    }
+
     /// Names left over after construction: a sign of a mapping bug.
     pub fn leftover(&self) -> Vec<String> {
         self.map.keys().cloned().collect()
