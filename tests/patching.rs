@@ -188,7 +188,12 @@ fn patching_clean_into_clean_changes_nothing() {
             Target::BlockEvery,
         ] {
             for method in [Method::Fast, Method::Naive] {
-                let r = sweep(&m, std::slice::from_ref(&same), &SweepSpec::new(target), method);
+                let r = sweep(
+                    &m,
+                    std::slice::from_ref(&same),
+                    &SweepSpec::new(target),
+                    method,
+                );
                 let clean = r.baselines.clean.logit_diff;
                 for x in &r.metrics["logit_diff"] {
                     if x.is_finite() {
@@ -319,4 +324,90 @@ fn mismatched_lengths_and_multi_token_answers_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("answer") && e.contains("tokens"), "{e}");
+}
+
+#[test]
+fn attribution_matches_exact_patching_for_small_perturbations() {
+    // With a tiny corruption the patched runs are linear in the patch, so the
+    // first-order attribution estimate must match exact patching closely.
+    for model in ["gpt2-tiny", "llama-tiny"] {
+        let m = load(model);
+        let pair = PromptPair {
+            corrupted: None,
+            ..ioi(CORRUPTED)
+        };
+        for target in [
+            Target::ResidPre,
+            Target::HeadOut,
+            Target::MlpOut,
+            Target::HeadPatternByPos,
+            Target::TraceHidden,
+        ] {
+            let spec = SweepSpec {
+                target,
+                direction: Direction::Denoise,
+                corruption: Corruption::Gaussian {
+                    positions: vec![1, 2, 3],
+                    scale: Some(1e-4),
+                    samples: 1,
+                    seed: 3,
+                },
+                window: 3,
+            };
+            let exact = sweep(&m, std::slice::from_ref(&pair), &spec, Method::Fast);
+            let attr = sweep(&m, std::slice::from_ref(&pair), &spec, Method::Attribution);
+            let base = exact.baselines.corrupted.logit_diff;
+            let effects: Vec<(f32, f32)> = exact.metrics["logit_diff"]
+                .iter()
+                .zip(&attr.metrics["logit_diff"])
+                .filter(|(e, _)| e.is_finite())
+                .map(|(e, a)| (e - base, a - base))
+                .collect();
+            let scale = effects.iter().map(|(e, _)| e.abs()).fold(0f32, f32::max);
+            assert!(
+                scale > 1e-5,
+                "{model} {target}: no effect to compare ({scale})"
+            );
+            for (i, (e, a)) in effects.iter().enumerate() {
+                assert!(
+                    (e - a).abs() <= 0.02 * scale + 1e-6,
+                    "{model} {target}[{i}]: exact {e} vs attribution {a}"
+                );
+            }
+            assert!(
+                attr.metrics["kl"].iter().all(|x| x.is_nan()),
+                "attribution estimates only logit_diff"
+            );
+            assert!(attr.timing.forward_passes < exact.timing.forward_passes);
+        }
+    }
+}
+
+#[test]
+fn a_subset_of_cells_can_be_patched_exactly() {
+    let m = load("gpt2-tiny");
+    let prepared = prepare_pairs(&m.tokenizer, &[ioi(CORRUPTED)], None).unwrap();
+    let spec = SweepSpec::new(Target::HeadOut);
+    let full = run_sweep(
+        &m.model,
+        &prepared,
+        &spec,
+        &EngineOptions::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let opts = EngineOptions {
+        cells: Some(vec![1, 6]),
+        ..Default::default()
+    };
+    let part = run_sweep(&m.model, &prepared, &spec, &opts, None, &mut |_| {}).unwrap();
+    for i in 0..full.n_cells() {
+        let (f, p) = (full.metrics["logit_diff"][i], part.metrics["logit_diff"][i]);
+        if i == 1 || i == 6 {
+            assert!((f - p).abs() < 1e-5, "cell {i}: full sweep {f}, subset {p}");
+        } else {
+            assert!(p.is_nan());
+        }
+    }
 }

@@ -124,7 +124,8 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
-    use patchbench::patching::{run_sweep, Method};
+    use patchbench::patching::attribution::top_cells;
+    use patchbench::patching::{run_sweep, Method, SweepResult};
     let (m, pairs) = args.sweep.prepare()?;
     let spec = args.sweep.spec();
     println!(
@@ -135,49 +136,68 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
         candle_core::utils::get_num_threads()
     );
     println!("load  {:.0} ms", m.load_ms);
-    let mut rows = Vec::new();
-    let methods: &[Method] = if args.skip_naive {
-        &[Method::Fast]
-    } else {
-        &[Method::Fast, Method::Naive]
-    };
-    let mut results = Vec::new();
-    for &method in methods {
-        let t = Instant::now();
+    let mut methods = vec![Method::Fast, Method::Attribution];
+    if !args.skip_naive {
+        methods.push(Method::Naive);
+    }
+    let mut runs: Vec<(Method, f64, SweepResult)> = Vec::new();
+    let mut fast_peak = None;
+    for method in methods {
         let mut opts = args.sweep.engine(method);
         opts.packed = !args.no_packing;
         opts.max_batch_tokens = args.max_batch_tokens;
+        let t = Instant::now();
         let r = run_sweep(&m.model, &pairs, &spec, &opts, None, &mut |_| {})?;
-        let wall = t.elapsed().as_secs_f64();
-        rows.push((method, wall, r.timing.forward_passes));
-        results.push(r);
+        runs.push((method, t.elapsed().as_secs_f64(), r));
+        if method == Method::Fast {
+            fast_peak = peak_rss_mib();
+        }
     }
     println!(
-        "{:<8} {:>14} {:>10}",
+        "{:<12} {:>14} {:>10}",
         "method", "forward passes", "wall (s)"
     );
-    for (method, wall, passes) in &rows {
-        println!(
-            "{:<8} {:>14} {:>10.3}",
-            format!("{method:?}").to_lowercase(),
-            passes,
-            wall
-        );
+    for (method, wall, r) in &runs {
+        let name = format!("{method:?}").to_lowercase();
+        println!("{name:<12} {:>14} {wall:>10.3}", r.timing.forward_passes);
     }
-    if rows.len() == 2 {
-        println!("speedup {:.1}x", rows[1].1 / rows[0].1);
-        let a = &results[0].metrics["logit_diff"];
-        let b = &results[1].metrics["logit_diff"];
-        let max_diff = a
+    let (fast_wall, fast) = (runs[0].1, &runs[0].2);
+    let max_diff = |a: &SweepResult, b: &SweepResult| {
+        a.metrics["logit_diff"]
             .iter()
-            .zip(b)
+            .zip(&b.metrics["logit_diff"])
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        println!("max |fast - naive| logit_diff {max_diff:.2e}");
+            .fold(0f32, f32::max)
+    };
+    if let Some((_, naive_wall, naive)) = runs.iter().find(|r| r.0 == Method::Naive) {
+        println!("speedup {:.1}x over naive", naive_wall / fast_wall);
+        println!(
+            "max |fast - naive| logit_diff {:.2e}",
+            max_diff(fast, naive)
+        );
     }
-    if let Some(peak) = peak_rss_mib() {
-        println!("peak RSS {peak:.0} MiB");
+    let attr = &runs[1].2;
+    let base = match spec.direction {
+        patchbench::patching::Direction::Denoise => fast.baselines.corrupted.logit_diff,
+        patchbench::patching::Direction::Noise => fast.baselines.clean.logit_diff,
+    };
+    let top = top_cells(attr, base, 10);
+    let err = top
+        .iter()
+        .map(|&c| (attr.metrics["logit_diff"][c] - fast.metrics["logit_diff"][c]).abs())
+        .fold(0f32, f32::max);
+    let biggest = fast.metrics["logit_diff"]
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|x| (x - base).abs())
+        .fold(0f32, f32::max);
+    println!(
+        "attribution: top-{} cells differ from exact patching by at most {err:.3} (largest exact effect {biggest:.3})",
+        top.len()
+    );
+    if let (Some(fast), Some(all)) = (fast_peak, peak_rss_mib()) {
+        println!("peak RSS {fast:.0} MiB after load + fast sweep, {all:.0} MiB after all methods");
     }
     Ok(())
 }

@@ -150,6 +150,16 @@ pub struct SweepCmd {
     /// Write the output to this file instead of stdout.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// exact patching, or attribution (a first-order estimate of logit_diff
+    /// from one backward pass: fast triage, approximate).
+    #[arg(long, value_enum, default_value = "exact")]
+    pub method: MethodArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum MethodArg {
+    Exact,
+    Attribution,
 }
 
 fn parse_metric(s: &str) -> Result<String, String> {

@@ -39,6 +39,9 @@ pub enum Method {
     Fast,
     /// One full forward pass per cell: the reference.
     Naive,
+    /// First-order estimate of `logit_diff` from one backward pass per run
+    /// (attribution patching); other metrics are NaN.
+    Attribution,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub struct EngineOptions {
     /// Pack rows of different lengths into one token axis (no padding
     /// work); off = dense blocks from each batch's first changed position.
     pub packed: bool,
+    /// Evaluate only these cells (row-major indices); the rest are NaN.
+    /// Used to check an attribution estimate against exact patching.
+    pub cells: Option<Vec<usize>>,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +67,7 @@ impl Default for EngineOptions {
             max_batch_mem: 1 << 30,
             max_batch_tokens: 512,
             packed: true,
+            cells: None,
         }
     }
 }
@@ -125,17 +132,49 @@ pub fn run_sweep(
     let (runs, baselines, mut passes) =
         build_runs(model, pairs, spec, &hooks).map_err(SweepError::Invalid)?;
 
-    // values[run][cell]
-    let mut values: Vec<Vec<Metrics>> = vec![vec![Metrics::default(); plan.n_cells()]; runs.len()];
-    let total = plan.n_cells() * runs.len();
+    if opts.method == Method::Attribution {
+        let mut values = Vec::with_capacity(runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            if cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                return Err(SweepError::Cancelled);
+            }
+            values.push(super::attribution::estimate(model, &plan, run)?);
+            passes += 1;
+            let elapsed = start.elapsed();
+            on_progress(&Progress {
+                done: (i + 1) * plan.n_cells(),
+                total: runs.len() * plan.n_cells(),
+                elapsed,
+                eta: eta(elapsed, i + 1, runs.len()),
+                forward_passes: passes,
+                finished: vec![],
+            });
+        }
+        let mut result = assemble(
+            &plan,
+            &runs,
+            &baselines,
+            values,
+            passes,
+            start.elapsed(),
+            model.device(),
+        );
+        result.method = "attribution".into();
+        return Ok(result);
+    }
+
+    // values[run][cell]; cells outside `opts.cells` stay NaN.
+    let nan = Metrics::from_values([f32::NAN; 6]);
+    let mut values: Vec<Vec<Metrics>> = vec![vec![nan; plan.n_cells()]; runs.len()];
+    let groups = layer_groups(&plan, opts.cells.as_deref());
+    let total = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * runs.len();
     let mut done = 0;
-    let groups = layer_groups(&plan);
     let mut changed: Vec<ChangeCache> = runs.iter().map(|_| ChangeCache::default()).collect();
     for (_layer, cells) in groups {
         for (ri, run) in runs.iter().enumerate() {
             let batches = match opts.method {
                 Method::Naive => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
-                Method::Fast => {
+                Method::Fast | Method::Attribution => {
                     let mut active = Vec::new();
                     for &c in &cells {
                         let ops = plan.cells[c].as_ref().expect("grouped cells exist");
@@ -160,7 +199,9 @@ pub fn run_sweep(
                         run,
                         plan.cells[batch[0].0].as_ref().unwrap(),
                     )?],
-                    Method::Fast => fast_batch(model, run, &plan, &batch, opts.packed)?,
+                    Method::Fast | Method::Attribution => {
+                        fast_batch(model, run, &plan, &batch, opts.packed)?
+                    }
                 };
                 passes += 1;
                 for ((c, _), m) in batch.iter().zip(ms) {
@@ -212,10 +253,14 @@ fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
     (done > 0 && done <= total).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
 }
 
-/// Existing cells grouped by the block where their earliest patch sits.
-fn layer_groups(plan: &Plan) -> Vec<(usize, Vec<usize>)> {
+/// Existing cells (of `only`, if given) grouped by the block where their
+/// earliest patch sits.
+fn layer_groups(plan: &Plan, only: Option<&[usize]>) -> Vec<(usize, Vec<usize>)> {
     let mut by_layer: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, c) in plan.cells.iter().enumerate() {
+        if only.is_some_and(|o| !o.contains(&i)) {
+            continue;
+        }
         if let Some(ops) = c {
             let l = ops.iter().filter_map(|o| o.hook.layer()).min().unwrap_or(0);
             by_layer.entry(l).or_default().push(i);

@@ -9,6 +9,7 @@
 //! - `metrics`, `result`: what a patched run scores and how it is stored;
 //! - `output`: the machine-readable JSON/CSV contract and the text table.
 
+pub mod attribution;
 pub mod engine;
 pub mod metrics;
 pub mod output;

@@ -102,6 +102,7 @@ impl SweepReport<'_> {
         if !r.components.is_empty() {
             obj.insert("components".into(), json!(r.components));
         }
+        obj.insert("method".into(), json!(r.method));
         if matches!(self.spec.target.name(), "trace_mlp" | "trace_attn") {
             obj.insert("window".into(), json!(self.spec.window));
         }

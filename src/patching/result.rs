@@ -40,6 +40,18 @@ pub struct SweepResult {
     pub baselines: Baselines,
     pub pair_baselines: Vec<Baselines>,
     pub timing: Timing,
+    /// `exact`, or `attribution` for first-order estimates (only
+    /// `logit_diff` and its normalised form are filled in).
+    #[serde(default = "exact", skip_serializing_if = "is_exact")]
+    pub method: String,
+}
+
+fn exact() -> String {
+    "exact".into()
+}
+
+fn is_exact(m: &str) -> bool {
+    m == "exact"
 }
 
 impl SweepResult {
@@ -155,5 +167,6 @@ pub(crate) fn assemble(
             forward_passes,
             device: crate::model::device::device_name(device),
         },
+        method: exact(),
     }
 }
