@@ -11,109 +11,22 @@
 //! - with `pos_offset = p0` only positions `p0..T` are computed, their
 //!   attention reading keys/values of positions `< p0` from a [`KvCache`] of
 //!   the unpatched run (causal reuse: a patch at position `p` cannot change
-//!   anything before `p`).
+//!   anything before `p`);
+//! - with a [`Packing`], rows of different lengths share one pass along a
+//!   single token axis (`layout.rs`), so no row computes positions it does
+//!   not need.
 
-use candle_core::{DType, Device, Result as CResult, Tensor, D};
+use candle_core::{DType, Device, Result as CResult, Tensor};
 
-use super::config::{Activation, ModelConfig, NormKind, Positions, RopeScaling, RotaryStyle};
+use super::config::{ModelConfig, NormKind, Positions};
 use super::hooks::{ActivationCache, HookPoint, HookSpec};
+use super::layers::{activate, broadcast_rows, causal_mask, repeat_kv, softmax_last_dim};
+pub use super::layers::{Attention, Block, Linear, Mlp, Norm};
+use super::layout::Layout;
+pub use super::layout::Packing;
+use super::rotary::{Rotary, TokenPositions};
 use super::weights::CanonicalWeights;
 use super::ModelError;
-
-/// `y = x W + b` with `W` stored `[d_in, d_out]`.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    pub w: Tensor,
-    pub b: Option<Tensor>,
-}
-
-impl Linear {
-    /// # Shapes
-    /// `x: [.., d_in]` -> `[.., d_out]`
-    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let dims = x.dims().to_vec();
-        let d_in = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, d_in))?.matmul(&self.w)?;
-        let y = match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = dims;
-        let last = out.len() - 1;
-        out[last] = self.w.dim(1)?;
-        y.reshape(out)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Norm {
-    pub kind: NormKind,
-    pub w: Tensor,
-    pub b: Option<Tensor>,
-    pub eps: f64,
-}
-
-impl Norm {
-    /// # Shapes
-    /// `x: [.., d_model]` -> same
-    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
-        let normed = match self.kind {
-            NormKind::LayerNorm => {
-                let mean = x.mean_keepdim(D::Minus1)?;
-                let xc = x.broadcast_sub(&mean)?;
-                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-                xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
-            }
-            NormKind::RmsNorm => {
-                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-                x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            }
-        };
-        let y = normed.to_dtype(dtype)?.broadcast_mul(&self.w)?;
-        match &self.b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
-}
-
-#[derive(Debug, Clone)]
-pub struct Mlp {
-    /// `W_in`: the up projection, or for gated MLPs the `up` half.
-    pub w_in: Linear,
-    /// The gate projection of gated MLPs (`hook_pre` is its output).
-    pub w_gate: Option<Linear>,
-    pub w_out: Linear,
-}
-
-#[derive(Debug, Clone)]
-pub struct Block {
-    pub ln1: Norm,
-    pub ln2: Norm,
-    pub attn: Attention,
-    pub mlp: Mlp,
-}
-
-/// Precomputed rotary tables for every position up to `n_ctx`.
-#[derive(Debug, Clone)]
-struct Rotary {
-    /// `[n_ctx, rotary_dim / 2]`
-    cos: Tensor,
-    sin: Tensor,
-    rotary_dim: usize,
-    style: RotaryStyle,
-}
 
 /// Keys (after rotary) and values of every block for one run.
 ///
@@ -140,61 +53,6 @@ pub struct StartState<'a> {
     /// Packed rows instead of a dense `[batch, T - pos_offset]` block; then
     /// `resid` is `[1, n_tokens, d_model]` and `pos_offset` is ignored.
     pub packing: Option<&'a Packing>,
-}
-
-/// Rows of different lengths packed along one token axis (a ragged batch).
-///
-/// Row `r` computes positions `row_start[r]..n_pos`; its tokens are stored
-/// contiguously in row order. Every row attends to the cached keys/values
-/// of the unpatched run for positions before its start and to its own
-/// recomputed tokens after that, so no row computes a position it does not
-/// need. Hook activations have one entry per packed token
-/// (`[1, n_tokens, ...]`); interventions must be given in that layout.
-#[derive(Debug, Clone)]
-pub struct Packing {
-    pub row_start: Vec<usize>,
-    pub n_pos: usize,
-}
-
-impl Packing {
-    pub fn new(row_start: Vec<usize>, n_pos: usize) -> Self {
-        Self { row_start, n_pos }
-    }
-
-    /// `(row, absolute position)` of every packed token, in order.
-    pub fn tokens(&self) -> Vec<(usize, usize)> {
-        self.row_start
-            .iter()
-            .enumerate()
-            .flat_map(|(r, &p)| (p..self.n_pos).map(move |t| (r, t)))
-            .collect()
-    }
-
-    pub fn n_tokens(&self) -> usize {
-        self.row_start.iter().map(|&p| self.n_pos - p).sum()
-    }
-}
-
-/// How the computed positions of one pass are laid out.
-struct Layout<'a> {
-    /// Position range passed to hooks (`offset..total`).
-    hook_offset: usize,
-    hook_total: usize,
-    /// Absolute positions of the computed tokens (for rotary embeddings).
-    positions: TokenPositions,
-    /// Additive attention mask `[queries, cached keys + computed keys]`.
-    mask: Tensor,
-    /// Cached keys/values and how many leading positions to take from them.
-    past: Option<(&'a KvCache, usize)>,
-    /// Packed rows: index of each row's last token.
-    last_tokens: Option<Tensor>,
-}
-
-enum TokenPositions {
-    /// Consecutive positions from this one.
-    Range(usize),
-    /// One position per token `[n_tokens]` (u32).
-    Index(Tensor),
 }
 
 #[derive(Default)]
@@ -489,80 +347,6 @@ impl Transformer {
         })
     }
 
-    /// Positions `p0..T` of `batch` rows, attending to cached keys/values before `p0`.
-    fn dense_layout<'a>(&self, s: &StartState<'a>, dtype: DType) -> CResult<Layout<'a>> {
-        let t_local = s.resid.dim(1)?;
-        let p0 = s.pos_offset;
-        if p0 + t_local > self.cfg.n_ctx {
-            candle_core::bail!(
-                "{} positions exceed the model's context of {}",
-                p0 + t_local,
-                self.cfg.n_ctx
-            );
-        }
-        if p0 > 0 && s.past.is_none() {
-            candle_core::bail!("a forward starting at position {p0} needs the cached keys/values");
-        }
-        Ok(Layout {
-            hook_offset: p0,
-            hook_total: p0 + t_local,
-            positions: TokenPositions::Range(p0),
-            mask: causal_mask(t_local, p0, dtype, &self.device)?,
-            past: s.past.filter(|_| p0 > 0).map(|kv| (kv, p0)),
-            last_tokens: None,
-        })
-    }
-
-    /// Packed ragged rows: token `n` of row `r` at position `t` sees the
-    /// cached keys `< row_start[r]` and its own row's tokens up to `t`.
-    fn packed_layout<'a>(
-        &self,
-        pk: &Packing,
-        past: Option<&'a KvCache>,
-        dtype: DType,
-    ) -> CResult<Layout<'a>> {
-        let past = past.ok_or_else(|| {
-            candle_core::Error::Msg("packed rows need the cached keys/values".into())
-        })?;
-        if pk.n_pos > self.cfg.n_ctx {
-            candle_core::bail!(
-                "{} positions exceed the model's context of {}",
-                pk.n_pos,
-                self.cfg.n_ctx
-            );
-        }
-        let tokens = pk.tokens();
-        let n = tokens.len();
-        let t = pk.n_pos;
-        let mut mask = vec![f32::NEG_INFINITY; n * (t + n)];
-        for (q, &(r, tq)) in tokens.iter().enumerate() {
-            let row = &mut mask[q * (t + n)..(q + 1) * (t + n)];
-            for v in row.iter_mut().take(pk.row_start[r]) {
-                *v = 0.0;
-            }
-            for (k, &(rk, tk)) in tokens.iter().enumerate() {
-                if rk == r && tk <= tq {
-                    row[t + k] = 0.0;
-                }
-            }
-        }
-        let positions: Vec<u32> = tokens.iter().map(|&(_, p)| p as u32).collect();
-        let last: Vec<u32> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(_, &(_, p))| p + 1 == t)
-            .map(|(i, _)| i as u32)
-            .collect();
-        Ok(Layout {
-            hook_offset: 0,
-            hook_total: n,
-            positions: TokenPositions::Index(Tensor::new(positions, &self.device)?),
-            mask: Tensor::from_vec(mask, (n, t + n), &self.device)?.to_dtype(dtype)?,
-            past: Some((past, t)),
-            last_tokens: Some(Tensor::new(last, &self.device)?),
-        })
-    }
-
     /// Token (and learned position) embedding: `blocks.0.hook_resid_pre`'s input.
     fn embed(
         &self,
@@ -696,151 +480,5 @@ impl Transformer {
         };
         let post = site(HookPoint::MlpPost(l), post, cache)?;
         block.mlp.w_out.forward(&post)
-    }
-}
-
-fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
-    match act {
-        Activation::GeluTanh => x.gelu(),
-        Activation::Gelu => x.gelu_erf(),
-        Activation::Silu => x.silu(),
-        Activation::Relu => x.relu(),
-    }
-}
-
-/// Softmax built from differentiable primitives.
-pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let max = x.max_keepdim(D::Minus1)?;
-    let e = x.broadcast_sub(&max)?.exp()?;
-    let s = e.sum_keepdim(D::Minus1)?;
-    e.broadcast_div(&s)?.to_dtype(dtype)
-}
-
-/// Additive causal mask `[t_local, p0 + t_local]`: query `i` (absolute
-/// position `p0 + i`) sees keys `0..=p0 + i`.
-fn causal_mask(t_local: usize, p0: usize, dtype: DType, device: &Device) -> CResult<Tensor> {
-    let n = p0 + t_local;
-    let data: Vec<f32> = (0..t_local)
-        .flat_map(|i| (0..n).map(move |j| if j <= p0 + i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    Tensor::from_vec(data, (t_local, n), device)?.to_dtype(dtype)
-}
-
-/// Expands `[b, n_kv, t, d]` to `[b, n_kv * group, t, d]` (query head `h`
-/// reads kv head `h / group`, as Hugging Face's `repeat_kv`).
-fn repeat_kv(x: &Tensor, group: usize) -> CResult<Tensor> {
-    if group == 1 {
-        return Ok(x.clone());
-    }
-    let (b, hkv, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, hkv, group, t, d))?
-        .reshape((b, hkv * group, t, d))
-}
-
-fn broadcast_rows(x: &Tensor, batch: usize) -> CResult<Tensor> {
-    if x.dim(0)? == batch {
-        return Ok(x.clone());
-    }
-    let mut shape = x.dims().to_vec();
-    shape[0] = batch;
-    x.broadcast_as(shape)?.contiguous()
-}
-
-impl Rotary {
-    fn new(
-        r: &super::config::RotaryConfig,
-        n_ctx: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let half = r.rotary_dim / 2;
-        let mut inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / r.theta.powf(2.0 * i as f64 / r.rotary_dim as f64))
-            .collect();
-        let mut pos_scale = 1.0;
-        match &r.scaling {
-            None => {}
-            Some(RopeScaling::Linear { factor }) => pos_scale = 1.0 / factor,
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: old,
-            }) => {
-                let low_wavelen = old / low_freq_factor;
-                let high_wavelen = old / high_freq_factor;
-                for f in inv_freq.iter_mut() {
-                    let wavelen = 2.0 * std::f64::consts::PI / *f;
-                    if wavelen > low_wavelen {
-                        *f /= factor;
-                    } else if wavelen >= high_wavelen {
-                        let smooth = (old / wavelen - low_freq_factor)
-                            / (high_freq_factor - low_freq_factor);
-                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
-                    }
-                }
-            }
-        }
-        // Hugging Face computes the angles in f32; do the same for parity.
-        let inv_freq: Vec<f32> = inv_freq.iter().map(|&f| f as f32).collect();
-        let mut cos = Vec::with_capacity(n_ctx * half);
-        let mut sin = Vec::with_capacity(n_ctx * half);
-        for p in 0..n_ctx {
-            for &f in &inv_freq {
-                let a = (p as f32 * pos_scale as f32) * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        let mk = |v: Vec<f32>| -> Result<Tensor, ModelError> {
-            Ok(Tensor::from_vec(v, (n_ctx, half), device)?.to_dtype(dtype)?)
-        };
-        Ok(Self {
-            cos: mk(cos)?,
-            sin: mk(sin)?,
-            rotary_dim: r.rotary_dim,
-            style: r.style,
-        })
-    }
-
-    /// # Shapes
-    /// `x: [batch, head, t, d_head]` at the given absolute positions.
-    fn apply(&self, x: &Tensor, positions: &TokenPositions) -> CResult<Tensor> {
-        let (b, h, t, dh) = x.dims4()?;
-        let rd = self.rotary_dim;
-        let half = rd / 2;
-        let (cos, sin) = match positions {
-            TokenPositions::Range(p0) => (self.cos.narrow(0, *p0, t)?, self.sin.narrow(0, *p0, t)?),
-            TokenPositions::Index(idx) => (
-                self.cos.index_select(idx, 0)?,
-                self.sin.index_select(idx, 0)?,
-            ),
-        };
-        let rot = x.narrow(3, 0, rd)?;
-        let rotated = match self.style {
-            RotaryStyle::NeoX => {
-                let x1 = rot.narrow(3, 0, half)?;
-                let x2 = rot.narrow(3, half, half)?;
-                let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-                let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-                Tensor::cat(&[&r1, &r2], 3)?
-            }
-            RotaryStyle::GptJ => {
-                let pairs = rot.reshape((b, h, t, half, 2))?;
-                let x1 = pairs.narrow(4, 0, 1)?.squeeze(4)?;
-                let x2 = pairs.narrow(4, 1, 1)?.squeeze(4)?;
-                let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-                let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-                Tensor::stack(&[&r1, &r2], 4)?.reshape((b, h, t, rd))?
-            }
-        };
-        if rd == dh {
-            Ok(rotated)
-        } else {
-            Tensor::cat(&[&rotated, &x.narrow(3, rd, dh - rd)?], 3)
-        }
     }
 }

@@ -1,0 +1,148 @@
+//! The building blocks of the canonical transformer: projections, norms,
+//! the attention and MLP weight sets, and small tensor helpers. All written
+//! with gradient-carrying ops (see `forward.rs`).
+
+use candle_core::{DType, Device, Result as CResult, Tensor, D};
+
+use super::config::{Activation, NormKind};
+
+/// `y = x W + b` with `W` stored `[d_in, d_out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    /// # Shapes
+    /// `x: [.., d_in]` -> `[.., d_out]`
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let dims = x.dims().to_vec();
+        let d_in = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let y = x.reshape((rows, d_in))?.matmul(&self.w)?;
+        let y = match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = self.w.dim(1)?;
+        y.reshape(out)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Norm {
+    pub kind: NormKind,
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl Norm {
+    /// # Shapes
+    /// `x: [.., d_model]` -> same
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let normed = match self.kind {
+            NormKind::LayerNorm => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            }
+            NormKind::RmsNorm => {
+                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+                x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
+            }
+        };
+        let y = normed.to_dtype(dtype)?.broadcast_mul(&self.w)?;
+        match &self.b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// `W_in`: the up projection, or for gated MLPs the `up` half.
+    pub w_in: Linear,
+    /// The gate projection of gated MLPs (`hook_pre` is its output).
+    pub w_gate: Option<Linear>,
+    pub w_out: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub ln1: Norm,
+    pub ln2: Norm,
+    pub attn: Attention,
+    pub mlp: Mlp,
+}
+
+/// Applies the MLP nonlinearity.
+pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
+    match act {
+        Activation::GeluTanh => x.gelu(),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Silu => x.silu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+/// Softmax built from differentiable primitives.
+pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let max = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)?.to_dtype(dtype)
+}
+
+/// Additive causal mask `[t_local, p0 + t_local]`: query `i` (absolute
+/// position `p0 + i`) sees keys `0..=p0 + i`.
+pub(crate) fn causal_mask(
+    t_local: usize,
+    p0: usize,
+    dtype: DType,
+    device: &Device,
+) -> CResult<Tensor> {
+    let n = p0 + t_local;
+    let data: Vec<f32> = (0..t_local)
+        .flat_map(|i| (0..n).map(move |j| if j <= p0 + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(data, (t_local, n), device)?.to_dtype(dtype)
+}
+
+/// Expands `[b, n_kv, t, d]` to `[b, n_kv * group, t, d]` (query head `h`
+/// reads kv head `h / group`, as Hugging Face's `repeat_kv`).
+pub(crate) fn repeat_kv(x: &Tensor, group: usize) -> CResult<Tensor> {
+    if group == 1 {
+        return Ok(x.clone());
+    }
+    let (b, hkv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, hkv, group, t, d))?
+        .reshape((b, hkv * group, t, d))
+}
+
+pub(crate) fn broadcast_rows(x: &Tensor, batch: usize) -> CResult<Tensor> {
+    if x.dim(0)? == batch {
+        return Ok(x.clone());
+    }
+    let mut shape = x.dims().to_vec();
+    shape[0] = batch;
+    x.broadcast_as(shape)?.contiguous()
+}
