@@ -21,11 +21,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Result as CResult, Tensor};
+use candle_core::{Result as CResult, Tensor};
 
 use crate::model::forward::Packing;
-use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::model::{ForwardOptions, HookPoint, StartState, Transformer};
 
+use super::masks::{batch_hooks, packed_hooks};
 use super::metrics::{self, Metrics};
 use super::plan::{plan, PatchOp, Plan};
 use super::prepare::PreparedPair;
@@ -369,102 +370,6 @@ fn batch_cells(
     out
 }
 
-/// Activation shape facts used to build masks for a hook.
-struct MaskLayout {
-    /// Number of heads on the head axis, or 0 for head-less activations.
-    heads: usize,
-    /// Attention patterns put heads before positions.
-    head_first: bool,
-}
-
-fn mask_layout(model: &Transformer, hook: HookPoint) -> MaskLayout {
-    let c = &model.cfg;
-    match hook {
-        HookPoint::Q(_) | HookPoint::Z(_) => MaskLayout {
-            heads: c.n_heads,
-            head_first: false,
-        },
-        HookPoint::K(_) | HookPoint::V(_) => MaskLayout {
-            heads: c.n_kv_heads,
-            head_first: false,
-        },
-        HookPoint::Pattern(_) | HookPoint::AttnScores(_) => MaskLayout {
-            heads: c.n_heads,
-            head_first: true,
-        },
-        _ => MaskLayout {
-            heads: 0,
-            head_first: false,
-        },
-    }
-}
-
-/// Builds a `[rows, ...]` 0/1 mask for `hook` over all `n_pos` positions:
-/// `[rows, T, 1]`, `[rows, T, H, 1]` or, for patterns, `[rows, H, T, 1]`.
-fn build_mask(
-    model: &Transformer,
-    hook: HookPoint,
-    rows: &[Vec<&PatchOp>],
-    n_pos: usize,
-    dev: &Device,
-) -> CResult<Tensor> {
-    let lay = mask_layout(model, hook);
-    let nh = lay.heads.max(1);
-    let mut v = vec![0f32; rows.len() * n_pos * nh];
-    for (r, ops) in rows.iter().enumerate() {
-        for op in ops {
-            for p in 0..n_pos {
-                if op.pos.is_some_and(|q| q != p) {
-                    continue;
-                }
-                for h in 0..nh {
-                    if lay.heads > 0 && op.head.is_some_and(|g| g != h) {
-                        continue;
-                    }
-                    let idx = if lay.head_first {
-                        (r * nh + h) * n_pos + p
-                    } else {
-                        (r * n_pos + p) * nh + h
-                    };
-                    v[idx] = 1.0;
-                }
-            }
-        }
-    }
-    let b = rows.len();
-    match (lay.heads, lay.head_first) {
-        (0, _) => Tensor::from_vec(v, (b, n_pos, 1), dev),
-        (h, false) => Tensor::from_vec(v, (b, n_pos, h, 1), dev),
-        (h, true) => Tensor::from_vec(v, (b, h, n_pos, 1), dev),
-    }
-}
-
-/// Replace interventions for a batch: one per hook, one mask row per cell.
-fn batch_hooks(
-    model: &Transformer,
-    run: &RunPair,
-    cells: &[&Vec<PatchOp>],
-    n_pos: usize,
-) -> CResult<HookSpec> {
-    let mut hooks: Vec<HookPoint> = cells
-        .iter()
-        .flat_map(|ops| ops.iter().map(|o| o.hook))
-        .collect();
-    hooks.sort();
-    hooks.dedup();
-    let mut spec = HookSpec::new();
-    for hook in hooks {
-        let rows: Vec<Vec<&PatchOp>> = cells
-            .iter()
-            .map(|ops| ops.iter().filter(|o| o.hook == hook).collect())
-            .collect();
-        let mask = build_mask(model, hook, &rows, n_pos, model.device())?;
-        let value = run.source[&hook].clone();
-        spec = spec.intervene(hook, Edit::Replace { mask, value });
-    }
-    Ok(spec)
-}
-
 /// The reference: one full forward of the base run with the cell patched.
 fn naive_cell(model: &Transformer, run: &RunPair, ops: &[PatchOp]) -> CResult<Metrics> {
     let n_pos = run.base_tokens.len();
@@ -562,52 +467,4 @@ fn is_packable(cells: &[&Vec<PatchOp>]) -> bool {
         .iter()
         .flat_map(|ops| ops.iter())
         .all(|o| !matches!(o.hook, HookPoint::Pattern(_) | HookPoint::AttnScores(_)))
-}
-
-/// Replace interventions in the packed layout: one mask entry per packed
-/// token `(row, pos)`, values gathered from the source run by position.
-fn packed_hooks(
-    model: &Transformer,
-    run: &RunPair,
-    cells: &[&Vec<PatchOp>],
-    tokens: &[(usize, usize)],
-    pos_idx: &Tensor,
-) -> CResult<HookSpec> {
-    let mut hooks: Vec<HookPoint> = cells
-        .iter()
-        .flat_map(|ops| ops.iter().map(|o| o.hook))
-        .collect();
-    hooks.sort();
-    hooks.dedup();
-    let mut spec = HookSpec::new();
-    for hook in hooks {
-        let heads = mask_layout(model, hook).heads;
-        let nh = heads.max(1);
-        let mut v = vec![0f32; tokens.len() * nh];
-        for (n, &(r, p)) in tokens.iter().enumerate() {
-            for op in cells[r]
-                .iter()
-                .filter(|o| o.hook == hook && o.pos.is_none_or(|q| q == p))
-            {
-                for h in 0..nh {
-                    if heads == 0 || op.head.is_none_or(|g| g == h) {
-                        v[n * nh + h] = 1.0;
-                    }
-                }
-            }
-        }
-        let dev = model.device();
-        let mask = if heads == 0 {
-            Tensor::from_vec(v, (1, tokens.len(), 1), dev)?
-        } else {
-            Tensor::from_vec(v, (1, tokens.len(), heads, 1), dev)?
-        };
-        let value = run.source[&hook]
-            .squeeze(0)?
-            .contiguous()?
-            .index_select(pos_idx, 0)?
-            .unsqueeze(0)?;
-        spec = spec.intervene(hook, Edit::Replace { mask, value });
-    }
-    Ok(spec)
 }

@@ -11,6 +11,7 @@
 
 pub mod attribution;
 pub mod engine;
+pub mod masks;
 pub mod metrics;
 pub mod output;
 pub mod plan;
