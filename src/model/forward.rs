@@ -265,6 +265,7 @@ impl Transformer {
                     mask: causal_mask(t, 0, dtype, &self.device)?,
                     past: None,
                     last_tokens: None,
+                    last_pos: t - 1,
                 };
                 (self.embed(tokens, hooks, &mut cache)?, 0, layout)
             }
@@ -279,9 +280,20 @@ impl Transformer {
         let site = |h: HookPoint, t: Tensor, cache: &mut ActivationCache| {
             hooks.apply(h, t, p0, n_pos, cache)
         };
+        let mut trimmed = false;
         for (l, block) in self.blocks.iter().enumerate().take(last).skip(first_layer) {
             x = site(HookPoint::ResidPre(l), x, &mut cache)?;
             let normed = block.ln1.forward(&x)?;
+            if opts.last_pos_only && l + 1 == cfg.n_layers && !hooks.reads_past_kv(l) {
+                let (out, kv) =
+                    self.final_block_last_only(l, block, &x, &normed, &layout, hooks, &mut cache)?;
+                if opts.return_kv {
+                    kv_out.push(kv);
+                }
+                x = out;
+                trimmed = true;
+                break;
+            }
             let (attn_out, kv) = self.attention(l, block, &normed, &layout, hooks, &mut cache)?;
             if opts.return_kv {
                 kv_out.push(kv);
@@ -312,6 +324,11 @@ impl Transformer {
         }
         // Rows whose logits are wanted: `[rows, 1, d_model]` for last-position logits.
         let (x, rows) = match (&layout.last_tokens, opts.last_pos_only) {
+            // The final block already kept one token per row.
+            _ if trimmed => {
+                let rows = x.dim(0)? * x.dim(1)?;
+                (x.reshape((rows, 1, cfg.d_model))?, rows)
+            }
             (Some(idx), _) => (
                 x.squeeze(0)?
                     .contiguous()?
@@ -396,6 +413,116 @@ impl Transformer {
         .forward(x)
     }
 
+    /// The final block when only last-position logits are wanted and no hook
+    /// touches that block past its keys and values: keys and values are
+    /// computed for every position (the last query attends to them), the
+    /// query, attention output and MLP only for each row's last token.
+    ///
+    /// # Shapes
+    /// returns `[batch, 1, d_model]` (dense) or `[1, rows, d_model]` (packed)
+    #[allow(clippy::too_many_arguments)]
+    fn final_block_last_only(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        normed: &Tensor,
+        layout: &Layout<'_>,
+        hooks: &HookSpec,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, (Tensor, Tensor))> {
+        let cfg = &self.cfg;
+        let (b, t, _) = x.dims3()?;
+        let (h, hkv, dh) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
+        let (p0, n_pos) = (layout.hook_offset, layout.hook_total);
+        let site =
+            |hp: HookPoint, v: Tensor, c: &mut ActivationCache| hooks.apply(hp, v, p0, n_pos, c);
+        let k = site(
+            HookPoint::K(l),
+            block.attn.k.forward(normed)?.reshape((b, t, hkv, dh))?,
+            cache,
+        )?;
+        let v = site(
+            HookPoint::V(l),
+            block.attn.v.forward(normed)?.reshape((b, t, hkv, dh))?,
+            cache,
+        )?;
+        let (k, v) = self.keys_values(l, k, v, layout)?;
+        let (x_last, normed_last, mask) = match &layout.last_tokens {
+            Some(idx) => {
+                let pick = |a: &Tensor| {
+                    a.squeeze(0)?
+                        .contiguous()?
+                        .index_select(idx, 0)?
+                        .unsqueeze(0)
+                };
+                (pick(x)?, pick(normed)?, layout.mask.index_select(idx, 0)?)
+            }
+            None => (
+                x.narrow(1, t - 1, 1)?,
+                normed.narrow(1, t - 1, 1)?,
+                layout.mask.narrow(0, t - 1, 1)?,
+            ),
+        };
+        let (qb, qt, _) = x_last.dims3()?;
+        let mut q = block
+            .attn
+            .q
+            .forward(&normed_last)?
+            .reshape((qb, qt, h, dh))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        if let Some(rot) = &self.rotary {
+            let last = Tensor::new(vec![layout.last_pos as u32; qt], self.device())?;
+            q = rot.apply(&q, &TokenPositions::Index(last))?;
+        }
+        let kv = (k.clone(), v.clone());
+        let (k, v) = (repeat_kv(&k, h / hkv)?, repeat_kv(&v, h / hkv)?);
+        let scores = (q.matmul(&k.t()?)? * cfg.attn_scale as f64)?.broadcast_add(&mask)?;
+        let z = softmax_last_dim(&scores)?.matmul(&v)?.transpose(1, 2)?;
+        let attn_out = block.attn.o.forward(&z.reshape((qb, qt, h * dh))?)?;
+        let mlp = |input: &Tensor, c: &mut ActivationCache| {
+            let normed = block.ln2.forward(input)?;
+            self.mlp(l, block, &normed, &HookSpec::new(), 0, qt, c)
+        };
+        let out = if cfg.parallel_attn_mlp {
+            let m = mlp(&x_last, cache)?;
+            ((x_last + attn_out)? + m)?
+        } else {
+            let mid = (x_last + attn_out)?;
+            let m = mlp(&mid, cache)?;
+            (mid + m)?
+        };
+        Ok((out, kv))
+    }
+
+    /// Rotates new keys and prepends the cached keys/values of earlier positions.
+    ///
+    /// # Shapes
+    /// `k, v: [batch, pos, n_kv_heads, d_head]` -> `[batch, n_kv_heads, keys, d_head]`
+    fn keys_values(
+        &self,
+        l: usize,
+        k: Tensor,
+        v: Tensor,
+        layout: &Layout<'_>,
+    ) -> CResult<(Tensor, Tensor)> {
+        let b = k.dim(0)?;
+        let mut k = k.transpose(1, 2)?.contiguous()?;
+        let mut v = v.transpose(1, 2)?.contiguous()?;
+        if let Some(rot) = &self.rotary {
+            k = rot.apply(&k, &layout.positions)?;
+        }
+        if let Some((kv, n_past)) = layout.past {
+            let (pk, pv) = &kv.layers[l];
+            let pk = broadcast_rows(&pk.narrow(2, 0, n_past)?, b)?;
+            let pv = broadcast_rows(&pv.narrow(2, 0, n_past)?, b)?;
+            k = Tensor::cat(&[&pk, &k], 2)?;
+            v = Tensor::cat(&[&pv, &v], 2)?;
+        }
+        Ok((k, v))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -429,19 +556,10 @@ impl Transformer {
         )?;
         // [batch, head, pos, d_head]
         let mut q = q.transpose(1, 2)?.contiguous()?;
-        let mut k = k.transpose(1, 2)?.contiguous()?;
-        let mut v = v.transpose(1, 2)?.contiguous()?;
         if let Some(rot) = &self.rotary {
             q = rot.apply(&q, &layout.positions)?;
-            k = rot.apply(&k, &layout.positions)?;
         }
-        if let Some((kv, n_past)) = layout.past {
-            let (pk, pv) = &kv.layers[l];
-            let pk = broadcast_rows(&pk.narrow(2, 0, n_past)?, b)?;
-            let pv = broadcast_rows(&pv.narrow(2, 0, n_past)?, b)?;
-            k = Tensor::cat(&[&pk, &k], 2)?;
-            v = Tensor::cat(&[&pv, &v], 2)?;
-        }
+        let (k, v) = self.keys_values(l, k, v, layout)?;
         let kv = (k.clone(), v.clone());
         let (k, v) = (repeat_kv(&k, h / hkv)?, repeat_kv(&v, h / hkv)?);
         let scores = (q.matmul(&k.t()?)? * cfg.attn_scale as f64)?.broadcast_add(&layout.mask)?;

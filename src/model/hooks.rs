@@ -262,6 +262,24 @@ impl HookSpec {
             || self.interventions.iter().any(|i| i.hook == hook)
     }
 
+    /// Whether anything is captured or edited in block `l` after its keys
+    /// and values (queries, scores, pattern, z, outputs, MLP, residuals
+    /// after attention) — then the final block cannot be cut down to the
+    /// last position.
+    pub fn reads_past_kv(&self, l: usize) -> bool {
+        if self.capture_all {
+            return true;
+        }
+        let after_kv = |h: &HookPoint| {
+            h.layer() == Some(l)
+                && !matches!(
+                    h,
+                    HookPoint::ResidPre(_) | HookPoint::K(_) | HookPoint::V(_)
+                )
+        };
+        self.captures.iter().any(after_kv) || self.interventions.iter().any(|i| after_kv(&i.hook))
+    }
+
     /// Applies this spec at one hook site.
     ///
     /// `pos_offset` and `n_pos_total` describe the computed position range

@@ -55,6 +55,8 @@ pub(crate) struct Layout<'a> {
     pub(crate) past: Option<(&'a KvCache, usize)>,
     /// Packed rows: index of each row's last token.
     pub(crate) last_tokens: Option<Tensor>,
+    /// Absolute position of the last token (`T - 1`).
+    pub(crate) last_pos: usize,
 }
 
 impl Transformer {
@@ -79,6 +81,7 @@ impl Transformer {
             mask: causal_mask(t_local, p0, dtype, self.device())?,
             past: s.past.filter(|_| p0 > 0).map(|kv| (kv, p0)),
             last_tokens: None,
+            last_pos: p0 + t_local - 1,
         })
     }
 
@@ -129,6 +132,7 @@ impl Transformer {
             mask: Tensor::from_vec(mask, (n, t + n), self.device())?.to_dtype(dtype)?,
             past: Some((past, t)),
             last_tokens: Some(Tensor::new(last, self.device())?),
+            last_pos: t - 1,
         })
     }
 }
