@@ -7,6 +7,10 @@
 //! (rendering). Only `tui` knows about the terminal; only `model` and
 //! `patching` touch candle tensors.
 
+pub mod analysis;
+pub mod app;
+pub mod demo;
 pub mod model;
 pub mod patching;
 pub mod session;
+pub mod tui;

@@ -1,5 +1,6 @@
-//! The `patchbench` binary: parse arguments and dispatch. The workbench TUI
-//! and the headless commands live in the library and in `cli.rs`.
+//! The `patchbench` binary: parse arguments and dispatch. Without a
+//! subcommand it starts the workbench TUI (`patchbench::tui::run`); the
+//! headless commands live in `cli/`.
 
 mod cli;
 
@@ -15,10 +16,11 @@ fn main() {
             cli::bench::bench_forward(a)
         }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Sweep(a))) => cli::bench::bench_sweep(a),
-        None => {
-            use clap::CommandFactory;
-            cli::Cli::command().print_help().map_err(Into::into)
-        }
+        Some(cli::Command::TrainDemo(a)) => cli::train::train_demo(a),
+        Some(cli::Command::Check(a)) => cli::session::check(a),
+        Some(cli::Command::Export(a)) => cli::session::export(a),
+        Some(cli::Command::Open(a)) => cli::tui::start(&a.tui, Some(&a.file)),
+        None => cli::tui::start(&args.tui, None),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

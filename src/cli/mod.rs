@@ -4,7 +4,10 @@
 //! commands goes to stdout (results) or stderr (progress and errors).
 
 pub mod bench;
+pub mod session;
 pub mod sweep;
+pub mod train;
+pub mod tui;
 
 use std::io::Write;
 
@@ -26,10 +29,15 @@ use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Without a subcommand: the interactive workbench.
+    #[command(flatten)]
+    pub tui: tui::TuiArgs,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Resume a saved session in the workbench.
+    Open(tui::OpenArgs),
     /// Print the next-token distribution for a prompt.
     Run(RunArgs),
     /// List the model sources available on this machine.
@@ -39,6 +47,12 @@ pub enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Retrain the embedded demo model from its seed and save it.
+    TrainDemo(train::TrainDemoArgs),
+    /// Validate session files and report every problem (non-zero exit if any).
+    Check(session::CheckArgs),
+    /// Export a session's stored sweep result as CSV, JSON or an SVG heatmap.
+    Export(session::ExportArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -37,19 +37,19 @@ pub struct SweepArgs {
     pub model: ModelArgs,
     /// The clean prompt (the behaviour under study).
     #[arg(long)]
-    pub clean: String,
+    pub clean: Option<String>,
     /// The corrupted prompt (same token length); optional for gaussian/zero/mean.
     #[arg(long)]
     pub corrupted: Option<String>,
     /// The clean run's answer, one token (e.g. " Paris").
     #[arg(long)]
-    pub answer: String,
+    pub answer: Option<String>,
     /// The competing answer, one token (e.g. " Rome").
     #[arg(long)]
-    pub wrong: String,
+    pub wrong: Option<String>,
     /// What to patch (resid_pre, head_out, trace_mlp, ...).
     #[arg(long, value_parser = parse_target)]
-    pub target: Target,
+    pub target: Option<Target>,
     #[arg(long, value_enum, default_value = "denoise")]
     pub direction: DirectionArg,
     #[arg(long, value_enum, default_value = "prompt")]
@@ -87,10 +87,32 @@ fn parse_target(s: &str) -> Result<Target, String> {
 }
 
 impl SweepArgs {
+    /// The arguments a sweep without `--session` cannot do without.
+    fn check_required(&self) -> Result<()> {
+        let missing: Vec<&str> = [
+            ("--clean TEXT", self.clean.is_none()),
+            ("--answer TOKEN", self.answer.is_none()),
+            ("--wrong TOKEN", self.wrong.is_none()),
+            ("--target NAME", self.target.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, absent)| absent.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "missing {}: a sweep needs a prompt pair, its answers and a target \
+                 (or run a session's sweeps with `patchbench sweep --session FILE`)",
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The sweep spec; `--target` has been checked by [`SweepArgs::prepare`].
     pub fn spec(&self) -> SweepSpec {
         let positions = self.noise_positions.clone();
         SweepSpec {
-            target: self.target,
+            target: self.target.unwrap_or(Target::ResidPre),
             direction: match self.direction {
                 DirectionArg::Denoise => Direction::Denoise,
                 DirectionArg::Noise => Direction::Noise,
@@ -112,10 +134,10 @@ impl SweepArgs {
 
     pub fn pair(&self) -> PromptPair {
         PromptPair {
-            clean: self.clean.clone(),
+            clean: self.clean.clone().unwrap_or_default(),
             corrupted: self.corrupted.clone(),
-            answer: self.answer.clone(),
-            wrong: self.wrong.clone(),
+            answer: self.answer.clone().unwrap_or_default(),
+            wrong: self.wrong.clone().unwrap_or_default(),
         }
     }
 
@@ -129,6 +151,7 @@ impl SweepArgs {
 
     /// Loads the model and tokenises the pair, with clear errors for both.
     pub fn prepare(&self) -> Result<(LoadedModel, Vec<PreparedPair>)> {
+        self.check_required()?;
         if self.corruption == CorruptionKind::Prompt && self.corrupted.is_none() {
             anyhow::bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
         }
@@ -154,6 +177,8 @@ pub struct SweepCmd {
     /// from one backward pass: fast triage, approximate).
     #[arg(long, value_enum, default_value = "exact")]
     pub method: MethodArg,
+    #[command(flatten)]
+    pub session: super::session::SessionSweepArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -243,6 +268,10 @@ pub fn report<'a>(
 }
 
 pub fn sweep(cmd: &SweepCmd) -> Result<()> {
+    if cmd.session.session.is_some() {
+        return super::session::sweep_session(cmd);
+    }
+    cmd.session.check_unused()?;
     let args = &cmd.sweep;
     let (m, pairs) = args.prepare()?;
     let spec = args.spec();

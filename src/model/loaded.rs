@@ -58,11 +58,7 @@ impl LoadedModel {
         let start = Instant::now();
         let (dev, dtype) = (&opts.device, opts.dtype);
         let (cfg, weights, tokenizer) = match src {
-            ModelSource::Demo => {
-                return Err(ModelError::Source(
-                    "the embedded demo model is not part of this build yet; use random:gpt2-small, a model directory or a .gguf file".into(),
-                ))
-            }
+            ModelSource::Demo => crate::demo::embedded::load(dev, dtype)?,
             ModelSource::Random { preset, seed } => {
                 let cfg = random::preset_config(preset)?;
                 let w = random::random_weights(&cfg, *seed, dev, dtype)?;

@@ -31,6 +31,8 @@ impl ModelSource {
     /// Parses a source string, checking what can be checked without loading.
     pub fn parse(s: &str) -> Result<Self, ModelError> {
         let s = s.trim();
+        let expanded = expand_home(s);
+        let s = expanded.as_deref().unwrap_or(s);
         if s.is_empty() {
             return Err(ModelError::Source("empty model source; try `demo`, `random:gpt2-small`, a directory, a .gguf file or a hub id".into()));
         }
@@ -104,6 +106,18 @@ impl ModelSource {
         }
         Ok(ModelSource::Hub(s.to_string()))
     }
+}
+
+/// `~` and `~/rest` to the home directory, so sessions can name files in
+/// `~/.cache` portably (shells do this on the command line, YAML does not).
+/// `~user/...` is left alone (and then reported as a missing path).
+fn expand_home(s: &str) -> Option<String> {
+    let rest = s.strip_prefix('~')?;
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with(std::path::MAIN_SEPARATOR)) {
+        return None;
+    }
+    let home = directories::BaseDirs::new()?.home_dir().to_path_buf();
+    Some(format!("{}{rest}", home.display()))
 }
 
 impl fmt::Display for ModelSource {

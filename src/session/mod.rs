@@ -1,5 +1,38 @@
 //! Sessions: investigations saved as YAML, resumed and shared.
+//!
+//! - `model`: the data (`Session`, `SweepEntry`, `StoredResult`, `UiState`);
+//! - `io`: every read and write of session YAML — checked loading with
+//!   precise errors, the diff-friendly layout of `emit`, atomic saves;
+//! - `diagnose`, `validate`, `check`: parser errors with hints, semantic
+//!   checks, and the every-problem report of `patchbench check`;
+//! - `results`: storing a finished sweep, staleness, the export report;
+//! - `autosave`: crash recovery; `dirs`: where sessions live and the
+//!   browser's listing; `svg`: the heatmap figure; `time`: timestamps.
+//!
+//! Nothing here knows about the terminal; the TUI and the CLI call in.
 
+pub mod autosave;
+pub mod check;
+mod diagnose;
+pub mod dirs;
+mod emit;
+pub mod error;
+pub mod io;
 pub mod model;
+pub mod results;
+pub mod svg;
+pub mod time;
+mod validate;
 
-pub use model::{ModelRef, Session, StoredResult, SweepEntry, UiState, SESSION_VERSION};
+pub use autosave::{
+    autosave_dir, find_autosave, find_autosaves, leftover_autosaves, Autosave, Recovery,
+};
+pub use check::{check_file, CheckReport};
+pub use dirs::{data_dir, default_session_dirs, list_sessions, sessions_dir, SessionListing};
+pub use error::{Problem, SessionError, Severity, MAX_SESSION_BYTES};
+pub use io::{load, parse_str, save, save_as, to_yaml, write_atomic, Loaded};
+pub use model::{
+    ModelRef, Session, StoredResult, SweepEntry, UiState, READABLE_VERSIONS, SESSION_VERSION,
+};
+pub use results::{report, stale_results, staleness, store_result, Staleness};
+pub use svg::heatmap_svg;

@@ -4,6 +4,8 @@
 //!
 //! A hand-written session needs only `version`, `model.source` and one
 //! prompt pair; everything else has defaults and is filled in by patchbench.
+//! Field order here is the order in the file, so the cheap, human parts
+//! (model, prompts, sweep specs) come before the bulky stored results.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,9 @@ use crate::patching::{PromptPair, SweepResult, SweepSpec};
 
 /// The session format version this build writes.
 pub const SESSION_VERSION: u32 = 1;
+
+/// Every format version this build reads.
+pub const READABLE_VERSIONS: &[u32] = &[1];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,12 +28,12 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepend_bos: Option<bool>,
     pub prompts: Vec<PromptPair>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sweeps: Vec<SweepEntry>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
     #[serde(default)]
     pub ui: UiState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<SweepEntry>,
 }
 
 /// Which model the session was made with.
@@ -56,18 +61,32 @@ pub struct SweepEntry {
 }
 
 /// A sweep result with what is needed to show it without the model.
+///
+/// Token lists and answers are those of the first prompt pair the sweep
+/// used (all pairs of a sweep share one token length).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredResult {
     /// Model fingerprint the result was computed with.
     pub fingerprint: String,
-    /// RFC 3339 time of computation.
+    /// Digest of what the result was computed from (the sweep spec, the
+    /// prompt pairs it used and the BOS choice; see `stale.rs`): a result
+    /// whose inputs were edited afterwards is stale. Empty = not recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub inputs: String,
+    /// RFC 3339 time of computation (UTC).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub computed_at: String,
+    /// Model load time of the run that computed it (for the JSON export's
+    /// `timing.load_ms`).
+    #[serde(default)]
+    pub load_ms: f64,
     pub clean_tokens: TokenList,
     pub corrupted_tokens: TokenList,
     pub answer: String,
+    pub answer_id: u32,
     pub wrong: String,
+    pub wrong_id: u32,
     pub result: SweepResult,
 }
 

@@ -1,0 +1,232 @@
+//! A read-only view of a sweep's values for the heatmap: finished results
+//! and results still filling in look the same to the pane.
+//!
+//! A result has two or three axes. The heatmap shows the last two as rows
+//! and columns; with three, the first is a *page* (a component of
+//! `heads_every`, a layer of `head_out_by_pos`) flipped with `<`/`>`.
+//!
+//! The colour scale is centred on "no effect": the value of the unpatched
+//! base run (the corrupted baseline when denoising, the clean baseline when
+//! noising), so white means "this patch changed nothing".
+
+use crate::patching::metrics::normalized;
+use crate::patching::{Direction, Metrics, SweepResult, METRICS};
+
+use super::messages::SweepStart;
+
+/// Values of one sweep, done or partial.
+#[derive(Debug, Clone, Copy)]
+pub enum Values<'a> {
+    Done(&'a SweepResult),
+    /// Raw metrics of the finished cells, and the logit-diff baselines if known.
+    Partial(&'a [Option<Metrics>], Option<(f32, f32)>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GridRef<'a> {
+    pub axes: &'a [String],
+    pub shape: &'a [usize],
+    pub components: &'a [String],
+    /// Clean tokens, for `pos` labels.
+    pub tokens: &'a [String],
+    pub corrupted_tokens: &'a [String],
+    pub direction: Direction,
+    pub values: Values<'a>,
+}
+
+/// Cursor, metric and zoom of the heatmap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatmapState {
+    /// Multi-index into the shown sweep's axes.
+    pub cursor: Vec<usize>,
+    /// Index into [`METRICS`].
+    pub metric: usize,
+    /// Cell width in characters (1..=8).
+    pub zoom: u16,
+}
+
+impl Default for HeatmapState {
+    fn default() -> Self {
+        Self {
+            cursor: vec![],
+            metric: 1,
+            zoom: 4,
+        }
+    }
+}
+
+impl HeatmapState {
+    pub fn metric_name(&self) -> &'static str {
+        METRICS[self.metric.min(METRICS.len() - 1)]
+    }
+
+    /// Makes the cursor valid for `shape` (keeping what still fits).
+    pub fn fit(&mut self, shape: &[usize]) {
+        if self.cursor.len() != shape.len() {
+            self.cursor = vec![0; shape.len()];
+            // Start on the last row's last column: the final position of
+            // the last layer is where effects usually show.
+            if let (Some(c), Some(n)) = (self.cursor.last_mut(), shape.last()) {
+                *c = n.saturating_sub(1);
+            }
+        }
+        for (c, n) in self.cursor.iter_mut().zip(shape) {
+            *c = (*c).min(n.saturating_sub(1));
+        }
+    }
+
+    /// Moves along axis `axis` of a `shape` by `delta`, clamped.
+    pub fn step(&mut self, shape: &[usize], axis: usize, delta: i32) {
+        self.fit(shape);
+        if let (Some(c), Some(n)) = (self.cursor.get_mut(axis), shape.get(axis)) {
+            *c = (*c as i32 + delta).clamp(0, *n as i32 - 1) as usize;
+        }
+    }
+}
+
+impl<'a> GridRef<'a> {
+    pub fn from_result(
+        r: &'a SweepResult,
+        tokens: &'a [String],
+        corrupted_tokens: &'a [String],
+        direction: Direction,
+    ) -> Self {
+        GridRef {
+            axes: &r.axes,
+            shape: &r.shape,
+            components: &r.components,
+            tokens,
+            corrupted_tokens,
+            direction,
+            values: Values::Done(r),
+        }
+    }
+
+    pub fn from_partial(
+        s: &'a SweepStart,
+        cells: &'a [Option<Metrics>],
+        direction: Direction,
+    ) -> Self {
+        GridRef {
+            axes: &s.axes,
+            shape: &s.shape,
+            components: &s.components,
+            tokens: &s.clean_tokens.strings,
+            corrupted_tokens: &s.corrupted_tokens.strings,
+            direction,
+            values: Values::Partial(cells, s.logit_diff_baselines),
+        }
+    }
+
+    pub fn n_cells(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// `(page axis, row axis, column axis)`; no page axis for 2-axis results.
+    pub fn layout(&self) -> (Option<usize>, usize, usize) {
+        match self.shape.len() {
+            0 | 1 => (None, 0, 0),
+            2 => (None, 0, 1),
+            _ => (Some(0), 1, 2),
+        }
+    }
+
+    pub fn index(&self, idx: &[usize]) -> usize {
+        idx.iter()
+            .zip(self.shape)
+            .fold(0, |acc, (i, n)| acc * n + i)
+    }
+
+    /// Every metric of a cell, if it is computed (normalised logit diff
+    /// filled in for partial results when the baselines are known).
+    pub fn metrics(&self, cell: usize) -> Option<Metrics> {
+        match self.values {
+            Values::Done(r) => {
+                let m = r.cell(cell);
+                m.logit_diff.is_finite().then_some(m)
+            }
+            Values::Partial(cells, base) => {
+                let mut m = (*cells.get(cell)?)?;
+                m.logit_diff_normalized = match base {
+                    Some((c, k)) => normalized(m.logit_diff, c, k),
+                    None => f32::NAN,
+                };
+                Some(m)
+            }
+        }
+    }
+
+    pub fn value(&self, metric: &str, cell: usize) -> Option<f32> {
+        self.metrics(cell)?.get(metric).filter(|v| v.is_finite())
+    }
+
+    /// The value meaning "no effect" for `metric`, if known.
+    pub fn centre(&self, metric: &str) -> Option<f32> {
+        match self.values {
+            Values::Done(r) => {
+                let b = match self.direction {
+                    Direction::Denoise => &r.baselines.corrupted,
+                    Direction::Noise => &r.baselines.clean,
+                };
+                b.get(metric).filter(|v| v.is_finite())
+            }
+            Values::Partial(_, base) => match (metric, base) {
+                ("logit_diff_normalized", _) => Some(match self.direction {
+                    Direction::Denoise => 0.0,
+                    Direction::Noise => 1.0,
+                }),
+                ("logit_diff", Some((c, k))) => Some(match self.direction {
+                    Direction::Denoise => k,
+                    Direction::Noise => c,
+                }),
+                _ => None,
+            },
+        }
+    }
+
+    /// Centre and half-range of the colour scale for `metric` over all cells.
+    pub fn scale(&self, metric: &str) -> (f32, f32) {
+        let vals: Vec<f32> = (0..self.n_cells())
+            .filter_map(|c| self.value(metric, c))
+            .collect();
+        let centre = self.centre(metric).unwrap_or_else(|| {
+            // Unknown baseline (partial noise sweeps): the middle of the range.
+            let (lo, hi) = vals
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
+            if lo.is_finite() {
+                (lo + hi) / 2.0
+            } else {
+                0.0
+            }
+        });
+        let half = vals
+            .iter()
+            .map(|v| (v - centre).abs())
+            .fold(0.0f32, f32::max);
+        (centre, if half > 1e-9 { half } else { 1.0 })
+    }
+
+    /// A label for index `i` of axis `axis`: layer and head numbers, token
+    /// strings for positions, component names.
+    pub fn label(&self, axis: usize, i: usize) -> String {
+        match self.axes.get(axis).map(String::as_str) {
+            Some("pos") | Some("dest_pos") => {
+                self.tokens.get(i).cloned().unwrap_or_else(|| i.to_string())
+            }
+            Some("component") => self
+                .components
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| i.to_string()),
+            _ => i.to_string(),
+        }
+    }
+
+    /// A short name for an axis (`L` for layer, `H` for head, ...).
+    pub fn axis_name(&self, axis: usize) -> &str {
+        self.axes.get(axis).map(String::as_str).unwrap_or("")
+    }
+}

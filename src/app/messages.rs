@@ -1,0 +1,208 @@
+//! What crosses between the UI thread and the worker: requests in, messages
+//! out. Plain data only (strings, `Vec<f32>`, small structs); the model and
+//! its tensors never leave the worker.
+
+use std::time::Duration;
+
+use crate::analysis::{AttnDrill, Estimate, HeadDrill, LensDrill, MlpDrill};
+use crate::model::{HookPoint, ModelConfig};
+use crate::patching::output::TokenList;
+use crate::patching::{Metrics, PromptPair, SweepResult, SweepSpec};
+
+/// Identifies one request, so replies to superseded requests can be dropped.
+pub type JobId = u64;
+
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSpec {
+    pub source: String,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// `f32`, `bf16` or `f16`.
+    pub dtype: String,
+}
+
+/// Prompt pairs as the user wrote them, with the BOS choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairsInput {
+    pub pairs: Vec<PromptPair>,
+    pub prepend_bos: Option<bool>,
+}
+
+/// A request to the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Load(LoadSpec),
+    Tokenize {
+        job: JobId,
+        input: PairsInput,
+    },
+    Estimate {
+        job: JobId,
+        input: PairsInput,
+        spec: SweepSpec,
+    },
+    Sweep {
+        job: JobId,
+        input: PairsInput,
+        spec: SweepSpec,
+    },
+    Drill {
+        job: JobId,
+        input: PairsInput,
+        pair: usize,
+        target: DrillTarget,
+    },
+}
+
+impl Request {
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Request::Load(_) => None,
+            Request::Tokenize { job, .. }
+            | Request::Estimate { job, .. }
+            | Request::Sweep { job, .. }
+            | Request::Drill { job, .. } => Some(*job),
+        }
+    }
+}
+
+/// What a drill-down looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillTarget {
+    Head {
+        layer: usize,
+        head: usize,
+    },
+    Mlp {
+        layer: usize,
+        pos: Option<usize>,
+    },
+    Attn {
+        layer: usize,
+        pos: Option<usize>,
+    },
+    /// The logit lens on a residual-stream-shaped hook at a position.
+    Lens {
+        hook: HookPoint,
+        pos: usize,
+    },
+}
+
+impl DrillTarget {
+    pub fn title(&self) -> String {
+        match self {
+            DrillTarget::Head { layer, head } => format!("head L{layer}H{head}"),
+            DrillTarget::Mlp { layer, .. } => format!("MLP layer {layer}"),
+            DrillTarget::Attn { layer, .. } => format!("attention layer {layer}"),
+            DrillTarget::Lens { hook, pos } => format!("logit lens {hook} @ pos {pos}"),
+        }
+    }
+}
+
+/// A finished drill-down.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DrillData {
+    Head(HeadDrill),
+    Mlp(MlpDrill),
+    Attn(AttnDrill),
+    Lens(LensDrill),
+}
+
+/// About the loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub source: String,
+    pub fingerprint: String,
+    pub config: ModelConfig,
+    pub load_ms: f64,
+    pub device: String,
+    pub adds_bos: bool,
+    pub bos_token: Option<String>,
+}
+
+/// One pair, tokenised, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PairTokens {
+    pub clean: Vec<String>,
+    pub corrupted: Option<Vec<String>>,
+    /// The answer's token, or why it is not one token.
+    pub answer: Option<Result<String, String>>,
+    pub wrong: Option<Result<String, String>>,
+    /// Problems that block a sweep (length mismatch, same answers, ...).
+    pub problems: Vec<String>,
+}
+
+/// Every pair tokenised.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tokenized {
+    pub pairs: Vec<PairTokens>,
+    /// Problems across pairs (different lengths).
+    pub problems: Vec<String>,
+}
+
+/// The shape of a sweep, sent when it starts so the heatmap can fill in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepStart {
+    pub axes: Vec<String>,
+    pub shape: Vec<usize>,
+    pub components: Vec<String>,
+    pub clean_tokens: TokenList,
+    pub corrupted_tokens: TokenList,
+    pub answer: String,
+    pub answer_id: u32,
+    pub wrong: String,
+    pub wrong_id: u32,
+    /// Mean clean and corrupted logit differences, when known up front.
+    pub logit_diff_baselines: Option<(f32, f32)>,
+    pub fingerprint: String,
+}
+
+/// A message from the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerMsg {
+    ModelLoading {
+        source: String,
+    },
+    ModelLoaded(Box<ModelInfo>),
+    ModelFailed {
+        source: String,
+        error: String,
+    },
+    Tokenized {
+        job: JobId,
+        result: Tokenized,
+    },
+    Estimated {
+        job: JobId,
+        result: Result<Estimate, String>,
+    },
+    SweepStarted {
+        job: JobId,
+        start: Box<SweepStart>,
+    },
+    SweepProgress {
+        job: JobId,
+        done: usize,
+        total: usize,
+        elapsed: Duration,
+        eta: Option<Duration>,
+        /// Cells now final (raw metrics, mean over runs).
+        finished: Vec<(usize, Metrics)>,
+    },
+    SweepDone {
+        job: JobId,
+        result: Box<SweepResult>,
+        /// RFC 3339 time of completion.
+        computed_at: String,
+    },
+    SweepFailed {
+        job: JobId,
+        error: String,
+        cancelled: bool,
+    },
+    Drilled {
+        job: JobId,
+        result: Result<Box<DrillData>, String>,
+    },
+}

@@ -1,0 +1,58 @@
+//! The application layer: state, actions, `update`, commands, and the
+//! worker thread that owns the model (DESIGN.md: "app/").
+//!
+//! The shape is Elm's: [`update`] takes the [`AppState`] and one
+//! [`Action`] (a user intent, or a reply from the worker or the file
+//! system), changes the state, and returns [`Command`]s for the event loop
+//! to carry out. Nothing here draws; `tui/` renders the state. Nothing here
+//! touches a tensor either: the [`worker::Worker`] owns the model and sends
+//! plain data back ([`messages`]).
+//!
+//! - `state`, `prompts`, `settings`, `grid`, `drill`: the state, by concern;
+//! - `action`, `command`, `messages`: what flows in and out;
+//! - `update`, `panes`, `replies`: the transitions;
+//! - `worker`, `tokenize`: background work;
+//! - `sessions`: state ↔ session files.
+
+pub mod action;
+pub mod command;
+pub mod drill;
+pub mod grid;
+pub mod messages;
+mod panes;
+pub mod prompts;
+mod replies;
+pub mod sessions;
+pub mod settings;
+pub mod state;
+pub mod tokenize;
+pub mod update;
+pub mod worker;
+
+pub use action::{Action, Intent};
+pub use command::Command;
+pub use state::{AppState, Focus, Mode, StartOptions};
+pub use update::update;
+
+use crate::patching::PromptPair;
+
+/// The example pair a new workbench starts with: indirect object
+/// identification, worded for the model's tokenizer (the demo model's
+/// vocabulary is lower-case words).
+pub fn example_pair(source: &str) -> PromptPair {
+    if source == "demo" {
+        PromptPair {
+            clean: "when mary and john went to the store , john gave a drink to".into(),
+            corrupted: Some("when mary and john went to the store , mary gave a drink to".into()),
+            answer: "mary".into(),
+            wrong: "john".into(),
+        }
+    } else {
+        PromptPair {
+            clean: "When Mary and John went to the store, John gave a drink to".into(),
+            corrupted: Some("When Mary and John went to the store, Mary gave a drink to".into()),
+            answer: " Mary".into(),
+            wrong: " John".into(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The application state: plain structs, one per concern, mutated only by
+//! `update`. Per-pane cursors and scroll offsets live here, so rendering is
+//! a pure function of the state.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tui_textarea::TextArea;
+
+use crate::patching::{Direction, Metrics, PromptPair, SweepSpec, Target};
+use crate::session::StoredResult;
+
+use super::drill::DrillState;
+use super::grid::{GridRef, HeatmapState};
+use super::messages::{JobId, LoadSpec, ModelInfo, SweepStart};
+use super::prompts::PromptsState;
+use super::sessions::SessionEntry;
+use super::settings::SettingsState;
+
+/// Navigation mode (single letters are commands) or editing a text field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Nav,
+    Edit,
+}
+
+/// The pane with the keyboard focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Prompts,
+    Settings,
+    Heatmap,
+    Drill,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    Loading,
+    Ready(Box<ModelInfo>),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStatus {
+    pub load: LoadSpec,
+    pub state: ModelState,
+}
+
+impl ModelStatus {
+    pub fn info(&self) -> Option<&ModelInfo> {
+        match &self.state {
+            ModelState::Ready(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+/// A sweep of the session: its spec, its stored result, and while it runs
+/// the cells finished so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepView {
+    pub spec: SweepSpec,
+    pub stored: Option<StoredResult>,
+    pub partial: Option<Partial>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial {
+    pub start: SweepStart,
+    pub cells: Vec<Option<Metrics>>,
+}
+
+impl SweepView {
+    pub fn new(spec: SweepSpec) -> Self {
+        Self {
+            spec,
+            stored: None,
+            partial: None,
+        }
+    }
+
+    /// The values to draw: the partial grid while running, else the stored result.
+    pub fn grid(&self) -> Option<GridRef<'_>> {
+        let dir: Direction = self.spec.direction;
+        if let Some(p) = &self.partial {
+            return Some(GridRef::from_partial(&p.start, &p.cells, dir));
+        }
+        self.stored.as_ref().map(|s| {
+            GridRef::from_result(
+                &s.result,
+                &s.clean_tokens.strings,
+                &s.corrupted_tokens.strings,
+                dir,
+            )
+        })
+    }
+}
+
+/// A sweep in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub job: JobId,
+    /// Index into `AppState::sweeps`.
+    pub sweep: usize,
+    pub done: usize,
+    pub total: usize,
+    pub elapsed: Duration,
+    pub eta: Option<Duration>,
+    pub cancelling: bool,
+    /// Digest of the inputs the sweep runs on (see `sessions::inputs_digest`).
+    pub inputs: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusMsg {
+    pub text: String,
+    pub level: Level,
+}
+
+/// A popup over the panes; it takes the keys while open.
+#[derive(Debug, Clone)]
+pub enum Popup {
+    Help {
+        scroll: u16,
+    },
+    ConfirmQuit,
+    SaveAs {
+        input: Box<TextArea<'static>>,
+    },
+    Browser {
+        entries: Option<Result<Vec<SessionEntry>, String>>,
+        selected: usize,
+    },
+    RestoreAutosave {
+        path: PathBuf,
+        session: Box<crate::session::Session>,
+        age: String,
+    },
+    Message {
+        title: String,
+        text: String,
+    },
+}
+
+/// Where the session lives and whether it has unsaved changes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionMeta {
+    pub path: Option<PathBuf>,
+    pub dirty: bool,
+    pub notes: String,
+    /// Where autosave copies go.
+    pub autosave: Option<PathBuf>,
+    /// Where new sessions are saved and the browser looks.
+    pub dir: Option<PathBuf>,
+    /// A model source named on the command line wins over the session's.
+    pub model_override: bool,
+}
+
+/// Outstanding job ids.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Jobs {
+    pub next: JobId,
+    pub tokenize: Option<JobId>,
+    pub estimate: Option<JobId>,
+}
+
+impl Jobs {
+    pub fn new_id(&mut self) -> JobId {
+        self.next += 1;
+        self.next
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub mode: Mode,
+    pub focus: Focus,
+    pub model: ModelStatus,
+    pub prompts: PromptsState,
+    pub settings: SettingsState,
+    pub sweeps: Vec<SweepView>,
+    pub selected_sweep: usize,
+    pub heatmap: HeatmapState,
+    pub running: Option<Running>,
+    pub drill: Option<DrillState>,
+    pub popup: Option<Popup>,
+    pub status: Option<StatusMsg>,
+    pub session: SessionMeta,
+    pub jobs: Jobs,
+    pub size: (u16, u16),
+    pub quit: bool,
+}
+
+/// Everything needed to start.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub load: LoadSpec,
+    pub pairs: Vec<PromptPair>,
+    pub autosave: Option<PathBuf>,
+    pub sessions_dir: Option<PathBuf>,
+}
+
+impl AppState {
+    pub fn new(opts: StartOptions) -> Self {
+        AppState {
+            mode: Mode::Nav,
+            focus: Focus::Prompts,
+            model: ModelStatus {
+                load: opts.load,
+                state: ModelState::Loading,
+            },
+            prompts: PromptsState::new(&opts.pairs, None),
+            settings: SettingsState::new(SweepSpec::new(Target::ResidPre)),
+            sweeps: vec![],
+            selected_sweep: 0,
+            heatmap: HeatmapState::default(),
+            running: None,
+            drill: None,
+            popup: None,
+            status: None,
+            session: SessionMeta {
+                autosave: opts.autosave,
+                dir: opts.sessions_dir,
+                ..Default::default()
+            },
+            jobs: Jobs::default(),
+            size: (80, 24),
+            quit: false,
+        }
+    }
+
+    pub fn sweep(&self) -> Option<&SweepView> {
+        self.sweeps.get(self.selected_sweep)
+    }
+
+    pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some(StatusMsg {
+            text: text.into(),
+            level,
+        });
+    }
+
+    /// Why the shown sweep's stored result may not match the current model
+    /// or prompts, if it may not.
+    pub fn stale_reason(&self) -> Option<String> {
+        let sw = self.sweep()?;
+        let stored = sw.stored.as_ref()?;
+        if sw.partial.is_some() {
+            return None;
+        }
+        if let Some(info) = self.model.info() {
+            if info.fingerprint != stored.fingerprint {
+                return Some("computed with different model weights".into());
+            }
+        }
+        if !stored.inputs.is_empty() {
+            return (stored.inputs != super::sessions::inputs_digest(self, &sw.spec))
+                .then(|| "the prompts changed since it ran".to_string());
+        }
+        let tokens = self.prompts.tokens.as_ref()?;
+        let first = tokens.pairs.first()?;
+        let answer = first.answer.as_ref().and_then(|a| a.as_ref().ok());
+        if first.clean != stored.clean_tokens.strings || answer != Some(&stored.answer) {
+            return Some("the prompts changed since it ran".into());
+        }
+        None
+    }
+}

@@ -1,0 +1,423 @@
+//! `update`: the only function that changes the state. Actions in, state
+//! changed, commands out; no terminal, no model, no files, so every
+//! behaviour is testable by feeding actions.
+//!
+//! Dispatch order for a key intent: an open popup takes it; in edit mode
+//! only the edit intents apply; otherwise global intents, then the focused
+//! pane's (in `panes.rs`). Worker and file replies are in `replies.rs`.
+
+use std::path::PathBuf;
+
+use crate::patching::METRICS;
+
+use super::action::{Action, Intent};
+use super::command::Command;
+use super::messages::{PairsInput, Request};
+use super::panes;
+use super::prompts::line_editor;
+use super::replies;
+use super::sessions::{apply_session, to_session};
+use super::state::{AppState, Focus, Level, Mode, ModelState, Popup, Running, SweepView};
+
+/// Applies one action.
+pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
+    let mut out = Vec::new();
+    match a {
+        Action::Intent(i) => intent(s, i, &mut out),
+        Action::EditKey(input) => panes::edit_key(s, input, &mut out),
+        Action::Worker(m) => replies::worker(s, m, &mut out),
+        Action::Resize(w, h) => s.size = (w, h),
+        Action::AutosaveDue => autosave(s, &mut out),
+        Action::AutosaveFound { path, session, age } => {
+            if s.popup.is_none() {
+                s.popup = Some(Popup::RestoreAutosave { path, session, age });
+            }
+        }
+        Action::SessionsListed(r) => {
+            if let Some(Popup::Browser { entries, selected }) = &mut s.popup {
+                *selected = 0;
+                *entries = Some(r);
+            }
+        }
+        Action::SessionLoaded { path, result } => {
+            replies::session_loaded(s, path, result, &mut out)
+        }
+        Action::Saved {
+            path,
+            autosave,
+            result,
+        } => replies::saved(s, path, autosave, result, &mut out),
+        Action::MouseFocus(f) => {
+            if s.popup.is_none() && s.mode == Mode::Nav && (f != Focus::Drill || s.drill.is_some())
+            {
+                s.focus = f;
+            }
+        }
+        Action::MouseScroll { down } => {
+            let i = if down { Intent::Down } else { Intent::Up };
+            intent(s, i, &mut out)
+        }
+    }
+    out
+}
+
+fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    if s.popup.is_some() {
+        return popup(s, i, out);
+    }
+    if s.mode == Mode::Edit {
+        return panes::edit_intent(s, i, out);
+    }
+    match i {
+        Intent::Quit => {
+            if s.session.dirty {
+                s.popup = Some(Popup::ConfirmQuit);
+            } else {
+                s.quit = true;
+                out.push(Command::Quit);
+            }
+        }
+        Intent::Help => s.popup = Some(Popup::Help { scroll: 0 }),
+        Intent::RunSweep => run_sweep(s, out),
+        Intent::Back => back(s, out),
+        Intent::Save => save(s, out),
+        Intent::SaveAs => save_as(s),
+        Intent::Open => {
+            s.popup = Some(Popup::Browser {
+                entries: None,
+                selected: 0,
+            });
+            out.push(Command::ListSessions);
+        }
+        Intent::FocusNext | Intent::FocusPrev => cycle_focus(s, i == Intent::FocusNext),
+        Intent::MetricNext | Intent::MetricPrev => {
+            let d = if i == Intent::MetricNext { 1 } else { -1 };
+            s.heatmap.metric =
+                (s.heatmap.metric as i32 + d).rem_euclid(METRICS.len() as i32) as usize;
+        }
+        Intent::SweepNext | Intent::SweepPrev => {
+            if !s.sweeps.is_empty() {
+                let d = if i == Intent::SweepNext { 1 } else { -1 };
+                let n = s.sweeps.len() as i32;
+                s.selected_sweep = (s.selected_sweep as i32 + d).rem_euclid(n) as usize;
+                show_selected_sweep(s);
+                request_estimate(s, out);
+            }
+        }
+        _ => panes::pane_intent(s, i, out),
+    }
+}
+
+fn cycle_focus(s: &mut AppState, forward: bool) {
+    let mut order = vec![Focus::Prompts, Focus::Settings, Focus::Heatmap];
+    if s.drill.is_some() {
+        order.push(Focus::Drill);
+    }
+    let i = order.iter().position(|f| *f == s.focus).unwrap_or(0) as i32;
+    let d = if forward { 1 } else { -1 };
+    s.focus = order[(i + d).rem_euclid(order.len() as i32) as usize];
+}
+
+/// Shows the selected sweep: its spec in the settings pane, its cells in the heatmap.
+pub(crate) fn show_selected_sweep(s: &mut AppState) {
+    if let Some(spec) = s
+        .sweep()
+        .map(|v| v.spec.clone())
+        .filter(|sp| *sp != s.settings.spec)
+    {
+        let row = s.settings.row;
+        s.settings = super::settings::SettingsState::new(spec);
+        s.settings.row = row.min(s.settings.rows().len() - 1);
+    }
+    if let Some(shape) = s.sweep().and_then(|v| v.grid()).map(|g| g.shape.to_vec()) {
+        s.heatmap.fit(&shape);
+    }
+}
+
+fn back(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.drill.is_some() {
+        s.drill = None;
+        s.focus = Focus::Heatmap;
+    } else if let Some(r) = &mut s.running {
+        if !r.cancelling {
+            r.cancelling = true;
+            out.push(Command::Cancel(r.job));
+            s.set_status(Level::Info, "cancelling the sweep after the current batch…");
+        }
+    } else {
+        s.status = None;
+    }
+}
+
+pub(crate) fn input(s: &AppState) -> PairsInput {
+    PairsInput {
+        pairs: s.prompts.to_pairs(),
+        prepend_bos: s.prompts.bos,
+    }
+}
+
+fn model_ready(s: &mut AppState) -> bool {
+    match &s.model.state {
+        ModelState::Ready(_) => true,
+        ModelState::Loading => {
+            s.set_status(
+                Level::Warn,
+                format!("the model {} is still loading", s.model.load.source),
+            );
+            false
+        }
+        ModelState::Failed(e) => {
+            let e = e.clone();
+            s.set_status(Level::Error, format!("no model: {e}"));
+            false
+        }
+    }
+}
+
+pub(crate) fn request_tokenize(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.model.info().is_none() {
+        return;
+    }
+    let job = s.jobs.new_id();
+    s.jobs.tokenize = Some(job);
+    out.push(Command::Worker(Request::Tokenize {
+        job,
+        input: input(s),
+    }));
+}
+
+pub(crate) fn request_estimate(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.model.info().is_none() {
+        return;
+    }
+    let job = s.jobs.new_id();
+    s.jobs.estimate = Some(job);
+    s.settings.estimate = super::settings::EstimateState::Pending;
+    out.push(Command::Worker(Request::Estimate {
+        job,
+        input: input(s),
+        spec: s.settings.spec.clone(),
+    }));
+}
+
+/// The prompts or the BOS choice changed.
+pub(crate) fn prompts_changed(s: &mut AppState, out: &mut Vec<Command>) {
+    s.session.dirty = true;
+    request_tokenize(s, out);
+    request_estimate(s, out);
+}
+
+fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
+    if !model_ready(s) {
+        return;
+    }
+    if let Some(p) = s.prompts.problems().first() {
+        let p = p.clone();
+        s.set_status(Level::Error, format!("cannot run: {p}"));
+        return;
+    }
+    if let Some(old) = s.running.take() {
+        out.push(Command::Cancel(old.job));
+        if let Some(v) = s.sweeps.get_mut(old.sweep) {
+            v.partial = None;
+        }
+    }
+    let spec = s.settings.spec.clone();
+    let idx = match s.sweeps.iter().position(|v| v.spec == spec) {
+        Some(i) => i,
+        None => {
+            s.sweeps.push(SweepView::new(spec.clone()));
+            s.sweeps.len() - 1
+        }
+    };
+    s.selected_sweep = idx;
+    let job = s.jobs.new_id();
+    let inputs = super::sessions::inputs_digest(s, &spec);
+    s.running = Some(Running {
+        inputs,
+        job,
+        sweep: idx,
+        done: 0,
+        total: 0,
+        elapsed: Default::default(),
+        eta: None,
+        cancelling: false,
+    });
+    s.drill = None;
+    s.focus = Focus::Heatmap;
+    s.session.dirty = true;
+    s.set_status(Level::Info, format!("running {} …", spec.target));
+    out.push(Command::Worker(Request::Sweep {
+        job,
+        input: input(s),
+        spec,
+    }));
+}
+
+/// A default file name for a new session: `<model>-<time>.yaml` in the sessions directory.
+fn default_path(s: &AppState) -> PathBuf {
+    let model: String = s
+        .model
+        .load
+        .source
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let stamp: String = super::sessions::now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    let name = format!(
+        "{}-{}-{}.yaml",
+        model.trim_matches('-'),
+        &stamp[..8],
+        &stamp[8..14]
+    );
+    s.session.dir.clone().unwrap_or_default().join(name)
+}
+
+fn save(s: &mut AppState, out: &mut Vec<Command>) {
+    match s.session.path.clone() {
+        Some(path) => out.push(Command::Save {
+            path,
+            session: Box::new(to_session(s)),
+            autosave: false,
+        }),
+        None => save_as(s),
+    }
+}
+
+fn save_as(s: &mut AppState) {
+    let path = s.session.path.clone().unwrap_or_else(|| default_path(s));
+    s.popup = Some(Popup::SaveAs {
+        input: Box::new(line_editor(&path.display().to_string())),
+    });
+    s.mode = Mode::Edit;
+}
+
+fn autosave(s: &mut AppState, out: &mut Vec<Command>) {
+    if let (true, Some(path)) = (s.session.dirty, s.session.autosave.clone()) {
+        out.push(Command::Save {
+            path,
+            session: Box::new(to_session(s)),
+            autosave: true,
+        });
+    }
+}
+
+/// Expands a leading `~/` to the home directory.
+fn expand(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    let Some(p) = s.popup.take() else { return };
+    let keep = match p {
+        Popup::Help { scroll } => match i {
+            Intent::Up => Some(Popup::Help {
+                scroll: scroll.saturating_sub(1),
+            }),
+            Intent::Down => Some(Popup::Help { scroll: scroll + 1 }),
+            Intent::Back | Intent::Help | Intent::Quit | Intent::Select => None,
+            _ => Some(Popup::Help { scroll }),
+        },
+        Popup::Message { .. } => None,
+        Popup::ConfirmQuit => match i {
+            Intent::Yes => {
+                autosave(s, out);
+                s.quit = true;
+                out.push(Command::Quit);
+                None
+            }
+            Intent::Save => {
+                let path = s.session.path.clone().unwrap_or_else(|| default_path(s));
+                out.push(Command::Save {
+                    path,
+                    session: Box::new(to_session(s)),
+                    autosave: false,
+                });
+                s.quit = true;
+                out.push(Command::Quit);
+                None
+            }
+            Intent::No | Intent::Back => None,
+            _ => Some(Popup::ConfirmQuit),
+        },
+        Popup::SaveAs { input } => match i {
+            Intent::Select | Intent::Yes => {
+                let text = super::prompts::editor_text(&input);
+                s.mode = Mode::Nav;
+                if text.trim().is_empty() {
+                    s.set_status(Level::Error, "give a file name to save to");
+                    Some(Popup::SaveAs { input })
+                } else {
+                    out.push(Command::Save {
+                        path: expand(text.trim()),
+                        session: Box::new(to_session(s)),
+                        autosave: false,
+                    });
+                    None
+                }
+            }
+            Intent::Back => {
+                s.mode = Mode::Nav;
+                None
+            }
+            _ => Some(Popup::SaveAs { input }),
+        },
+        Popup::Browser { entries, selected } => {
+            let n = match &entries {
+                Some(Ok(v)) => v.len(),
+                _ => 0,
+            };
+            match i {
+                Intent::Up => Some(Popup::Browser {
+                    entries,
+                    selected: selected.saturating_sub(1),
+                }),
+                Intent::Down => Some(Popup::Browser {
+                    entries,
+                    selected: (selected + 1).min(n.saturating_sub(1)),
+                }),
+                Intent::Select | Intent::Edit | Intent::DrillDown => {
+                    if let Some(Ok(v)) = &entries {
+                        if let Some(e) = v.get(selected) {
+                            out.push(Command::LoadSession(e.path.clone()));
+                        }
+                    }
+                    None
+                }
+                Intent::Back | Intent::Open | Intent::Quit => None,
+                _ => Some(Popup::Browser { entries, selected }),
+            }
+        }
+        Popup::RestoreAutosave { path, session, age } => match i {
+            Intent::Yes | Intent::Select => {
+                let source = session.model.source.clone();
+                apply_session(s, *session, None);
+                s.session.dirty = true;
+                s.set_status(
+                    Level::Info,
+                    format!("restored the autosave from {age} ({})", path.display()),
+                );
+                replies::after_open(s, &source, out);
+                // The recovered copy is replaced by this sitting's autosave.
+                out.push(Command::RemoveAutosave);
+                autosave(s, out);
+                None
+            }
+            Intent::No => {
+                out.push(Command::RemoveAutosave);
+                None
+            }
+            Intent::Back => None,
+            _ => Some(Popup::RestoreAutosave { path, session, age }),
+        },
+    };
+    if let Some(p) = keep {
+        s.popup = Some(p);
+    }
+}

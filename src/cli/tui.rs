@@ -1,0 +1,59 @@
+//! Starting the workbench: `patchbench` (no subcommand) and
+//! `patchbench open FILE`. The loop itself lives in `patchbench::tui`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+/// Options of the interactive workbench.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TuiArgs {
+    /// Model source: demo, random:<preset>, a model directory, a .gguf file
+    /// or a hub id (default: the session's model, else demo).
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Theme: dark, light, high-contrast, colorblind, a theme in the config
+    /// directory's themes/ folder, or a path to a YAML file.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Colours: truecolor, 256 or none (default: from COLORTERM and NO_COLOR).
+    #[arg(long)]
+    pub color: Option<String>,
+    /// Enable the mouse (click focuses a pane, the wheel moves); off by
+    /// default so the terminal's own text selection keeps working.
+    #[arg(long)]
+    pub mouse: bool,
+}
+
+/// `patchbench open FILE`.
+#[derive(Args, Debug, Clone)]
+pub struct OpenArgs {
+    /// The session file to resume.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub tui: TuiArgs,
+}
+
+/// Runs the workbench, optionally resuming `open`.
+pub fn start(a: &TuiArgs, open: Option<&Path>) -> Result<()> {
+    let opts = patchbench::tui::TuiOptions {
+        model: a.model.clone(),
+        device: a.device.clone(),
+        dtype: a.dtype.clone(),
+        theme: a.theme.clone(),
+        color: a.color.clone(),
+        open: open.map(Path::to_path_buf),
+        mouse: a.mouse,
+    };
+    patchbench::tui::run(opts).with_context(|| match open {
+        Some(p) => format!("opening {}", p.display()),
+        None => "running the workbench".into(),
+    })
+}

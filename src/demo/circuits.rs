@@ -1,0 +1,144 @@
+//! The demo tasks as patching experiments: prompt pairs for the sweeps, and
+//! attention-pattern scores for induction.
+//!
+//! These are the inputs of the investigations written up in `README.md` and
+//! pinned by `tests/demo.rs`; the sweeps themselves are patchbench's own
+//! (`patching::run_sweep`), run by the caller.
+//!
+//! - IOI pairs: a held-out prompt and the same prompt with the *other* name
+//!   repeated, so exactly one token (the second mention) differs and the
+//!   answer and wrong answer swap.
+//! - fact pairs: the same template with another country, answers the two
+//!   capitals.
+//! - induction: attention from each position of the second copy of a span
+//!   to the token after that position's first occurrence (the induction
+//!   score), and to the previous position (the previous-token score).
+
+use candle_core::Tensor;
+
+use super::corpus::{self, fact_prompt};
+use super::eval::INDUCTION_EVAL_SPAN;
+use super::rng::Rng;
+use super::vocab::CAPITALS;
+use super::{DemoError, Stage};
+use crate::model::{ForwardOptions, HookPoint, HookSpec, Tokenizer, Transformer};
+use crate::patching::PromptPair;
+
+/// `n` held-out IOI pairs of one template (so all have the same length).
+pub fn ioi_pairs(template: usize, n: usize, seed: u64) -> Vec<PromptPair> {
+    let mut rng = Rng::fork(seed, "circuits-ioi");
+    let mut pairs = Vec::with_capacity(n);
+    while pairs.len() < n {
+        let p = corpus::ioi_prompt(&mut rng, true);
+        if p.template != template {
+            continue;
+        }
+        pairs.push(PromptPair {
+            clean: p.prompt(),
+            corrupted: Some(p.corrupted()),
+            answer: p.io.to_string(),
+            wrong: p.s.to_string(),
+        });
+    }
+    pairs
+}
+
+/// One pair per country of the table: its fact prompt against the next
+/// country's.
+pub fn fact_pairs(template: usize) -> Vec<PromptPair> {
+    (0..CAPITALS.len())
+        .map(|i| {
+            let (c, k) = CAPITALS[i];
+            let (c2, k2) = CAPITALS[(i + 1) % CAPITALS.len()];
+            PromptPair {
+                clean: fact_prompt(template, c),
+                corrupted: Some(fact_prompt(template, c2)),
+                answer: k.to_string(),
+                wrong: k2.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// A per-head score, `[layer][head]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadScores {
+    pub n_heads: usize,
+    pub values: Vec<f32>,
+}
+
+impl HeadScores {
+    pub fn get(&self, layer: usize, head: usize) -> f32 {
+        self.values[layer * self.n_heads + head]
+    }
+
+    /// `(layer, head, score)` of the highest score.
+    pub fn best(&self) -> (usize, usize, f32) {
+        let (i, v) = self
+            .values
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("scores are not empty");
+        (i / self.n_heads, i % self.n_heads, *v)
+    }
+}
+
+/// Induction and previous-token scores of every head, mean attention
+/// weights over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`] words.
+pub fn induction_scores(
+    model: &Transformer,
+    tok: &Tokenizer,
+    n: usize,
+    seed: u64,
+) -> Result<(HeadScores, HeadScores), DemoError> {
+    let span = INDUCTION_EVAL_SPAN;
+    let mut rng = Rng::fork(seed, "circuits-induction");
+    let rows = (0..n)
+        .map(|_| {
+            tok.encode(
+                &corpus::induction_sequence(&mut rng, span).join(" "),
+                Some(false),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = 2 * span;
+    let tokens =
+        Tensor::from_vec(rows.concat(), (n, t), model.device()).during("building a batch")?;
+    let cfg = &model.cfg;
+    let mut spec = HookSpec::new();
+    for l in 0..cfg.n_layers {
+        spec = spec.capture(HookPoint::Pattern(l));
+    }
+    let out = model
+        .forward(Some(&tokens), &spec, &ForwardOptions::default())
+        .during("capturing attention patterns")?;
+    let (mut induction, mut previous) = (Vec::new(), Vec::new());
+    for l in 0..cfg.n_layers {
+        let pattern = out
+            .cache
+            .get(HookPoint::Pattern(l))
+            .expect("the pattern was captured");
+        // Mean over prompts: [head, q_pos, k_pos].
+        let mean: Vec<Vec<Vec<f32>>> = pattern
+            .mean(0)
+            .and_then(|m| m.to_vec3::<f32>())
+            .during("reading attention patterns")?;
+        for rows in &mean {
+            let ind = (span..t).map(|q| rows[q][q - span + 1]).sum::<f32>() / span as f32;
+            let prev = (1..t).map(|q| rows[q][q - 1]).sum::<f32>() / (t - 1) as f32;
+            induction.push(ind);
+            previous.push(prev);
+        }
+    }
+    Ok((
+        HeadScores {
+            n_heads: cfg.n_heads,
+            values: induction,
+        },
+        HeadScores {
+            n_heads: cfg.n_heads,
+            values: previous,
+        },
+    ))
+}

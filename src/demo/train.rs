@@ -1,0 +1,239 @@
+//! The training recipe: the seeded corpus through patchbench's own forward
+//! pass, next-token cross-entropy, AdamW.
+//!
+//! Each row of a batch is one document starting at position 0, padded to
+//! the longest document of the batch; padding is masked out of the loss.
+//! AdamW runs with two parameter groups (matrices decayed, gains / biases /
+//! positions not), a linear warm-up then cosine decay to a tenth of the
+//! peak rate, and the global gradient norm clipped to 1. With one CPU thread
+//! every operation runs in a fixed order, so a seed fixes the loss trace and
+//! the weights bit for bit (`CANDLE_NUM_THREADS=1`; more threads may change
+//! the order of floating-point sums).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use super::corpus::Corpus;
+use super::export::{gpt2_config_json, DemoShape};
+use super::params::Params;
+use super::tokenizer::build_tokenizer;
+use super::{DemoError, Stage};
+use crate::model::{families, ForwardOptions, HookSpec, ModelConfig, Tokenizer, Transformer};
+
+/// Hyper-parameters of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub steps: usize,
+    pub seed: u64,
+    /// Documents per step.
+    pub batch: usize,
+    pub peak_lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub shape: DemoShape,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 2000,
+            seed: 0,
+            batch: 32,
+            peak_lr: 1e-3,
+            warmup: 100,
+            weight_decay: 0.1,
+            shape: DemoShape::default(),
+        }
+    }
+}
+
+/// What a step reports to its caller.
+#[derive(Debug, Clone, Copy)]
+pub struct StepLog {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// A finished run: everything needed to save or use the model.
+pub struct Trained {
+    pub config_json: serde_json::Value,
+    pub cfg: ModelConfig,
+    pub params: Params,
+    pub tokenizer: Tokenizer,
+    pub losses: Vec<f32>,
+    pub seconds: f64,
+}
+
+impl Trained {
+    /// The model as it is now (detached weights), ready for inference.
+    pub fn transformer(&self) -> Result<Transformer, DemoError> {
+        let mut w = crate::model::weights::CanonicalWeights::new("the freshly trained demo model");
+        for (name, t) in self.params.snapshot()? {
+            w.insert(name, t);
+        }
+        Ok(Transformer::new(self.cfg.clone(), w)?)
+    }
+}
+
+/// The learning rate at `step`: linear warm-up, then cosine to `peak / 10`.
+pub fn learning_rate(opts: &TrainOptions, step: usize) -> f64 {
+    if step < opts.warmup {
+        return opts.peak_lr * (step + 1) as f64 / opts.warmup as f64;
+    }
+    let span = opts.steps.saturating_sub(opts.warmup).max(1) as f64;
+    let t = ((step - opts.warmup) as f64 / span).min(1.0);
+    let floor = opts.peak_lr / 10.0;
+    floor + (opts.peak_lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// One batch: inputs `[batch, T]`, next-token targets `[batch, T]` and a 0/1
+/// loss mask `[batch, T]` that is 0 past each document's end.
+struct Batch {
+    inputs: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+}
+
+fn draw_batch(
+    corpus: &mut Corpus,
+    tok: &Tokenizer,
+    batch: usize,
+    n_ctx: usize,
+    dev: &Device,
+) -> Result<Batch, DemoError> {
+    let docs = (0..batch)
+        .map(|_| tok.encode(&corpus.next_doc(), Some(false)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = docs
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(2)
+        .clamp(2, n_ctx + 1)
+        - 1;
+    let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for d in &docs {
+        for i in 0..t {
+            inputs.push(d.get(i).copied().unwrap_or(0));
+            targets.push(d.get(i + 1).copied().unwrap_or(0));
+            mask.push(if i + 1 < d.len() { 1f32 } else { 0.0 });
+        }
+    }
+    let mk = |v: Vec<u32>| Tensor::from_vec(v, (batch, t), dev);
+    Ok(Batch {
+        inputs: mk(inputs).during("building a batch")?,
+        targets: mk(targets).during("building a batch")?,
+        mask: Tensor::from_vec(mask, (batch, t), dev).during("building a batch")?,
+    })
+}
+
+/// Mean next-token cross-entropy over unmasked positions.
+///
+/// # Shapes
+/// `logits: [batch, T, d_vocab]`, `targets, mask: [batch, T]` -> scalar
+fn masked_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+    let picked = logp
+        .gather(&targets.reshape((b * t, 1))?, 1)?
+        .reshape((b, t))?;
+    let total = (picked * mask)?.sum_all()?;
+    total.neg()? / mask.sum_all()?.to_scalar::<f32>()? as f64
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    params: &Params,
+    max_norm: f64,
+) -> candle_core::Result<()> {
+    let mut sq = 0f64;
+    for v in params.vars() {
+        if let Some(g) = grads.get(v) {
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max_norm {
+        let scale = max_norm / norm;
+        for v in params.vars() {
+            if let Some(g) = grads.remove(v) {
+                grads.insert(v, (g * scale)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Trains the demo model; `on_step` sees every step's loss.
+pub fn train(opts: &TrainOptions, on_step: &mut dyn FnMut(&StepLog)) -> Result<Trained, DemoError> {
+    let start = Instant::now();
+    let dev = Device::Cpu;
+    let tokenizer = build_tokenizer()?;
+    let config_json = gpt2_config_json(&opts.shape, tokenizer.vocab_size());
+    let cfg = families::config_from_hf(&config_json, "the demo config")?;
+    let params = Params::init(&cfg, opts.seed, &dev)?;
+    let (decay, no_decay) = params.groups();
+    let adam = |weight_decay| ParamsAdamW {
+        lr: opts.peak_lr,
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-8,
+        weight_decay,
+    };
+    let mut opt_decay = AdamW::new(decay, adam(opts.weight_decay)).during("creating AdamW")?;
+    let mut opt_rest = AdamW::new(no_decay, adam(0.0)).during("creating AdamW")?;
+    let mut corpus = Corpus::new(opts.seed);
+    let mut losses = Vec::with_capacity(opts.steps);
+    for step in 0..opts.steps {
+        let batch = draw_batch(&mut corpus, &tokenizer, opts.batch, cfg.n_ctx, &dev)?;
+        let model = Transformer::new(cfg.clone(), params.canonical())?;
+        let out = model
+            .forward(
+                Some(&batch.inputs),
+                &HookSpec::new(),
+                &ForwardOptions::default(),
+            )
+            .during("the training forward pass")?;
+        let logits = out.logits.expect("a full forward pass returns logits");
+        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask).during("the loss")?;
+        let value = loss.to_scalar::<f32>().during("reading the loss")?;
+        if !value.is_finite() {
+            return Err(DemoError::Diverged { step, loss: value });
+        }
+        let mut grads = loss.backward().during("backpropagation")?;
+        clip_gradients(&mut grads, &params, 1.0).during("clipping gradients")?;
+        let lr = learning_rate(opts, step);
+        opt_decay.set_learning_rate(lr);
+        opt_rest.set_learning_rate(lr);
+        opt_decay.step(&grads).during("the optimiser step")?;
+        opt_rest.step(&grads).during("the optimiser step")?;
+        losses.push(value);
+        on_step(&StepLog {
+            step,
+            loss: value,
+            lr,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(Trained {
+        config_json,
+        cfg,
+        params,
+        tokenizer,
+        losses,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

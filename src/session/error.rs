@@ -1,0 +1,159 @@
+//! What can go wrong with a session file, worded for the person who has to
+//! fix it: every message names the file, the line and column when the YAML
+//! parser knows them, the field path otherwise, and what to do.
+//!
+//! Validation collects [`Problem`]s rather than stopping at the first, so
+//! `patchbench check` can list all of them; a load fails on any problem of
+//! [`Severity::Error`] and repairs (and reports) those of
+//! [`Severity::Warning`], such as a UI cursor pointing past the last sweep.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Files larger than this are refused before they are read.
+pub const MAX_SESSION_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The session cannot be used as written.
+    Error,
+    /// Repaired on load (UI state clamped); saving writes the repaired value.
+    Warning,
+}
+
+/// One thing wrong with a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub severity: Severity,
+    /// 1-based line and column, when the parser knows them.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Field path such as `sweeps[1].spec.target`; empty for the whole file.
+    pub field: String,
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub fn error(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            line: None,
+            column: None,
+            field: field.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn warning(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(field, message)
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn at(mut self, line: usize, column: usize) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:col: error: field: message` and the hint on the next line,
+    /// the shape compilers use so editors can jump to it.
+    pub fn render(&self, file: &std::path::Path) -> String {
+        let mut s = file.display().to_string();
+        if let Some(l) = self.line {
+            s.push_str(&format!(":{l}"));
+            if let Some(c) = self.column {
+                s.push_str(&format!(":{c}"));
+            }
+        }
+        s.push_str(match self.severity {
+            Severity::Error => ": error: ",
+            Severity::Warning => ": warning: ",
+        });
+        if !self.field.is_empty() {
+            s.push_str(&self.field);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        if let Some(h) = &self.hint {
+            s.push_str("\n  hint: ");
+            s.push_str(h);
+        }
+        s
+    }
+}
+
+fn render_all(path: &std::path::Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.render(path))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{}: cannot read the session: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: is a directory, not a session file; give the path of a .yaml session inside it", path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("{}: not a regular file (a pipe, socket or device); give the path of a .yaml session file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error(
+        "{}: the file is {} MiB, over the {} MiB limit for a session; this is not a session \
+         patchbench wrote (results of even large sweeps take a few MiB) — check the path",
+        path.display(), size >> 20, MAX_SESSION_BYTES >> 20
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{}", render_all(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+    #[error("{}: cannot write the session: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: already exists; choose another name or confirm overwriting it", path.display())]
+    Exists { path: PathBuf },
+    #[error("no user data directory could be determined (is $HOME set?); give an explicit path")]
+    NoDataDir,
+}
+
+impl SessionError {
+    /// The problems behind an `Invalid` error (empty for I/O errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            SessionError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The semantic checks serde cannot express: indices in range, stored
+//! results whose arrays match their shape, UI state that points at
+//! something.
+//!
+//! Semantic checks never stop at the first problem. Errors make a session
+//! unusable; UI state is repaired in place (clamped) and reported as a
+//! warning, because a stale cursor is no reason to refuse a session.
+
+use std::collections::BTreeSet;
+
+use crate::patching::{Corruption, Target, METRICS};
+
+use super::error::Problem;
+use super::model::{Session, StoredResult, SweepEntry};
+
+/// Every semantic problem of a parsed session; UI state is clamped in place.
+pub(crate) fn semantics(s: &mut Session) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if s.model.source.trim().is_empty() {
+        out.push(Problem::error("model.source", "is empty").hint(
+            "name the model: `demo`, a hub id such as `gpt2`, a model directory or a .gguf file",
+        ));
+    }
+    if s.prompts.is_empty() {
+        out.push(
+            Problem::error("prompts", "a session needs at least one prompt pair").hint(
+                "add `- {clean: ..., corrupted: ..., answer: ..., wrong: ...}` under `prompts:`",
+            ),
+        );
+    }
+    for (i, p) in s.prompts.iter().enumerate() {
+        let f = |name: &str| format!("prompts[{i}].{name}");
+        if p.clean.trim().is_empty() {
+            out.push(Problem::error(f("clean"), "the clean prompt is empty"));
+        }
+        if p.answer.is_empty() {
+            out.push(
+                Problem::error(f("answer"), "is empty")
+                    .hint("give the clean run's answer token, e.g. ' Paris'"),
+            );
+        }
+        if p.wrong.is_empty() {
+            out.push(
+                Problem::error(f("wrong"), "is empty")
+                    .hint("give the competing answer token, e.g. ' Rome'"),
+            );
+        }
+        if !p.answer.is_empty() && p.answer == p.wrong {
+            out.push(
+                Problem::error(
+                    f("wrong"),
+                    format!(
+                        "is the same as the answer {:?}, so the logit difference is always 0",
+                        p.answer
+                    ),
+                )
+                .hint("use the corrupted run's answer as `wrong`"),
+            );
+        }
+    }
+    for (i, e) in s.sweeps.iter().enumerate() {
+        sweep(&format!("sweeps[{i}]"), e, s, &mut out);
+    }
+    ui(s, &mut out);
+    out
+}
+
+fn sweep(field: &str, e: &SweepEntry, s: &Session, out: &mut Vec<Problem>) {
+    let n = s.prompts.len();
+    if let Some(pairs) = &e.pairs {
+        if pairs.is_empty() {
+            out.push(
+                Problem::error(format!("{field}.pairs"), "is an empty list")
+                    .hint("list prompt pair indices (0-based), or omit `pairs` to use every pair"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (j, &k) in pairs.iter().enumerate() {
+            if k >= n {
+                out.push(
+                    Problem::error(
+                        format!("{field}.pairs[{j}]"),
+                        format!("prompt pair {k} does not exist (the session has {n} pair{}, numbered from 0)", plural(n)),
+                    )
+                    .hint(format!("use an index from 0 to {}", n.saturating_sub(1))),
+                );
+            } else if !seen.insert(k) {
+                out.push(Problem::error(
+                    format!("{field}.pairs[{j}]"),
+                    format!("prompt pair {k} is listed twice"),
+                ));
+            }
+        }
+    }
+    let spec = &e.spec;
+    if matches!(spec.corruption, Corruption::Prompt) {
+        let used: Vec<usize> = match &e.pairs {
+            Some(p) => p.iter().copied().filter(|&k| k < n).collect(),
+            None => (0..n).collect(),
+        };
+        for k in used
+            .into_iter()
+            .filter(|&k| s.prompts[k].corrupted.is_none())
+        {
+            out.push(
+                Problem::error(
+                    format!("{field}.spec.corruption"),
+                    format!("kind `prompt` patches between clean and corrupted prompts, but prompt pair {k} has no `corrupted` prompt"),
+                )
+                .hint(format!("add `corrupted:` to prompts[{k}], or use `kind: gaussian` (noise on the clean prompt)")),
+            );
+        }
+    }
+    if let Corruption::Gaussian { samples, scale, .. } = &spec.corruption {
+        if *samples == 0 {
+            out.push(Problem::error(
+                format!("{field}.spec.corruption.samples"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(x) = scale {
+            if !(x.is_finite() && *x > 0.0) {
+                out.push(
+                    Problem::error(
+                        format!("{field}.spec.corruption.scale"),
+                        format!("must be a positive number, found {x}"),
+                    )
+                    .hint("omit it for 3 x the standard deviation of the embeddings"),
+                );
+            }
+        }
+    }
+    if matches!(spec.target, Target::TraceMlp | Target::TraceAttn) && spec.window == 0 {
+        out.push(Problem::error(
+            format!("{field}.spec.window"),
+            "must be at least 1 layer",
+        ));
+    }
+    if let Some(r) = &e.result {
+        result(&format!("{field}.result"), r, out);
+    }
+}
+
+/// A stored result must be internally consistent to be drawn at all.
+fn result(field: &str, r: &StoredResult, out: &mut Vec<Problem>) {
+    let res = &r.result;
+    let mut err = |f: &str, m: String| {
+        out.push(
+            Problem::error(format!("{field}{f}"), m)
+                .hint("the stored result is damaged; delete the `result:` block and rerun the sweep (`patchbench sweep --session FILE --write`)"),
+        )
+    };
+    if res.axes.len() != res.shape.len() {
+        err(
+            ".result.shape",
+            format!(
+                "has {} dimensions but `axes` names {}",
+                res.shape.len(),
+                res.axes.len()
+            ),
+        );
+    }
+    let cells = res
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .filter(|&c| c <= 1 << 28);
+    let Some(cells) = cells else {
+        err(
+            ".result.shape",
+            format!("{:?} is impossibly large", res.shape),
+        );
+        return;
+    };
+    let mut metric_set = |f: &str, m: &std::collections::BTreeMap<String, Vec<f32>>| {
+        for name in METRICS {
+            match m.get(*name) {
+                None => err(f, format!("metric `{name}` is missing")),
+                Some(v) if v.len() != cells => err(
+                    &format!("{f}.{name}"),
+                    format!(
+                        "has {} values but the shape {:?} has {cells} cells",
+                        v.len(),
+                        res.shape
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        for name in m.keys().filter(|k| !METRICS.contains(&k.as_str())) {
+            err(
+                f,
+                format!(
+                    "unknown metric `{name}`; metrics are {}",
+                    METRICS.join(", ")
+                ),
+            );
+        }
+    };
+    metric_set(".result.metrics", &res.metrics);
+    for (i, m) in res.per_pair.iter().enumerate() {
+        metric_set(&format!(".result.per_pair[{i}]"), m);
+    }
+    if res.per_pair.len() != res.pair_baselines.len() {
+        err(
+            ".result.pair_baselines",
+            format!(
+                "has {} entries but `per_pair` has {}",
+                res.pair_baselines.len(),
+                res.per_pair.len()
+            ),
+        );
+    }
+    for (name, t) in [
+        ("clean_tokens", &r.clean_tokens),
+        ("corrupted_tokens", &r.corrupted_tokens),
+    ] {
+        if t.ids.len() != t.strings.len() {
+            err(
+                &format!(".{name}"),
+                format!("has {} ids but {} strings", t.ids.len(), t.strings.len()),
+            );
+        }
+    }
+    let first_axis = res.axes.first().map(String::as_str);
+    if let (Some("component"), Some(&n)) = (first_axis, res.shape.first()) {
+        if res.components.len() != n {
+            err(
+                ".result.components",
+                format!(
+                    "names {} components but the shape has {n}",
+                    res.components.len()
+                ),
+            );
+        }
+    }
+}
+
+fn ui(s: &mut Session, out: &mut Vec<Problem>) {
+    let n_sweeps = s.sweeps.len();
+    let ui = &mut s.ui;
+    if ui.selected_sweep >= n_sweeps.max(1) {
+        let to = n_sweeps.saturating_sub(1);
+        out.push(Problem::warning(
+            "ui.selected_sweep",
+            format!(
+                "{} is out of range ({n_sweeps} sweep{}); reset to {to}",
+                ui.selected_sweep,
+                plural(n_sweeps)
+            ),
+        ));
+        ui.selected_sweep = to;
+    }
+    let n_pairs = s.prompts.len();
+    if ui.selected_pair >= n_pairs.max(1) {
+        let to = n_pairs.saturating_sub(1);
+        out.push(Problem::warning(
+            "ui.selected_pair",
+            format!(
+                "{} is out of range ({n_pairs} prompt pair{}); reset to {to}",
+                ui.selected_pair,
+                plural(n_pairs)
+            ),
+        ));
+        ui.selected_pair = to;
+    }
+    if !METRICS.contains(&ui.metric.as_str()) {
+        let to = super::model::UiState::default().metric;
+        out.push(Problem::warning(
+            "ui.metric",
+            format!(
+                "unknown metric {:?}; reset to {to} (metrics are {})",
+                ui.metric,
+                METRICS.join(", ")
+            ),
+        ));
+        ui.metric = to;
+    }
+    let shape = s
+        .sweeps
+        .get(ui.selected_sweep)
+        .and_then(|e| e.result.as_ref())
+        .map(|r| r.result.shape.clone());
+    if let Some(shape) = shape {
+        if ui.cell.is_empty() {
+            return;
+        }
+        if ui.cell.len() != shape.len() {
+            out.push(Problem::warning(
+                "ui.cell",
+                format!("{:?} has {} indices but the selected sweep's result has {} axes; reset to the first cell", ui.cell, ui.cell.len(), shape.len()),
+            ));
+            ui.cell = vec![0; shape.len()];
+        } else if ui.cell.iter().zip(&shape).any(|(i, n)| i >= n) {
+            let clamped: Vec<usize> = ui
+                .cell
+                .iter()
+                .zip(&shape)
+                .map(|(i, n)| (*i).min(n.saturating_sub(1)))
+                .collect();
+            out.push(Problem::warning(
+                "ui.cell",
+                format!(
+                    "{:?} is outside the result's shape {shape:?}; clamped to {clamped:?}",
+                    ui.cell
+                ),
+            ));
+            ui.cell = clamped;
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

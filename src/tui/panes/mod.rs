@@ -1,0 +1,18 @@
+//! One file per pane. Each pane is a short-lived widget built every frame
+//! from references to the state and the theme; rendering never mutates.
+
+pub mod dialogs;
+pub mod drill;
+pub mod heatmap;
+pub mod help;
+pub mod prompts;
+pub mod settings;
+pub mod status;
+
+pub use dialogs::DialogPopup;
+pub use drill::DrillPane;
+pub use heatmap::HeatmapPane;
+pub use help::HelpPopup;
+pub use prompts::PromptsPane;
+pub use settings::SettingsPane;
+pub use status::StatusBar;

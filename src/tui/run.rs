@@ -1,0 +1,316 @@
+//! The event loop. One channel carries both terminal input (read on its
+//! own thread) and worker messages, so the loop sleeps until either
+//! arrives, applies every pending event through `update`, carries out the
+//! resulting commands, and redraws once, only when something happened
+//! (gitui's `select_event`, yazi's render flag). Timers (autosave, the
+//! elapsed-time display of a running sweep) are timeouts of that one wait.
+//!
+//! `PATCHBENCH_LATENCY_LOG=FILE` records, for every key, the time from
+//! reading it to the end of the frame that shows its effect, and writes the
+//! samples and a summary to FILE on exit.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::Event;
+
+use crate::app::messages::{LoadSpec, Request, WorkerMsg};
+use crate::app::sessions::{self, apply_session, list_sessions, load_session, save_session};
+use crate::app::state::Level;
+use crate::app::worker::Worker;
+use crate::app::{example_pair, update, Action, AppState, Command, StartOptions};
+use crate::session::{default_session_dirs, leftover_autosaves, Autosave, Recovery};
+
+use super::input::action_for;
+use super::keymap::Keymap;
+use super::latency::LatencyLog;
+use super::layout::Areas;
+use super::render::render;
+use super::terminal::TerminalGuard;
+use super::theme::{ColorMode, Theme};
+
+/// How the workbench starts.
+#[derive(Debug, Clone, Default)]
+pub struct TuiOptions {
+    /// Model source; `None` = the session's, else `demo`.
+    pub model: Option<String>,
+    pub device: String,
+    pub dtype: String,
+    /// Theme name or path; `None` = dark.
+    pub theme: Option<String>,
+    /// `truecolor`, `256` or `none`; `None` = from the environment.
+    pub color: Option<String>,
+    /// A session to resume.
+    pub open: Option<PathBuf>,
+    pub mouse: bool,
+}
+
+enum LoopEvent {
+    Input(Event, Instant),
+    Worker(WorkerMsg),
+}
+
+fn config_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "patchbench").map(|d| d.config_dir().to_path_buf())
+}
+
+/// Builds the initial state: the session to resume or the example pair,
+/// and any warnings about the keymap or the theme.
+fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppState> {
+    let opened = match &opts.open {
+        Some(p) => Some(load_session(p).map_err(io::Error::other)?),
+        None => None,
+    };
+    let source = opts
+        .model
+        .clone()
+        .or_else(|| opened.as_ref().map(|s| s.model.source.clone()))
+        .unwrap_or_else(|| "demo".into());
+    let (sessions_dir, autosave) = sessions::default_paths();
+    let mut s = AppState::new(StartOptions {
+        load: LoadSpec {
+            source: source.clone(),
+            device: opts.device.clone(),
+            dtype: opts.dtype.clone(),
+        },
+        pairs: vec![example_pair(&source)],
+        autosave,
+        sessions_dir,
+    });
+    s.session.model_override = opts.model.is_some();
+    if let Some(session) = opened {
+        apply_session(&mut s, session, opts.open.clone());
+        s.set_status(
+            Level::Info,
+            "stored results shown as saved; nothing is recomputed until you press r",
+        );
+    }
+    if !warnings.is_empty() {
+        s.set_status(Level::Warn, warnings.join("; "));
+    }
+    Ok(s)
+}
+
+/// Autosave files: this sitting's slot (`crate::session::Autosave`) and a
+/// recovered one from an earlier sitting, while it is being offered.
+struct Autosaves {
+    slot: Option<Autosave>,
+    recovered: Option<Recovery>,
+}
+
+impl Autosaves {
+    fn new(original: Option<&Path>) -> Self {
+        Autosaves {
+            slot: Autosave::new(original).ok(),
+            recovered: None,
+        }
+    }
+
+    /// The newest autosave left by a sitting that did not save, as an offer.
+    fn offer(&mut self) -> Option<Action> {
+        let mut all: Vec<Recovery> = leftover_autosaves()
+            .into_iter()
+            .filter(|r| r.newer_than_original)
+            .collect();
+        all.sort_by_key(|r| r.saved_at);
+        let r = all.pop()?;
+        let session = r.load().ok()?.session;
+        let age = r
+            .saved_at
+            .map(|t| sessions::format_time(t)[..16].replace('T', " ") + " UTC")
+            .unwrap_or_else(|| "an earlier sitting".into());
+        let path = r.autosave.clone();
+        self.recovered = Some(r);
+        Some(Action::AutosaveFound {
+            path,
+            session: Box::new(session),
+            age,
+        })
+    }
+
+    fn save(&self, session: &crate::session::Session) -> Result<(), String> {
+        match &self.slot {
+            Some(a) => a.save(session).map_err(|e| e.to_string()),
+            None => Err("no data directory for autosaves".into()),
+        }
+    }
+
+    fn discard(&mut self) {
+        if let Some(a) = &self.slot {
+            let _ = a.discard();
+        }
+        if let Some(r) = self.recovered.take() {
+            let _ = r.discard();
+        }
+    }
+
+    /// The session now lives at `path`: the autosave slot follows it.
+    fn follow(&mut self, path: &Path) {
+        if let Some(a) = &mut self.slot {
+            let _ = a.set_original(path);
+        }
+    }
+}
+
+/// Runs the workbench until the user quits.
+pub fn run(opts: TuiOptions) -> io::Result<()> {
+    let cfg = config_dir();
+    let (keymap, kw) = Keymap::load(cfg.as_deref());
+    let mode = match &opts.color {
+        Some(c) => ColorMode::parse(c).map_err(io::Error::other)?,
+        None => ColorMode::detect(),
+    };
+    let themes_dir = cfg.as_ref().map(|d| d.join("themes"));
+    let (theme, tw) = Theme::load(
+        opts.theme.as_deref().unwrap_or("dark"),
+        themes_dir.as_deref(),
+        mode,
+    );
+    let mut state = initial_state(&opts, kw.into_iter().chain(tw).collect())?;
+    let autosave_every = std::env::var("PATCHBENCH_AUTOSAVE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs);
+    let mut latency = LatencyLog::from_env();
+
+    let mut guard = TerminalGuard::enter(opts.mouse)?;
+    let size = guard.terminal.size()?;
+    state.size = (size.width, size.height);
+    let (tx, rx) = channel::<LoopEvent>();
+    let wtx = tx.clone();
+    let worker = Worker::spawn(Arc::new(move |m| {
+        let _ = wtx.send(LoopEvent::Worker(m));
+    }));
+    worker.send(Request::Load(state.model.load.clone()));
+    std::thread::Builder::new()
+        .name("patchbench-input".into())
+        .spawn(move || {
+            while let Ok(ev) = crossterm::event::read() {
+                if tx.send(LoopEvent::Input(ev, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    let mut queue: VecDeque<Action> = VecDeque::new();
+    let mut autosaves = Autosaves::new(opts.open.as_deref());
+    if opts.open.is_none() {
+        queue.extend(autosaves.offer());
+    }
+    let mut areas: Option<Areas> = None;
+    let mut dirty = true;
+    let mut keys_waiting: Vec<(Instant, bool)> = Vec::new();
+    let mut next_autosave = Instant::now() + autosave_every;
+    let mut last_draw = Instant::now();
+    loop {
+        while let Some(a) = queue.pop_front() {
+            if let Action::Saved {
+                path,
+                autosave: false,
+                result: Ok(()),
+            }
+            | Action::SessionLoaded {
+                path,
+                result: Ok(_),
+            } = &a
+            {
+                autosaves.follow(path);
+            }
+            for c in update(&mut state, a) {
+                execute(c, &worker, &mut autosaves, &mut queue);
+            }
+            dirty = true;
+        }
+        if state.quit {
+            break;
+        }
+        // A running sweep's elapsed time moves even between messages.
+        if state.running.is_some() && last_draw.elapsed() >= Duration::from_millis(500) {
+            dirty = true;
+        }
+        if dirty {
+            guard.terminal.draw(|f| {
+                areas = render(&state, &theme, &keymap, f.area(), f.buffer_mut());
+            })?;
+            last_draw = Instant::now();
+            dirty = false;
+            for (t, running) in keys_waiting.drain(..) {
+                latency.record(t.elapsed(), running);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_autosave {
+            queue.push_back(Action::AutosaveDue);
+            next_autosave = now + autosave_every;
+            continue;
+        }
+        let mut wait = next_autosave - now;
+        if state.running.is_some() {
+            wait = wait.min(Duration::from_millis(500));
+        }
+        let first = match rx.recv_timeout(wait) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        for ev in std::iter::once(first).chain(rx.try_iter()) {
+            match ev {
+                LoopEvent::Input(ev, t) => {
+                    if matches!(ev, Event::Key(_)) {
+                        keys_waiting.push((t, state.running.is_some()));
+                    }
+                    if matches!(ev, Event::Resize(..)) {
+                        dirty = true;
+                    }
+                    queue.extend(action_for(&state, &keymap, &ev, areas.as_ref()));
+                }
+                LoopEvent::Worker(m) => queue.push_back(Action::Worker(m)),
+            }
+        }
+        // Keys that mapped to nothing still get a frame (and a sample).
+        if !keys_waiting.is_empty() {
+            dirty = true;
+        }
+    }
+    drop(guard);
+    drop(worker);
+    latency.write()?;
+    Ok(())
+}
+
+fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut VecDeque<Action>) {
+    match c {
+        Command::Worker(r) => worker.send(r),
+        Command::Cancel(job) => worker.cancel(job),
+        Command::Save {
+            path,
+            session,
+            autosave,
+        } => {
+            let result = if autosave {
+                autosaves.save(&session)
+            } else {
+                save_session(&path, &session)
+            };
+            queue.push_back(Action::Saved {
+                path,
+                autosave,
+                result,
+            });
+        }
+        Command::RemoveAutosave => autosaves.discard(),
+        Command::ListSessions => {
+            let dirs = default_session_dirs();
+            queue.push_back(Action::SessionsListed(Ok(list_sessions(&dirs))));
+        }
+        Command::LoadSession(path) => {
+            let result = load_session(&path).map(Box::new);
+            queue.push_back(Action::SessionLoaded { path, result });
+        }
+        Command::Quit => {}
+    }
+}

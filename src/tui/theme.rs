@@ -1,0 +1,412 @@
+//! Themes: named styles and the heatmap palette, read from YAML.
+//!
+//! The dark theme is embedded and is the base of every other theme; a
+//! theme file names only what it changes (`inherits`, then `palette`,
+//! `styles`, `heatmap` entries merged over its parent's, helix-style).
+//! Style keys are dotted and fall back to their parent: `title.focused`
+//! falls back to `title`. A theme that does not parse, names an unknown key
+//! or an unknown colour is reported and the default is used instead.
+//!
+//! Colours are resolved for the terminal: true colour, the xterm 256-colour
+//! cube, or none at all (`NO_COLOR`), where styles keep only bold/underline/
+//! reverse and the heatmap switches to shade glyphs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ratatui::style::{Color, Modifier, Style};
+use serde::Deserialize;
+
+/// Built-in themes, by name.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("dark", include_str!("../../themes/dark.yaml")),
+    ("light", include_str!("../../themes/light.yaml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.yaml"),
+    ),
+    ("colorblind", include_str!("../../themes/colorblind.yaml")),
+];
+
+/// What the terminal can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorMode {
+    TrueColor,
+    Ansi256,
+    NoColor,
+}
+
+impl ColorMode {
+    /// From the environment: `NO_COLOR` (any value) wins, then `COLORTERM`.
+    pub fn detect() -> Self {
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            ColorMode::NoColor
+        } else if std::env::var("COLORTERM").is_ok_and(|v| v == "truecolor" || v == "24bit") {
+            ColorMode::TrueColor
+        } else {
+            ColorMode::Ansi256
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "truecolor" | "24bit" => Ok(ColorMode::TrueColor),
+            "256" => Ok(ColorMode::Ansi256),
+            "none" | "no" | "mono" => Ok(ColorMode::NoColor),
+            _ => Err(format!(
+                "unknown colour mode {s:?}; use truecolor, 256 or none"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StyleSpec {
+    fg: Option<String>,
+    bg: Option<String>,
+    bold: Option<bool>,
+    italic: Option<bool>,
+    underline: Option<bool>,
+    reversed: Option<bool>,
+    dim: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThemeFile {
+    inherits: Option<String>,
+    #[serde(default)]
+    palette: BTreeMap<String, String>,
+    #[serde(default)]
+    styles: BTreeMap<String, StyleSpec>,
+    #[serde(default)]
+    heatmap: BTreeMap<String, String>,
+}
+
+/// A resolved theme.
+#[derive(Debug, Clone)]
+pub struct Theme {
+    pub name: String,
+    pub mode: ColorMode,
+    styles: BTreeMap<String, Style>,
+    heat: [(u8, u8, u8); 4],
+}
+
+const HEAT_KEYS: [&str; 4] = ["negative", "neutral", "positive", "pending"];
+
+fn parse_file(text: &str) -> Result<ThemeFile, String> {
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn ansi(name: &str) -> Option<(u8, u8, u8)> {
+    Some(match name {
+        "black" => (0, 0, 0),
+        "red" => (205, 49, 49),
+        "green" => (13, 188, 121),
+        "yellow" => (229, 229, 16),
+        "blue" => (36, 114, 200),
+        "magenta" => (188, 63, 188),
+        "cyan" => (17, 168, 205),
+        "gray" | "grey" => (128, 128, 128),
+        "white" => (229, 229, 229),
+        "lightred" => (241, 76, 76),
+        "lightgreen" => (35, 209, 139),
+        "lightyellow" => (245, 245, 67),
+        "lightblue" => (59, 142, 234),
+        "lightmagenta" => (214, 112, 214),
+        "lightcyan" => (41, 184, 219),
+        _ => return None,
+    })
+}
+
+fn rgb(
+    value: &str,
+    palette: &BTreeMap<String, String>,
+    depth: usize,
+) -> Result<(u8, u8, u8), String> {
+    if let Some(hex) = value.strip_prefix('#') {
+        if hex.len() == 6 {
+            if let Ok(v) = u32::from_str_radix(hex, 16) {
+                return Ok(((v >> 16) as u8, (v >> 8) as u8, v as u8));
+            }
+        }
+        return Err(format!("bad colour {value:?}: write #rrggbb"));
+    }
+    if let Ok(i) = value.parse::<u8>() {
+        return Ok(indexed_rgb(i));
+    }
+    if let Some(c) = ansi(value) {
+        return Ok(c);
+    }
+    match palette.get(value) {
+        Some(v) if depth < 8 => rgb(v, palette, depth + 1),
+        _ => Err(format!(
+            "unknown colour {value:?}: use #rrggbb, an ANSI name, a 0-255 index or a palette name"
+        )),
+    }
+}
+
+/// The RGB value of an xterm-256 index.
+fn indexed_rgb(i: u8) -> (u8, u8, u8) {
+    const BASE: [(u8, u8, u8); 16] = [
+        (0, 0, 0),
+        (128, 0, 0),
+        (0, 128, 0),
+        (128, 128, 0),
+        (0, 0, 128),
+        (128, 0, 128),
+        (0, 128, 128),
+        (192, 192, 192),
+        (128, 128, 128),
+        (255, 0, 0),
+        (0, 255, 0),
+        (255, 255, 0),
+        (0, 0, 255),
+        (255, 0, 255),
+        (0, 255, 255),
+        (255, 255, 255),
+    ];
+    match i {
+        0..=15 => BASE[i as usize],
+        16..=231 => {
+            let i = i - 16;
+            let lvl = |v: u8| if v == 0 { 0 } else { 55 + 40 * v };
+            (lvl(i / 36), lvl(i / 6 % 6), lvl(i % 6))
+        }
+        _ => {
+            let g = 8 + 10 * (i - 232);
+            (g, g, g)
+        }
+    }
+}
+
+/// The nearest xterm-256 colour (cube or grey ramp) to an RGB value.
+pub fn nearest_256(c: (u8, u8, u8)) -> u8 {
+    let dist = |a: (u8, u8, u8)| {
+        let d = |x: u8, y: u8| (x as i32 - y as i32).pow(2);
+        d(a.0, c.0) + d(a.1, c.1) + d(a.2, c.2)
+    };
+    (16..=255u8)
+        .min_by_key(|&i| dist(indexed_rgb(i)))
+        .unwrap_or(16)
+}
+
+impl Theme {
+    /// The default theme.
+    pub fn default_theme(mode: ColorMode) -> Theme {
+        Theme::from_text("dark", BUILTIN[0].1, None, mode)
+            .expect("the embedded dark theme is valid")
+    }
+
+    /// Resolves a theme from its YAML text; `user_dir` is searched for
+    /// inherited themes before the built-in ones.
+    pub fn from_text(
+        name: &str,
+        text: &str,
+        user_dir: Option<&Path>,
+        mode: ColorMode,
+    ) -> Result<Theme, String> {
+        let mut chain = vec![parse_file(text)?];
+        while let Some(parent) = chain.last().and_then(|f| f.inherits.clone()) {
+            if chain.len() > 8 {
+                return Err(format!(
+                    "`inherits` goes deeper than 8 themes (at {parent:?}); is there a cycle?"
+                ));
+            }
+            let (ptext, _) = find(&parent, user_dir)
+                .ok_or_else(|| format!("inherits unknown theme {parent:?}"))?;
+            chain.push(parse_file(&ptext).map_err(|e| format!("theme {parent:?}: {e}"))?);
+        }
+        // The dark base defines every key; each theme in the chain overrides it.
+        let base = parse_file(BUILTIN[0].1)?;
+        let mut merged = base.clone();
+        for f in chain.into_iter().rev() {
+            merged.palette.extend(f.palette);
+            merged.styles.extend(f.styles);
+            merged.heatmap.extend(f.heatmap);
+        }
+        for k in merged.styles.keys() {
+            if !base.styles.contains_key(k) {
+                let known: Vec<&str> = base.styles.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "unknown style {k:?}; known styles: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        let mut heat = [(0, 0, 0); 4];
+        for (i, k) in HEAT_KEYS.iter().enumerate() {
+            let v = merged
+                .heatmap
+                .get(*k)
+                .ok_or_else(|| format!("heatmap.{k} is missing"))?;
+            heat[i] = rgb(v, &merged.palette, 0).map_err(|e| format!("heatmap.{k}: {e}"))?;
+        }
+        if let Some(k) = merged
+            .heatmap
+            .keys()
+            .find(|k| !HEAT_KEYS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown heatmap key {k:?}; known: {}",
+                HEAT_KEYS.join(", ")
+            ));
+        }
+        let mut styles = BTreeMap::new();
+        for (k, spec) in &merged.styles {
+            let colour = |c: &Option<String>| -> Result<Option<Option<Color>>, String> {
+                c.as_ref()
+                    .map(|v| rgb(v, &merged.palette, 0).map(|c| convert(c, mode)))
+                    .transpose()
+                    .map_err(|e| format!("styles.{k}: {e}"))
+            };
+            let mut st = Style::default();
+            if let Some(c) = colour(&spec.fg)?.flatten() {
+                st = st.fg(c);
+            }
+            if let Some(c) = colour(&spec.bg)?.flatten() {
+                st = st.bg(c);
+            }
+            for (on, m) in [
+                (spec.bold, Modifier::BOLD),
+                (spec.italic, Modifier::ITALIC),
+                (spec.underline, Modifier::UNDERLINED),
+                (spec.reversed, Modifier::REVERSED),
+                (spec.dim, Modifier::DIM),
+            ] {
+                if on == Some(true) {
+                    st = st.add_modifier(m);
+                }
+            }
+            // Without colour, a coloured background is the only mark some
+            // styles have (cursor, selection, mode badges): reverse instead.
+            if mode == ColorMode::NoColor
+                && spec.bg.is_some()
+                && !k.starts_with("status")
+                && k != "popup"
+            {
+                st = st.add_modifier(Modifier::REVERSED);
+            }
+            styles.insert(k.clone(), st);
+        }
+        Ok(Theme {
+            name: name.to_string(),
+            mode,
+            styles,
+            heat,
+        })
+    }
+
+    /// Loads the theme `name_or_path` (a built-in name, a name in the user
+    /// themes directory, or a path to a YAML file). On any problem: the
+    /// default theme and a warning naming the file and the problem.
+    pub fn load(
+        name_or_path: &str,
+        user_dir: Option<&Path>,
+        mode: ColorMode,
+    ) -> (Theme, Option<String>) {
+        let found = find(name_or_path, user_dir);
+        let Some((text, origin)) = found else {
+            let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
+            return (
+                Theme::default_theme(mode),
+                Some(format!(
+                    "theme {name_or_path:?} not found (built in: {}; user themes go in {}); using dark",
+                    names.join(", "),
+                    user_dir.map_or("the config directory".into(), |d| d.display().to_string())
+                )),
+            );
+        };
+        match Theme::from_text(name_or_path, &text, user_dir, mode) {
+            Ok(t) => (t, None),
+            Err(e) => (
+                Theme::default_theme(mode),
+                Some(format!("theme {origin}: {e}; using the default theme")),
+            ),
+        }
+    }
+
+    /// The style for a dotted key, falling back to its parents, then `text`.
+    pub fn style(&self, key: &str) -> Style {
+        let mut k = key;
+        loop {
+            if let Some(s) = self.styles.get(k) {
+                return *s;
+            }
+            match k.rfind('.') {
+                Some(i) => k = &k[..i],
+                None => return self.styles.get("text").copied().unwrap_or_default(),
+            }
+        }
+    }
+
+    pub fn has_color(&self) -> bool {
+        self.mode != ColorMode::NoColor
+    }
+
+    /// The heatmap colour for `t` in `[-1, 1]` (0 = no effect); `None` without colour.
+    pub fn heat(&self, t: f32) -> Option<Color> {
+        let t = if t.is_finite() {
+            t.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        let [neg, mid, pos, _] = self.heat;
+        let end = if t < 0.0 { neg } else { pos };
+        let a = t.abs();
+        let mix = |x: u8, y: u8| (x as f32 + (y as f32 - x as f32) * a).round() as u8;
+        convert(
+            (mix(mid.0, end.0), mix(mid.1, end.1), mix(mid.2, end.2)),
+            self.mode,
+        )
+    }
+
+    /// The colour of cells not computed yet.
+    pub fn pending(&self) -> Option<Color> {
+        convert(self.heat[3], self.mode)
+    }
+
+    /// Black or white, whichever reads on the heat colour for `t`.
+    pub fn heat_text(&self, t: f32) -> Color {
+        let [neg, mid, pos, _] = self.heat;
+        let end = if t < 0.0 { neg } else { pos };
+        let a = t.abs().min(1.0);
+        let lum = |x: u8, y: u8| x as f32 + (y as f32 - x as f32) * a;
+        let l = 0.299 * lum(mid.0, end.0) + 0.587 * lum(mid.1, end.1) + 0.114 * lum(mid.2, end.2);
+        if l > 140.0 {
+            Color::Black
+        } else {
+            Color::White
+        }
+    }
+}
+
+fn convert(c: (u8, u8, u8), mode: ColorMode) -> Option<Color> {
+    match mode {
+        ColorMode::TrueColor => Some(Color::Rgb(c.0, c.1, c.2)),
+        ColorMode::Ansi256 => Some(Color::Indexed(nearest_256(c))),
+        ColorMode::NoColor => None,
+    }
+}
+
+/// A theme's text and where it came from: a path, a user theme, a built-in.
+fn find(name: &str, user_dir: Option<&Path>) -> Option<(String, String)> {
+    let looks_like_path = name.contains('/') || name.ends_with(".yaml");
+    if looks_like_path {
+        let p = PathBuf::from(name);
+        return std::fs::read_to_string(&p)
+            .ok()
+            .map(|t| (t, p.display().to_string()));
+    }
+    if let Some(dir) = user_dir {
+        let p = dir.join(format!("{name}.yaml"));
+        if let Ok(t) = std::fs::read_to_string(&p) {
+            return Some((t, p.display().to_string()));
+        }
+    }
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, t)| (t.to_string(), format!("built-in theme {n}")))
+}

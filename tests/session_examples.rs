@@ -1,0 +1,70 @@
+//! The worked examples in `sessions/` are real: their prompt pairs tokenise
+//! for their models, and the SmolLM2 example's stored results are what the
+//! real model computes (same fingerprint, same numbers), so resuming it
+//! shows true heatmaps. `gpt2` itself cannot be fetched here, so the IOI
+//! example is checked with GPT-2's tokenizer, which the binary embeds.
+
+mod common;
+mod session_support;
+
+use candle_core::Device;
+use patchbench::model::loaded::LoadOptions;
+use patchbench::model::{LoadedModel, Tokenizer};
+use patchbench::patching::{run_sweep, EngineOptions, METRICS};
+use patchbench::session::{self, results};
+use session_support::repo;
+
+#[test]
+fn the_ioi_example_tokenises_under_gpt2() {
+    let s = session::load(&repo("sessions/ioi-gpt2.yaml"))
+        .unwrap()
+        .session;
+    assert_eq!(s.model.source, "gpt2");
+    let tok = Tokenizer::gpt2();
+    for i in 0..s.sweeps.len() {
+        let pairs = results::prepare_entry(&s, i, &tok).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pairs.len(), s.prompts.len());
+        assert!(pairs.iter().all(|p| p.differing_positions().len() == 1));
+    }
+}
+
+#[test]
+fn the_smollm2_example_stores_what_the_model_computes() {
+    let path = repo("sessions/factual-recall-smollm2.yaml");
+    let s = session::load(&path).unwrap().session;
+    let gguf = common::smollm2_gguf();
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        dtype: candle_core::DType::F32,
+    };
+    let m = LoadedModel::load(gguf.to_str().unwrap(), &opts).unwrap();
+    assert!(
+        results::stale_results(&s, Some(&m.fingerprint)).is_empty(),
+        "the stored results are stale for {}: rerun `patchbench sweep --session {} --write --rerun-stale`",
+        gguf.display(),
+        path.display()
+    );
+    for i in 0..s.sweeps.len() {
+        results::prepare_entry(&s, i, &m.tokenizer).unwrap();
+    }
+    // Recompute the cheap prompt-pair sweep and compare.
+    let entry = &s.sweeps[0];
+    let pairs = results::prepare_entry(&s, 0, &m.tokenizer).unwrap();
+    let fresh = run_sweep(
+        &m.model,
+        &pairs,
+        &entry.spec,
+        &EngineOptions::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let stored = &entry.result.as_ref().unwrap().result;
+    assert_eq!(stored.shape, fresh.shape);
+    for metric in METRICS {
+        for (x, y) in stored.metrics[*metric].iter().zip(&fresh.metrics[*metric]) {
+            let close = (x - y).abs() <= 1e-3 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan());
+            assert!(close, "{metric}: stored {x}, recomputed {y}");
+        }
+    }
+}
