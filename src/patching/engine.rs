@@ -30,7 +30,7 @@ use super::masks::{batch_hooks, packed_hooks};
 use super::metrics::{self, Metrics};
 use super::plan::{plan, PatchOp, Plan};
 use super::prepare::PreparedPair;
-use super::result::{assemble, SweepResult};
+use super::result::{assemble, mean_baselines, Baselines, SweepResult};
 use super::runs::{build_runs, RunPair};
 use super::spec::SweepSpec;
 
@@ -82,9 +82,12 @@ pub struct Progress {
     pub elapsed: Duration,
     pub eta: Option<Duration>,
     pub forward_passes: usize,
-    /// Cells whose values are now final, with their mean-over-runs metrics
-    /// (raw; normalised values come with the final result).
+    /// Cells whose values are now final, with their metrics averaged over
+    /// prompt pairs and noise samples (normalised with `baselines`).
     pub finished: Vec<(usize, Metrics)>,
+    /// The clean and corrupted baselines (means over pairs), known once the
+    /// unpatched runs are done.
+    pub baselines: Baselines,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,7 @@ pub fn run_sweep(
         .collect();
     let (runs, baselines, mut passes) =
         build_runs(model, pairs, spec, &hooks).map_err(SweepError::Invalid)?;
+    let means = mean_baselines(&baselines);
 
     if opts.method == Method::Attribution {
         let mut values = Vec::with_capacity(runs.len());
@@ -149,6 +153,7 @@ pub fn run_sweep(
                 eta: eta(elapsed, i + 1, runs.len()),
                 forward_passes: passes,
                 finished: vec![],
+                baselines: means,
             });
         }
         let mut result = assemble(
@@ -217,6 +222,7 @@ pub fn run_sweep(
                     eta: eta(elapsed, done, total),
                     forward_passes: passes,
                     finished: vec![],
+                    baselines: means,
                 });
             }
         }
@@ -237,6 +243,7 @@ pub fn run_sweep(
             eta: eta(elapsed, done, total),
             forward_passes: passes,
             finished,
+            baselines: means,
         });
     }
     Ok(assemble(

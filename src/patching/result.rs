@@ -89,6 +89,16 @@ fn columns(cells: &[Metrics]) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
+/// Means of the per-pair baselines, with their normalised logit diffs (1 and 0).
+pub(crate) fn mean_baselines(baselines: &[PairBaselines]) -> Baselines {
+    let mut clean = Metrics::mean(&baselines.iter().map(|b| b.clean).collect::<Vec<_>>());
+    let mut corrupted = Metrics::mean(&baselines.iter().map(|b| b.corrupted).collect::<Vec<_>>());
+    let (cl, co) = (clean.logit_diff, corrupted.logit_diff);
+    clean.normalize(cl, co);
+    corrupted.normalize(cl, co);
+    Baselines { clean, corrupted }
+}
+
 /// Averages run values over noise samples (per pair) and pairs, and fills
 /// in the normalised logit difference.
 ///
@@ -127,11 +137,8 @@ pub(crate) fn assemble(
             .collect();
         per_pair_cells.push(cells);
     }
-    let mut clean = Metrics::mean(&baselines.iter().map(|b| b.clean).collect::<Vec<_>>());
-    let mut corrupted = Metrics::mean(&baselines.iter().map(|b| b.corrupted).collect::<Vec<_>>());
+    let Baselines { clean, corrupted } = mean_baselines(baselines);
     let (cl, co) = (clean.logit_diff, corrupted.logit_diff);
-    clean.normalize(cl, co);
-    corrupted.normalize(cl, co);
     let mean_cells: Vec<Metrics> = (0..n_cells)
         .map(|c| {
             if absent(c) {
