@@ -5,7 +5,8 @@
 #   start on the tiny GPT-2 fixture -> wait for the model -> choose head_out
 #   -> run the sweep -> see the heatmap -> move the cursor -> drill into a
 #   head -> save -> quit -> reopen the saved session -> the same heatmap is
-#   shown at once, without recomputing -> quit; then unsaved work survives a
+#   shown at once, without recomputing -> export it as SVG -> edit a prompt
+#   and see the result marked stale -> quit; then unsaved work survives a
 #   killed terminal through the autosave, offered back at the next start.
 #
 # Installs tmux with apt-get when it is missing. PATCHBENCH_BIN names the
@@ -136,8 +137,30 @@ if screen "$S2" | grep -q "STALE"; then
   exit 1
 fi
 echo "e2e: ok: nothing recomputed, not stale"
+
+# Export the shown heatmap: an SVG beside the session file.
+send "$S2" e
+wait_for "$S2" "exported "
+SVG="$WORK/ioi-sweep1-head_out-logit_diff_normalized.svg"
+head -c 4 "$SVG" | grep -qF "<svg" || { echo "e2e: FAILED: no SVG at $SVG" >&2; ls "$WORK" >&2; exit 1; }
+echo "e2e: ok: heatmap exported as SVG"
+
+# Editing a prompt after the sweep ran marks its stored result stale.
+send "$S2" i
+send "$S2" -l "x"
+send "$S2" Escape
+wait_for "$S2" "STALE"
+wait_for "$S2" "edited after it ran"
+# Save and quit: quits once the save is done, and leaves no autosave.
 send "$S2" q
+wait_for "$S2" "Unsaved changes"
+send "$S2" s
 wait_for "$S2" "EXITED 0"
+if ls "$WORK"/data/patchbench/autosave/*.yaml >/dev/null 2>&1; then
+  echo "e2e: FAILED: an autosave was left after saving" >&2
+  exit 1
+fi
+echo "e2e: ok: saved and quit"
 
 # A lost terminal: unsaved work is autosaved and offered back at start.
 S3="$SESSION-3"

@@ -4,14 +4,14 @@
 # into assets/demo/ and runs the behaviour and circuit tests against them.
 #
 #   scripts/train-demo.sh            # seed 0, the shipped recipe
-#   SEED=3 STEPS=4000 scripts/train-demo.sh
+#   SEED=3 STEPS=8000 scripts/train-demo.sh   # another run of the recipe
 #
-# Takes about 10 minutes on a 2-core machine (training ~7 min, one thread).
+# Takes about TIME on a 2-core machine (training ~14 min on one thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEED="${SEED:-0}"
-STEPS="${STEPS:-3000}"
+STEPS="${STEPS:-6000}"
 OUT="target/demo-retrain"
 
 cargo build --release --quiet

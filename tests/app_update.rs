@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use app_support::*;
 use patchbench::app::messages::{DrillData, DrillTarget, Request, WorkerMsg};
-use patchbench::app::sessions::{to_session, SessionEntry};
+use patchbench::app::sessions::to_session;
 use patchbench::app::settings::EstimateState;
 use patchbench::app::state::{Level, ModelState, Popup};
-use patchbench::app::{Action, Command, Focus, Intent, Mode};
+use patchbench::app::{Action, Command, Focus, Intent, Mode, SaveKind};
 use patchbench::patching::{Target, METRICS};
+use patchbench::session::{Loaded, SessionListing};
+
+fn loaded(session: patchbench::session::Session) -> Box<Loaded> {
+    Box::new(Loaded {
+        session,
+        warnings: vec![],
+    })
+}
 
 fn has_sweep_request(cmds: &[Command]) -> bool {
     cmds.iter()
@@ -176,14 +184,24 @@ fn running_a_sweep_sends_the_settings_and_a_new_run_supersedes_the_old() {
             elapsed: Duration::ZERO,
             eta: None,
             finished: vec![],
+            baselines: baselines(),
         },
     );
     assert_eq!(s.running.as_ref().unwrap().done, 0);
 }
 
 #[test]
-fn partial_results_fill_the_heatmap_with_normalised_values() {
+fn partial_results_fill_the_heatmap_centred_on_the_progress_baselines() {
+    // A noising sweep with Gaussian noise: no prompt pair to compute
+    // baselines from up front; they arrive with the progress.
     let mut s = ready();
+    s.settings.spec.direction = patchbench::patching::Direction::Noise;
+    s.settings.spec.corruption = patchbench::patching::Corruption::Gaussian {
+        positions: vec![1],
+        scale: None,
+        samples: 2,
+        seed: 0,
+    };
     key(&mut s, Intent::RunSweep);
     let job = s.running.as_ref().unwrap().job;
     worker(
@@ -193,6 +211,8 @@ fn partial_results_fill_the_heatmap_with_normalised_values() {
             start: Box::new(start(&["layer", "pos"], &[2, 6])),
         },
     );
+    let g = s.sweep().unwrap().grid().unwrap();
+    assert_eq!(g.centre("logit_diff"), None, "no baselines before progress");
     worker(
         &mut s,
         WorkerMsg::SweepProgress {
@@ -202,15 +222,19 @@ fn partial_results_fill_the_heatmap_with_normalised_values() {
             elapsed: Duration::from_millis(300),
             eta: Some(Duration::from_millis(300)),
             finished: vec![(3, metrics(1.0))],
+            baselines: baselines(),
         },
     );
     let r = s.running.as_ref().unwrap();
     assert_eq!((r.done, r.total), (6, 12));
     let g = s.sweep().unwrap().grid().unwrap();
     assert_eq!(g.value("logit_diff", 3), Some(1.0));
-    // (1 - (-2)) / (4 - (-2)) from the baselines sent at the start.
     assert_eq!(g.value("logit_diff_normalized", 3), Some(0.5));
     assert_eq!(g.value("logit_diff", 4), None);
+    // Noising: "no effect" is the clean run, for every metric.
+    assert_eq!(g.centre("logit_diff"), Some(4.0));
+    assert_eq!(g.centre("logit_diff_normalized"), Some(1.0));
+    assert_eq!(g.centre("prob"), Some(0.37));
 }
 
 #[test]
@@ -375,7 +399,13 @@ fn quitting_with_unsaved_changes_asks_and_keeps_an_autosave() {
     assert!(s.popup.is_none() && !s.quit);
     key(&mut s, Intent::Quit);
     let cmds = key(&mut s, Intent::Yes);
-    assert!(matches!(&cmds[0], Command::Save { autosave: true, .. }));
+    assert!(matches!(
+        &cmds[0],
+        Command::Save {
+            kind: SaveKind::Autosave,
+            ..
+        }
+    ));
     assert_eq!(cmds.last(), Some(&Command::Quit));
     assert!(s.quit);
 }
@@ -391,7 +421,7 @@ fn save_asks_for_a_path_once_then_saves_there() {
     let Some(Command::Save {
         path,
         session,
-        autosave: false,
+        kind: SaveKind::SaveAs { overwrite: false },
     }) = cmds.first()
     else {
         panic!("{cmds:?}")
@@ -404,7 +434,7 @@ fn save_asks_for_a_path_once_then_saves_there() {
         &mut s,
         Action::Saved {
             path: path.clone(),
-            autosave: false,
+            kind: SaveKind::SaveAs { overwrite: false },
             result: Ok(()),
         },
     );
@@ -414,8 +444,8 @@ fn save_asks_for_a_path_once_then_saves_there() {
     key(&mut s, Intent::PairAdd);
     let cmds = key(&mut s, Intent::Save);
     assert!(
-        matches!(&cmds[0], Command::Save { path: p, .. } if *p == path),
-        "second save goes to the same file"
+        matches!(&cmds[0], Command::Save { path: p, kind: SaveKind::Save, .. } if *p == path),
+        "second save goes over the same file"
     );
 }
 
@@ -425,7 +455,13 @@ fn autosave_writes_only_when_there_are_unsaved_changes() {
     assert!(act(&mut s, Action::AutosaveDue).is_empty());
     key(&mut s, Intent::ToggleBos);
     let cmds = act(&mut s, Action::AutosaveDue);
-    assert!(matches!(&cmds[0], Command::Save { autosave: true, .. }));
+    assert!(matches!(
+        &cmds[0],
+        Command::Save {
+            kind: SaveKind::Autosave,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -439,22 +475,23 @@ fn opening_a_session_shows_stored_results_without_recomputing() {
     let mut t = ready();
     let cmds = key(&mut t, Intent::Open);
     assert_eq!(cmds, vec![Command::ListSessions]);
-    let entry = SessionEntry {
+    let entry = SessionListing {
         path: "/tmp/x.yaml".into(),
         name: "x".into(),
-        modified: "2025-01-01 00:00".into(),
-        model: "random:gpt2-tiny".into(),
-        sweeps: 1,
-        pairs: 1,
+        modified: None,
+        model: Some("random:gpt2-tiny".into()),
+        first_prompt: None,
+        n_sweeps: 1,
+        error: None,
     };
-    act(&mut t, Action::SessionsListed(Ok(vec![entry])));
+    act(&mut t, Action::SessionsListed(vec![entry]));
     let cmds = key(&mut t, Intent::Select);
     assert_eq!(cmds, vec![Command::LoadSession("/tmp/x.yaml".into())]);
     let cmds = act(
         &mut t,
         Action::SessionLoaded {
             path: "/tmp/x.yaml".into(),
-            result: Ok(Box::new(saved)),
+            result: Ok(loaded(saved)),
         },
     );
     assert!(!has_sweep_request(&cmds), "no recomputation: {cmds:?}");
@@ -480,10 +517,13 @@ fn results_from_other_weights_are_marked_stale() {
     let mut other = info();
     other.fingerprint = "beef".into();
     worker(&mut s, WorkerMsg::ModelLoaded(Box::new(other)));
+    assert!(s.stale_reason().unwrap().contains("different model"));
+    assert_eq!(s.status.clone().unwrap().level, Level::Warn);
     assert!(s
-        .stale_reason()
+        .status
         .unwrap()
-        .contains("different model weights"));
+        .text
+        .contains("1 of 1 stored results stale"));
 }
 
 #[test]
@@ -545,7 +585,7 @@ fn an_autosave_found_at_start_is_offered_and_can_be_restored() {
         &mut s,
         Action::AutosaveFound {
             path: "/tmp/a.yaml".into(),
-            session: Box::new(session),
+            loaded: loaded(session),
             age: "2025-01-01 10:00 UTC".into(),
         },
     );
@@ -558,7 +598,7 @@ fn an_autosave_found_at_start_is_offered_and_can_be_restored() {
         &mut s,
         Action::AutosaveFound {
             path: "/tmp/a.yaml".into(),
-            session: Box::new(to_session(&other)),
+            loaded: loaded(to_session(&other)),
             age: "x".into(),
         },
     );
@@ -573,4 +613,319 @@ fn every_action_has_a_name_and_a_description() {
     }
     assert_eq!(Action::AutosaveDue.name(), "autosave_due");
     assert!(!Action::Resize(1, 1).description().is_empty());
+}
+
+/// Types `text` at the end of the selected prompt field.
+fn type_into_prompt(s: &mut patchbench::app::AppState, text: &str) {
+    s.focus = Focus::Prompts;
+    key(s, Intent::Edit);
+    for c in text.chars() {
+        act(
+            s,
+            Action::EditKey(tui_textarea::Input {
+                key: tui_textarea::Key::Char(c),
+                ..Default::default()
+            }),
+        );
+    }
+    key(s, Intent::Back);
+}
+
+/// Deletes the last `n` characters of the selected prompt field.
+fn backspace_prompt(s: &mut patchbench::app::AppState, n: usize) {
+    s.focus = Focus::Prompts;
+    key(s, Intent::Edit);
+    for _ in 0..n {
+        act(
+            s,
+            Action::EditKey(tui_textarea::Input {
+                key: tui_textarea::Key::Backspace,
+                ..Default::default()
+            }),
+        );
+    }
+    key(s, Intent::Back);
+}
+
+#[test]
+fn a_result_records_its_inputs_and_goes_stale_when_the_prompts_are_edited() {
+    let mut s = ready();
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    let pairs = s.prompts.to_pairs();
+    let refs: Vec<_> = pairs.iter().collect();
+    let want = patchbench::session::results::digest(&s.settings.spec, &refs, s.prompts.bos);
+    let stored = s.sweep().unwrap().stored.clone().unwrap();
+    assert_eq!(stored.inputs, want);
+    // The session layer agrees it is current.
+    assert!(patchbench::session::stale_results(&to_session(&s), Some("f00d")).is_empty());
+    assert_eq!(s.stale_reason(), None);
+
+    type_into_prompt(&mut s, "!");
+    let why = s.stale_reason().expect("stale after editing the prompt");
+    assert!(why.contains("edited"), "{why}");
+    let saved = to_session(&s);
+    assert_eq!(
+        patchbench::session::stale_results(&saved, Some("f00d")).len(),
+        1,
+        "a saved session knows too"
+    );
+    // Undoing the edit makes it current again.
+    backspace_prompt(&mut s, 1);
+    assert_eq!(s.stale_reason(), None);
+    // The BOS choice is part of the inputs too.
+    key(&mut s, Intent::ToggleBos);
+    assert!(s.stale_reason().is_some());
+}
+
+#[test]
+fn prompts_edited_while_a_sweep_runs_leave_its_result_stale() {
+    let mut s = ready();
+    key(&mut s, Intent::RunSweep);
+    let job = s.running.as_ref().unwrap().job;
+    worker(
+        &mut s,
+        WorkerMsg::SweepStarted {
+            job,
+            start: Box::new(start(&["layer", "pos"], &[2, 6])),
+        },
+    );
+    type_into_prompt(&mut s, "!");
+    worker(
+        &mut s,
+        WorkerMsg::SweepDone {
+            job,
+            result: Box::new(result(&["layer", "pos"], &[2, 6])),
+            computed_at: "2025-01-01T00:00:00Z".into(),
+        },
+    );
+    assert!(s.sweep().unwrap().stored.is_some());
+    assert!(
+        s.stale_reason().is_some(),
+        "computed from the prompts before the edit"
+    );
+}
+
+#[test]
+fn a_session_opens_with_results_of_other_weights_marked_stale_and_its_repairs_shown() {
+    let mut s = ready();
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    let mut saved = to_session(&s);
+    saved.sweeps[0].result.as_mut().unwrap().fingerprint = "0ld".into();
+    let warning = patchbench::session::Problem::warning(
+        "ui.selected_sweep",
+        "points past the last sweep; set to 0",
+    );
+
+    let mut t = ready();
+    act(
+        &mut t,
+        Action::SessionLoaded {
+            path: "/tmp/x.yaml".into(),
+            result: Ok(Box::new(Loaded {
+                session: saved,
+                warnings: vec![warning],
+            })),
+        },
+    );
+    let why = t.stale_reason().expect("marked stale at open");
+    assert!(why.contains("0ld") && why.contains("f00d"), "{why}");
+    let st = t.status.clone().unwrap();
+    assert_eq!(st.level, Level::Warn);
+    assert!(st.text.contains("opened /tmp/x.yaml"), "{}", st.text);
+    assert!(
+        st.text.contains("1 of 1 stored results stale"),
+        "{}",
+        st.text
+    );
+    assert!(
+        st.text
+            .contains("repaired on load: ui.selected_sweep: points past the last sweep"),
+        "{}",
+        st.text
+    );
+    // The stored result is still shown, marked; nothing recomputed.
+    assert!(t.sweep().unwrap().grid().is_some());
+}
+
+#[test]
+fn a_session_for_another_model_is_judged_by_that_model_once_it_loads() {
+    let mut s = ready();
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    let mut saved = to_session(&s);
+    saved.model.source = "tests/fixtures/other".into();
+    saved.model.fingerprint = Some("0ther".into());
+    saved.sweeps[0].result.as_mut().unwrap().fingerprint = "0ther".into();
+
+    let mut t = ready();
+    let cmds = act(
+        &mut t,
+        Action::SessionLoaded {
+            path: "/tmp/x.yaml".into(),
+            result: Ok(loaded(saved)),
+        },
+    );
+    assert!(cmds.iter().any(
+        |c| matches!(c, Command::Worker(Request::Load(l)) if l.source == "tests/fixtures/other")
+    ));
+    // The model being replaced does not judge the session's results.
+    assert_eq!(t.stale_reason(), None);
+    assert_eq!(t.status.clone().unwrap().level, Level::Info);
+    // The recorded fingerprint is kept until a model is loaded.
+    assert_eq!(to_session(&t).model.fingerprint.as_deref(), Some("0ther"));
+
+    let mut same = info();
+    same.fingerprint = "0ther".into();
+    worker(&mut t, WorkerMsg::ModelLoaded(Box::new(same)));
+    assert_eq!(t.stale_reason(), None);
+    let mut other = info();
+    other.fingerprint = "n3w".into();
+    worker(&mut t, WorkerMsg::ModelLoaded(Box::new(other)));
+    assert!(t.stale_reason().unwrap().contains("n3w"));
+}
+
+#[test]
+fn rerunning_a_stale_sweep_clears_the_mark() {
+    let mut s = ready();
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    type_into_prompt(&mut s, "!");
+    assert!(s.stale_reason().is_some());
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    assert_eq!(s.stale_reason(), None);
+}
+
+#[test]
+fn export_writes_the_shown_heatmap_as_svg_beside_the_session_or_in_the_data_dir() {
+    let mut s = ready();
+    key(&mut s, Intent::Export);
+    assert_eq!(s.status.clone().unwrap().level, Level::Warn);
+
+    // While running there is nothing final to export.
+    key(&mut s, Intent::RunSweep);
+    assert!(key(&mut s, Intent::Export).is_empty());
+    assert!(s.status.clone().unwrap().text.contains("still running"));
+    key(&mut s, Intent::Back);
+
+    s.settings.spec.target = Target::HeadOut;
+    run_to_done(&mut s, &["layer", "head"], &[2, 4]);
+    let cmds = key(&mut s, Intent::Export);
+    let Some(Command::Export { path, svg }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    // Unsaved: into the data directory.
+    assert_eq!(
+        path,
+        &std::path::PathBuf::from(
+            "/tmp/patchbench-test-data/random-gpt2-tiny-sweep2-head_out-logit_diff_normalized.svg"
+        )
+    );
+    assert!(svg.starts_with("<svg") && svg.contains("head_out"), "{svg}");
+
+    // Saved: beside the session file, in the metric shown.
+    act(
+        &mut s,
+        Action::Saved {
+            path: "/work/ioi.yaml".into(),
+            kind: SaveKind::SaveAs { overwrite: false },
+            result: Ok(()),
+        },
+    );
+    key(&mut s, Intent::MetricNext);
+    let cmds = key(&mut s, Intent::Export);
+    let Some(Command::Export { path, svg }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(
+        path,
+        &std::path::PathBuf::from("/work/ioi-sweep2-head_out-logprob.svg")
+    );
+    assert!(svg.contains("logprob"));
+    let path = path.clone();
+    act(
+        &mut s,
+        Action::Exported {
+            path: path.clone(),
+            result: Ok(()),
+        },
+    );
+    let st = s.status.clone().unwrap();
+    assert_eq!(st.level, Level::Info);
+    assert!(st.text.contains("/work/ioi-sweep2-head_out-logprob.svg"));
+    act(
+        &mut s,
+        Action::Exported {
+            path,
+            result: Err("permission denied".into()),
+        },
+    );
+    let st = s.status.clone().unwrap();
+    assert_eq!(st.level, Level::Error);
+    assert!(st.text.contains("permission denied"));
+}
+
+#[test]
+fn export_is_bound_and_described_for_the_help_screen() {
+    assert_eq!(Intent::from_name("export"), Some(Intent::Export));
+    assert!(Intent::Export.description().contains("SVG"));
+}
+
+#[test]
+fn save_as_asks_before_replacing_an_existing_file() {
+    let mut s = ready();
+    key(&mut s, Intent::SaveAs);
+    let cmds = key(&mut s, Intent::Select);
+    let Some(Command::Save { path, .. }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    let path = path.clone();
+    act(&mut s, Action::SaveTargetExists { path: path.clone() });
+    assert!(matches!(&s.popup, Some(Popup::ConfirmOverwrite { path: p }) if *p == path));
+    // No: back to choosing a name.
+    key(&mut s, Intent::No);
+    assert!(matches!(s.popup, Some(Popup::SaveAs { .. })));
+    assert_eq!(s.mode, Mode::Edit);
+    key(&mut s, Intent::Select);
+    act(&mut s, Action::SaveTargetExists { path: path.clone() });
+    // Yes: replace it.
+    let cmds = key(&mut s, Intent::Yes);
+    assert!(matches!(
+        &cmds[0],
+        Command::Save { path: p, kind: SaveKind::SaveAs { overwrite: true }, .. } if *p == path
+    ));
+    assert!(s.popup.is_none());
+}
+
+#[test]
+fn save_and_quit_quits_only_once_the_save_succeeded() {
+    let mut s = ready();
+    key(&mut s, Intent::PairAdd);
+    key(&mut s, Intent::Quit);
+    let cmds = key(&mut s, Intent::Save);
+    let Some(Command::Save { path, kind, .. }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    assert!(!cmds.contains(&Command::Quit) && !s.quit);
+    let (path, kind) = (path.clone(), *kind);
+    act(
+        &mut s,
+        Action::Saved {
+            path: path.clone(),
+            kind,
+            result: Err("disk full".into()),
+        },
+    );
+    assert!(!s.quit, "a failed save keeps the work open");
+    assert_eq!(s.status.clone().unwrap().level, Level::Error);
+
+    key(&mut s, Intent::Quit);
+    key(&mut s, Intent::Save);
+    let cmds = act(
+        &mut s,
+        Action::Saved {
+            path,
+            kind,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(cmds.last(), Some(&Command::Quit));
+    assert!(s.quit);
 }

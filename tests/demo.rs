@@ -120,102 +120,108 @@ fn retraining_is_deterministic() {
     assert!((a[0] - uniform).abs() < 0.3, "first loss {} vs ln(vocab) {uniform}", a[0]);
 }
 
+// ---- Circuits (see src/demo/README.md). Positions below are those of the
+// templates used: IOI template 0 "when A and B went to the P , S gave a O to"
+// (names at 1 and 3, S2 at 9, END at 13) and "the capital of C is"
+// (country at 3, last position 4).
+
+/// Heads by descending normalised logit difference: `(layer, head, value)`.
+fn ranked(g: &[Vec<f32>]) -> Vec<(usize, usize, f32)> {
+    let mut v: Vec<_> = g
+        .iter()
+        .enumerate()
+        .flat_map(|(l, row)| row.iter().enumerate().map(move |(h, &x)| (l, h, x)))
+        .collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v
+}
+
+#[test]
+fn ioi_circuit_layer1_heads_carry_the_repeated_name_to_the_end() {
+    let m = demo();
+    let pairs = circuits::ioi_pairs(0, 16, 3);
+    let (s2, end) = (9, 13);
+
+    let resid = grid(&sweep(&pairs, Target::ResidPre));
+    show("IOI resid_pre (layer x pos)", &resid);
+    for (l, row) in resid.iter().enumerate() {
+        let (pos, what) = if l <= 1 { (s2, "S2") } else { (end, "END") };
+        assert!(row[pos] > 0.9, "layer {l}: {what} restores {}", row[pos]);
+    }
+
+    let heads = grid(&sweep(&pairs, Target::HeadOut));
+    show("IOI head_out (layer x head)", &heads);
+    let top = ranked(&heads);
+    let mut two = [(top[0].0, top[0].1), (top[1].0, top[1].1)];
+    two.sort();
+    assert_eq!(two, [(1, 1), (1, 2)], "top heads {:?}", &top[..3]);
+    assert!(top[1].2 > 0.3 && top[0].2 + top[1].2 > 0.8, "{:?}", &top[..2]);
+    for (l, row) in heads.iter().enumerate().skip(2) {
+        assert!(row.iter().all(|x| x.abs() < 0.1), "layer {l}: {row:?}");
+    }
+
+    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
+    let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let pat = circuits::mean_patterns(&m.model, &rows).unwrap();
+    for h in [1, 2] {
+        let a = pat[1][h][end][s2];
+        println!("L1H{h} attends END -> S2 with {a:.2}");
+        assert!(a > 0.9, "L1H{h} attends END -> S2 with {a}");
+    }
+}
+
+#[test]
+fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
+    let m = demo();
+    let pairs = circuits::fact_pairs(0);
+    let (country, last) = (3, 4);
+
+    let resid = grid(&sweep(&pairs, Target::ResidPre));
+    show("facts resid_pre (layer x pos)", &resid);
+    assert!(resid[0][country] > 0.9, "{:?}", resid[0]);
+    for (l, row) in resid.iter().enumerate().skip(1) {
+        assert!(row[last] > 0.9, "layer {l}: {row:?}");
+    }
+
+    let heads = grid(&sweep(&pairs, Target::HeadOut));
+    show("facts head_out (layer x head)", &heads);
+    let top = ranked(&heads);
+    assert_eq!((top[0].0, top[0].1), (0, 2), "top head {:?}", top[0]);
+    assert!(top[0].2 > 0.9 && top[1].2 < 0.1, "{:?}", &top[..2]);
+
+    let mlp = grid(&sweep(&pairs, Target::MlpOut));
+    show("facts mlp_out (layer x pos)", &mlp);
+    assert!(mlp[0][last] > 0.8, "MLP0 at the last position restores {}", mlp[0][last]);
+
+    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
+    let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let a = circuits::mean_patterns(&m.model, &rows).unwrap()[0][2][last][country];
+    println!("L0H2 attends is -> country with {a:.2}");
+    assert!(a > 0.9, "L0H2 attends is -> country with {a}");
+}
+
 #[test]
 fn explore() {
     let Ok(dir) = std::env::var("DEMO_DIR") else { return };
     let m = LoadedModel::load(&dir, &cpu()).unwrap();
-    let span = eval::INDUCTION_EVAL_SPAN;
-    let mut rng = patchbench::demo::rng::Rng::fork(3, "x");
-    let rows: Vec<Vec<u32>> = (0..200)
-        .map(|_| m.tokenizer.encode(&patchbench::demo::corpus::induction_sequence(&mut rng, span).join(" "), None).unwrap())
-        .collect();
-    let top = eval::top_tokens(&m.model, &rows).unwrap();
-    for p in span..2 * span - 1 {
-        let right = rows.iter().zip(&top).filter(|(r, t)| t[p] == r[p + 1]).count();
-        println!("pos {p}: {right}/200");
-    }
-    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 1).unwrap();
-    show("induction scores", &ind.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
-    show("prev scores", &prev.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
-    for t in 0..6 {
-        let pairs = circuits::ioi_pairs(t, 16, 1);
+    println!("induction acc {}", eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11).unwrap());
+    println!("ioi acc {}", eval::ioi_accuracy(&m.model, &m.tokenizer, 300, 11).unwrap());
+    for (span, j) in [(8usize, 3usize), (8, 5), (6, 2)] {
+        let pairs = circuits::induction_pairs(span, j, 32, 1);
         let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-        let r = run_sweep(&m.model, &prepared, &SweepSpec::new(Target::HeadOut), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-        println!("template {t} baselines clean {:.2} corrupted {:.2}", r.baselines.clean.logit_diff, r.baselines.corrupted.logit_diff);
-        show("ioi head_out", &grid(&r));
-    }
-    let pairs = circuits::fact_pairs(0);
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    let r = run_sweep(&m.model, &prepared, &SweepSpec::new(Target::ResidPre), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-    show("fact resid_pre", &grid(&r));
-    for t in [Target::AttnOut, Target::MlpOut, Target::HeadOut] {
-        let r = run_sweep(&m.model, &prepared, &SweepSpec::new(t), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-        show(&format!("fact {t}"), &grid(&r));
-    }
-    {
-        use patchbench::model::{HookSpec, HookPoint, ForwardOptions};
-        let pairs = circuits::ioi_pairs(0, 32, 1);
-        let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-        let rows: Vec<u32> = prepared.iter().flat_map(|p| p.clean.clone()).collect();
-        let t = candle_core::Tensor::from_vec(rows, (32, 14), &Device::Cpu).unwrap();
-        let mut spec = HookSpec::new();
-        for l in 0..4 { spec = spec.capture(HookPoint::Pattern(l)); }
-        let out = m.model.forward(Some(&t), &spec, &ForwardOptions::default()).unwrap();
-        println!("IOI END attention (mean over 32 prompts), tokens {:?}", m.tokenizer.token_strs(&prepared[0].clean));
-        for l in 0..4 {
-            let pat = out.cache.get(HookPoint::Pattern(l)).unwrap();
-            let mut acc = [[0f32; 3]; 4];
-            let mut acc2 = [[0f32; 3]; 4];
-            for (i, pp) in prepared.iter().enumerate() {
-                let io = if pp.clean[1] == pp.answer { 1 } else { 3 };
-                let s1 = 4 - io;
-                let v = pat.get(i).unwrap().to_vec3::<f32>().unwrap();
-                for h in 0..4 {
-                    acc[h][0] += v[h][13][io] / 32.0; acc[h][1] += v[h][13][s1] / 32.0; acc[h][2] += v[h][13][9] / 32.0;
-                    acc2[h][0] += v[h][9][io] / 32.0; acc2[h][1] += v[h][9][s1] / 32.0; acc2[h][2] += v[h][9][9] / 32.0;
-                }
-            }
-            for h in 0..4 { println!("  L{l}H{h}  END->IO {:.2} S1 {:.2} S2 {:.2}   S2->IO {:.2} S1 {:.2} self {:.2}", acc[h][0], acc[h][1], acc[h][2], acc2[h][0], acc2[h][1], acc2[h][2]); }
+        for t in [Target::ResidPre, Target::HeadOut] {
+            let r = run_sweep(&m.model, &prepared, &SweepSpec::new(t), &EngineOptions::default(), None, &mut |_| {}).unwrap();
+            println!("span {span} j {j}: baselines {:.2} {:.2}", r.baselines.clean.logit_diff, r.baselines.corrupted.logit_diff);
+            show(&format!("induction {t}"), &grid(&r));
         }
-    }
-    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 1).unwrap();
-    show("induction scores", &ind.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
-    show("prev scores", &prev.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
-    for t in 0..6 {
-        let pairs = circuits::ioi_pairs(t, 16, 1);
-        let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-        let r = run_sweep(&m.model, &prepared, &SweepSpec::new(Target::HeadOut), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-        println!("template {t} baselines clean {:.2} corrupted {:.2}", r.baselines.clean.logit_diff, r.baselines.corrupted.logit_diff);
-        show("ioi head_out", &grid(&r));
-    }
-    let pairs = circuits::fact_pairs(0);
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    let r = run_sweep(&m.model, &prepared, &SweepSpec::new(Target::ResidPre), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-    show("fact resid_pre", &grid(&r));
-    for t in [Target::AttnOut, Target::MlpOut, Target::HeadOut] {
-        let r = run_sweep(&m.model, &prepared, &SweepSpec::new(t), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-        show(&format!("fact {t}"), &grid(&r));
-    }
-    {
-        use patchbench::model::{HookSpec, HookPoint, ForwardOptions};
-        let pairs = circuits::ioi_pairs(0, 32, 1);
-        let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-        let rows: Vec<u32> = prepared.iter().flat_map(|p| p.clean.clone()).collect();
-        let t = candle_core::Tensor::from_vec(rows, (32, 14), &Device::Cpu).unwrap();
-        let mut spec = HookSpec::new();
-        for l in 0..4 { spec = spec.capture(HookPoint::Pattern(l)); }
-        let out = m.model.forward(Some(&t), &spec, &ForwardOptions::default()).unwrap();
-        println!("IOI END attention (mean over 32 prompts), tokens {:?}", m.tokenizer.token_strs(&prepared[0].clean));
+        let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+        let n = rows[0].len();
+        let pat = circuits::mean_patterns(&m.model, &rows).unwrap();
         for l in 0..4 { for h in 0..4 {
-            let p = out.cache.get(HookPoint::Pattern(l)).unwrap().mean(0).unwrap().get(h).unwrap().to_vec2::<f32>().unwrap();
-            println!("  L{l}H{h} END: {}", p[13].iter().map(|v| format!("{:3.0}", v*100.0)).collect::<Vec<_>>().join(""));
-            println!("  L{l}H{h} S2 : {}", p[9].iter().map(|v| format!("{:3.0}", v*100.0)).collect::<Vec<_>>().join(""));
+            println!("  L{l}H{h} last row: {}", pat[l][h][n - 1].iter().map(|v| format!("{:3.0}", v * 100.0)).collect::<Vec<_>>().join(""));
         }}
     }
-    let pairs = circuits::ioi_pairs(0, 16, 1);
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    for t in [Target::ResidPre, Target::AttnOut, Target::MlpOut] {
-        let r = run_sweep(&m.model, &prepared, &SweepSpec::new(t), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-        show(&format!("ioi {t}"), &grid(&r));
-    }
+    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 1).unwrap();
+    show("induction scores", &ind.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
+    show("prev scores", &prev.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
 }

@@ -411,3 +411,41 @@ fn a_subset_of_cells_can_be_patched_exactly() {
         }
     }
 }
+
+#[test]
+fn progress_reports_every_cell_once_with_final_values() {
+    let m = load("llama-tiny");
+    let prepared = prepare_pairs(&m.tokenizer, &[ioi(CORRUPTED)], None).unwrap();
+    let spec = SweepSpec::new(Target::ResidPre);
+    let mut seen = std::collections::BTreeMap::new();
+    let mut last_done = 0;
+    let r = run_sweep(
+        &m.model,
+        &prepared,
+        &spec,
+        &EngineOptions::default(),
+        None,
+        &mut |p| {
+            assert!(p.done >= last_done && p.done <= p.total);
+            last_done = p.done;
+            assert_eq!(p.baselines.clean.logit_diff_normalized, 1.0);
+            for (c, metrics) in &p.finished {
+                assert!(
+                    seen.insert(*c, *metrics).is_none(),
+                    "cell {c} reported twice"
+                );
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(seen.len(), r.n_cells());
+    for (c, metrics) in seen {
+        for name in METRICS {
+            let (a, b) = (metrics.get(name).unwrap(), r.metrics[*name][c]);
+            assert!(
+                (a - b).abs() < 1e-6,
+                "cell {c} {name}: progress {a}, result {b}"
+            );
+        }
+    }
+}

@@ -233,6 +233,7 @@ fn a_running_sweep_shows_progress_elapsed_and_eta() {
             elapsed: Duration::from_millis(1500),
             eta: Some(Duration::from_millis(1500)),
             finished: vec![(0, metrics(1.0))],
+            baselines: baselines(),
         },
     );
     let text = screen(&draw(&s, ColorMode::TrueColor, 100, 30));
@@ -260,7 +261,7 @@ fn stale_results_are_marked() {
     worker(&mut s, WorkerMsg::ModelLoaded(Box::new(other)));
     let text = screen(&draw(&s, ColorMode::TrueColor, 100, 30));
     assert!(text.contains("STALE"), "{text}");
-    assert!(text.contains("different model weights"), "{text}");
+    assert!(text.contains("different model"), "{text}");
 }
 
 #[test]
@@ -313,4 +314,59 @@ fn the_head_drill_down_shows_patterns_top_tokens_and_attribution() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
+}
+
+#[test]
+fn the_session_browser_lists_sessions_with_their_times_and_unreadable_files() {
+    use patchbench::app::Action;
+    use patchbench::session::SessionListing;
+    use std::time::{Duration, UNIX_EPOCH};
+    let mut s = ready();
+    key(&mut s, Intent::Open);
+    let row = |name: &str, model: Option<&str>, error: Option<&str>| SessionListing {
+        path: format!("/tmp/{name}.yaml").into(),
+        name: name.into(),
+        modified: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        model: model.map(Into::into),
+        first_prompt: None,
+        n_sweeps: 2,
+        error: error.map(Into::into),
+    };
+    act(
+        &mut s,
+        Action::SessionsListed(vec![
+            row("ioi", Some("gpt2"), None),
+            row("broken", None, Some("version: must be a whole number")),
+        ]),
+    );
+    let text = screen(&draw(&s, ColorMode::TrueColor, 100, 30));
+    assert!(text.contains("ioi") && text.contains("gpt2"), "{text}");
+    assert!(text.contains("2023-11-14 22:13"), "{text}");
+    assert!(
+        text.contains("broken") && text.contains("(does not load)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn saving_over_an_existing_file_asks_first() {
+    use patchbench::app::Action;
+    let mut s = ready();
+    act(
+        &mut s,
+        Action::SaveTargetExists {
+            path: "/tmp/ioi.yaml".into(),
+        },
+    );
+    let text = screen(&draw(&s, ColorMode::TrueColor, 100, 30));
+    assert!(text.contains("/tmp/ioi.yaml"), "{text}");
+    assert!(text.contains("already exists"), "{text}");
+    assert!(text.contains("choose another name"), "{text}");
+}
+
+#[test]
+fn the_heatmap_hints_offer_the_export_key() {
+    let s = with_sweep();
+    let text = screen(&draw(&s, ColorMode::TrueColor, 160, 30));
+    assert!(text.contains("export SVG"), "{text}");
 }

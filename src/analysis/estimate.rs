@@ -1,5 +1,4 @@
-//! What a sweep will cost before it runs, and the baselines that let the
-//! heatmap show normalised values while the sweep is still filling in.
+//! What a sweep will cost before it runs.
 //!
 //! The estimate counts the work the fast engine does: a cell whose earliest
 //! patch is at block `l` and position `p0` recomputes `(n_layers − l)` blocks
@@ -14,8 +13,6 @@ use candle_core::Tensor;
 use crate::model::{ForwardOptions, HookSpec, ModelConfig, Transformer};
 use crate::patching::plan::plan;
 use crate::patching::{Corruption, EngineOptions, PreparedPair, SweepSpec};
-
-use super::util::flat;
 
 /// Measured forward cost at one prompt length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,34 +128,4 @@ pub fn estimate(
         passes: batches * runs + base_runs,
         seconds: (rows * runs as f64 * timing.row_ms + base_runs as f64 * timing.single_ms) / 1e3,
     }
-}
-
-/// Mean clean and corrupted logit differences over `pairs`: the baselines
-/// of `logit_diff_normalized` for a prompt-corruption sweep, so partial
-/// results can be normalised before the engine's final result arrives.
-pub fn logit_diff_baselines(
-    model: &Transformer,
-    pairs: &[PreparedPair],
-) -> candle_core::Result<(f32, f32)> {
-    let opts = ForwardOptions {
-        last_pos_only: true,
-        ..Default::default()
-    };
-    let ld = |tokens: &[u32], a: u32, w: u32| -> candle_core::Result<f32> {
-        let t = Tensor::new(tokens, model.device())?.unsqueeze(0)?;
-        let logits = flat(
-            &model
-                .forward(Some(&t), &HookSpec::new(), &opts)?
-                .logits
-                .expect("logits"),
-        )?;
-        Ok(logits[a as usize] - logits[w as usize])
-    };
-    let (mut c, mut k) = (0.0, 0.0);
-    for p in pairs {
-        c += ld(&p.clean, p.answer, p.wrong)?;
-        k += ld(&p.corrupted, p.answer, p.wrong)?;
-    }
-    let n = pairs.len().max(1) as f32;
-    Ok((c / n, k / n))
 }

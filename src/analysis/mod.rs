@@ -12,7 +12,7 @@
 //! - `mlp`: one MLP layer (per-position change, top neurons, promoted tokens)
 //!   and one attention layer (per-head attribution);
 //! - `lens`: the logit lens on a residual-stream cell;
-//! - `estimate`: forward timing, sweep cost estimates and baselines.
+//! - `estimate`: forward timing and sweep cost estimates.
 //!
 //! Direct logit attribution uses the *frozen* final norm: a component `c`
 //! added to the residual stream contributes `(c − mean c) / s · w_ln ·

@@ -8,10 +8,10 @@
 
 use std::path::PathBuf;
 
-use crate::session::Session;
+use crate::session::{Loaded, SessionListing};
 
+use super::command::SaveKind;
 use super::messages::WorkerMsg;
-use super::sessions::SessionEntry;
 
 macro_rules! intents {
     ($($variant:ident $name:literal $about:literal,)*) => {
@@ -48,6 +48,7 @@ intents! {
     Save "save" "Save the session (asks for a file name the first time)",
     SaveAs "save_as" "Save the session under a new file name",
     Open "open" "Open a saved session from the session browser",
+    Export "export" "Export the shown sweep's heatmap (shown metric) as SVG beside the session file",
     FocusNext "focus_next" "Move focus to the next pane",
     FocusPrev "focus_prev" "Move focus to the previous pane",
     Edit "edit" "Edit the selected prompt field or setting",
@@ -90,17 +91,26 @@ pub enum Action {
     /// An autosave from an earlier sitting exists (at start-up).
     AutosaveFound {
         path: PathBuf,
-        session: Box<Session>,
+        loaded: Box<Loaded>,
         age: String,
     },
-    SessionsListed(Result<Vec<SessionEntry>, String>),
+    SessionsListed(Vec<SessionListing>),
     SessionLoaded {
         path: PathBuf,
-        result: Result<Box<Session>, String>,
+        result: Result<Box<Loaded>, String>,
     },
     Saved {
         path: PathBuf,
-        autosave: bool,
+        kind: SaveKind,
+        result: Result<(), String>,
+    },
+    /// "Save as" refused to replace an existing file.
+    SaveTargetExists {
+        path: PathBuf,
+    },
+    /// A heatmap export was written.
+    Exported {
+        path: PathBuf,
         result: Result<(), String>,
     },
     /// A mouse click on a pane, or the wheel.
@@ -123,6 +133,8 @@ impl Action {
             Action::SessionsListed(_) => "sessions_listed",
             Action::SessionLoaded { .. } => "session_loaded",
             Action::Saved { .. } => "saved",
+            Action::SaveTargetExists { .. } => "save_target_exists",
+            Action::Exported { .. } => "exported",
             Action::MouseFocus(_) => "mouse_focus",
             Action::MouseScroll { .. } => "mouse_scroll",
         }
@@ -140,6 +152,8 @@ impl Action {
             Action::SessionsListed(_) => "the session browser's list arrived",
             Action::SessionLoaded { .. } => "a session file was read",
             Action::Saved { .. } => "a session file was written",
+            Action::SaveTargetExists { .. } => "the file to save as already exists",
+            Action::Exported { .. } => "a heatmap export was written",
             Action::MouseFocus(_) => "a mouse click focused a pane",
             Action::MouseScroll { .. } => "the mouse wheel moved",
         }

@@ -14,16 +14,33 @@ pub enum Command {
     Worker(Request),
     /// Cancel sweep `job` between batches.
     Cancel(JobId),
-    /// Write a session file (atomically); `autosave` copies are quiet.
+    /// Write a session file (atomically).
     Save {
         path: PathBuf,
         session: Box<Session>,
-        autosave: bool,
+        kind: SaveKind,
     },
     /// Delete the autosave copy (after a real save, or when discarded).
     RemoveAutosave,
     /// List the sessions in the sessions directory for the browser.
     ListSessions,
     LoadSession(PathBuf),
+    /// Write an exported figure (atomically, creating its folder).
+    Export {
+        path: PathBuf,
+        svg: String,
+    },
     Quit,
+}
+
+/// How a session is written (`crate::session::io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
+    /// Over the session's own file (`session::save`).
+    Save,
+    /// Under a new name (`session::save_as`); an existing file is replaced
+    /// only with `overwrite`, which the user confirms first.
+    SaveAs { overwrite: bool },
+    /// The quiet crash-recovery copy (`session::Autosave`); `path` is unused.
+    Autosave,
 }

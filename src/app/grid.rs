@@ -9,7 +9,7 @@
 //! base run (the corrupted baseline when denoising, the clean baseline when
 //! noising), so white means "this patch changed nothing".
 
-use crate::patching::metrics::normalized;
+use crate::patching::result::Baselines;
 use crate::patching::{Direction, Metrics, SweepResult, METRICS};
 
 use super::messages::SweepStart;
@@ -18,8 +18,9 @@ use super::messages::SweepStart;
 #[derive(Debug, Clone, Copy)]
 pub enum Values<'a> {
     Done(&'a SweepResult),
-    /// Raw metrics of the finished cells, and the logit-diff baselines if known.
-    Partial(&'a [Option<Metrics>], Option<(f32, f32)>),
+    /// The finished cells (normalised by the worker), and the baselines
+    /// once the engine has run the unpatched prompts.
+    Partial(&'a [Option<Metrics>], Option<&'a Baselines>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +106,7 @@ impl<'a> GridRef<'a> {
     pub fn from_partial(
         s: &'a SweepStart,
         cells: &'a [Option<Metrics>],
+        baselines: Option<&'a Baselines>,
         direction: Direction,
     ) -> Self {
         GridRef {
@@ -114,7 +116,7 @@ impl<'a> GridRef<'a> {
             tokens: &s.clean_tokens.strings,
             corrupted_tokens: &s.corrupted_tokens.strings,
             direction,
-            values: Values::Partial(cells, s.logit_diff_baselines),
+            values: Values::Partial(cells, baselines),
         }
     }
 
@@ -137,22 +139,14 @@ impl<'a> GridRef<'a> {
             .fold(0, |acc, (i, n)| acc * n + i)
     }
 
-    /// Every metric of a cell, if it is computed (normalised logit diff
-    /// filled in for partial results when the baselines are known).
+    /// Every metric of a cell, if it is computed.
     pub fn metrics(&self, cell: usize) -> Option<Metrics> {
         match self.values {
             Values::Done(r) => {
                 let m = r.cell(cell);
                 m.logit_diff.is_finite().then_some(m)
             }
-            Values::Partial(cells, base) => {
-                let mut m = (*cells.get(cell)?)?;
-                m.logit_diff_normalized = match base {
-                    Some((c, k)) => normalized(m.logit_diff, c, k),
-                    None => f32::NAN,
-                };
-                Some(m)
-            }
+            Values::Partial(cells, _) => *cells.get(cell)?,
         }
     }
 
@@ -160,28 +154,18 @@ impl<'a> GridRef<'a> {
         self.metrics(cell)?.get(metric).filter(|v| v.is_finite())
     }
 
-    /// The value meaning "no effect" for `metric`, if known.
+    /// The value meaning "no effect" for `metric`, if known: the metric of
+    /// the unpatched base run.
     pub fn centre(&self, metric: &str) -> Option<f32> {
-        match self.values {
-            Values::Done(r) => {
-                let b = match self.direction {
-                    Direction::Denoise => &r.baselines.corrupted,
-                    Direction::Noise => &r.baselines.clean,
-                };
-                b.get(metric).filter(|v| v.is_finite())
-            }
-            Values::Partial(_, base) => match (metric, base) {
-                ("logit_diff_normalized", _) => Some(match self.direction {
-                    Direction::Denoise => 0.0,
-                    Direction::Noise => 1.0,
-                }),
-                ("logit_diff", Some((c, k))) => Some(match self.direction {
-                    Direction::Denoise => k,
-                    Direction::Noise => c,
-                }),
-                _ => None,
-            },
-        }
+        let b = match self.values {
+            Values::Done(r) => &r.baselines,
+            Values::Partial(_, b) => b?,
+        };
+        let base = match self.direction {
+            Direction::Denoise => &b.corrupted,
+            Direction::Noise => &b.clean,
+        };
+        base.get(metric).filter(|v| v.is_finite())
     }
 
     /// Centre and half-range of the colour scale for `metric` over all cells.
@@ -190,7 +174,7 @@ impl<'a> GridRef<'a> {
             .filter_map(|c| self.value(metric, c))
             .collect();
         let centre = self.centre(metric).unwrap_or_else(|| {
-            // Unknown baseline (partial noise sweeps): the middle of the range.
+            // No baselines yet (no cell has finished): the middle of the range.
             let (lo, hi) = vals
                 .iter()
                 .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::analysis::{AttnDrill, Estimate, HeadDrill, LensDrill, MlpDrill};
 use crate::model::{HookPoint, ModelConfig};
 use crate::patching::output::TokenList;
+use crate::patching::result::Baselines;
 use crate::patching::{Metrics, PromptPair, SweepResult, SweepSpec};
 
 /// Identifies one request, so replies to superseded requests can be dropped.
@@ -153,8 +154,6 @@ pub struct SweepStart {
     pub answer_id: u32,
     pub wrong: String,
     pub wrong_id: u32,
-    /// Mean clean and corrupted logit differences, when known up front.
-    pub logit_diff_baselines: Option<(f32, f32)>,
     pub fingerprint: String,
 }
 
@@ -187,8 +186,12 @@ pub enum WorkerMsg {
         total: usize,
         elapsed: Duration,
         eta: Option<Duration>,
-        /// Cells now final (raw metrics, mean over runs).
+        /// Cells now final: every metric averaged over prompt pairs and
+        /// noise samples, the logit difference normalised with `baselines`.
         finished: Vec<(usize, Metrics)>,
+        /// The clean and corrupted baselines (means over pairs), for the
+        /// normalisation and the colour scale's centre of a partial heatmap.
+        baselines: Baselines,
     },
     SweepDone {
         job: JobId,

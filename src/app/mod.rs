@@ -12,7 +12,7 @@
 //! - `action`, `command`, `messages`: what flows in and out;
 //! - `update`, `panes`, `replies`: the transitions;
 //! - `worker`, `tokenize`: background work;
-//! - `sessions`: state ↔ session files.
+//! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names).
 
 pub mod action;
 pub mod command;
@@ -30,7 +30,7 @@ pub mod update;
 pub mod worker;
 
 pub use action::{Action, Intent};
-pub use command::Command;
+pub use command::{Command, SaveKind};
 pub use state::{AppState, Focus, Mode, StartOptions};
 pub use update::update;
 

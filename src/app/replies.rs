@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use crate::session::{Session, StoredResult};
+use crate::session::{Loaded, StoredResult};
 
-use super::command::Command;
+use super::command::{Command, SaveKind};
 use super::messages::{LoadSpec, Request, WorkerMsg};
-use super::sessions::apply_session;
+use super::sessions::{apply_session, mark_stale, to_session};
 use super::settings::EstimateState;
 use super::state::{AppState, Level, ModelState, Partial, Popup};
 use super::update::{request_estimate, request_tokenize};
@@ -25,7 +25,10 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 info.source, info.load_ms, info.config.n_layers, info.config.n_heads, info.device
             );
             s.model.state = ModelState::Ready(info);
-            s.set_status(Level::Info, msg);
+            match stale_summary(s) {
+                Some(stale) => s.set_status(Level::Warn, format!("{msg} · {stale}")),
+                None => s.set_status(Level::Info, msg),
+            }
             request_tokenize(s, out);
             request_estimate(s, out);
         }
@@ -61,6 +64,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 v.partial = Some(Partial {
                     start: *start,
                     cells: vec![None; n],
+                    baselines: None,
                 });
             }
             if s.selected_sweep == idx {
@@ -74,6 +78,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             elapsed,
             eta,
             finished,
+            baselines,
         } => {
             let Some(r) = s.running.as_mut().filter(|r| r.job == job) else {
                 return;
@@ -81,6 +86,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             (r.done, r.total, r.elapsed, r.eta) = (done, total, elapsed, eta);
             let idx = r.sweep;
             if let Some(p) = s.sweeps.get_mut(idx).and_then(|v| v.partial.as_mut()) {
+                p.baselines = Some(baselines);
                 for (c, m) in finished {
                     if let Some(slot) = p.cells.get_mut(c) {
                         *slot = Some(m);
@@ -122,6 +128,8 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 result: *result,
             });
             s.session.dirty = true;
+            // Fresh, unless the prompts were edited while it ran.
+            mark_stale(s);
             s.set_status(Level::Info, msg);
             super::update::show_selected_sweep(s);
         }
@@ -150,11 +158,37 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
     }
 }
 
-/// After a session was opened: load its model if it differs, re-tokenise.
-pub(crate) fn after_open(s: &mut AppState, source: &str, out: &mut Vec<Command>) {
+/// "k of n stored results are stale: why", if any are (marking them).
+fn stale_summary(s: &mut AppState) -> Option<String> {
+    let n_stale = mark_stale(s);
+    let first = s.sweeps.iter().find_map(|v| v.stale.as_ref())?;
+    let n = s.sweeps.iter().filter(|v| v.stored.is_some()).count();
+    let more = if n_stale > 1 { " (and others)" } else { "" };
+    Some(format!(
+        "{n_stale} of {n} stored results stale: {first}{more}; r recomputes"
+    ))
+}
+
+/// Shows a loaded session (opened from `path`, or restored from an
+/// autosave when `path` is `None`): applies it, loads its model if it
+/// differs from the one loaded, marks stale results, and reports `what`
+/// happened with the stale results and the repairs made while loading.
+pub(crate) fn open(
+    s: &mut AppState,
+    loaded: Loaded,
+    path: Option<PathBuf>,
+    what: &str,
+    out: &mut Vec<Command>,
+) {
+    let Loaded { session, warnings } = loaded;
+    let source = session.model.source.clone();
+    apply_session(s, session, path);
+    // Before marking: a model about to be replaced must not judge the
+    // session's results (while the new one loads, the session's recorded
+    // fingerprint stands in).
     if !s.session.model_override && source != s.model.load.source {
         s.model.load = LoadSpec {
-            source: source.to_string(),
+            source,
             ..s.model.load.clone()
         };
         s.model.state = ModelState::Loading;
@@ -163,39 +197,57 @@ pub(crate) fn after_open(s: &mut AppState, source: &str, out: &mut Vec<Command>)
         request_tokenize(s, out);
         request_estimate(s, out);
     }
+    let mut msg = what.to_string();
+    let mut level = Level::Info;
+    if let Some(stale) = stale_summary(s) {
+        msg.push_str(&format!(" · {stale}"));
+        level = Level::Warn;
+    }
+    if !warnings.is_empty() {
+        let repairs: Vec<String> = warnings
+            .iter()
+            .map(|w| match w.field.as_str() {
+                "" => w.message.clone(),
+                f => format!("{f}: {}", w.message),
+            })
+            .collect();
+        msg.push_str(&format!(" · repaired on load: {}", repairs.join("; ")));
+        level = Level::Warn;
+    }
+    s.set_status(level, msg);
 }
 
 pub(crate) fn session_loaded(
     s: &mut AppState,
     path: PathBuf,
-    result: Result<Box<Session>, String>,
+    result: Result<Box<Loaded>, String>,
     out: &mut Vec<Command>,
 ) {
     match result {
-        Ok(session) => {
+        Ok(loaded) => {
             if s.session.dirty {
                 if let Some(a) = s.session.autosave.clone() {
                     out.push(Command::Save {
                         path: a,
-                        session: Box::new(super::sessions::to_session(s)),
-                        autosave: true,
+                        session: Box::new(to_session(s)),
+                        kind: SaveKind::Autosave,
                     });
                 }
             }
             if let Some(r) = s.running.take() {
                 out.push(Command::Cancel(r.job));
             }
-            let source = session.model.source.clone();
-            let n = session.sweeps.iter().filter(|e| e.result.is_some()).count();
-            apply_session(s, *session, Some(path.clone()));
-            s.set_status(
-                Level::Info,
-                format!(
-                    "opened {} ({n} stored results, shown without recomputing)",
-                    path.display()
-                ),
+            let n = loaded
+                .session
+                .sweeps
+                .iter()
+                .filter(|e| e.result.is_some())
+                .count();
+            let what = format!(
+                "opened {} ({n} stored results, shown without recomputing)",
+                path.display()
             );
-            after_open(s, &source, out);
+            open(s, *loaded, Some(path), &what, out);
         }
         Err(e) => {
             s.set_status(Level::Error, "cannot open the session");
@@ -210,19 +262,39 @@ pub(crate) fn session_loaded(
 pub(crate) fn saved(
     s: &mut AppState,
     path: PathBuf,
-    autosave: bool,
+    kind: SaveKind,
     result: Result<(), String>,
     out: &mut Vec<Command>,
 ) {
-    match (result, autosave) {
-        (Ok(()), false) => {
+    match (result, kind) {
+        (Ok(()), SaveKind::Autosave) => {}
+        (Ok(()), _) => {
             s.session.path = Some(path.clone());
             s.session.dirty = false;
             s.set_status(Level::Info, format!("saved {}", path.display()));
             out.push(Command::RemoveAutosave);
+            if std::mem::take(&mut s.session.quit_after_save) {
+                s.quit = true;
+                out.push(Command::Quit);
+            }
         }
-        (Ok(()), true) => {}
-        (Err(e), false) => s.set_status(Level::Error, e),
-        (Err(e), true) => s.set_status(Level::Warn, format!("autosave failed: {e}")),
+        (Err(e), SaveKind::Autosave) => s.set_status(Level::Warn, format!("autosave failed: {e}")),
+        (Err(e), _) => {
+            s.session.quit_after_save = false;
+            s.set_status(Level::Error, e);
+        }
+    }
+}
+
+pub(crate) fn exported(s: &mut AppState, path: PathBuf, result: Result<(), String>) {
+    match result {
+        Ok(()) => match s.stale_reason() {
+            Some(why) => s.set_status(
+                Level::Warn,
+                format!("exported {} (a stale result: {why})", path.display()),
+            ),
+            None => s.set_status(Level::Info, format!("exported {}", path.display())),
+        },
+        Err(e) => s.set_status(Level::Error, format!("cannot export: {e}")),
     }
 }

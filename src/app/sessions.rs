@@ -1,110 +1,24 @@
-//! Sessions as the workbench uses them: the state ↔ [`Session`] mapping,
-//! and a thin adapter over file operations (load, atomic save, autosave,
-//! listing) that the event loop runs for `Command`s.
+//! The workbench's side of sessions: the state ↔ [`Session`] mapping, the
+//! staleness marks of stored results, and where exports go.
 //!
-//! The session layer (`crate::session`) owns the format; file operations
-//! here go through it where it provides them, and otherwise do the minimum
-//! (temporary file + rename) so the workbench works while it lands.
+//! The session layer (`crate::session`) owns the format and every file
+//! operation — loading with its repair warnings, atomic saves, autosave,
+//! the browser's listing, the SVG figure; the event loop calls it for
+//! `Command`s. Staleness is decided there too ([`stale_results`]): this
+//! module only decides when to ask, and keeps the answer on each sweep so
+//! rendering stays a pure read of the state.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::patching::METRICS;
-use crate::session::{ModelRef, Session, SweepEntry, UiState, SESSION_VERSION};
+use crate::session::{
+    stale_results, ModelRef, Session, StoredResult, SweepEntry, UiState, SESSION_VERSION,
+};
 
 use super::grid::HeatmapState;
 use super::prompts::PromptsState;
 use super::settings::SettingsState;
 use super::state::{AppState, SweepView};
-
-/// One row of the session browser.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionEntry {
-    pub path: PathBuf,
-    pub name: String,
-    /// Modification time, `YYYY-MM-DD HH:MM` UTC.
-    pub modified: String,
-    pub model: String,
-    pub sweeps: usize,
-    pub pairs: usize,
-}
-
-/// `(sessions directory, autosave directory)` in the user data directory.
-pub fn default_paths() -> (Option<PathBuf>, Option<PathBuf>) {
-    (
-        crate::session::sessions_dir().ok(),
-        crate::session::autosave_dir().ok(),
-    )
-}
-
-/// Reads and validates a session file (`crate::session::load`).
-pub fn load_session(path: &Path) -> Result<Session, String> {
-    crate::session::load(path)
-        .map(|l| l.session)
-        .map_err(|e| e.to_string())
-}
-
-/// Writes a session atomically, creating missing folders.
-pub fn save_session(path: &Path, session: &Session) -> Result<(), String> {
-    crate::session::save_as(session, path, true).map_err(|e| e.to_string())
-}
-
-/// The sessions in `dirs`, newest first, for the browser.
-pub fn list_sessions(dirs: &[PathBuf]) -> Vec<SessionEntry> {
-    crate::session::list_sessions(dirs)
-        .into_iter()
-        .map(|l| SessionEntry {
-            modified: l
-                .modified
-                .map(|t| format_time(t)[..16].replace('T', " "))
-                .unwrap_or_default(),
-            model: l
-                .model
-                .unwrap_or_else(|| format!("(unreadable: {})", l.error.unwrap_or_default())),
-            sweeps: l.n_sweeps,
-            pairs: 0,
-            name: l.name,
-            path: l.path,
-        })
-        .collect()
-}
-
-/// The digest of what a sweep is computed from (spec, pairs, BOS choice);
-/// stored with its result so later edits mark it stale.
-pub fn inputs_digest(s: &AppState, spec: &crate::patching::SweepSpec) -> String {
-    let pairs = s.prompts.to_pairs();
-    let refs: Vec<&crate::patching::PromptPair> = pairs.iter().collect();
-    crate::session::results::digest(spec, &refs, s.prompts.bos)
-}
-
-/// RFC 3339 UTC time of `t`, e.g. `2025-03-01T12:00:00Z`.
-pub fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-pub fn now_rfc3339() -> String {
-    format_time(SystemTime::now())
-}
 
 /// The state as a session.
 pub fn to_session(s: &AppState) -> Session {
@@ -112,7 +26,11 @@ pub fn to_session(s: &AppState) -> Session {
         version: SESSION_VERSION,
         model: ModelRef {
             source: s.model.load.source.clone(),
-            fingerprint: s.model.info().map(|i| i.fingerprint.clone()),
+            fingerprint: s
+                .model
+                .info()
+                .map(|i| i.fingerprint.clone())
+                .or_else(|| s.session.fingerprint.clone()),
         },
         prepend_bos: s.prompts.bos,
         prompts: s.prompts.to_pairs(),
@@ -136,7 +54,9 @@ pub fn to_session(s: &AppState) -> Session {
 }
 
 /// Replaces the investigation in `s` with `session` (opened from `path`):
-/// prompts, sweeps with their stored results, and the UI state.
+/// prompts, sweeps with their stored results, and the UI state. Stale
+/// marks are left to the caller ([`mark_stale`]), which knows whether the
+/// session's model is about to be loaded.
 pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) {
     s.prompts = PromptsState::new(&session.prompts, session.prepend_bos);
     s.prompts.selected = session
@@ -147,9 +67,8 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
         .sweeps
         .into_iter()
         .map(|e| SweepView {
-            spec: e.spec,
             stored: e.result,
-            partial: None,
+            ..SweepView::new(e.spec)
         })
         .collect();
     s.selected_sweep = session
@@ -171,8 +90,71 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
         s.heatmap.fit(&shape);
     }
     s.session.notes = session.notes;
+    s.session.fingerprint = session.model.fingerprint;
     s.session.path = path;
     s.session.dirty = false;
     s.running = None;
     s.drill = None;
+}
+
+/// Marks every stored result that cannot be trusted as current
+/// ([`stale_results`]): computed with other weights than the loaded
+/// model's (before a model is loaded: than the session recorded), or from
+/// a spec, prompts or BOS choice edited since it ran. Clears the marks of
+/// the rest. Returns the number of stale results.
+///
+/// Called when a session opens, when a model finishes loading, when the
+/// prompts change and when a sweep finishes.
+pub fn mark_stale(s: &mut AppState) -> usize {
+    // Lend the results to the session rather than cloning them: this runs
+    // on every keystroke in a prompt.
+    let results: Vec<Option<StoredResult>> = s.sweeps.iter_mut().map(|v| v.stored.take()).collect();
+    let mut session = to_session(s);
+    for (e, r) in session.sweeps.iter_mut().zip(results) {
+        e.result = r;
+    }
+    let current = s.model.info().map(|i| i.fingerprint.as_str());
+    let stale = stale_results(&session, current);
+    for (v, e) in s.sweeps.iter_mut().zip(session.sweeps) {
+        v.stored = e.result;
+        v.stale = None;
+    }
+    let n = stale.len();
+    for (i, why) in stale {
+        if let Some(v) = s.sweeps.get_mut(i) {
+            v.stale = Some(why);
+        }
+    }
+    n
+}
+
+/// Where the export of the shown sweep's heatmap goes: beside the session
+/// file, or in the data directory while the session is unsaved; named
+/// after the session, the sweep and the metric, so exporting again
+/// replaces the same figure.
+pub fn export_path(s: &AppState) -> Option<PathBuf> {
+    let v = s.sweep()?;
+    let (dir, stem) = match &s.session.path {
+        Some(p) => (
+            p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            p.file_stem()?.to_string_lossy().into_owned(),
+        ),
+        None => (s.session.data_dir.clone()?, file_safe(&s.model.load.source)),
+    };
+    Some(dir.join(format!(
+        "{stem}-sweep{}-{}-{}.svg",
+        s.selected_sweep + 1,
+        v.spec.target,
+        s.heatmap.metric_name()
+    )))
+}
+
+/// `text` with everything but ASCII letters and digits turned into `-`
+/// (model sources are paths and hub ids).
+pub fn file_safe(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-').to_string()
 }

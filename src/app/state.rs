@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use tui_textarea::TextArea;
 
+use crate::patching::result::Baselines;
 use crate::patching::{Direction, Metrics, PromptPair, SweepSpec, Target};
-use crate::session::StoredResult;
+use crate::session::{Loaded, SessionListing, Staleness, StoredResult};
 
 use super::drill::DrillState;
 use super::grid::{GridRef, HeatmapState};
 use super::messages::{JobId, LoadSpec, ModelInfo, SweepStart};
 use super::prompts::PromptsState;
-use super::sessions::SessionEntry;
 use super::settings::SettingsState;
 
 /// Navigation mode (single letters are commands) or editing a text field.
@@ -61,6 +61,9 @@ impl ModelStatus {
 pub struct SweepView {
     pub spec: SweepSpec,
     pub stored: Option<StoredResult>,
+    /// Why the stored result cannot be trusted as current, as decided by
+    /// `session::stale_results` (see `sessions::mark_stale` for when).
+    pub stale: Option<Staleness>,
     pub partial: Option<Partial>,
 }
 
@@ -68,6 +71,8 @@ pub struct SweepView {
 pub struct Partial {
     pub start: SweepStart,
     pub cells: Vec<Option<Metrics>>,
+    /// From the first progress message on.
+    pub baselines: Option<Baselines>,
 }
 
 impl SweepView {
@@ -75,6 +80,7 @@ impl SweepView {
         Self {
             spec,
             stored: None,
+            stale: None,
             partial: None,
         }
     }
@@ -83,7 +89,12 @@ impl SweepView {
     pub fn grid(&self) -> Option<GridRef<'_>> {
         let dir: Direction = self.spec.direction;
         if let Some(p) = &self.partial {
-            return Some(GridRef::from_partial(&p.start, &p.cells, dir));
+            return Some(GridRef::from_partial(
+                &p.start,
+                &p.cells,
+                p.baselines.as_ref(),
+                dir,
+            ));
         }
         self.stored.as_ref().map(|s| {
             GridRef::from_result(
@@ -107,7 +118,8 @@ pub struct Running {
     pub elapsed: Duration,
     pub eta: Option<Duration>,
     pub cancelling: bool,
-    /// Digest of the inputs the sweep runs on (see `sessions::inputs_digest`).
+    /// Digest of the inputs the sweep runs on (`session::results::digest`),
+    /// taken when it starts: edits made while it runs leave it stale.
     pub inputs: String,
 }
 
@@ -134,13 +146,18 @@ pub enum Popup {
     SaveAs {
         input: Box<TextArea<'static>>,
     },
+    /// "Save as" named an existing file: replace it?
+    ConfirmOverwrite {
+        path: PathBuf,
+    },
     Browser {
-        entries: Option<Result<Vec<SessionEntry>, String>>,
+        /// `None` until the listing arrives.
+        entries: Option<Vec<SessionListing>>,
         selected: usize,
     },
     RestoreAutosave {
         path: PathBuf,
-        session: Box<crate::session::Session>,
+        loaded: Box<Loaded>,
         age: String,
     },
     Message {
@@ -155,12 +172,19 @@ pub struct SessionMeta {
     pub path: Option<PathBuf>,
     pub dirty: bool,
     pub notes: String,
+    /// The model fingerprint the opened session recorded; saved back
+    /// until a model is loaded.
+    pub fingerprint: Option<String>,
     /// Where autosave copies go.
     pub autosave: Option<PathBuf>,
     /// Where new sessions are saved and the browser looks.
     pub dir: Option<PathBuf>,
+    /// The user data directory: exports of unsaved sessions go here.
+    pub data_dir: Option<PathBuf>,
     /// A model source named on the command line wins over the session's.
     pub model_override: bool,
+    /// "Save and quit": quit once the save succeeds.
+    pub quit_after_save: bool,
 }
 
 /// Outstanding job ids.
@@ -205,6 +229,7 @@ pub struct StartOptions {
     pub pairs: Vec<PromptPair>,
     pub autosave: Option<PathBuf>,
     pub sessions_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
 }
 
 impl AppState {
@@ -228,6 +253,7 @@ impl AppState {
             session: SessionMeta {
                 autosave: opts.autosave,
                 dir: opts.sessions_dir,
+                data_dir: opts.data_dir,
                 ..Default::default()
             },
             jobs: Jobs::default(),
@@ -247,29 +273,13 @@ impl AppState {
         });
     }
 
-    /// Why the shown sweep's stored result may not match the current model
-    /// or prompts, if it may not.
+    /// Why the shown sweep's stored result cannot be trusted as current,
+    /// if it cannot (not while it is being recomputed).
     pub fn stale_reason(&self) -> Option<String> {
         let sw = self.sweep()?;
-        let stored = sw.stored.as_ref()?;
         if sw.partial.is_some() {
             return None;
         }
-        if let Some(info) = self.model.info() {
-            if info.fingerprint != stored.fingerprint {
-                return Some("computed with different model weights".into());
-            }
-        }
-        if !stored.inputs.is_empty() {
-            return (stored.inputs != super::sessions::inputs_digest(self, &sw.spec))
-                .then(|| "the prompts changed since it ran".to_string());
-        }
-        let tokens = self.prompts.tokens.as_ref()?;
-        let first = tokens.pairs.first()?;
-        let answer = first.answer.as_ref().and_then(|a| a.as_ref().ok());
-        if first.clean != stored.clean_tokens.strings || answer != Some(&stored.answer) {
-            return Some("the prompts changed since it ran".into());
-        }
-        None
+        sw.stale.as_ref().map(|why| why.to_string())
     }
 }

@@ -7,16 +7,19 @@
 //! pane's (in `panes.rs`). Worker and file replies are in `replies.rs`.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
-use crate::patching::METRICS;
+use crate::patching::{PromptPair, METRICS};
+use crate::session::results::digest;
+use crate::session::time::rfc3339;
 
 use super::action::{Action, Intent};
-use super::command::Command;
+use super::command::{Command, SaveKind};
 use super::messages::{PairsInput, Request};
 use super::panes;
 use super::prompts::line_editor;
 use super::replies;
-use super::sessions::{apply_session, to_session};
+use super::sessions::{file_safe, mark_stale, to_session};
 use super::state::{AppState, Focus, Level, Mode, ModelState, Popup, Running, SweepView};
 
 /// Applies one action.
@@ -28,25 +31,26 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
         Action::Worker(m) => replies::worker(s, m, &mut out),
         Action::Resize(w, h) => s.size = (w, h),
         Action::AutosaveDue => autosave(s, &mut out),
-        Action::AutosaveFound { path, session, age } => {
+        Action::AutosaveFound { path, loaded, age } => {
             if s.popup.is_none() {
-                s.popup = Some(Popup::RestoreAutosave { path, session, age });
+                s.popup = Some(Popup::RestoreAutosave { path, loaded, age });
             }
         }
-        Action::SessionsListed(r) => {
+        Action::SessionsListed(list) => {
             if let Some(Popup::Browser { entries, selected }) = &mut s.popup {
                 *selected = 0;
-                *entries = Some(r);
+                *entries = Some(list);
             }
         }
         Action::SessionLoaded { path, result } => {
             replies::session_loaded(s, path, result, &mut out)
         }
-        Action::Saved {
-            path,
-            autosave,
-            result,
-        } => replies::saved(s, path, autosave, result, &mut out),
+        Action::Saved { path, kind, result } => replies::saved(s, path, kind, result, &mut out),
+        Action::SaveTargetExists { path } => {
+            s.mode = Mode::Nav;
+            s.popup = Some(Popup::ConfirmOverwrite { path });
+        }
+        Action::Exported { path, result } => replies::exported(s, path, result),
         Action::MouseFocus(f) => {
             if s.popup.is_none() && s.mode == Mode::Nav && (f != Focus::Drill || s.drill.is_some())
             {
@@ -89,6 +93,7 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             });
             out.push(Command::ListSessions);
         }
+        Intent::Export => export(s, out),
         Intent::FocusNext | Intent::FocusPrev => cycle_focus(s, i == Intent::FocusNext),
         Intent::MetricNext | Intent::MetricPrev => {
             let d = if i == Intent::MetricNext { 1 } else { -1 };
@@ -203,6 +208,7 @@ pub(crate) fn request_estimate(s: &mut AppState, out: &mut Vec<Command>) {
 /// The prompts or the BOS choice changed.
 pub(crate) fn prompts_changed(s: &mut AppState, out: &mut Vec<Command>) {
     s.session.dirty = true;
+    mark_stale(s);
     request_tokenize(s, out);
     request_estimate(s, out);
 }
@@ -232,9 +238,10 @@ fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
     };
     s.selected_sweep = idx;
     let job = s.jobs.new_id();
-    let inputs = super::sessions::inputs_digest(s, &spec);
+    let input = input(s);
+    let pairs: Vec<&PromptPair> = input.pairs.iter().collect();
     s.running = Some(Running {
-        inputs,
+        inputs: digest(&spec, &pairs, input.prepend_bos),
         job,
         sweep: idx,
         done: 0,
@@ -247,29 +254,55 @@ fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
     s.focus = Focus::Heatmap;
     s.session.dirty = true;
     s.set_status(Level::Info, format!("running {} …", spec.target));
-    out.push(Command::Worker(Request::Sweep {
-        job,
-        input: input(s),
-        spec,
-    }));
+    out.push(Command::Worker(Request::Sweep { job, input, spec }));
+}
+
+/// Exports the shown sweep's stored heatmap, in the shown metric, as SVG
+/// (`session::heatmap_svg`, the figure `patchbench export` draws).
+fn export(s: &mut AppState, out: &mut Vec<Command>) {
+    let Some(v) = s.sweep() else {
+        return s.set_status(Level::Warn, "nothing to export yet: press r to run a sweep");
+    };
+    if s.running
+        .as_ref()
+        .is_some_and(|r| r.sweep == s.selected_sweep)
+    {
+        return s.set_status(
+            Level::Warn,
+            "the sweep is still running; export it when it is done",
+        );
+    }
+    let Some(stored) = &v.stored else {
+        return s.set_status(
+            Level::Warn,
+            "this sweep has no result to export yet: press r to run it",
+        );
+    };
+    let svg = crate::session::heatmap_svg(
+        &s.model.load.source,
+        &v.spec,
+        stored,
+        s.heatmap.metric_name(),
+    );
+    match (svg, super::sessions::export_path(s)) {
+        (Ok(svg), Some(path)) => out.push(Command::Export { path, svg }),
+        (Err(e), _) => s.set_status(Level::Error, format!("cannot export: {e}")),
+        (_, None) => s.set_status(
+            Level::Error,
+            "cannot export: no user data directory; save the session first and the figure goes beside it",
+        ),
+    }
 }
 
 /// A default file name for a new session: `<model>-<time>.yaml` in the sessions directory.
 fn default_path(s: &AppState) -> PathBuf {
-    let model: String = s
-        .model
-        .load
-        .source
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let stamp: String = super::sessions::now_rfc3339()
+    let stamp: String = rfc3339(SystemTime::now())
         .chars()
         .filter(|c| c.is_ascii_digit())
         .collect();
     let name = format!(
         "{}-{}-{}.yaml",
-        model.trim_matches('-'),
+        file_safe(&s.model.load.source),
         &stamp[..8],
         &stamp[8..14]
     );
@@ -278,13 +311,24 @@ fn default_path(s: &AppState) -> PathBuf {
 
 fn save(s: &mut AppState, out: &mut Vec<Command>) {
     match s.session.path.clone() {
-        Some(path) => out.push(Command::Save {
-            path,
-            session: Box::new(to_session(s)),
-            autosave: false,
-        }),
+        Some(path) => save_to(s, path, out),
         None => save_as(s),
     }
+}
+
+/// Saves to `path`: over the session's own file, else as a new file that
+/// must not replace another without asking.
+fn save_to(s: &AppState, path: PathBuf, out: &mut Vec<Command>) {
+    let kind = if s.session.path.as_ref() == Some(&path) {
+        SaveKind::Save
+    } else {
+        SaveKind::SaveAs { overwrite: false }
+    };
+    out.push(Command::Save {
+        path,
+        session: Box::new(to_session(s)),
+        kind,
+    });
 }
 
 fn save_as(s: &mut AppState) {
@@ -300,7 +344,7 @@ fn autosave(s: &mut AppState, out: &mut Vec<Command>) {
         out.push(Command::Save {
             path,
             session: Box::new(to_session(s)),
-            autosave: true,
+            kind: SaveKind::Autosave,
         });
     }
 }
@@ -333,14 +377,11 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 None
             }
             Intent::Save => {
+                // Quit once the save has succeeded: a failed save keeps
+                // the workbench open with the error.
                 let path = s.session.path.clone().unwrap_or_else(|| default_path(s));
-                out.push(Command::Save {
-                    path,
-                    session: Box::new(to_session(s)),
-                    autosave: false,
-                });
-                s.quit = true;
-                out.push(Command::Quit);
+                s.session.quit_after_save = true;
+                save_to(s, path, out);
                 None
             }
             Intent::No | Intent::Back => None,
@@ -354,25 +395,41 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                     s.set_status(Level::Error, "give a file name to save to");
                     Some(Popup::SaveAs { input })
                 } else {
-                    out.push(Command::Save {
-                        path: expand(text.trim()),
-                        session: Box::new(to_session(s)),
-                        autosave: false,
-                    });
+                    save_to(s, expand(text.trim()), out);
                     None
                 }
             }
             Intent::Back => {
                 s.mode = Mode::Nav;
+                s.session.quit_after_save = false;
                 None
             }
             _ => Some(Popup::SaveAs { input }),
         },
+        Popup::ConfirmOverwrite { path } => match i {
+            Intent::Yes => {
+                out.push(Command::Save {
+                    path,
+                    session: Box::new(to_session(s)),
+                    kind: SaveKind::SaveAs { overwrite: true },
+                });
+                None
+            }
+            // Choose another name.
+            Intent::No => {
+                s.mode = Mode::Edit;
+                Some(Popup::SaveAs {
+                    input: Box::new(line_editor(&path.display().to_string())),
+                })
+            }
+            Intent::Back => {
+                s.session.quit_after_save = false;
+                None
+            }
+            _ => Some(Popup::ConfirmOverwrite { path }),
+        },
         Popup::Browser { entries, selected } => {
-            let n = match &entries {
-                Some(Ok(v)) => v.len(),
-                _ => 0,
-            };
+            let n = entries.as_ref().map_or(0, Vec::len);
             match i {
                 Intent::Up => Some(Popup::Browser {
                     entries,
@@ -383,7 +440,7 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                     selected: (selected + 1).min(n.saturating_sub(1)),
                 }),
                 Intent::Select | Intent::Edit | Intent::DrillDown => {
-                    if let Some(Ok(v)) = &entries {
+                    if let Some(v) = &entries {
                         if let Some(e) = v.get(selected) {
                             out.push(Command::LoadSession(e.path.clone()));
                         }
@@ -394,16 +451,11 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 _ => Some(Popup::Browser { entries, selected }),
             }
         }
-        Popup::RestoreAutosave { path, session, age } => match i {
+        Popup::RestoreAutosave { path, loaded, age } => match i {
             Intent::Yes | Intent::Select => {
-                let source = session.model.source.clone();
-                apply_session(s, *session, None);
+                let what = format!("restored the autosave from {age} ({})", path.display());
+                replies::open(s, *loaded, None, &what, out);
                 s.session.dirty = true;
-                s.set_status(
-                    Level::Info,
-                    format!("restored the autosave from {age} ({})", path.display()),
-                );
-                replies::after_open(s, &source, out);
                 // The recovered copy is replaced by this sitting's autosave.
                 out.push(Command::RemoveAutosave);
                 autosave(s, out);
@@ -414,7 +466,7 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 None
             }
             Intent::Back => None,
-            _ => Some(Popup::RestoreAutosave { path, session, age }),
+            _ => Some(Popup::RestoreAutosave { path, loaded, age }),
         },
     };
     if let Some(p) = keep {

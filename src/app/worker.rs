@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::analysis::{self, ForwardTiming};
 use crate::model::device::{device_name, parse_device, parse_dtype};
@@ -23,9 +23,8 @@ use crate::model::loaded::LoadOptions;
 use crate::model::{LoadedModel, Tokenizer};
 use crate::patching::output::TokenList;
 use crate::patching::plan::plan;
-use crate::patching::{
-    prepare_pairs, run_sweep, Corruption, EngineOptions, PreparedPair, SweepError,
-};
+use crate::patching::{prepare_pairs, run_sweep, EngineOptions, PreparedPair, SweepError};
+use crate::session::time::rfc3339;
 
 use super::messages::*;
 use super::tokenize::tokenize_pairs;
@@ -299,10 +298,6 @@ impl ModelThread {
             strings: m.tokenizer.token_strs(ids),
         };
         let layout = plan(m.config(), p0.n_pos(), spec);
-        let baselines = match spec.corruption {
-            Corruption::Prompt => analysis::estimate::logit_diff_baselines(&m.model, &pairs).ok(),
-            _ => None,
-        };
         (self.sink)(WorkerMsg::SweepStarted {
             job,
             start: Box::new(SweepStart {
@@ -315,7 +310,6 @@ impl ModelThread {
                 answer_id: p0.answer,
                 wrong: m.tokenizer.token_str(p0.wrong),
                 wrong_id: p0.wrong,
-                logit_diff_baselines: baselines,
                 fingerprint: m.fingerprint.clone(),
             }),
         });
@@ -331,13 +325,31 @@ impl ModelThread {
                 return;
             }
             last_sent = Instant::now();
+            // Normalised here with the progress baselines, as `assemble`
+            // does for the final result, so a partial heatmap of any
+            // corruption shows the normalised logit difference;
+            // normalising is idempotent, so this stays right if the engine
+            // starts filling it in itself.
+            let (clean, corrupted) = (
+                p.baselines.clean.logit_diff,
+                p.baselines.corrupted.logit_diff,
+            );
+            let finished = p
+                .finished
+                .iter()
+                .map(|&(c, mut m)| {
+                    m.normalize(clean, corrupted);
+                    (c, m)
+                })
+                .collect();
             sink(WorkerMsg::SweepProgress {
                 job,
                 done: p.done,
                 total: p.total,
                 elapsed: p.elapsed,
                 eta: p.eta,
-                finished: p.finished.clone(),
+                finished,
+                baselines: p.baselines,
             });
         };
         let opts = EngineOptions::default();
@@ -352,7 +364,7 @@ impl ModelThread {
             Ok(result) => (self.sink)(WorkerMsg::SweepDone {
                 job,
                 result: Box::new(result),
-                computed_at: super::sessions::now_rfc3339(),
+                computed_at: rfc3339(SystemTime::now()),
             }),
             Err(SweepError::Cancelled) => (self.sink)(fail("sweep cancelled".into(), true)),
             Err(e) => (self.sink)(fail(e.to_string(), false)),

@@ -17,7 +17,7 @@
 use candle_core::Tensor;
 
 use super::corpus::{self, fact_prompt};
-use super::eval::INDUCTION_EVAL_SPAN;
+use super::eval::{INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN};
 use super::rng::Rng;
 use super::vocab::CAPITALS;
 use super::{DemoError, Stage};
@@ -60,6 +60,45 @@ pub fn fact_pairs(template: usize) -> Vec<PromptPair> {
         .collect()
 }
 
+/// Induction patching pairs: [`INDUCTION_EVAL_PREFIX`] random words, a span
+/// of `span` words, then the span's first `j + 1` words again, so the answer
+/// is the span's word `j + 1`. The corrupted prompt replaces that word in the
+/// first copy by another one, which becomes the answer. All pairs have
+/// `prefix + span + j + 1` tokens; the changed position is `prefix + j + 1`.
+pub fn induction_pairs(span: usize, j: usize, n: usize, seed: u64) -> Vec<PromptPair> {
+    assert!(j + 1 < span, "the answer must lie inside the span");
+    let prefix = INDUCTION_EVAL_PREFIX;
+    let mut rng = Rng::fork(seed, "circuits-induction-pairs");
+    let pool = super::vocab::induction_pool();
+    (0..n)
+        .map(|_| {
+            let idx = rng.distinct(pool.len(), prefix + span + 1);
+            let words: Vec<&str> = idx.iter().map(|&i| pool[i]).collect();
+            let (head, first, swap) = (
+                &words[..prefix],
+                &words[prefix..prefix + span],
+                words[prefix + span],
+            );
+            let mut corrupted_first = first.to_vec();
+            corrupted_first[j + 1] = swap;
+            let render = |copy: &[&str]| {
+                head.iter()
+                    .chain(copy)
+                    .chain(&first[..=j])
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            PromptPair {
+                clean: render(first),
+                corrupted: Some(render(&corrupted_first)),
+                answer: first[j + 1].to_string(),
+                wrong: swap.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// A per-head score, `[layer][head]` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadScores {
@@ -84,60 +123,76 @@ impl HeadScores {
     }
 }
 
+/// Mean attention pattern of every layer over equal-length token rows.
+///
+/// # Shapes
+/// `rows: [n][T]` -> `[layer][head][q_pos][k_pos]`
+pub fn mean_patterns(
+    model: &Transformer,
+    rows: &[Vec<u32>],
+) -> Result<Vec<Vec<Vec<Vec<f32>>>>, DemoError> {
+    let (n, t) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let tokens =
+        Tensor::from_vec(rows.concat(), (n, t), model.device()).during("building a batch")?;
+    let layers = model.cfg.n_layers;
+    let spec = (0..layers).fold(HookSpec::new(), |s, l| s.capture(HookPoint::Pattern(l)));
+    let out = model
+        .forward(Some(&tokens), &spec, &ForwardOptions::default())
+        .during("capturing attention patterns")?;
+    (0..layers)
+        .map(|l| {
+            out.cache
+                .get(HookPoint::Pattern(l))
+                .expect("the pattern was captured")
+                .mean(0)
+                .and_then(|m| m.to_vec3::<f32>())
+                .during("reading attention patterns")
+        })
+        .collect()
+}
+
 /// Induction and previous-token scores of every head, mean attention
-/// weights over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`] words.
+/// weights over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`] words
+/// after [`INDUCTION_EVAL_PREFIX`] random ones: from each position of the
+/// second copy to the token after its first occurrence, and from every
+/// position to the one before it.
 pub fn induction_scores(
     model: &Transformer,
     tok: &Tokenizer,
     n: usize,
     seed: u64,
 ) -> Result<(HeadScores, HeadScores), DemoError> {
-    let span = INDUCTION_EVAL_SPAN;
+    let (prefix, span) = (INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN);
     let mut rng = Rng::fork(seed, "circuits-induction");
     let rows = (0..n)
         .map(|_| {
             tok.encode(
-                &corpus::induction_sequence(&mut rng, span).join(" "),
+                &corpus::induction_sequence(&mut rng, prefix, span).join(" "),
                 Some(false),
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let t = 2 * span;
-    let tokens =
-        Tensor::from_vec(rows.concat(), (n, t), model.device()).during("building a batch")?;
-    let cfg = &model.cfg;
-    let mut spec = HookSpec::new();
-    for l in 0..cfg.n_layers {
-        spec = spec.capture(HookPoint::Pattern(l));
-    }
-    let out = model
-        .forward(Some(&tokens), &spec, &ForwardOptions::default())
-        .during("capturing attention patterns")?;
+    let t = prefix + 2 * span;
     let (mut induction, mut previous) = (Vec::new(), Vec::new());
-    for l in 0..cfg.n_layers {
-        let pattern = out
-            .cache
-            .get(HookPoint::Pattern(l))
-            .expect("the pattern was captured");
-        // Mean over prompts: [head, q_pos, k_pos].
-        let mean: Vec<Vec<Vec<f32>>> = pattern
-            .mean(0)
-            .and_then(|m| m.to_vec3::<f32>())
-            .during("reading attention patterns")?;
-        for rows in &mean {
-            let ind = (span..t).map(|q| rows[q][q - span + 1]).sum::<f32>() / span as f32;
+    for layer in mean_patterns(model, &rows)? {
+        for rows in &layer {
+            let ind = (prefix + span..t)
+                .map(|q| rows[q][q - span + 1])
+                .sum::<f32>()
+                / span as f32;
             let prev = (1..t).map(|q| rows[q][q - 1]).sum::<f32>() / (t - 1) as f32;
             induction.push(ind);
             previous.push(prev);
         }
     }
+    let n_heads = model.cfg.n_heads;
     Ok((
         HeadScores {
-            n_heads: cfg.n_heads,
+            n_heads,
             values: induction,
         },
         HeadScores {
-            n_heads: cfg.n_heads,
+            n_heads,
             values: previous,
         },
     ))

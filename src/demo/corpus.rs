@@ -11,8 +11,12 @@
 //!   memorised sentences.
 //! - **facts**: one to three statements from the [`CAPITALS`] table,
 //!   `the capital of france is paris .`
-//! - **induction**: a span of distinct random content words followed by the
-//!   same span again; only the second copy is predictable.
+//! - **induction**: a few random words, then a span of distinct random
+//!   content words, then the same span again; only the second copy is
+//!   predictable. The random-length prefix matters: without it every span
+//!   starts at position 0 and a model can (and a first version did) find
+//!   the continuation from positions alone — attend a fixed distance back —
+//!   instead of forming induction heads.
 //!
 //! The mix is [`IOI_SHARE`] / [`FACT_SHARE`] / the rest induction.
 
@@ -22,13 +26,15 @@ use super::vocab::{
 };
 
 /// Fraction of training documents that are IOI sentences.
-pub const IOI_SHARE: f64 = 0.35;
+pub const IOI_SHARE: f64 = 0.45;
 /// Fraction that are fact statements.
 pub const FACT_SHARE: f64 = 0.15;
 /// Induction span lengths seen in training (inclusive).
 pub const INDUCTION_SPANS: (usize, usize) = (4, 10);
+/// Longest random prefix before an induction span (inclusive; the shortest is 0).
+pub const INDUCTION_MAX_PREFIX: usize = 5;
 /// Longest document the generator makes, in tokens.
-pub const MAX_DOC_TOKENS: usize = 22;
+pub const MAX_DOC_TOKENS: usize = 25;
 
 /// One IOI sentence, before rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,8 +102,8 @@ pub fn ioi_prompt(rng: &mut Rng, held_out: bool) -> IoiPrompt {
             template: rng.below(IOI_TEMPLATES.len()),
             io,
             s,
-            place: *rng.pick(PLACES),
-            object: *rng.pick(OBJECTS),
+            place: PLACES[rng.below(PLACES.len())],
+            object: OBJECTS[rng.below(OBJECTS.len())],
             io_first: rng.below(2) == 0,
         };
     }
@@ -108,15 +114,17 @@ pub fn fact_prompt(template: usize, country: &str) -> String {
     FACT_TEMPLATES[template].replace("{C}", country)
 }
 
-/// A random span of `len` distinct content words, repeated once.
-pub fn induction_sequence(rng: &mut Rng, len: usize) -> Vec<&'static str> {
+/// `prefix` random words, then a span of `len` words, then the span again;
+/// all `prefix + len` words distinct.
+pub fn induction_sequence(rng: &mut Rng, prefix: usize, len: usize) -> Vec<&'static str> {
     let pool = induction_pool();
-    let span: Vec<&'static str> = rng
-        .distinct(pool.len(), len)
+    let words: Vec<&'static str> = rng
+        .distinct(pool.len(), prefix + len)
         .into_iter()
         .map(|i| pool[i])
         .collect();
-    span.iter().chain(span.iter()).copied().collect()
+    let span = &words[prefix..];
+    words.iter().chain(span).copied().collect()
 }
 
 /// An endless, seeded stream of training documents (space-separated words).
@@ -149,8 +157,9 @@ impl Corpus {
                 .join(" ")
         } else {
             let (lo, hi) = INDUCTION_SPANS;
+            let prefix = self.rng.below(INDUCTION_MAX_PREFIX + 1);
             let len = lo + self.rng.below(hi - lo + 1);
-            induction_sequence(&mut self.rng, len).join(" ")
+            induction_sequence(&mut self.rng, prefix, len).join(" ")
         }
     }
 }

@@ -6,10 +6,9 @@
 //!   top token over the whole vocabulary.
 //! - facts: every country of the table under every fact template; correct
 //!   when its capital is the top token.
-//! - induction: fresh random spans repeated once; every position of the
-//!   second copy after its first token is scored (the first token of the
-//!   copy cannot be predicted), correct when the top token is the one the
-//!   first copy had.
+//! - induction: fresh random spans repeated once after a few random words;
+//!   every token of the second copy after its first is scored (the first
+//!   cannot be predicted), correct when it is the top prediction.
 
 use candle_core::{Tensor, D};
 
@@ -29,6 +28,8 @@ pub struct Behaviour {
 
 /// Span length of the induction evaluation.
 pub const INDUCTION_EVAL_SPAN: usize = 8;
+/// Random words before the span in the induction evaluation.
+pub const INDUCTION_EVAL_PREFIX: usize = 3;
 
 /// Argmax token at every position of each row.
 ///
@@ -94,20 +95,22 @@ pub fn induction_accuracy(
     seed: u64,
 ) -> Result<f32, DemoError> {
     let mut rng = Rng::fork(seed, "eval-induction");
-    let span = INDUCTION_EVAL_SPAN;
+    let (prefix, span) = (INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN);
     let rows = (0..n)
         .map(|_| {
             tok.encode(
-                &corpus::induction_sequence(&mut rng, span).join(" "),
+                &corpus::induction_sequence(&mut rng, prefix, span).join(" "),
                 Some(false),
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let top = top_tokens(model, &rows)?;
     let mut right = 0;
+    let copy = prefix + span;
     for (row, pred) in rows.iter().zip(&top) {
-        // The prediction at position p is for token p + 1; score tokens span+1 .. 2·span-1.
-        for p in span..2 * span - 1 {
+        // The prediction at position p is for token p + 1: score the second
+        // copy's tokens after its first.
+        for p in copy..copy + span - 1 {
             if pred[p] == row[p + 1] {
                 right += 1;
             }

@@ -38,7 +38,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 2000,
+            steps: 6000,
             seed: 0,
             batch: 32,
             peak_lr: 1e-3,

@@ -230,10 +230,9 @@ pub fn run_sweep(
         let finished = cells
             .iter()
             .map(|&c| {
-                (
-                    c,
-                    Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>()),
-                )
+                let mut m = Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>());
+                m.normalize(means.clean.logit_diff, means.corrupted.logit_diff);
+                (c, m)
             })
             .collect();
         on_progress(&Progress {
@@ -417,7 +416,7 @@ fn fast_batch(
         .base
         .get(HookPoint::ResidPre(layer))
         .expect("resid_pre cached for every layer");
-    let logits = if packed && is_packable(&cells) {
+    let logits = if packed && is_packable(&cells) && packing_pays(batch, n_pos) {
         let packing = Packing::new(batch.iter().map(|b| b.1).collect(), n_pos);
         let tokens = packing.tokens();
         let pos_idx = Tensor::new(
@@ -466,6 +465,18 @@ fn fast_batch(
         run.answer,
         run.wrong,
     )
+}
+
+/// Packing saves the padding of a dense block but makes attention
+/// quadratic in the packed length (every token is masked against every
+/// other row's), so it is used only when the dense block would waste more
+/// than a fifth of its positions — e.g. `resid_pre` cells of many start
+/// positions, but not `head_out` cells that all start at one position.
+fn packing_pays(batch: &[(usize, usize)], n_pos: usize) -> bool {
+    let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
+    let dense = batch.len() * (n_pos - p0);
+    let packed: usize = batch.iter().map(|b| n_pos - b.1).sum();
+    dense * 5 > packed * 6
 }
 
 /// Whether every patched hook of these cells has a per-token layout.

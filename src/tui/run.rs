@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 use crossterm::event::Event;
 
 use crate::app::messages::{LoadSpec, Request, WorkerMsg};
-use crate::app::sessions::{self, apply_session, list_sessions, load_session, save_session};
 use crate::app::state::Level;
 use crate::app::worker::Worker;
-use crate::app::{example_pair, update, Action, AppState, Command, StartOptions};
-use crate::session::{default_session_dirs, leftover_autosaves, Autosave, Recovery};
+use crate::app::{example_pair, update, Action, AppState, Command, SaveKind, StartOptions};
+use crate::session::{
+    self, autosave_dir, data_dir, default_session_dirs, leftover_autosaves, list_sessions,
+    sessions_dir, Autosave, Recovery, SessionError,
+};
 
 use super::input::action_for;
 use super::keymap::Keymap;
@@ -62,15 +64,14 @@ fn config_dir() -> Option<PathBuf> {
 /// and any warnings about the keymap or the theme.
 fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppState> {
     let opened = match &opts.open {
-        Some(p) => Some(load_session(p).map_err(io::Error::other)?),
+        Some(p) => Some((p.clone(), session::load(p).map_err(io::Error::other)?)),
         None => None,
     };
     let source = opts
         .model
         .clone()
-        .or_else(|| opened.as_ref().map(|s| s.model.source.clone()))
+        .or_else(|| opened.as_ref().map(|(_, l)| l.session.model.source.clone()))
         .unwrap_or_else(|| "demo".into());
-    let (sessions_dir, autosave) = sessions::default_paths();
     let mut s = AppState::new(StartOptions {
         load: LoadSpec {
             source: source.clone(),
@@ -78,15 +79,21 @@ fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppStat
             dtype: opts.dtype.clone(),
         },
         pairs: vec![example_pair(&source)],
-        autosave,
-        sessions_dir,
+        autosave: autosave_dir().ok(),
+        sessions_dir: sessions_dir().ok(),
+        data_dir: data_dir().ok(),
     });
     s.session.model_override = opts.model.is_some();
-    if let Some(session) = opened {
-        apply_session(&mut s, session, opts.open.clone());
-        s.set_status(
-            Level::Info,
-            "stored results shown as saved; nothing is recomputed until you press r",
+    if let Some((path, loaded)) = opened {
+        // The same path as opening from the browser: stale marks, repairs
+        // in the status bar. The model is not loaded yet, so this asks the
+        // worker for nothing; its load is sent by `run`.
+        update(
+            &mut s,
+            Action::SessionLoaded {
+                path,
+                result: Ok(Box::new(loaded)),
+            },
         );
     }
     if !warnings.is_empty() {
@@ -118,21 +125,21 @@ impl Autosaves {
             .collect();
         all.sort_by_key(|r| r.saved_at);
         let r = all.pop()?;
-        let session = r.load().ok()?.session;
+        let loaded = r.load().ok()?;
         let age = r
             .saved_at
-            .map(|t| sessions::format_time(t)[..16].replace('T', " ") + " UTC")
+            .map(|t| session::time::short(t) + " UTC")
             .unwrap_or_else(|| "an earlier sitting".into());
         let path = r.autosave.clone();
         self.recovered = Some(r);
         Some(Action::AutosaveFound {
             path,
-            session: Box::new(session),
+            loaded: Box::new(loaded),
             age,
         })
     }
 
-    fn save(&self, session: &crate::session::Session) -> Result<(), String> {
+    fn save(&self, session: &session::Session) -> Result<(), String> {
         match &self.slot {
             Some(a) => a.save(session).map_err(|e| e.to_string()),
             None => Err("no data directory for autosaves".into()),
@@ -210,7 +217,7 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
         while let Some(a) = queue.pop_front() {
             if let Action::Saved {
                 path,
-                autosave: false,
+                kind: SaveKind::Save | SaveKind::SaveAs { .. },
                 result: Ok(()),
             }
             | Action::SessionLoaded {
@@ -288,29 +295,48 @@ fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut V
         Command::Cancel(job) => worker.cancel(job),
         Command::Save {
             path,
-            session,
-            autosave,
+            session: s,
+            kind,
         } => {
-            let result = if autosave {
-                autosaves.save(&session)
-            } else {
-                save_session(&path, &session)
+            let result = match kind {
+                SaveKind::Autosave => autosaves.save(&s),
+                SaveKind::Save => session::save(&s, &path).map_err(|e| e.to_string()),
+                SaveKind::SaveAs { overwrite } => match session::save_as(&s, &path, overwrite) {
+                    Err(SessionError::Exists { .. }) => {
+                        return queue.push_back(Action::SaveTargetExists { path });
+                    }
+                    r => r.map_err(|e| e.to_string()),
+                },
             };
-            queue.push_back(Action::Saved {
-                path,
-                autosave,
-                result,
-            });
+            queue.push_back(Action::Saved { path, kind, result });
         }
         Command::RemoveAutosave => autosaves.discard(),
         Command::ListSessions => {
             let dirs = default_session_dirs();
-            queue.push_back(Action::SessionsListed(Ok(list_sessions(&dirs))));
+            queue.push_back(Action::SessionsListed(list_sessions(&dirs)));
         }
         Command::LoadSession(path) => {
-            let result = load_session(&path).map(Box::new);
+            let result = session::load(&path)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
             queue.push_back(Action::SessionLoaded { path, result });
+        }
+        Command::Export { path, svg } => {
+            let result = export(&path, &svg).map_err(|e| e.to_string());
+            queue.push_back(Action::Exported { path, result });
         }
         Command::Quit => {}
     }
+}
+
+/// Writes an exported figure atomically, creating its folder (the data
+/// directory may not exist yet).
+fn export(path: &Path, svg: &str) -> Result<(), SessionError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| SessionError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    session::write_atomic(path, svg.as_bytes())
 }

@@ -26,6 +26,7 @@ pub fn state() -> AppState {
         pairs: vec![example_pair("random:gpt2-tiny")],
         autosave: Some("/tmp/patchbench-test-autosave.yaml".into()),
         sessions_dir: Some("/tmp/patchbench-test-sessions".into()),
+        data_dir: Some("/tmp/patchbench-test-data".into()),
     })
 }
 
@@ -102,7 +103,6 @@ pub fn start(axes: &[&str], shape: &[usize]) -> SweepStart {
         answer_id: 1,
         wrong: " John".into(),
         wrong_id: 3,
-        logit_diff_baselines: Some((4.0, -2.0)),
         fingerprint: "f00d".into(),
     }
 }
@@ -115,6 +115,14 @@ pub fn metrics(ld: f32) -> Metrics {
         prob: 0.37,
         kl: 0.1,
         rank: 2.0,
+    }
+}
+
+/// The baselines of every fake sweep: logit diff 4 clean, −2 corrupted.
+pub fn baselines() -> Baselines {
+    Baselines {
+        clean: metrics(4.0),
+        corrupted: metrics(-2.0),
     }
 }
 
@@ -135,10 +143,7 @@ pub fn result(axes: &[&str], shape: &[usize]) -> SweepResult {
         components: vec![],
         metrics: m.clone(),
         per_pair: vec![m],
-        baselines: Baselines {
-            clean: metrics(4.0),
-            corrupted: metrics(-2.0),
-        },
+        baselines: baselines(),
         pair_baselines: vec![],
         timing: Timing {
             sweep_ms: 12.0,

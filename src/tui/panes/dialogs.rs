@@ -1,5 +1,6 @@
-//! Small popups: quit confirmation, save-as, the session browser, the
-//! autosave offer, and messages (errors from the worker or the files).
+//! Small popups: quit confirmation, save-as and its overwrite question,
+//! the session browser, the autosave offer, and messages (errors from the
+//! worker or the files).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -7,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Widget, Wrap};
 
 use crate::app::state::Popup;
+use crate::session::time::short;
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, pane_block, trunc};
@@ -34,6 +36,7 @@ impl DialogPopup<'_> {
         match self.popup {
             Popup::ConfirmQuit => (60, 7),
             Popup::SaveAs { .. } => (76, 6),
+            Popup::ConfirmOverwrite { .. } => (76, 7),
             Popup::Browser { .. } => (90, 20),
             Popup::RestoreAutosave { .. } => (70, 8),
             Popup::Message { text, .. } => (90, (text.lines().count() as u16 + 5).min(20)),
@@ -81,25 +84,31 @@ impl Widget for DialogPopup<'_> {
                 let mut v = Vec::new();
                 match entries {
                     None => v.push(Line::styled("reading the sessions directory…", th.style("muted"))),
-                    Some(Err(e)) => v.push(Line::styled(format!("⚠ {e}"), th.style("error"))),
-                    Some(Ok(list)) if list.is_empty() => v.push(Line::styled(
+                    Some(list) if list.is_empty() => v.push(Line::styled(
                         "No saved sessions yet (Ctrl-s saves one; `patchbench open FILE` opens any file).",
                         th.style("muted"),
                     )),
-                    Some(Ok(list)) => {
+                    Some(list) => {
                         v.push(Line::styled(format!("  {}{}{}{}", fit("name", 34), fit("modified", 18), fit("model", 22), "sweeps"), th.style("axis")));
                         let room = area.height.saturating_sub(4) as usize;
                         let first = selected.saturating_sub(room.saturating_sub(1));
                         for (i, e) in list.iter().enumerate().skip(first).take(room) {
-                            let st = if i == *selected { th.style("selection") } else { th.style("text") };
+                            let st = match (i == *selected, &e.error) {
+                                (true, _) => th.style("selection"),
+                                (false, Some(_)) => th.style("muted"),
+                                (false, None) => th.style("text"),
+                            };
+                            // A file that does not load is listed, so the
+                            // user sees it; opening it shows why.
+                            let model = e.model.clone().unwrap_or_else(|| "(does not load)".into());
                             v.push(Line::styled(
                                 format!(
                                     "{}{}{}{}{}",
                                     if i == *selected { "▸ " } else { "  " },
                                     fit(&e.name, 34),
-                                    fit(&e.modified, 18),
-                                    fit(&e.model, 22),
-                                    e.sweeps
+                                    fit(&e.modified.map(short).unwrap_or_default(), 18),
+                                    fit(&model, 22),
+                                    e.n_sweeps
                                 ),
                                 st,
                             ));
@@ -108,7 +117,26 @@ impl Widget for DialogPopup<'_> {
                 }
                 (" Open session · Enter opens · Esc closes ".into(), v)
             }
-            Popup::RestoreAutosave { path, session, age } => (
+            Popup::ConfirmOverwrite { path } => (
+                " File exists ".into(),
+                vec![
+                    Line::styled(
+                        trunc(&path.display().to_string(), area.width as usize - 4),
+                        th.style("muted"),
+                    ),
+                    Line::from("already exists. Replace it with this session?"),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("y", th.style("hint.key")),
+                        Span::raw(" replace   "),
+                        Span::styled("n", th.style("hint.key")),
+                        Span::raw(" choose another name   "),
+                        Span::styled("Esc", th.style("hint.key")),
+                        Span::raw(" don't save"),
+                    ]),
+                ],
+            ),
+            Popup::RestoreAutosave { path, loaded, age } => (
                 " Restore autosave? ".into(),
                 vec![
                     Line::from(format!("Unsaved work from {age} was kept in")),
@@ -118,9 +146,9 @@ impl Widget for DialogPopup<'_> {
                     ),
                     Line::from(format!(
                         "model {}, {} prompt pair(s), {} sweep(s).",
-                        session.model.source,
-                        session.prompts.len(),
-                        session.sweeps.len()
+                        loaded.session.model.source,
+                        loaded.session.prompts.len(),
+                        loaded.session.sweeps.len()
                     )),
                     Line::from(""),
                     Line::from(vec![

@@ -183,6 +183,9 @@ impl StatusBar<'_> {
                 .iter()
                 .filter_map(|(i, what)| self.key(ctx, *i).map(|k| (k, *what))),
         );
+        if s.focus == Focus::Heatmap {
+            push_global(&mut items, &[(Intent::Export, "export SVG")]);
+        }
         push_global(
             &mut items,
             &[
