@@ -60,11 +60,20 @@ fn embedded_model_loads_through_the_gpt2_path_in_well_under_a_second() {
     let t = std::time::Instant::now();
     let m = LoadedModel::load("demo", &cpu()).unwrap();
     let ms = t.elapsed().as_millis();
-    println!("demo loaded in {ms} ms ({:.0} ms by its own clock)", m.load_ms);
+    println!(
+        "demo loaded in {ms} ms ({:.0} ms by its own clock)",
+        m.load_ms
+    );
     assert!(ms < 1000, "loading the demo model took {ms} ms");
     let cfg = m.config();
     assert_eq!(
-        (cfg.family.as_str(), cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_ctx),
+        (
+            cfg.family.as_str(),
+            cfg.n_layers,
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.n_ctx
+        ),
         ("gpt2", 4, 128, 4, 64)
     );
     assert!(cfg.tied_unembed);
@@ -90,7 +99,10 @@ fn every_capital_in_the_table() {
     let m = demo();
     let acc = eval::fact_accuracy(&m.model, &m.tokenizer).unwrap();
     assert_eq!(acc, 1.0, "fact accuracy {acc}");
-    let ids = m.tokenizer.encode("the capital of france is", None).unwrap();
+    let ids = m
+        .tokenizer
+        .encode("the capital of france is", None)
+        .unwrap();
     let top = eval::top_tokens(&m.model, &[ids]).unwrap();
     assert_eq!(m.tokenizer.token_str(*top[0].last().unwrap()), "paris");
 }
@@ -98,7 +110,7 @@ fn every_capital_in_the_table() {
 #[test]
 fn induction_on_fresh_random_spans() {
     let m = demo();
-    let acc = eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11).unwrap();
+    let acc = eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11, 0).unwrap();
     println!("induction accuracy on the second copy: {:.1}%", acc * 100.0);
     assert!(acc >= 0.9, "induction accuracy {acc}");
 }
@@ -114,10 +126,20 @@ fn retraining_is_deterministic() {
     let losses = |o: &train::TrainOptions| train::train(o, &mut |_| {}).unwrap().losses;
     let a = losses(&opts);
     assert_eq!(a, losses(&opts), "same seed, different loss trace");
-    assert_ne!(a, losses(&train::TrainOptions { seed: 6, ..opts.clone() }));
+    assert_ne!(
+        a,
+        losses(&train::TrainOptions {
+            seed: 6,
+            ..opts.clone()
+        })
+    );
     // An untrained model is near-uniform over the vocabulary.
     let uniform = (patchbench::demo::vocab::vocabulary().len() as f32).ln();
-    assert!((a[0] - uniform).abs() < 0.3, "first loss {} vs ln(vocab) {uniform}", a[0]);
+    assert!(
+        (a[0] - uniform).abs() < 0.3,
+        "first loss {} vs ln(vocab) {uniform}",
+        a[0]
+    );
 }
 
 // ---- Circuits (see src/demo/README.md). Positions below are those of the
@@ -155,7 +177,11 @@ fn ioi_circuit_layer1_heads_carry_the_repeated_name_to_the_end() {
     let mut two = [(top[0].0, top[0].1), (top[1].0, top[1].1)];
     two.sort();
     assert_eq!(two, [(1, 1), (1, 2)], "top heads {:?}", &top[..3]);
-    assert!(top[1].2 > 0.3 && top[0].2 + top[1].2 > 0.8, "{:?}", &top[..2]);
+    assert!(
+        top[1].2 > 0.3 && top[0].2 + top[1].2 > 0.8,
+        "{:?}",
+        &top[..2]
+    );
     for (l, row) in heads.iter().enumerate().skip(2) {
         assert!(row.iter().all(|x| x.abs() < 0.1), "layer {l}: {row:?}");
     }
@@ -191,7 +217,11 @@ fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
 
     let mlp = grid(&sweep(&pairs, Target::MlpOut));
     show("facts mlp_out (layer x pos)", &mlp);
-    assert!(mlp[0][last] > 0.8, "MLP0 at the last position restores {}", mlp[0][last]);
+    assert!(
+        mlp[0][last] > 0.8,
+        "MLP0 at the last position restores {}",
+        mlp[0][last]
+    );
 
     let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
     let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
@@ -200,28 +230,68 @@ fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
     assert!(a > 0.9, "L0H2 attends is -> country with {a}");
 }
 
+/// The shipped model's "induction" is positional: layer-0 heads attend a
+/// fixed distance back, which lands on the continuation only because
+/// training always put the copy right after a span starting at position 0.
+/// If retraining yields real induction heads this test fails: update it and
+/// the README, it is good news.
 #[test]
-fn explore() {
-    let Ok(dir) = std::env::var("DEMO_DIR") else { return };
-    let m = LoadedModel::load(&dir, &cpu()).unwrap();
-    println!("induction acc {}", eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11).unwrap());
-    println!("ioi acc {}", eval::ioi_accuracy(&m.model, &m.tokenizer, 300, 11).unwrap());
-    for (span, j) in [(8usize, 3usize), (8, 5), (6, 2)] {
-        let pairs = circuits::induction_pairs(span, j, 32, 1);
-        let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-        for t in [Target::ResidPre, Target::HeadOut] {
-            let r = run_sweep(&m.model, &prepared, &SweepSpec::new(t), &EngineOptions::default(), None, &mut |_| {}).unwrap();
-            println!("span {span} j {j}: baselines {:.2} {:.2}", r.baselines.clean.logit_diff, r.baselines.corrupted.logit_diff);
-            show(&format!("induction {t}"), &grid(&r));
-        }
-        let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
-        let n = rows[0].len();
-        let pat = circuits::mean_patterns(&m.model, &rows).unwrap();
-        for l in 0..4 { for h in 0..4 {
-            println!("  L{l}H{h} last row: {}", pat[l][h][n - 1].iter().map(|v| format!("{:3.0}", v * 100.0)).collect::<Vec<_>>().join(""));
-        }}
+fn induction_is_solved_by_fixed_offset_heads_in_layer0() {
+    let m = demo();
+    // span 8, the prompt ends on the span's word 3 again: answer = word 4.
+    let pairs = circuits::induction_pairs(8, 3, 32, 1);
+    let (source, last) = (4, 11);
+
+    let resid = grid(&sweep(&pairs, Target::ResidPre));
+    show("induction resid_pre (layer x pos)", &resid);
+    assert!(resid[0][source] > 0.9, "{:?}", resid[0]);
+    for (l, row) in resid.iter().enumerate().skip(1) {
+        assert!(row[last] > 0.8, "layer {l}: {row:?}");
     }
-    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 1).unwrap();
-    show("induction scores", &ind.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
-    show("prev scores", &prev.values.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>());
+
+    let heads = grid(&sweep(&pairs, Target::HeadOut));
+    show("induction head_out (layer x head)", &heads);
+    let layer0: f32 = heads[0].iter().sum();
+    assert!(layer0 > 0.9, "layer 0 heads restore {layer0}");
+    for (l, row) in heads.iter().enumerate().skip(1) {
+        assert!(row.iter().all(|x| x.abs() < 0.15), "layer {l}: {row:?}");
+    }
+    let top = ranked(&heads);
+    assert_eq!((top[0].0, top[0].1), (0, 2), "top head {:?}", top[0]);
+
+    // L0H2 attends from the last position to the continuation, and still
+    // does when the last word has no earlier occurrence at all.
+    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
+    let clean: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let fresh = m.tokenizer.single_token("gold").unwrap();
+    let no_repeat: Vec<Vec<u32>> = clean
+        .iter()
+        .filter(|r| !r.contains(&fresh))
+        .map(|r| {
+            let mut r = r.clone();
+            r[last] = fresh;
+            r
+        })
+        .collect();
+    for (what, rows) in [("clean", &clean), ("no repeat", &no_repeat)] {
+        let a = circuits::mean_patterns(&m.model, rows).unwrap()[0][2][last][source];
+        println!("L0H2 attends last -> continuation with {a:.2} ({what})");
+        assert!(
+            a > 0.85,
+            "L0H2 attends last -> continuation with {a} ({what})"
+        );
+    }
+    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 5).unwrap();
+    let (pl, ph, pv) = prev.best();
+    println!(
+        "best induction score {:?}, best previous-token score L{pl}H{ph} {pv:.2}",
+        ind.best()
+    );
+    assert!(pv < 0.5, "a previous-token head appeared: L{pl}H{ph} {pv}");
+
+    // Move the copies away from where training put them and accuracy falls
+    // from over 90% to well under half.
+    let moved = eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11, 4).unwrap();
+    println!("induction accuracy with 4 random words before/between the copies: {moved:.3}");
+    assert!(moved < 0.5, "induction with filler {moved}");
 }

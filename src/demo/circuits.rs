@@ -17,7 +17,7 @@
 use candle_core::Tensor;
 
 use super::corpus::{self, fact_prompt};
-use super::eval::{INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN};
+use super::eval::INDUCTION_EVAL_SPAN;
 use super::rng::Rng;
 use super::vocab::CAPITALS;
 use super::{DemoError, Stage};
@@ -60,30 +60,38 @@ pub fn fact_pairs(template: usize) -> Vec<PromptPair> {
         .collect()
 }
 
-/// Induction patching pairs: [`INDUCTION_EVAL_PREFIX`] random words, a span
-/// of `span` words, then the span's first `j + 1` words again, so the answer
-/// is the span's word `j + 1`. The corrupted prompt replaces that word in the
-/// first copy by another one, which becomes the answer. All pairs have
-/// `prefix + span + j + 1` tokens; the changed position is `prefix + j + 1`.
+/// Random words before the span in induction circuit experiments (none: the
+/// training layout).
+pub const INDUCTION_PREFIX: usize = 0;
+/// Random words between the copies in induction circuit experiments.
+pub const INDUCTION_GAP: usize = 0;
+
+/// Induction patching pairs: [`INDUCTION_PREFIX`] random words, a span of
+/// `span` words, [`INDUCTION_GAP`] random words, then the span's first
+/// `j + 1` words again, so the answer is the span's word `j + 1`. The
+/// corrupted prompt replaces that word in the first copy by another one,
+/// which becomes the answer. The changed position is `INDUCTION_PREFIX + j + 1`.
 pub fn induction_pairs(span: usize, j: usize, n: usize, seed: u64) -> Vec<PromptPair> {
     assert!(j + 1 < span, "the answer must lie inside the span");
-    let prefix = INDUCTION_EVAL_PREFIX;
+    let (prefix, gap) = (INDUCTION_PREFIX, INDUCTION_GAP);
     let mut rng = Rng::fork(seed, "circuits-induction-pairs");
     let pool = super::vocab::induction_pool();
     (0..n)
         .map(|_| {
-            let idx = rng.distinct(pool.len(), prefix + span + 1);
+            let idx = rng.distinct(pool.len(), prefix + span + gap + 1);
             let words: Vec<&str> = idx.iter().map(|&i| pool[i]).collect();
-            let (head, first, swap) = (
+            let (head, first, between, swap) = (
                 &words[..prefix],
                 &words[prefix..prefix + span],
-                words[prefix + span],
+                &words[prefix + span..prefix + span + gap],
+                words[prefix + span + gap],
             );
             let mut corrupted_first = first.to_vec();
             corrupted_first[j + 1] = swap;
             let render = |copy: &[&str]| {
                 head.iter()
                     .chain(copy)
+                    .chain(between)
                     .chain(&first[..=j])
                     .copied()
                     .collect::<Vec<_>>()
@@ -153,31 +161,31 @@ pub fn mean_patterns(
 
 /// Induction and previous-token scores of every head, mean attention
 /// weights over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`] words
-/// after [`INDUCTION_EVAL_PREFIX`] random ones: from each position of the
-/// second copy to the token after its first occurrence, and from every
-/// position to the one before it.
+/// laid out as in [`induction_pairs`]: from each position of the second copy
+/// to the token after its first occurrence, and from every position to the
+/// one before it.
 pub fn induction_scores(
     model: &Transformer,
     tok: &Tokenizer,
     n: usize,
     seed: u64,
 ) -> Result<(HeadScores, HeadScores), DemoError> {
-    let (prefix, span) = (INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN);
+    let (prefix, span, gap) = (INDUCTION_PREFIX, INDUCTION_EVAL_SPAN, INDUCTION_GAP);
     let mut rng = Rng::fork(seed, "circuits-induction");
     let rows = (0..n)
         .map(|_| {
             tok.encode(
-                &corpus::induction_sequence(&mut rng, prefix, span).join(" "),
+                &corpus::induction_sequence(&mut rng, prefix, span, gap).join(" "),
                 Some(false),
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let t = prefix + 2 * span;
+    let t = prefix + 2 * span + gap;
     let (mut induction, mut previous) = (Vec::new(), Vec::new());
     for layer in mean_patterns(model, &rows)? {
         for rows in &layer {
-            let ind = (prefix + span..t)
-                .map(|q| rows[q][q - span + 1])
+            let ind = (prefix + span + gap..t)
+                .map(|q| rows[q][q - span - gap + 1])
                 .sum::<f32>()
                 / span as f32;
             let prev = (1..t).map(|q| rows[q][q - 1]).sum::<f32>() / (t - 1) as f32;

@@ -11,12 +11,14 @@
 //!   memorised sentences.
 //! - **facts**: one to three statements from the [`CAPITALS`] table,
 //!   `the capital of france is paris .`
-//! - **induction**: a few random words, then a span of distinct random
-//!   content words, then the same span again; only the second copy is
-//!   predictable. The random-length prefix matters: without it every span
-//!   starts at position 0 and a model can (and a first version did) find
-//!   the continuation from positions alone — attend a fixed distance back —
-//!   instead of forming induction heads.
+//! - **induction**: a span of distinct random content words starting at
+//!   position 0, followed at once by the same span again; only the second
+//!   copy is predictable. Because the span always starts at 0 and the copy
+//!   follows at once, the distance back to the continuation takes only seven
+//!   values, and the shipped model solves this with fixed-offset heads in
+//!   layer 0 rather than with induction heads (see `README.md`; corpora
+//!   with random words before and between the copies, which rule that out,
+//!   did not reach 90% within the training budget).
 //!
 //! The mix is [`IOI_SHARE`] / [`FACT_SHARE`] / the rest induction.
 
@@ -31,10 +33,8 @@ pub const IOI_SHARE: f64 = 0.45;
 pub const FACT_SHARE: f64 = 0.15;
 /// Induction span lengths seen in training (inclusive).
 pub const INDUCTION_SPANS: (usize, usize) = (4, 10);
-/// Longest random prefix before an induction span (inclusive; the shortest is 0).
-pub const INDUCTION_MAX_PREFIX: usize = 5;
 /// Longest document the generator makes, in tokens.
-pub const MAX_DOC_TOKENS: usize = 25;
+pub const MAX_DOC_TOKENS: usize = 22;
 
 /// One IOI sentence, before rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,16 +114,21 @@ pub fn fact_prompt(template: usize, country: &str) -> String {
     FACT_TEMPLATES[template].replace("{C}", country)
 }
 
-/// `prefix` random words, then a span of `len` words, then the span again;
-/// all `prefix + len` words distinct.
-pub fn induction_sequence(rng: &mut Rng, prefix: usize, len: usize) -> Vec<&'static str> {
+/// `prefix` random words, a span of `len` words, `gap` random words, then
+/// the span again; all `prefix + len + gap` words distinct.
+pub fn induction_sequence(
+    rng: &mut Rng,
+    prefix: usize,
+    len: usize,
+    gap: usize,
+) -> Vec<&'static str> {
     let pool = induction_pool();
     let words: Vec<&'static str> = rng
-        .distinct(pool.len(), prefix + len)
+        .distinct(pool.len(), prefix + len + gap)
         .into_iter()
         .map(|i| pool[i])
         .collect();
-    let span = &words[prefix..];
+    let span = &words[prefix..prefix + len];
     words.iter().chain(span).copied().collect()
 }
 
@@ -157,9 +162,8 @@ impl Corpus {
                 .join(" ")
         } else {
             let (lo, hi) = INDUCTION_SPANS;
-            let prefix = self.rng.below(INDUCTION_MAX_PREFIX + 1);
             let len = lo + self.rng.below(hi - lo + 1);
-            induction_sequence(&mut self.rng, prefix, len).join(" ")
+            induction_sequence(&mut self.rng, 0, len, 0).join(" ")
         }
     }
 }

@@ -6,9 +6,11 @@
 //!   top token over the whole vocabulary.
 //! - facts: every country of the table under every fact template; correct
 //!   when its capital is the top token.
-//! - induction: fresh random spans repeated once after a few random words;
-//!   every token of the second copy after its first is scored (the first
-//!   cannot be predicted), correct when it is the top prediction.
+//! - induction: fresh random spans repeated once; every token of the second
+//!   copy after its first is scored (the first cannot be predicted), correct
+//!   when it is the top prediction. `filler` random words, split at random
+//!   between before the span and between the copies, move the continuation
+//!   away from where training always put it: 0 is the training layout.
 
 use candle_core::{Tensor, D};
 
@@ -28,8 +30,6 @@ pub struct Behaviour {
 
 /// Span length of the induction evaluation.
 pub const INDUCTION_EVAL_SPAN: usize = 8;
-/// Random words before the span in the induction evaluation.
-pub const INDUCTION_EVAL_PREFIX: usize = 3;
 
 /// Argmax token at every position of each row.
 ///
@@ -87,26 +87,27 @@ pub fn fact_accuracy(model: &Transformer, tok: &Tokenizer) -> Result<f32, DemoEr
     Ok(right as f32 / (CAPITALS.len() * FACT_TEMPLATES.len()) as f32)
 }
 
-/// Induction accuracy over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`] words.
+/// Induction accuracy over `n` fresh repeated spans of [`INDUCTION_EVAL_SPAN`]
+/// words with `filler` random words before and between the copies.
 pub fn induction_accuracy(
     model: &Transformer,
     tok: &Tokenizer,
     n: usize,
     seed: u64,
+    filler: usize,
 ) -> Result<f32, DemoError> {
     let mut rng = Rng::fork(seed, "eval-induction");
-    let (prefix, span) = (INDUCTION_EVAL_PREFIX, INDUCTION_EVAL_SPAN);
+    let span = INDUCTION_EVAL_SPAN;
     let rows = (0..n)
         .map(|_| {
-            tok.encode(
-                &corpus::induction_sequence(&mut rng, prefix, span).join(" "),
-                Some(false),
-            )
+            let prefix = rng.below(filler + 1);
+            let words = corpus::induction_sequence(&mut rng, prefix, span, filler - prefix);
+            tok.encode(&words.join(" "), Some(false))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let top = top_tokens(model, &rows)?;
     let mut right = 0;
-    let copy = prefix + span;
+    let copy = filler + span;
     for (row, pred) in rows.iter().zip(&top) {
         // The prediction at position p is for token p + 1: score the second
         // copy's tokens after its first.
@@ -119,11 +120,12 @@ pub fn induction_accuracy(
     Ok(right as f32 / (n * (span - 1)) as f32)
 }
 
-/// All three accuracies (IOI over 200 prompts, induction over 100 spans).
+/// All three accuracies (IOI over 200 prompts, induction over 100 spans in
+/// the training layout).
 pub fn behaviour(model: &Transformer, tok: &Tokenizer, seed: u64) -> Result<Behaviour, DemoError> {
     Ok(Behaviour {
         ioi: ioi_accuracy(model, tok, 200, seed)?,
         facts: fact_accuracy(model, tok)?,
-        induction: induction_accuracy(model, tok, 100, seed)?,
+        induction: induction_accuracy(model, tok, 100, seed, 0)?,
     })
 }

@@ -1,6 +1,6 @@
 //! The embedded demo model: a small GPT-2 that patchbench trains itself on a
-//! synthetic corpus whose circuits are known from the literature, so the
-//! first sweep a newcomer runs shows something true, offline, in seconds.
+//! synthetic corpus of tasks studied in the literature, so the first sweep a
+//! newcomer runs shows something true, offline, in seconds.
 //!
 //! - `vocab`, `corpus`: the word lists and the seeded document generator
 //!   (indirect object identification, capitals, induction), with held-out
@@ -12,6 +12,8 @@
 //! - `embedded`: the committed `assets/demo/` files compiled into the binary,
 //!   loaded through the ordinary GPT-2 mapping;
 //! - `eval`: held-out accuracies;
+//! - `circuits`: prompt pairs and attention scores for the investigations
+//!   that `tests/demo.rs` pins;
 //! - `rng`: the generator that makes all of this reproducible.
 //!
 //! `README.md` beside this file describes the tasks and the circuits found

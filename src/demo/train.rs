@@ -6,9 +6,11 @@
 //! AdamW runs with two parameter groups (matrices decayed, gains / biases /
 //! positions not), a linear warm-up then cosine decay to a tenth of the
 //! peak rate, and the global gradient norm clipped to 1. With one CPU thread
+//! (`RAYON_NUM_THREADS=1`, which `train-demo` sets unless told otherwise)
 //! every operation runs in a fixed order, so a seed fixes the loss trace and
-//! the weights bit for bit (`CANDLE_NUM_THREADS=1`; more threads may change
-//! the order of floating-point sums).
+//! the weights bit for bit. (Two threads gave identical weights in a check,
+//! since candle's matmul splits work by output tiles, but only one thread is
+//! promised.)
 
 use std::time::Instant;
 
