@@ -113,14 +113,7 @@ pub fn compute(
     wrong: u32,
 ) -> CResult<Vec<Metrics>> {
     let logits = logits.to_dtype(DType::F32)?;
-    let max = logits.max_keepdim(D::Minus1)?;
-    let lse = logits
-        .broadcast_sub(&max)?
-        .exp()?
-        .sum_keepdim(D::Minus1)?
-        .log()?
-        .broadcast_add(&max)?;
-    let logprobs = logits.broadcast_sub(&lse)?;
+    let logprobs = log_softmax(&logits)?;
     // KL(clean || patched) = sum p_clean (log p_clean - log p_patched)
     let p_clean = clean_logprobs.exp()?;
     let kl = logprobs
@@ -151,7 +144,7 @@ pub fn compute(
         .collect())
 }
 
-/// Log-softmax of one logit vector `[d_vocab]`.
+/// Log-softmax over the last (vocabulary) axis.
 pub fn log_softmax(logits: &Tensor) -> CResult<Tensor> {
     let logits = logits.to_dtype(DType::F32)?;
     let max = logits.max_keepdim(D::Minus1)?;
