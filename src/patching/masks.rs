@@ -80,6 +80,17 @@ fn build_mask(
     }
 }
 
+/// The distinct hooks these cells patch, in order.
+fn patched_hooks(cells: &[&Vec<PatchOp>]) -> Vec<HookPoint> {
+    let mut hooks: Vec<HookPoint> = cells
+        .iter()
+        .flat_map(|ops| ops.iter().map(|o| o.hook))
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    hooks
+}
+
 /// Replace interventions for a batch: one per hook, one mask row per cell.
 pub(crate) fn batch_hooks(
     model: &Transformer,
@@ -87,14 +98,8 @@ pub(crate) fn batch_hooks(
     cells: &[&Vec<PatchOp>],
     n_pos: usize,
 ) -> CResult<HookSpec> {
-    let mut hooks: Vec<HookPoint> = cells
-        .iter()
-        .flat_map(|ops| ops.iter().map(|o| o.hook))
-        .collect();
-    hooks.sort();
-    hooks.dedup();
     let mut spec = HookSpec::new();
-    for hook in hooks {
+    for hook in patched_hooks(cells) {
         let rows: Vec<Vec<&PatchOp>> = cells
             .iter()
             .map(|ops| ops.iter().filter(|o| o.hook == hook).collect())
@@ -115,14 +120,8 @@ pub(crate) fn packed_hooks(
     tokens: &[(usize, usize)],
     pos_idx: &Tensor,
 ) -> CResult<HookSpec> {
-    let mut hooks: Vec<HookPoint> = cells
-        .iter()
-        .flat_map(|ops| ops.iter().map(|o| o.hook))
-        .collect();
-    hooks.sort();
-    hooks.dedup();
     let mut spec = HookSpec::new();
-    for hook in hooks {
+    for hook in patched_hooks(cells) {
         let heads = mask_layout(model, hook).heads;
         let nh = heads.max(1);
         let mut v = vec![0f32; tokens.len() * nh];
