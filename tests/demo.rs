@@ -123,7 +123,7 @@ fn retraining_is_deterministic() {
         seed: 5,
         ..Default::default()
     };
-    let losses = |o: &train::TrainOptions| train::train(o, &mut |_| {}).unwrap().losses;
+    let losses = |o: &train::TrainOptions| train::train(o, &mut |_, _| {}).unwrap().losses;
     let a = losses(&opts);
     assert_eq!(a, losses(&opts), "same seed, different loss trace");
     assert_ne!(

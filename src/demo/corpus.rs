@@ -11,31 +11,58 @@
 //!   memorised sentences.
 //! - **facts**: one to three statements from the [`CAPITALS`] table,
 //!   `the capital of france is paris .`
-//! - **induction**: a span of distinct random content words starting at
-//!   position 0, followed at once by the same span again; only the second
-//!   copy is predictable. Because the span always starts at 0 and the copy
-//!   follows at once, the distance back to the continuation takes only seven
-//!   values, and the shipped model solves this with fixed-offset heads in
-//!   layer 0 rather than with induction heads (see `README.md`; corpora
-//!   with random words before and between the copies, which rule that out,
-//!   did not reach 90% within the training budget).
+//! - **induction**: a span of distinct random content words, then the
+//!   same span again; only the second copy is predictable. The shipped
+//!   recipe starts the span at position 0 and repeats it at once, so the
+//!   distance back to the continuation takes only seven values, and the
+//!   shipped model solves this with fixed-offset heads in layer 0 rather
+//!   than with induction heads (see `README.md`). [`Mix`] can put random
+//!   words before the span and between the copies, which rules that out;
+//!   no such corpus has yet reached 90% within the training budget.
 //!
-//! The mix is [`IOI_SHARE`] / [`FACT_SHARE`] / the rest induction.
+//! [`Mix`] sets the share of each task and the induction layout; its
+//! default is the shipped recipe.
 
 use super::rng::Rng;
 use super::vocab::{
     induction_pool, CAPITALS, FACT_TEMPLATES, IOI_TEMPLATES, NAMES, OBJECTS, PLACES,
 };
 
-/// Fraction of training documents that are IOI sentences.
-pub const IOI_SHARE: f64 = 0.45;
-/// Fraction that are fact statements.
-pub const FACT_SHARE: f64 = 0.15;
-/// Induction span lengths seen in training (inclusive).
-pub const INDUCTION_SPANS: (usize, usize) = (4, 10);
-/// Upper bound on a generated document's length, in tokens (the longest,
-/// three fact statements, has 24), well inside the model's 64-token context.
-pub const MAX_DOC_TOKENS: usize = 32;
+/// What the corpus is made of: the share of each task and where induction
+/// spans sit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    /// Fraction of documents that are IOI sentences.
+    pub ioi: f64,
+    /// Fraction that are fact statements; the rest are induction documents.
+    pub facts: f64,
+    /// Induction span lengths (inclusive).
+    pub span: (usize, usize),
+    /// At most this many random words before the span.
+    pub max_prefix: usize,
+    /// At most this many random words between the two copies.
+    pub max_gap: usize,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self {
+            ioi: 0.45,
+            facts: 0.15,
+            span: (4, 10),
+            max_prefix: 0,
+            max_gap: 0,
+        }
+    }
+}
+
+impl Mix {
+    /// Upper bound on a generated document's length, in words: the longest
+    /// induction document, or three fact statements (24 words).
+    pub fn max_doc_words(&self) -> usize {
+        (self.max_prefix + 2 * self.span.1 + self.max_gap).max(24)
+    }
+}
 
 /// One IOI sentence, before rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,21 +164,23 @@ pub fn induction_sequence(
 #[derive(Debug, Clone)]
 pub struct Corpus {
     rng: Rng,
+    mix: Mix,
 }
 
 impl Corpus {
-    pub fn new(seed: u64) -> Self {
+    pub fn new(seed: u64, mix: Mix) -> Self {
         Self {
             rng: Rng::fork(seed, "corpus"),
+            mix,
         }
     }
 
     pub fn next_doc(&mut self) -> String {
         let r = self.rng.unit();
-        if r < IOI_SHARE {
+        if r < self.mix.ioi {
             let p = ioi_prompt(&mut self.rng, false);
             format!("{} {} .", p.prompt(), p.io)
-        } else if r < IOI_SHARE + FACT_SHARE {
+        } else if r < self.mix.ioi + self.mix.facts {
             let n = 1 + self.rng.below(3);
             (0..n)
                 .map(|_| {
@@ -162,9 +191,14 @@ impl Corpus {
                 .collect::<Vec<_>>()
                 .join(" ")
         } else {
-            let (lo, hi) = INDUCTION_SPANS;
+            let (lo, hi) = self.mix.span;
             let len = lo + self.rng.below(hi - lo + 1);
-            induction_sequence(&mut self.rng, 0, len, 0).join(" ")
+            // No draw for a fixed layout, so the shipped recipe's stream
+            // (span at 0, copy at once) is unchanged.
+            let mut upto = |max: usize| if max == 0 { 0 } else { self.rng.below(max + 1) };
+            let prefix = upto(self.mix.max_prefix);
+            let gap = upto(self.mix.max_gap);
+            induction_sequence(&mut self.rng, prefix, len, gap).join(" ")
         }
     }
 }
@@ -189,11 +223,12 @@ mod tests {
 
     #[test]
     fn training_never_pairs_held_out_names_and_docs_fit() {
-        let mut c = Corpus::new(0);
+        let mix = Mix::default();
+        let mut c = Corpus::new(0, mix.clone());
         for _ in 0..2000 {
             let doc = c.next_doc();
             let words: Vec<&str> = doc.split(' ').collect();
-            assert!(words.len() <= MAX_DOC_TOKENS, "{doc}");
+            assert!(words.len() <= mix.max_doc_words(), "{doc}");
             let names: Vec<&str> = words
                 .iter()
                 .copied()

@@ -25,7 +25,26 @@ use crate::model::{ForwardOptions, HookSpec, Tokenizer, Transformer};
 pub struct Behaviour {
     pub ioi: f32,
     pub facts: f32,
+    /// Spans repeated at once from position 0.
     pub induction: f32,
+    /// Spans with [`MOVED_FILLER`] random words before and between the copies.
+    pub induction_moved: f32,
+}
+
+/// Random words before and between the copies in [`Behaviour::induction_moved`].
+pub const MOVED_FILLER: usize = 6;
+
+impl std::fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IOI {:.1}%  facts {:.1}%  induction {:.1}% (moved {:.1}%)",
+            self.ioi * 100.0,
+            self.facts * 100.0,
+            self.induction * 100.0,
+            self.induction_moved * 100.0
+        )
+    }
 }
 
 /// Span length of the induction evaluation.
@@ -127,5 +146,6 @@ pub fn behaviour(model: &Transformer, tok: &Tokenizer, seed: u64) -> Result<Beha
         ioi: ioi_accuracy(model, tok, 200, seed)?,
         facts: fact_accuracy(model, tok)?,
         induction: induction_accuracy(model, tok, 100, seed, 0)?,
+        induction_moved: induction_accuracy(model, tok, 100, seed, MOVED_FILLER)?,
     })
 }
