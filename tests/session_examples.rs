@@ -68,3 +68,67 @@ fn the_smollm2_example_stores_what_the_model_computes() {
         }
     }
 }
+
+/// Every example on the embedded demo model stores what the shipped weights
+/// compute: retraining the demo model without refreshing its examples fails
+/// here, with the command that refreshes them.
+#[test]
+fn the_demo_examples_store_what_the_embedded_model_computes() {
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        dtype: candle_core::DType::F32,
+    };
+    let m = LoadedModel::load("demo", &opts).unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("sessions")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let s = session::load(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .session;
+        if s.model.source != "demo" {
+            continue;
+        }
+        assert!(
+            results::stale_results(&s, Some(&m.fingerprint)).is_empty(),
+            "the stored results are stale for the embedded model: rerun `patchbench sweep --session {} --write --rerun-stale`",
+            path.display()
+        );
+        for (i, entry) in s.sweeps.iter().enumerate() {
+            let pairs = results::prepare_entry(&s, i, &m.tokenizer).unwrap();
+            let fresh = run_sweep(
+                &m.model,
+                &pairs,
+                &entry.spec,
+                &EngineOptions::default(),
+                None,
+                &mut |_| {},
+            )
+            .unwrap();
+            let stored = &entry
+                .result
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: sweep {i} has no stored result", path.display()))
+                .result;
+            assert_eq!(stored.shape, fresh.shape);
+            for metric in METRICS {
+                for (x, y) in stored.metrics[*metric].iter().zip(&fresh.metrics[*metric]) {
+                    let close =
+                        (x - y).abs() <= 1e-3 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan());
+                    assert!(
+                        close,
+                        "{} sweep {i} {metric}: stored {x}, recomputed {y}",
+                        path.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "only {checked} demo sweeps found in sessions/"
+    );
+}
