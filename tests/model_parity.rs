@@ -45,9 +45,9 @@ fn check_fixture(name: &str, source: &str, tol: f32) {
         .forward(Some(&tokens), &spec, &ForwardOptions::default())
         .unwrap();
     let logits = out.logits.unwrap().squeeze(0).unwrap();
-    let d = max_abs_diff(&logits, &refs["logits"]);
-    assert!(d <= tol, "{name}: logits differ by {d}");
-    let mut checked = 0;
+    let logit_diff = max_abs_diff(&logits, &refs["logits"]);
+    assert!(logit_diff <= tol, "{name}: logits differ by {logit_diff}");
+    let (mut checked, mut worst) = (0, 0.0f32);
     for (k, want) in &refs {
         if k == "logits" {
             continue;
@@ -60,9 +60,11 @@ fn check_fixture(name: &str, source: &str, tol: f32) {
             .unwrap();
         let d = max_abs_diff(&got, want);
         assert!(d <= tol, "{name}: {k} differs by {d}");
+        worst = worst.max(d);
         checked += 1;
     }
     assert!(checked >= 8, "{name}: only {checked} activations compared");
+    eprintln!("{name}: max |diff| logits {logit_diff:.2e}, {checked} activations {worst:.2e}");
 }
 
 #[test]
@@ -87,6 +89,24 @@ fn llama3_rope_scaling_matches_transformers() {
 #[test]
 fn qwen2_biases_match_transformers() {
     check_fixture("qwen2-tiny", fixture("qwen2-tiny").to_str().unwrap(), 1e-4);
+}
+
+#[test]
+fn pythia_parallel_partial_rotary_matches_transformers() {
+    check_fixture(
+        "pythia-tiny",
+        fixture("pythia-tiny").to_str().unwrap(),
+        1e-4,
+    );
+}
+
+#[test]
+fn gpt_neox_sequential_residual_matches_transformers() {
+    check_fixture(
+        "pythia-seq-tiny",
+        fixture("pythia-seq-tiny").to_str().unwrap(),
+        1e-4,
+    );
 }
 
 #[test]
@@ -116,7 +136,14 @@ fn gguf_fixture_matches_transformers_gguf_loader() {
 
 #[test]
 fn last_position_only_equals_full_logits() {
-    let m = LoadedModel::load(fixture("llama-tiny").to_str().unwrap(), &cpu()).unwrap();
+    // pythia-tiny covers the parallel attention + MLP path of the final block.
+    for name in ["llama-tiny", "pythia-tiny"] {
+        last_position_only_equals_full(name);
+    }
+}
+
+fn last_position_only_equals_full(name: &str) {
+    let m = LoadedModel::load(fixture(name).to_str().unwrap(), &cpu()).unwrap();
     let ids = m.tokenizer.encode("When Mary and John went", None).unwrap();
     let tokens = Tensor::new(ids.as_slice(), &Device::Cpu)
         .unwrap()
@@ -143,7 +170,8 @@ fn last_position_only_equals_full_logits() {
         .unwrap()
         .squeeze(0)
         .unwrap();
-    assert!(max_abs_diff(&last.logits.unwrap().squeeze(0).unwrap(), &want) < 1e-5);
+    let d = max_abs_diff(&last.logits.unwrap().squeeze(0).unwrap(), &want);
+    assert!(d < 1e-5, "{name}: last-position logits differ by {d}");
 }
 
 #[test]

@@ -223,6 +223,58 @@ fn missing_and_corrupt_files_give_clear_errors() {
 }
 
 #[test]
+fn gpt_neox_buffers_are_dropped_and_bad_tensors_named() {
+    let src = fixture("pythia-tiny");
+    let all = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let with = |name: &str, edit: &dyn Fn(&mut HashMap<String, Tensor>)| {
+        let dir = tmp.path().join(name);
+        copy_dir(&src, &dir, &["model.safetensors"]);
+        let mut tensors = all.clone();
+        edit(&mut tensors);
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+        load(dir.to_str().unwrap())
+    };
+
+    // Older exports save the causal mask and rotary buffers; they carry nothing.
+    let old = with("old-export", &|t| {
+        let l0 = "gpt_neox.layers.0.attention";
+        let mask = Tensor::ones((1, 1, 64, 64), candle_core::DType::U8, &Device::Cpu).unwrap();
+        t.insert(format!("{l0}.bias"), mask);
+        t.insert(
+            format!("{l0}.masked_bias"),
+            Tensor::new(-1e9f32, &Device::Cpu).unwrap(),
+        );
+        let inv_freq = Tensor::new(&[1.0f32, 0.01], &Device::Cpu).unwrap();
+        t.insert(format!("{l0}.rotary_emb.inv_freq"), inv_freq);
+    })
+    .unwrap();
+    let plain = load(src.to_str().unwrap()).unwrap();
+    let text = "When Mary and John went to the store";
+    assert_eq!(
+        max_abs_diff(&last_logits(&old, text), &last_logits(&plain, text)),
+        0.0
+    );
+
+    let qkv = "gpt_neox.layers.1.attention.query_key_value.weight";
+    let e = with("missing", &|t| {
+        t.remove(qkv);
+    })
+    .unwrap_err();
+    assert!(e.contains("missing weight") && e.contains(qkv), "{e}");
+
+    let extra = "gpt_neox.layers.0.attention.q_norm.weight";
+    let e = with("unknown", &|t| {
+        t.insert(
+            extra.into(),
+            Tensor::ones(16, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
+    })
+    .unwrap_err();
+    assert!(e.contains("not used") && e.contains(extra), "{e}");
+}
+
+#[test]
 fn source_strings_parse() {
     assert_eq!(ModelSource::parse("demo").unwrap(), ModelSource::Demo);
     assert_eq!(

@@ -11,14 +11,15 @@ the same files and compare.
 
 What it writes (every directory stays well under 1.5 MB):
 
-  tests/fixtures/<name>/            name in gpt2-tiny, llama-tiny, llama3-tiny, qwen2-tiny
+  tests/fixtures/<name>/            name in gpt2-tiny, llama-tiny, llama3-tiny, qwen2-tiny,
+                                    pythia-tiny, pythia-seq-tiny
     config.json                     Hugging Face config (see "config.json schemas" below)
     model.safetensors               HF weight names, float32, as save_pretrained writes them
     tokenizer.json                  a byte-level BPE trained below (vocab 400)
     reference.safetensors           float32, batch dim removed, contiguous:
         logits                          [T, vocab]   every position
         blocks.{l}.hook_resid_pre       [T, d_model] input of block l
-        blocks.{l}.attn.hook_z          [T, n_heads, d_head]  input of c_proj/o_proj, per head
+        blocks.{l}.attn.hook_z          [T, n_heads, d_head]  input of c_proj/o_proj/dense, per head
         blocks.{l}.attn.hook_pattern    [n_heads, T, T]       softmaxed (eager attention)
         blocks.{l}.hook_mlp_out         [T, d_model] output of the MLP module
     reference.json                  prompt, input_ids, tokens (vocab strings), token_texts
@@ -46,6 +47,12 @@ The models (seeded; initializer_range 0.1 so attention is far from uniform):
                exercised (checked below; with 16 every frequency would be changed and the
                "keep" branch never tested).
   qwen2-tiny   Qwen2: as llama-tiny plus q/k/v biases, rope_theta 1e6, tied, eps 1e-6.
+  pythia-tiny  GPT-NeoX as Pythia ships it: 2 layers, d 64, 4 heads (d_head 16), d_mlp 128,
+               rotary on a quarter of each head (rotary_dim 4, base 1e4), parallel
+               attention + MLP, exact-erf gelu, biases everywhere, untied `embed_out`.
+  pythia-seq-tiny  GPT-NeoX with use_parallel_residual False (the MLP reads resid_mid):
+               2 layers, d 64, 4 heads (d_head 16), d_mlp 64, rotary on half of each head
+               (rotary_dim 8), rope_theta 1e3.
 Every weight is drawn here from one torch.Generator per model (not by transformers'
 own init), so the numbers do not depend on transformers' init code: matrices and
 embeddings N(0, 0.1), biases N(0, 0.1), LayerNorm/RMSNorm weights 1 + N(0, 0.1).
@@ -53,7 +60,7 @@ Non-zero biases and norm weights mean a test catches a missed bias or norm weigh
 
 Tokenizers: a byte-level BPE (ByteLevel pre-tokenizer, add_prefix_space=False,
 ByteLevel decoder) trained on the English paragraphs in CORPUS. Two flavours:
-  gpt2 style (gpt2-tiny, qwen2-tiny): special token <|endoftext|> (id 0), adds no
+  gpt2 style (gpt2-tiny, qwen2-tiny, pythia-*): special token <|endoftext|> (id 0), adds no
     BOS (like GPT-2 and Qwen2).
   llama style (llama-tiny, llama3-tiny, llama-tiny-gguf): <unk>=0, <s>=1, </s>=2, and
     a TemplateProcessing post-processor that prepends <s>, so the tokenizer itself adds
@@ -68,8 +75,15 @@ llama3-tiny are rewritten to the hub (transformers 4) layout, qwen2-tiny keeps t
 transformers-5 "rope_parameters" layout. Each written directory is re-loaded with
 transformers and must reproduce the in-memory model's logits exactly; the reference
 activations are taken from that re-loaded model.
+GPT-NeoX spells rotary settings differently again: pythia-tiny is rewritten to what
+Pythia's hub configs say ("rotary_pct", "rotary_emb_base", no "attention_bias");
+pythia-seq-tiny keeps the transformers-5 "rope_parameters" (with "partial_rotary_factor").
+Both store the unembedding as "embed_out.weight", the hub name, which transformers 5
+writes back on save although it calls the module lm_head in memory.
 
-Usage: python3 tools/make_fixtures.py [--out DIR]   (default: <repo>/tests/fixtures)
+Usage: python3 tools/make_fixtures.py [--out DIR] [--only NAME,...]
+  (default: <repo>/tests/fixtures, every fixture; --only rebuilds just the named ones,
+  e.g. --only pythia-tiny,pythia-seq-tiny; llama-tiny-gguf needs llama-tiny with it)
 Re-running rewrites identical files (same seeds, same library versions, same CPU).
 """
 
@@ -88,13 +102,22 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    Qwen2Config,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 VOCAB_SIZE = 400
 INIT_STD = 0.1
 MAX_DIR_BYTES = 1_500_000
+FIXTURES = ["gpt2-tiny", "llama-tiny", "llama3-tiny", "qwen2-tiny", "llama-tiny-gguf",
+            "pythia-tiny", "pythia-seq-tiny"]
 
 CORPUS = [
     "When Mary and John went to the store, John gave a drink to Mary. Then Mary "
@@ -186,7 +209,20 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def layers_of(model):
-    return model.transformer.h if model.config.model_type == "gpt2" else model.model.layers
+    if model.config.model_type == "gpt2":
+        return model.transformer.h
+    if model.config.model_type == "gpt_neox":
+        return model.gpt_neox.layers
+    return model.model.layers
+
+
+def out_proj_of(model, layer):
+    """The attention output projection, whose input is hook_z."""
+    if model.config.model_type == "gpt2":
+        return layer.attn.c_proj
+    if model.config.model_type == "gpt_neox":
+        return layer.attention.dense
+    return layer.self_attn.o_proj
 
 
 def dims(cfg) -> dict:
@@ -199,7 +235,6 @@ def dims(cfg) -> dict:
 def run_with_hooks(model, input_ids: list[int]) -> tuple[dict[str, torch.Tensor], object]:
     """One forward pass; returns the TransformerLens-named activations (batch dim removed)."""
     d = dims(model.config)
-    gpt2 = model.config.model_type == "gpt2"
     T = len(input_ids)
     store: dict[str, torch.Tensor] = {}
     handles = []
@@ -208,8 +243,7 @@ def run_with_hooks(model, input_ids: list[int]) -> tuple[dict[str, torch.Tensor]
         return args[0] if args else kwargs[key]
 
     for l, layer in enumerate(layers_of(model)):
-        attn = layer.attn if gpt2 else layer.self_attn
-        out_proj = attn.c_proj if gpt2 else attn.o_proj
+        out_proj = out_proj_of(model, layer)
 
         def pre_block(_m, args, kwargs, l=l):
             store[f"blocks.{l}.hook_resid_pre"] = first_input(args, kwargs, "hidden_states")[0].detach().clone()
@@ -243,7 +277,6 @@ def run_with_hooks(model, input_ids: list[int]) -> tuple[dict[str, torch.Tensor]
 def check_activations(model, store, out, T: int) -> None:
     """Cross-check the hooks against each other, so a wrong hook cannot slip through."""
     d = dims(model.config)
-    gpt2 = model.config.model_type == "gpt2"
     for l, layer in enumerate(layers_of(model)):
         rp = store[f"blocks.{l}.hook_resid_pre"]
         assert rp.shape == (T, d["d_model"])
@@ -261,7 +294,7 @@ def check_activations(model, store, out, T: int) -> None:
         assert mlp_out.shape == (T, d["d_model"])
         # resid_post = resid_pre + attn_out + mlp_out, with attn_out = out_proj(z)
         with torch.no_grad():
-            out_proj = layer.attn.c_proj if gpt2 else layer.self_attn.o_proj
+            out_proj = out_proj_of(model, layer)
             attn_out = out_proj(z.reshape(1, T, -1))[0]
         nxt = out.hidden_states[l + 1][0] if l + 1 < d["n_layers"] else None
         if nxt is not None:
@@ -269,14 +302,19 @@ def check_activations(model, store, out, T: int) -> None:
             assert err < 1e-4, f"layer {l}: resid_pre + attn_out + mlp_out != next resid_pre ({err})"
 
 
-def hub_style_config(path: Path, rope_theta: float | None, rope_scaling: dict | None) -> None:
-    """Rewrite config.json the way hub checkpoints spell rotary settings (transformers 4)."""
+def hub_style_config(path: Path, rope_theta: float | None, rope_scaling: dict | None,
+                     hub_fields: dict | None = None, drop: tuple[str, ...] = ()) -> None:
+    """Rewrite config.json the way hub checkpoints spell rotary settings (transformers 4).
+    hub_fields are family-specific top-level fields to set, drop fields to remove."""
     cfg = json.loads(path.read_text())
     cfg.pop("rope_parameters", None)
+    for k in drop:
+        cfg.pop(k, None)
     if rope_theta is not None:
         cfg["rope_theta"] = rope_theta
     if rope_scaling is not None:
         cfg["rope_scaling"] = rope_scaling
+    cfg.update(hub_fields or {})
     cfg["torch_dtype"] = cfg.pop("dtype", "float32")
     path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
@@ -296,12 +334,13 @@ def write_reference(outdir: Path, tensors: dict[str, torch.Tensor], meta: dict) 
 
 
 def inv_freq_of(model) -> list[float] | None:
-    rot = getattr(getattr(model, "model", None), "rotary_emb", None)
+    rot = getattr(getattr(model, model.base_model_prefix, None), "rotary_emb", None)
     return None if rot is None else [float(x) for x in rot.inv_freq]
 
 
 def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
-                  config_style: str, rope_theta=None, rope_scaling=None):
+                  config_style: str, rope_theta=None, rope_scaling=None,
+                  hub_fields=None, hub_drop=()):
     """Build, save, re-load and run one model. Returns (in-memory model, reference tensors)."""
     outdir = out_root / name
     if outdir.exists():
@@ -319,7 +358,7 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
         shutil.copy(Path(tmp) / "config.json", outdir / "config.json")
         shutil.copy(Path(tmp) / "model.safetensors", outdir / "model.safetensors")
     if config_style == "hub":
-        hub_style_config(outdir / "config.json", rope_theta, rope_scaling)
+        hub_style_config(outdir / "config.json", rope_theta, rope_scaling, hub_fields, hub_drop)
     tok.save(str(outdir / "tokenizer.json"))
 
     weights = load_file(str(outdir / "model.safetensors"))
@@ -360,8 +399,8 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
         "d_head": d["d_head"],
         "d_model": d["d_model"],
         "vocab_size": tok.get_vocab_size(),
-        "config_style": ("hub (transformers 4 layout: rope_theta / rope_scaling)" if config_style == "hub"
-                         else "transformers 5 layout (rope_parameters)"),
+        "config_style": (f"hub (transformers 4 layout: {' / '.join(hub_fields or ['rope_theta', 'rope_scaling'])})"
+                         if config_style == "hub" else "transformers 5 layout (rope_parameters)"),
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
     }
@@ -540,59 +579,113 @@ def _gguf_version() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures")
+    ap.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
+                    help="comma-separated fixture names to rebuild (default: all)")
     args = ap.parse_args()
     out_root: Path = args.out
     out_root.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # same reduction order on every run
+    unknown = (args.only or set()) - set(FIXTURES)
+    assert not unknown, f"unknown fixtures {sorted(unknown)}; known: {FIXTURES}"
+    if args.only and "llama-tiny-gguf" in args.only:
+        assert "llama-tiny" in args.only, "llama-tiny-gguf is written from llama-tiny: rebuild both"
+
+    def want(name: str) -> bool:
+        return args.only is None or name in args.only
 
     tok_gpt2 = train_tokenizer("gpt2")
     tok_llama = train_tokenizer("llama")
     eot = tok_gpt2.token_to_id("<|endoftext|>")
 
-    gpt2_cfg = GPT2Config(
-        vocab_size=VOCAB_SIZE, n_positions=64, n_embd=64, n_layer=2, n_head=4,
-        initializer_range=INIT_STD, bos_token_id=eot, eos_token_id=eot,
-    )
-    build_fixture("gpt2-tiny", gpt2_cfg, tok_gpt2, seed=1001, out_root=out_root, config_style="hub")
+    if want("gpt2-tiny"):
+        gpt2_cfg = GPT2Config(
+            vocab_size=VOCAB_SIZE, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+            initializer_range=INIT_STD, bos_token_id=eot, eos_token_id=eot,
+        )
+        build_fixture("gpt2-tiny", gpt2_cfg, tok_gpt2, seed=1001, out_root=out_root, config_style="hub")
 
     llama_common = dict(
         vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5,
         initializer_range=INIT_STD, bos_token_id=1, eos_token_id=2, hidden_act="silu",
     )
-    llama_cfg = LlamaConfig(**llama_common, rope_theta=10000.0, tie_word_embeddings=False)
-    llama_model, llama_store = build_fixture(
-        "llama-tiny", llama_cfg, tok_llama, seed=1002, out_root=out_root, config_style="hub", rope_theta=10000.0
-    )
+    if want("llama-tiny"):
+        llama_cfg = LlamaConfig(**llama_common, rope_theta=10000.0, tie_word_embeddings=False)
+        llama_model, llama_store = build_fixture(
+            "llama-tiny", llama_cfg, tok_llama, seed=1002, out_root=out_root, config_style="hub",
+            rope_theta=10000.0
+        )
 
-    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 64}
-    llama3_cfg = LlamaConfig(**llama_common, rope_theta=500000.0, rope_scaling=dict(scaling), tie_word_embeddings=True)
-    llama3_model, _ = build_fixture(
-        "llama3-tiny", llama3_cfg, tok_llama, seed=1003, out_root=out_root, config_style="hub",
-        rope_theta=500000.0, rope_scaling=dict(scaling),
-    )
-    check_llama3_scaling(llama3_model, 500000.0, 16, scaling)
+    if want("llama3-tiny"):
+        scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 64}
+        llama3_cfg = LlamaConfig(**llama_common, rope_theta=500000.0, rope_scaling=dict(scaling),
+                                 tie_word_embeddings=True)
+        llama3_model, _ = build_fixture(
+            "llama3-tiny", llama3_cfg, tok_llama, seed=1003, out_root=out_root, config_style="hub",
+            rope_theta=500000.0, rope_scaling=dict(scaling),
+        )
+        check_llama3_scaling(llama3_model, 500000.0, 16, scaling)
 
-    qwen2_cfg = Qwen2Config(
-        vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6,
-        rope_theta=1000000.0, tie_word_embeddings=True, initializer_range=INIT_STD,
-        bos_token_id=eot, eos_token_id=eot, use_sliding_window=False,
-    )
-    qwen2_model, _ = build_fixture("qwen2-tiny", qwen2_cfg, tok_gpt2, seed=1004, out_root=out_root,
-                                   config_style="transformers5")
-    qb = [n for n, p in qwen2_model.named_parameters() if n.endswith("bias")]
-    assert sorted({n.split(".")[-2] for n in qb}) == ["k_proj", "q_proj", "v_proj"], qb
+    if want("qwen2-tiny"):
+        qwen2_cfg = Qwen2Config(
+            vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, tie_word_embeddings=True, initializer_range=INIT_STD,
+            bos_token_id=eot, eos_token_id=eot, use_sliding_window=False,
+        )
+        qwen2_model, _ = build_fixture("qwen2-tiny", qwen2_cfg, tok_gpt2, seed=1004, out_root=out_root,
+                                       config_style="transformers5")
+        qb = [n for n, p in qwen2_model.named_parameters() if n.endswith("bias")]
+        assert sorted({n.split(".")[-2] for n in qb}) == ["k_proj", "q_proj", "v_proj"], qb
 
-    build_gguf_fixture(out_root, llama_model, llama_store, tok_llama)
+    if want("llama-tiny-gguf"):
+        build_gguf_fixture(out_root, llama_model, llama_store, tok_llama)
+
+    neox_common = dict(
+        vocab_size=VOCAB_SIZE, num_hidden_layers=2, max_position_embeddings=64, layer_norm_eps=1e-5,
+        hidden_act="gelu", initializer_range=INIT_STD, bos_token_id=eot, eos_token_id=eot,
+        tie_word_embeddings=False,
+    )
+    if want("pythia-tiny"):
+        pythia_cfg = GPTNeoXConfig(
+            **neox_common, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+            use_parallel_residual=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                         "partial_rotary_factor": 0.25},
+        )
+        pythia_model, _ = build_fixture(
+            "pythia-tiny", pythia_cfg, tok_gpt2, seed=1005, out_root=out_root, config_style="hub",
+            hub_fields={"rotary_pct": 0.25, "rotary_emb_base": 10000}, hub_drop=("attention_bias",),
+        )
+        check_neox(pythia_model, rotary_dim=4, parallel=True)
+
+    if want("pythia-seq-tiny"):
+        seq_cfg = GPTNeoXConfig(
+            **neox_common, hidden_size=64, num_attention_heads=4, intermediate_size=64,
+            use_parallel_residual=False, rope_parameters={"rope_type": "default", "rope_theta": 1000.0,
+                                                          "partial_rotary_factor": 0.5},
+        )
+        seq_model, _ = build_fixture("pythia-seq-tiny", seq_cfg, tok_gpt2, seed=1006, out_root=out_root,
+                                     config_style="transformers5")
+        check_neox(seq_model, rotary_dim=8, parallel=False)
 
     for d in sorted(p for p in out_root.iterdir() if p.is_dir()):
-        if d.name not in {"gpt2-tiny", "llama-tiny", "llama3-tiny", "qwen2-tiny", "llama-tiny-gguf"}:
+        if d.name not in FIXTURES or not want(d.name):
             continue
         size = sum(f.stat().st_size for f in d.iterdir())
         print(f"{d.name}: {size} bytes")
         assert size < MAX_DIR_BYTES, f"{d} is {size} bytes"
+
+
+def check_neox(model, rotary_dim: int, parallel: bool) -> None:
+    """The GPT-NeoX fixtures must exercise what they claim: partial rotary, the
+    residual layout, biases on every projection, an untied unembedding."""
+    attn = model.gpt_neox.layers[0].attention
+    assert attn.rotary_ndims == rotary_dim, (attn.rotary_ndims, rotary_dim)
+    assert rotary_dim < attn.head_size
+    assert all(layer.use_parallel_residual == parallel for layer in model.gpt_neox.layers)
+    assert attn.query_key_value.bias is not None and attn.dense.bias is not None
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ use super::config::{
 use super::weights::CanonicalWeights;
 use super::ModelError;
 
+mod gpt_neox;
+
 /// The families `config_from_hf` understands, for error messages.
 pub const SUPPORTED: &str =
-    "gpt2, llama, mistral, qwen2 (and anything with their config and weight names)";
+    "gpt2, gpt_neox (Pythia), llama, mistral, qwen2 (and anything with their config and weight names)";
 
 /// Raw checkpoint tensors by their original names.
 pub type RawWeights = HashMap<String, Tensor>;
@@ -80,6 +82,7 @@ pub fn family_of(v: &Value) -> String {
         .unwrap_or("");
     match arch {
         a if a.starts_with("GPT2") => "gpt2",
+        a if a.starts_with("GPTNeoXFor") => "gpt_neox",
         a if a.starts_with("Llama") => "llama",
         a if a.starts_with("Mistral") => "mistral",
         a if a.starts_with("Qwen2") => "qwen2",
@@ -94,6 +97,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
     let family = family_of(v);
     let cfg = match family.as_str() {
         "gpt2" => gpt2_config(&c)?,
+        "gpt_neox" => gpt_neox::config(&c)?,
         "llama" | "mistral" | "qwen2" => llama_config(&c, &family)?,
         other => {
             return Err(ModelError::UnsupportedArchitecture {
@@ -241,6 +245,7 @@ pub fn map_hf_weights(
 ) -> Result<CanonicalWeights, ModelError> {
     match cfg.family.as_str() {
         "gpt2" => map_gpt2(cfg, raw, origin),
+        "gpt_neox" => gpt_neox::map(cfg, raw, origin),
         _ => map_llama(cfg, raw, origin),
     }
 }
