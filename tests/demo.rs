@@ -39,6 +39,12 @@ fn sweep(pairs: &[PromptPair], target: Target) -> SweepResult {
     .expect("the sweep runs")
 }
 
+/// The clean prompts' token rows.
+fn clean_rows(pairs: &[PromptPair]) -> Vec<Vec<u32>> {
+    let prepared = prepare_pairs(&demo().tokenizer, pairs, None).expect("demo prompts prepare");
+    prepared.into_iter().map(|p| p.clean).collect()
+}
+
 /// `[rows][cols]` of a two-axis result's normalised logit difference.
 fn grid(r: &SweepResult) -> Vec<Vec<f32>> {
     r.metrics["logit_diff_normalized"]
@@ -186,8 +192,7 @@ fn ioi_circuit_layer1_heads_carry_the_repeated_name_to_the_end() {
         assert!(row.iter().all(|x| x.abs() < 0.1), "layer {l}: {row:?}");
     }
 
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let rows = clean_rows(&pairs);
     let pat = circuits::mean_patterns(&m.model, &rows).unwrap();
     for h in [1, 2] {
         let a = pat[1][h][end][s2];
@@ -223,8 +228,7 @@ fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
         mlp[0][last]
     );
 
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    let rows: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let rows = clean_rows(&pairs);
     let a = circuits::mean_patterns(&m.model, &rows).unwrap()[0][2][last][country];
     println!("L0H2 attends is -> country with {a:.2}");
     assert!(a > 0.9, "L0H2 attends is -> country with {a}");
@@ -261,8 +265,7 @@ fn induction_is_solved_by_fixed_offset_heads_in_layer0() {
 
     // L0H2 attends from the last position to the continuation, and still
     // does when the last word has no earlier occurrence at all.
-    let prepared = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
-    let clean: Vec<Vec<u32>> = prepared.iter().map(|p| p.clean.clone()).collect();
+    let clean = clean_rows(&pairs);
     let fresh = m.tokenizer.single_token("gold").unwrap();
     let no_repeat: Vec<Vec<u32>> = clean
         .iter()

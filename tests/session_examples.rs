@@ -10,7 +10,6 @@ mod session_support;
 use candle_core::Device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{LoadedModel, Tokenizer};
-use patchbench::patching::{run_sweep, EngineOptions, METRICS};
 use patchbench::session::{self, results};
 use session_support::repo;
 
@@ -50,23 +49,9 @@ fn the_smollm2_example_stores_what_the_model_computes() {
     // Recompute the cheap prompt-pair sweep and compare.
     let entry = &s.sweeps[0];
     let pairs = results::prepare_entry(&s, 0, &m.tokenizer).unwrap();
-    let fresh = run_sweep(
-        &m.model,
-        &pairs,
-        &entry.spec,
-        &EngineOptions::default(),
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
+    let fresh = session_support::recompute(&m.model, &pairs, &entry.spec);
     let stored = &entry.result.as_ref().unwrap().result;
-    assert_eq!(stored.shape, fresh.shape);
-    for metric in METRICS {
-        for (x, y) in stored.metrics[*metric].iter().zip(&fresh.metrics[*metric]) {
-            let close = (x - y).abs() <= 1e-3 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan());
-            assert!(close, "{metric}: stored {x}, recomputed {y}");
-        }
-    }
+    session_support::assert_same_metrics(stored, &fresh, 1e-3, "sweep 0");
 }
 
 /// Every example on the embedded demo model stores what the shipped weights
@@ -98,32 +83,14 @@ fn the_demo_examples_store_what_the_embedded_model_computes() {
         );
         for (i, entry) in s.sweeps.iter().enumerate() {
             let pairs = results::prepare_entry(&s, i, &m.tokenizer).unwrap();
-            let fresh = run_sweep(
-                &m.model,
-                &pairs,
-                &entry.spec,
-                &EngineOptions::default(),
-                None,
-                &mut |_| {},
-            )
-            .unwrap();
+            let fresh = session_support::recompute(&m.model, &pairs, &entry.spec);
             let stored = &entry
                 .result
                 .as_ref()
                 .unwrap_or_else(|| panic!("{}: sweep {i} has no stored result", path.display()))
                 .result;
-            assert_eq!(stored.shape, fresh.shape);
-            for metric in METRICS {
-                for (x, y) in stored.metrics[*metric].iter().zip(&fresh.metrics[*metric]) {
-                    let close =
-                        (x - y).abs() <= 1e-3 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan());
-                    assert!(
-                        close,
-                        "{} sweep {i} {metric}: stored {x}, recomputed {y}",
-                        path.display()
-                    );
-                }
-            }
+            let what = format!("{} sweep {i}", path.display());
+            session_support::assert_same_metrics(stored, &fresh, 1e-3, &what);
             checked += 1;
         }
     }

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use candle_core::Device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{LoadedModel, ModelSource};
-use patchbench::patching::{prepare_pairs, run_sweep, EngineOptions, METRICS};
+use patchbench::patching::prepare_pairs;
 use patchbench::session::{self, results, Session, Staleness};
 use session_support::repo;
 
@@ -94,27 +94,8 @@ fn sweep_session_write_stores_results_that_load_without_recomputation() {
     let pairs = prepare_pairs(&m.tokenizer, &s.prompts, None).unwrap();
     for e in &s.sweeps {
         let stored = e.result.as_ref().expect("every sweep has a result");
-        let fresh = run_sweep(
-            &m.model,
-            &pairs,
-            &e.spec,
-            &EngineOptions::default(),
-            None,
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(stored.result.shape, fresh.shape);
-        for metric in METRICS {
-            for (x, y) in stored.result.metrics[*metric]
-                .iter()
-                .zip(&fresh.metrics[*metric])
-            {
-                assert!(
-                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
-                    "{metric}"
-                );
-            }
-        }
+        let fresh = session_support::recompute(&m.model, &pairs, &e.spec);
+        session_support::assert_same_metrics(&stored.result, &fresh, 0.0, "stored sweep");
         assert_eq!(stored.answer, " Mary");
         assert_eq!(
             stored.clean_tokens.strings,

@@ -149,3 +149,40 @@ pub fn same_bits(a: &Session, b: &Session) -> bool {
     };
     bits(a) == bits(b)
 }
+
+/// `spec` run afresh on `model` over `pairs` with the default engine options.
+pub fn recompute(
+    model: &patchbench::model::Transformer,
+    pairs: &[patchbench::patching::PreparedPair],
+    spec: &SweepSpec,
+) -> SweepResult {
+    patchbench::patching::run_sweep(
+        model,
+        pairs,
+        spec,
+        &patchbench::patching::EngineOptions::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// Asserts `fresh` has `stored`'s shape and every metric value: bit for bit
+/// when `tol` is 0, else within `tol` relative to `1 + |fresh|` (NaN matches
+/// NaN). `what` names the sweep in failure messages.
+pub fn assert_same_metrics(stored: &SweepResult, fresh: &SweepResult, tol: f32, what: &str) {
+    assert_eq!(stored.shape, fresh.shape, "{what}");
+    for metric in METRICS {
+        for (x, y) in stored.metrics[*metric].iter().zip(&fresh.metrics[*metric]) {
+            let same = if tol == 0.0 {
+                x.to_bits() == y.to_bits()
+            } else {
+                (x - y).abs() <= tol * (1.0 + y.abs())
+            };
+            assert!(
+                same || (x.is_nan() && y.is_nan()),
+                "{what} {metric}: stored {x}, recomputed {y}"
+            );
+        }
+    }
+}
