@@ -56,6 +56,10 @@ pub struct TrainDemoArgs {
     /// Batches drawn at once and grouped by document length (1: none).
     #[arg(long, default_value_t = train::TrainOptions::default().pool)]
     pub pool: usize,
+    /// Pack documents end to end into full 64-token rows (`false`: one
+    /// document per row, from position 0).
+    #[arg(long, default_value_t = train::TrainOptions::default().pack, action = clap::ArgAction::Set)]
+    pub pack: bool,
     /// Shortest induction span, in words.
     #[arg(long, default_value_t = Mix::default().span.0)]
     pub span_min: usize,
@@ -77,6 +81,7 @@ pub fn train_demo(args: &TrainDemoArgs) -> Result<()> {
         peak_lr: args.peak_lr,
         batch: args.batch.max(1),
         pool: args.pool,
+        pack: args.pack,
         weight_decay: args.weight_decay,
         mix: Mix {
             ioi: args.ioi_share,

@@ -1,7 +1,7 @@
 //! The synthetic training corpus and the held-out evaluation prompts.
 //!
-//! Three kinds of document, each a single sentence group that starts at
-//! position 0 (no packing, so no document ever sees another's names):
+//! Three kinds of document, each a single sentence group (training packs
+//! them end to end, see [`super::train`]):
 //!
 //! - **IOI**: an [`IOI_TEMPLATES`] sentence completed by its indirect
 //!   object, `when mary and john went to the store , john gave a drink to
@@ -12,13 +12,10 @@
 //! - **facts**: one to three statements from the [`CAPITALS`] table,
 //!   `the capital of france is paris .`
 //! - **induction**: a span of distinct random content words, then the
-//!   same span again; only the second copy is predictable. The shipped
-//!   recipe starts the span at position 0 and repeats it at once, so the
-//!   distance back to the continuation takes only seven values, and the
-//!   shipped model solves this with fixed-offset heads in layer 0 rather
-//!   than with induction heads (see `README.md`). [`Mix`] can put random
-//!   words before the span and between the copies, which rules that out;
-//!   no such corpus has yet reached 90% within the training budget.
+//!   same span again; only the second copy is predictable. [`Mix`] can put
+//!   random words before the span and between the copies; the shipped recipe
+//!   does not need to, since packing already puts other documents before
+//!   every span at every offset.
 //!
 //! [`Mix`] sets the share of each task and the induction layout; its
 //! default is the shipped recipe.

@@ -1,11 +1,17 @@
 //! The training recipe: the seeded corpus through patchbench's own forward
 //! pass, next-token cross-entropy, AdamW.
 //!
-//! Each row of a batch is one document starting at position 0, padded to
-//! the longest document of the batch; padding is masked out of the loss.
-//! With `pool > 1` documents are drawn several batches at a time and grouped
-//! by length, which cuts padding (about 1.6× faster steps on a corpus of
-//! mixed lengths); the shipped recipe uses `pool = 1`.
+//! Documents are packed end to end into full-context rows (64 tokens), each
+//! document closed by `.`, the last one cut where the row ends, as language
+//! models are trained. Packing is what lets real induction heads form: with
+//! every document starting at position 0 (`pack = false`, the earlier recipe)
+//! absolute positions give the model cheaper shortcuts (fixed-offset heads in
+//! layer 0 for induction), and no previous-token head is ever needed; with
+//! documents at every offset, the templates can only be followed through the
+//! tokens before, so a previous-token head forms and an induction head in a
+//! later layer composes with it (see `README.md`). Unpacked rows are padded to
+//! the longest document of the batch, with the padding masked out of the
+//! loss; `pool > 1` then groups documents by length.
 //! AdamW runs with two parameter groups (matrices decayed, gains / biases /
 //! positions not), a linear warm-up then cosine decay to a tenth of the
 //! peak rate, and the global gradient norm clipped to 1. With one CPU thread
@@ -42,6 +48,9 @@ pub struct TrainOptions {
     pub mix: Mix,
     /// Batches drawn at once and grouped by document length (1: none).
     pub pool: usize,
+    /// Pack documents end to end into full-context rows, each ending with
+    /// `.`, instead of one document per row from position 0.
+    pub pack: bool,
 }
 
 impl Default for TrainOptions {
@@ -49,13 +58,14 @@ impl Default for TrainOptions {
         Self {
             steps: 6000,
             seed: 0,
-            batch: 32,
+            batch: 16,
             peak_lr: 1e-3,
             warmup: 100,
             weight_decay: 0.1,
             shape: DemoShape::default(),
             mix: Mix::default(),
             pool: 1,
+            pack: true,
         }
     }
 }
@@ -152,6 +162,30 @@ impl Batcher {
         }
     }
 
+    /// `batch` rows of exactly `len` tokens: documents end to end, each
+    /// closed by `.`, the last one cut where the row ends.
+    fn next_packed(
+        &mut self,
+        tok: &Tokenizer,
+        batch: usize,
+        len: usize,
+    ) -> Result<Vec<Vec<u32>>, DemoError> {
+        (0..batch)
+            .map(|_| {
+                let mut row = Vec::with_capacity(len + 32);
+                while row.len() < len {
+                    let mut doc = self.corpus.next_doc();
+                    if !doc.ends_with('.') {
+                        doc.push_str(" .");
+                    }
+                    row.extend(tok.encode(&doc, Some(false))?);
+                }
+                row.truncate(len);
+                Ok(row)
+            })
+            .collect()
+    }
+
     fn next_docs(&mut self, tok: &Tokenizer, batch: usize) -> Result<Vec<Vec<u32>>, DemoError> {
         if self.ready.is_empty() {
             let mut docs = (0..batch * self.pool)
@@ -177,9 +211,14 @@ fn draw_batch(
     tok: &Tokenizer,
     batch: usize,
     n_ctx: usize,
+    pack: bool,
     dev: &Device,
 ) -> Result<Batch, DemoError> {
-    let docs = batcher.next_docs(tok, batch)?;
+    let docs = if pack {
+        batcher.next_packed(tok, batch, n_ctx + 1)?
+    } else {
+        batcher.next_docs(tok, batch)?
+    };
     let t = docs
         .iter()
         .map(Vec::len)
@@ -278,7 +317,14 @@ pub fn train(
     );
     let mut losses = Vec::with_capacity(opts.steps);
     for step in 0..opts.steps {
-        let batch = draw_batch(&mut batcher, &tokenizer, opts.batch, cfg.n_ctx, &dev)?;
+        let batch = draw_batch(
+            &mut batcher,
+            &tokenizer,
+            opts.batch,
+            cfg.n_ctx,
+            opts.pack,
+            &dev,
+        )?;
         let model = Transformer::new(cfg.clone(), params.canonical())?;
         let out = model
             .forward(
@@ -340,6 +386,32 @@ mod tests {
             .iter()
             .map(|b| b.len() * b.iter().map(Vec::len).max().unwrap_or(0))
             .sum()
+    }
+
+    #[test]
+    fn packed_rows_are_full_and_made_of_whole_documents() {
+        let tok = build_tokenizer().unwrap();
+        let dot = tok.single_token(".").unwrap();
+        let rows = Batcher::new(Corpus::new(3, Mix::default()), 3, 1)
+            .next_packed(&tok, 8, 65)
+            .unwrap();
+        assert_eq!(rows.len(), 8);
+        let mut docs = Corpus::new(3, Mix::default());
+        for row in &rows {
+            assert_eq!(row.len(), 65);
+            // The row is the corpus stream, each document closed by `.`,
+            // cut at 65 tokens; the cut document is not reused.
+            let mut expect = Vec::new();
+            while expect.len() < 65 {
+                let mut d = docs.next_doc();
+                if !d.ends_with('.') {
+                    d.push_str(" .");
+                }
+                expect.extend(tok.encode(&d, Some(false)).unwrap());
+            }
+            assert_eq!(row[..], expect[..65]);
+            assert!(row.iter().filter(|&&t| t == dot).count() >= 2, "{row:?}");
+        }
     }
 
     #[test]
