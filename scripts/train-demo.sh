@@ -6,7 +6,8 @@
 #   scripts/train-demo.sh            # seed 0, the shipped recipe
 #   SEED=3 STEPS=8000 scripts/train-demo.sh   # another run of the recipe
 #
-# Takes about 14 minutes on a 2-core machine (training 795 s on one thread).
+# Takes about 25 minutes on a 2-core machine (training about 22 minutes on
+# one thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

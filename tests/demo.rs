@@ -1,6 +1,6 @@
 //! The embedded demo model: it loads through the GPT-2 path, it does its
 //! three tasks on held-out prompts, retraining is deterministic, and the
-//! circuits patchbench finds in it (written up in `src/demo/README.md`) are
+//! circuits patchbench finds in it (written up in `README.md`, "Circuits, found with patchbench") are
 //! still there. Run with `--nocapture` to see the numbers.
 
 use std::sync::OnceLock;
@@ -148,7 +148,7 @@ fn retraining_is_deterministic() {
     );
 }
 
-// ---- Circuits (see src/demo/README.md). Positions below are those of the
+// ---- Circuits (see README.md). Positions below are those of the
 // templates used: IOI template 0 "when A and B went to the P , S gave a O to"
 // (names at 1 and 3, S2 at 9, END at 13) and "the capital of C is"
 // (country at 3, last position 4).
@@ -165,40 +165,32 @@ fn ranked(g: &[Vec<f32>]) -> Vec<(usize, usize, f32)> {
 }
 
 #[test]
-fn ioi_circuit_layer1_heads_carry_the_repeated_name_to_the_end() {
+fn ioi_circuit_layer0_head_moves_the_repeated_name_to_the_end() {
     let m = demo();
     let pairs = circuits::ioi_pairs(0, 16, 3);
     let (s2, end) = (9, 13);
 
     let resid = grid(&sweep(&pairs, Target::ResidPre));
     show("IOI resid_pre (layer x pos)", &resid);
-    for (l, row) in resid.iter().enumerate() {
-        let (pos, what) = if l <= 1 { (s2, "S2") } else { (end, "END") };
-        assert!(row[pos] > 0.9, "layer {l}: {what} restores {}", row[pos]);
+    assert!(resid[0][s2] > 0.9, "layer 0: S2 restores {}", resid[0][s2]);
+    for (l, row) in resid.iter().enumerate().skip(1) {
+        assert!(row[end] > 0.9, "layer {l}: END restores {}", row[end]);
     }
 
     let heads = grid(&sweep(&pairs, Target::HeadOut));
     show("IOI head_out (layer x head)", &heads);
     let top = ranked(&heads);
-    let mut two = [(top[0].0, top[0].1), (top[1].0, top[1].1)];
-    two.sort();
-    assert_eq!(two, [(1, 1), (1, 2)], "top heads {:?}", &top[..3]);
-    assert!(
-        top[1].2 > 0.3 && top[0].2 + top[1].2 > 0.8,
-        "{:?}",
-        &top[..2]
-    );
-    for (l, row) in heads.iter().enumerate().skip(2) {
-        assert!(row.iter().all(|x| x.abs() < 0.1), "layer {l}: {row:?}");
-    }
+    assert_eq!((top[0].0, top[0].1), (0, 0), "top heads {:?}", &top[..3]);
+    assert!(top[0].2 > 0.9 && top[1].2.abs() < 0.1, "{:?}", &top[..2]);
+
+    let mlp = grid(&sweep(&pairs, Target::MlpOut));
+    show("IOI mlp_out (layer x pos)", &mlp);
+    assert!(mlp[0][end] > 0.8, "MLP0 at END restores {}", mlp[0][end]);
 
     let rows = clean_rows(&pairs);
-    let pat = circuits::mean_patterns(&m.model, &rows).unwrap();
-    for h in [1, 2] {
-        let a = pat[1][h][end][s2];
-        println!("L1H{h} attends END -> S2 with {a:.2}");
-        assert!(a > 0.9, "L1H{h} attends END -> S2 with {a}");
-    }
+    let a = circuits::mean_patterns(&m.model, &rows).unwrap()[0][0][end][s2];
+    println!("L0H0 attends END -> S2 with {a:.2}");
+    assert!(a > 0.7, "L0H0 attends END -> S2 with {a}");
 }
 
 #[test]
@@ -217,8 +209,8 @@ fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
     let heads = grid(&sweep(&pairs, Target::HeadOut));
     show("facts head_out (layer x head)", &heads);
     let top = ranked(&heads);
-    assert_eq!((top[0].0, top[0].1), (0, 2), "top head {:?}", top[0]);
-    assert!(top[0].2 > 0.9 && top[1].2 < 0.1, "{:?}", &top[..2]);
+    assert_eq!((top[0].0, top[0].1), (0, 0), "top head {:?}", top[0]);
+    assert!(top[0].2 > 0.8 && top[1].2 < 0.1, "{:?}", &top[..2]);
 
     let mlp = grid(&sweep(&pairs, Target::MlpOut));
     show("facts mlp_out (layer x pos)", &mlp);
@@ -229,42 +221,53 @@ fn fact_circuit_layer0_head_moves_the_country_and_mlp0_recalls_the_capital() {
     );
 
     let rows = clean_rows(&pairs);
-    let a = circuits::mean_patterns(&m.model, &rows).unwrap()[0][2][last][country];
-    println!("L0H2 attends is -> country with {a:.2}");
-    assert!(a > 0.9, "L0H2 attends is -> country with {a}");
+    let a = circuits::mean_patterns(&m.model, &rows).unwrap()[0][0][last][country];
+    println!("L0H0 attends is -> country with {a:.2}");
+    assert!(a > 0.7, "L0H0 attends is -> country with {a}");
 }
 
-/// The shipped model's "induction" is positional: layer-0 heads attend a
-/// fixed distance back, which lands on the continuation only because
-/// training always put the copy right after a span starting at position 0.
-/// If retraining yields real induction heads this test fails: update it and
-/// the README, it is good news.
-#[test]
-fn induction_is_solved_by_fixed_offset_heads_in_layer0() {
-    let m = demo();
-    // span 8, the prompt ends on the span's word 3 again: answer = word 4.
-    let pairs = circuits::induction_pairs(8, 3, 32, 1);
-    let (source, last) = (4, 11);
+// Induction prompts: 3 random words, a span of 8, 3 random words, then the
+// span's first 4 words again, so the answer is the span's word 5, at
+// position 7 in the first copy ("source"); the prompt's last position is 17.
+const IND_SOURCE: usize = circuits::INDUCTION_PREFIX + 4;
+const IND_LAST: usize = circuits::INDUCTION_PREFIX + 8 + circuits::INDUCTION_GAP + 3;
 
+/// An induction head, found by patching: with random words before the span
+/// and between the copies (so no fixed distance leads to the answer),
+/// L3H0 alone carries the answer from its earlier position to the end, by
+/// matching the current word against the word before each key.
+#[test]
+fn induction_head_in_layer3_copies_the_token_after_the_earlier_occurrence() {
+    let m = demo();
+    let pairs = circuits::induction_pairs(8, 3, 32, 1);
+    let (source, last) = (IND_SOURCE, IND_LAST);
+
+    // The answer stays at its first occurrence through layer 3 and reaches
+    // the end only in layer 3's attention.
     let resid = grid(&sweep(&pairs, Target::ResidPre));
     show("induction resid_pre (layer x pos)", &resid);
-    assert!(resid[0][source] > 0.9, "{:?}", resid[0]);
-    for (l, row) in resid.iter().enumerate().skip(1) {
-        assert!(row[last] > 0.8, "layer {l}: {row:?}");
+    for (l, row) in resid.iter().enumerate() {
+        assert!(
+            row[source] > 0.9,
+            "layer {l}: source restores {}",
+            row[source]
+        );
+        assert!(
+            row[last].abs() < 0.1,
+            "layer {l}: last restores {}",
+            row[last]
+        );
     }
 
     let heads = grid(&sweep(&pairs, Target::HeadOut));
     show("induction head_out (layer x head)", &heads);
-    let layer0: f32 = heads[0].iter().sum();
-    assert!(layer0 > 0.9, "layer 0 heads restore {layer0}");
-    for (l, row) in heads.iter().enumerate().skip(1) {
-        assert!(row.iter().all(|x| x.abs() < 0.15), "layer {l}: {row:?}");
-    }
     let top = ranked(&heads);
-    assert_eq!((top[0].0, top[0].1), (0, 2), "top head {:?}", top[0]);
+    assert_eq!((top[0].0, top[0].1), (3, 0), "top heads {:?}", &top[..3]);
+    assert!(top[0].2 > 0.9 && top[1].2.abs() < 0.1, "{:?}", &top[..2]);
 
-    // L0H2 attends from the last position to the continuation, and still
-    // does when the last word has no earlier occurrence at all.
+    // L3H0 attends from the last word to the word after its earlier
+    // occurrence, and stops when the last word has no earlier occurrence:
+    // the attention follows content, not distance.
     let clean = clean_rows(&pairs);
     let fresh = m.tokenizer.single_token("gold").unwrap();
     let no_repeat: Vec<Vec<u32>> = clean
@@ -276,25 +279,50 @@ fn induction_is_solved_by_fixed_offset_heads_in_layer0() {
             r
         })
         .collect();
-    for (what, rows) in [("clean", &clean), ("no repeat", &no_repeat)] {
-        let a = circuits::mean_patterns(&m.model, rows).unwrap()[0][2][last][source];
-        println!("L0H2 attends last -> continuation with {a:.2} ({what})");
-        assert!(
-            a > 0.85,
-            "L0H2 attends last -> continuation with {a} ({what})"
-        );
-    }
-    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 5).unwrap();
-    let (pl, ph, pv) = prev.best();
-    println!(
-        "best induction score {:?}, best previous-token score L{pl}H{ph} {pv:.2}",
-        ind.best()
-    );
-    assert!(pv < 0.5, "a previous-token head appeared: L{pl}H{ph} {pv}");
+    let attn =
+        |rows: &[Vec<u32>]| circuits::mean_patterns(&m.model, rows).unwrap()[3][0][last][source];
+    let (a, b) = (attn(&clean), attn(&no_repeat));
+    println!("L3H0 attends last -> source with {a:.2}; {b:.2} when the last word is new");
+    assert!(a > 0.9 && b < 0.2, "L3H0 attends last -> source {a} / {b}");
 
-    // Move the copies away from where training put them and accuracy falls
-    // from over 90% to well under half.
-    let moved = eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11, 4).unwrap();
-    println!("induction accuracy with 4 random words before/between the copies: {moved:.3}");
-    assert!(moved < 0.5, "induction with filler {moved}");
+    let (ind, prev) = circuits::induction_scores(&m.model, &m.tokenizer, 100, 5).unwrap();
+    println!("induction scores {:?}", ind.values);
+    println!("previous-token scores {:?}", prev.values);
+    let (il, ih, iv) = ind.best();
+    assert_eq!((il, ih), (3, 0), "best induction head L{il}H{ih} {iv}");
+    assert!(iv > 0.8, "L3H0 induction score {iv}");
+
+    // The key side: change the word before the source instead (the last
+    // word then has no earlier occurrence). The previous word reaches the
+    // source position over layers 0-2, L0H0 first; restoring L3H0's keys
+    // alone brings back half of the answer.
+    let key = circuits::induction_key_pairs(8, 3, 32, 1);
+    let kresid = grid(&sweep(&key, Target::ResidPre));
+    show("earlier word changed: resid_pre (layer x pos)", &kresid);
+    assert!(kresid[0][source - 1] > 0.9, "{:?}", kresid[0]);
+    assert!(
+        kresid[1][source] > 0.1 && kresid[3][source] > 0.4,
+        "source restores {} / {} entering layers 1 / 3",
+        kresid[1][source],
+        kresid[3][source]
+    );
+    let kheads = grid(&sweep(&key, Target::HeadOut));
+    show("earlier word changed: head_out (layer x head)", &kheads);
+    assert!(kheads[3][0] > 0.7, "L3H0 restores {}", kheads[3][0]);
+    let kk = grid(&sweep(&key, Target::HeadK));
+    show("earlier word changed: head_k (layer x head)", &kk);
+    assert!(kk[3][0] > 0.4, "L3H0's keys restore {}", kk[3][0]);
+    let krows = clean_rows(&key);
+    let kpat = circuits::mean_patterns(&m.model, &krows).unwrap();
+    let p = kpat[0][0][source][source - 1];
+    println!("L0H0 attends source -> the word before with {p:.2}");
+    assert!(
+        (0..4).all(|h| kpat[0][h][source][source - 1] <= p) && p > 0.35,
+        "L0H0 attends source -> previous with {p}"
+    );
+
+    // Accuracy holds wherever the copies sit.
+    let moved = eval::induction_accuracy(&m.model, &m.tokenizer, 200, 11, 6).unwrap();
+    println!("induction accuracy with 6 random words before/between the copies: {moved:.3}");
+    assert!(moved > 0.9, "induction with filler {moved}");
 }

@@ -60,11 +60,10 @@ pub fn fact_pairs(template: usize) -> Vec<PromptPair> {
         .collect()
 }
 
-/// Random words before the span in induction circuit experiments (none: the
-/// training layout).
-pub const INDUCTION_PREFIX: usize = 0;
+/// Random words before the span in induction circuit experiments.
+pub const INDUCTION_PREFIX: usize = 3;
 /// Random words between the copies in induction circuit experiments.
-pub const INDUCTION_GAP: usize = 0;
+pub const INDUCTION_GAP: usize = 3;
 
 /// Induction patching pairs: [`INDUCTION_PREFIX`] random words, a span of
 /// `span` words, [`INDUCTION_GAP`] random words, then the span's first
@@ -72,6 +71,25 @@ pub const INDUCTION_GAP: usize = 0;
 /// corrupted prompt replaces that word in the first copy by another one,
 /// which becomes the answer. The changed position is `INDUCTION_PREFIX + j + 1`.
 pub fn induction_pairs(span: usize, j: usize, n: usize, seed: u64) -> Vec<PromptPair> {
+    induction_pairs_changing(span, j, j + 1, n, seed)
+}
+
+/// Like [`induction_pairs`], but the corrupted prompt replaces the span's
+/// word `j` in the first copy: the word the prompt ends on no longer occurs
+/// before, so the token after it is no longer marked as "comes after the
+/// current word". The answer stays the span's word `j + 1`; `wrong` is the
+/// replacement word. The changed position is `INDUCTION_PREFIX + j`.
+pub fn induction_key_pairs(span: usize, j: usize, n: usize, seed: u64) -> Vec<PromptPair> {
+    induction_pairs_changing(span, j, j, n, seed)
+}
+
+fn induction_pairs_changing(
+    span: usize,
+    j: usize,
+    changed: usize,
+    n: usize,
+    seed: u64,
+) -> Vec<PromptPair> {
     assert!(j + 1 < span, "the answer must lie inside the span");
     let (prefix, gap) = (INDUCTION_PREFIX, INDUCTION_GAP);
     let mut rng = Rng::fork(seed, "circuits-induction-pairs");
@@ -87,7 +105,7 @@ pub fn induction_pairs(span: usize, j: usize, n: usize, seed: u64) -> Vec<Prompt
                 words[prefix + span + gap],
             );
             let mut corrupted_first = first.to_vec();
-            corrupted_first[j + 1] = swap;
+            corrupted_first[changed] = swap;
             let render = |copy: &[&str]| {
                 head.iter()
                     .chain(copy)
