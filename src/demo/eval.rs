@@ -9,8 +9,10 @@
 //! - induction: fresh random spans repeated once; every token of the second
 //!   copy after its first is scored (the first cannot be predicted), correct
 //!   when it is the top prediction. `filler` random words, split at random
-//!   between before the span and between the copies, move the continuation
-//!   away from where training always put it: 0 is the training layout.
+//!   between before the span and between the copies, put the copies at
+//!   other distances: 0 repeats the span at once, from position 0. A model
+//!   that attends a fixed distance back instead of doing induction passes at
+//!   0 and fails with filler (the demo model once did, see `README.md`).
 
 use candle_core::{Tensor, D};
 
@@ -25,7 +27,7 @@ use crate::model::{ForwardOptions, HookSpec, Tokenizer, Transformer};
 pub struct Behaviour {
     pub ioi: f32,
     pub facts: f32,
-    /// Spans repeated at once from position 0.
+    /// Spans repeated at once, from position 0.
     pub induction: f32,
     /// Spans with [`MOVED_FILLER`] random words before and between the copies.
     pub induction_moved: f32,
@@ -139,8 +141,8 @@ pub fn induction_accuracy(
     Ok(right as f32 / (n * (span - 1)) as f32)
 }
 
-/// All three accuracies (IOI over 200 prompts, induction over 100 spans in
-/// the training layout).
+/// All three accuracies (IOI over 200 prompts, induction over 100 spans
+/// repeated at once and 100 with [`MOVED_FILLER`] random words).
 pub fn behaviour(model: &Transformer, tok: &Tokenizer, seed: u64) -> Result<Behaviour, DemoError> {
     Ok(Behaviour {
         ioi: ioi_accuracy(model, tok, 200, seed)?,
