@@ -7,6 +7,15 @@ use patchbench::model::random::{preset_config, random_weights};
 use patchbench::model::weights::CanonicalWeights;
 use patchbench::model::{ForwardOptions, HookSpec, Transformer};
 
+/// Sum of squares of a gradient, in f64 whatever its dtype.
+fn squared_norm(g: &Tensor) -> f64 {
+    g.sqr()
+        .and_then(|x| x.sum_all())
+        .and_then(|x| x.to_dtype(DType::F64))
+        .and_then(|x| x.to_scalar::<f64>())
+        .unwrap()
+}
+
 fn check(preset: &str) {
     let cfg = preset_config(preset).unwrap();
     let w = random_weights(&cfg, 3, &Device::Cpu, DType::F32).unwrap();
@@ -41,13 +50,7 @@ fn check(preset: &str) {
         let g = grads
             .get(v.as_tensor())
             .unwrap_or_else(|| panic!("{preset}: no gradient for {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let norm = squared_norm(g);
         assert!(
             norm > 0.0 && norm.is_finite(),
             "{preset}: gradient of {name} is {norm}"
@@ -109,13 +112,7 @@ fn finite_differences(preset: &str) {
     let mut checked = 0;
     for (name, v) in &vars {
         let g = grads.get(v.as_tensor()).unwrap().clone();
-        let g2 = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let g2 = squared_norm(&g);
         if g2 < 1e-12 {
             continue;
         }

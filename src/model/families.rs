@@ -265,6 +265,18 @@ impl Raw<'_> {
                 origin: self.origin.to_string(),
             })
     }
+    /// Moves a LayerNorm's `{theirs}.weight` / `{theirs}.bias` to canonical
+    /// `{ours}.w` / `{ours}.b`.
+    fn layer_norm(
+        &mut self,
+        w: &mut CanonicalWeights,
+        ours: &str,
+        theirs: &str,
+    ) -> Result<(), ModelError> {
+        w.insert(format!("{ours}.w"), self.take(&format!("{theirs}.weight"))?);
+        w.insert(format!("{ours}.b"), self.take(&format!("{theirs}.bias"))?);
+        Ok(())
+    }
     /// A Hugging Face `Linear` weight `[out, in]` as canonical `[in, out]`.
     fn linear_t(&mut self, name: &str) -> Result<Tensor, ModelError> {
         Ok(self.take(name)?.t()?.contiguous()?)
@@ -314,14 +326,7 @@ fn map_gpt2(
     for l in 0..cfg.n_layers {
         let (h, b) = (format!("h.{l}"), format!("blocks.{l}"));
         for (ours, theirs) in [("ln1", "ln_1"), ("ln2", "ln_2")] {
-            w.insert(
-                format!("{b}.{ours}.w"),
-                r.take(&format!("{h}.{theirs}.weight"))?,
-            );
-            w.insert(
-                format!("{b}.{ours}.b"),
-                r.take(&format!("{h}.{theirs}.bias"))?,
-            );
+            r.layer_norm(&mut w, &format!("{b}.{ours}"), &format!("{h}.{theirs}"))?;
         }
         // Conv1D stores [in, out] already; c_attn packs Q, K, V along out.
         let qkv = r.take(&format!("{h}.attn.c_attn.weight"))?;
@@ -361,8 +366,7 @@ fn map_gpt2(
             r.take(&format!("{h}.mlp.c_proj.bias"))?,
         );
     }
-    w.insert("ln_final.w", r.take("ln_f.weight")?);
-    w.insert("ln_final.b", r.take("ln_f.bias")?);
+    r.layer_norm(&mut w, "ln_final", "ln_f")?;
     r.finish(w)
 }
 

@@ -105,14 +105,7 @@ pub(super) fn map(
             ("ln1", "input_layernorm"),
             ("ln2", "post_attention_layernorm"),
         ] {
-            w.insert(
-                format!("{b}.{ours}.w"),
-                r.take(&format!("{p}.{theirs}.weight"))?,
-            );
-            w.insert(
-                format!("{b}.{ours}.b"),
-                r.take(&format!("{p}.{theirs}.bias"))?,
-            );
+            r.layer_norm(&mut w, &format!("{b}.{ours}"), &format!("{p}.{theirs}"))?;
         }
         // The fused projection's output rows run head by head, and within a
         // head as query, key, value: `[n_heads, 3, d_head]`.
@@ -156,8 +149,7 @@ pub(super) fn map(
             );
         }
     }
-    w.insert("ln_final.w", r.take("gpt_neox.final_layer_norm.weight")?);
-    w.insert("ln_final.b", r.take("gpt_neox.final_layer_norm.bias")?);
+    r.layer_norm(&mut w, "ln_final", "gpt_neox.final_layer_norm")?;
     if !cfg.tied_unembed {
         w.insert("unembed.W_U", r.linear_t(unembed)?);
     }
