@@ -14,3 +14,4 @@ pub mod model;
 pub mod patching;
 pub mod session;
 pub mod tui;
+pub mod util;
