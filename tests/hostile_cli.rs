@@ -1,0 +1,159 @@
+//! Hostile command lines: bad values for every argument that names or sizes
+//! something (`sweep`, `export`, `check`, `run`), each refused with a message
+//! that names the value and the fix, with no panic, no hang, no escape
+//! sequence and the user's files untouched. The harness and the classes of
+//! hostile input are described in `hostile_support`.
+
+mod hostile_support;
+
+use hostile_support::{repo, run_all, Case};
+
+const CLEAN: &str = "when mary and john went to the store , john gave a drink to";
+const CORRUPTED: &str = "when mary and john went to the store , mary gave a drink to";
+
+/// A valid demo-model sweep with `extra` appended (later flags win or clash).
+fn sweep(extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "sweep",
+        "--model",
+        "demo",
+        "--device",
+        "cpu",
+        "--clean",
+        CLEAN,
+        "--corrupted",
+        CORRUPTED,
+        "--answer",
+        "mary",
+        "--wrong",
+        "john",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn unknown_words_are_named() {
+    let s = repo("sessions/ioi-demo.yaml");
+    let s = s.to_str().unwrap();
+    let cases = vec![
+        Case::new("sweep-unknown-target", sweep(&["--target", "nope"]))
+            .expect(["nope", "resid_pre"]),
+        Case::new(
+            "sweep-unknown-direction",
+            sweep(&["--target", "resid_pre", "--direction", "sideways"]),
+        )
+        .expect(["sideways", "denoise"]),
+        Case::new(
+            "sweep-unknown-corruption",
+            sweep(&["--target", "resid_pre", "--corruption", "fog"]),
+        )
+        .expect(["fog", "gaussian"]),
+        Case::new(
+            "sweep-unknown-format",
+            sweep(&["--target", "resid_pre", "--format", "xml"]),
+        )
+        .expect(["xml", "csv"]),
+        Case::new(
+            "sweep-unknown-metric",
+            sweep(&["--target", "resid_pre", "--metric", "accuracy"]),
+        )
+        .expect(["accuracy", "logit_diff"]),
+        Case::new(
+            "export-unknown-format",
+            ["export", s, "--sweep", "0", "--format", "png"],
+        )
+        .expect(["png", "svg"])
+        .untouched([s]),
+        Case::new(
+            "export-unknown-metric",
+            [
+                "export", s, "--sweep", "0", "--format", "svg", "--metric", "bogus",
+            ],
+        )
+        .expect(["bogus", "logit_diff"])
+        .untouched([s]),
+        Case::new(
+            "export-sweep-out-of-range",
+            ["export", s, "--sweep", "7", "--format", "csv"],
+        )
+        .expect(["sweep 7", "resid_pre"])
+        .untouched([s]),
+    ];
+    run_all(cases);
+}
+
+#[test]
+fn paths_that_are_not_session_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("session.yaml");
+    hostile_support::mkfifo(&fifo);
+    let cases = vec![
+        Case::new("check-dev-zero", ["check", "/dev/zero"]).expect(["/dev/zero", "regular file"]),
+        Case::new(
+            "check-directory",
+            ["check".as_ref(), dir.path().as_os_str()],
+        )
+        .expect(["directory"])
+        .untouched([dir.path()]),
+        Case::new("check-fifo", ["check".as_ref(), fifo.as_os_str()])
+            .expect(["session.yaml", "regular file"])
+            .untouched([dir.path()]),
+        Case::new(
+            "export-fifo",
+            [
+                "export".as_ref(),
+                fifo.as_os_str(),
+                "--format".as_ref(),
+                "csv".as_ref(),
+            ],
+        )
+        .expect(["session.yaml", "regular file"])
+        .untouched([dir.path()]),
+        Case::new(
+            "sweep-session-fifo",
+            ["sweep".as_ref(), "--session".as_ref(), fifo.as_os_str()],
+        )
+        .expect(["session.yaml", "regular file"])
+        .untouched([dir.path()]),
+        Case::new("check-missing", ["check", "/nonexistent/x.yaml"])
+            .expect(["/nonexistent/x.yaml"]),
+    ];
+    run_all(cases);
+}
+
+/// The harness itself: it must flag an accepted input, a missing word and a
+/// changed file, or every other case here proves nothing.
+#[test]
+fn the_harness_notices_what_goes_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.yaml");
+    std::fs::copy(repo("sessions/ioi-demo.yaml"), &s).unwrap();
+    let out = dir.path().join("out.csv");
+    std::fs::write(&out, "keep me").unwrap();
+
+    let accepted = Case::new("accepted", ["check".as_ref(), s.as_os_str()]).expect(["ok"]);
+    let wrong = hostile_support::check(&accepted);
+    assert!(wrong[0].contains("exit status 0"), "{wrong:?}");
+
+    let unsaid = Case::new("unsaid", ["check", "/nonexistent/x.yaml"]).expect(["sunflower"]);
+    let wrong = hostile_support::check(&unsaid);
+    assert!(wrong[0].contains("sunflower"), "{wrong:?}");
+
+    let args = [
+        "export".as_ref(),
+        s.as_os_str(),
+        "--sweep".as_ref(),
+        "0".as_ref(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    let changed = Case::new("changed", args).succeeds().untouched([&out]);
+    let wrong = hostile_support::check(&changed);
+    assert!(wrong[0].contains("out.csv changed"), "{wrong:?}");
+}
