@@ -208,4 +208,12 @@ pub enum WorkerMsg {
         job: JobId,
         result: Result<Box<DrillData>, String>,
     },
+    /// A job panicked (a bug): its own failure reply has been sent; this
+    /// carries the message for a popup. `thread_stopped`: the panic was
+    /// outside the job boundary and took the thread with it, so every job
+    /// in flight is lost; the worker restarts with the next request.
+    WorkerFailed {
+        error: String,
+        thread_stopped: bool,
+    },
 }

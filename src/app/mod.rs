@@ -18,6 +18,7 @@ pub mod action;
 pub mod command;
 pub mod drill;
 pub mod grid;
+pub mod guard;
 pub mod messages;
 mod panes;
 pub mod prompts;

@@ -10,7 +10,7 @@ use super::command::{Command, SaveKind};
 use super::messages::{LoadSpec, Request, WorkerMsg};
 use super::sessions::{apply_session, mark_stale, to_session};
 use super::settings::EstimateState;
-use super::state::{AppState, Level, ModelState, Partial, Popup};
+use super::state::{AppState, Level, ModelState, Partial};
 use super::update::{request_estimate, request_tokenize};
 
 pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
@@ -35,10 +35,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
         WorkerMsg::ModelFailed { source, error } => {
             s.model.state = ModelState::Failed(error.clone());
             s.set_status(Level::Error, format!("cannot load model {source}"));
-            s.popup = Some(Popup::Message {
-                title: format!("cannot load model {source}"),
-                text: error,
-            });
+            s.show_message(&format!("cannot load model {source}"), &error);
         }
         WorkerMsg::Tokenized { job, result } => {
             if s.jobs.tokenize == Some(job) {
@@ -155,7 +152,37 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 d.result = Some(result.map(|b| *b));
             }
         }
+        WorkerMsg::WorkerFailed {
+            error,
+            thread_stopped,
+        } => worker_failed(s, error, thread_stopped, out),
     }
+}
+
+/// A job panicked: its own failure reply already moved the state on. The
+/// message goes in a popup (a bug to report). If the thread itself
+/// stopped, every job in flight is lost: they end here, and the model is
+/// loaded again (the worker restarts its thread for the request).
+fn worker_failed(s: &mut AppState, error: String, thread_stopped: bool, out: &mut Vec<Command>) {
+    if thread_stopped {
+        if let Some(r) = s.running.take() {
+            if let Some(v) = s.sweeps.get_mut(r.sweep) {
+                v.partial = None;
+            }
+        }
+        if s.settings.estimate == EstimateState::Pending {
+            s.settings.estimate = EstimateState::Failed(error.clone());
+        }
+        if let Some(d) = s.drill.as_mut().filter(|d| d.result.is_none()) {
+            d.result = Some(Err(error.clone()));
+        }
+        s.jobs.estimate = None;
+        s.jobs.tokenize = None;
+        s.model.state = ModelState::Loading;
+        out.push(Command::Worker(Request::Load(s.model.load.clone())));
+    }
+    s.set_status(Level::Error, "internal error (details in the popup)");
+    s.show_message("internal error", &error);
 }
 
 /// "k of n stored results are stale: why", if any are (marking them).
@@ -251,10 +278,7 @@ pub(crate) fn session_loaded(
         }
         Err(e) => {
             s.set_status(Level::Error, "cannot open the session");
-            s.popup = Some(Popup::Message {
-                title: format!("cannot open {}", path.display()),
-                text: e,
-            });
+            s.show_message(&format!("cannot open {}", path.display()), &e);
         }
     }
 }

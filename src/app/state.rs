@@ -2,6 +2,7 @@
 //! `update`. Per-pane cursors and scroll offsets live here, so rendering is
 //! a pure function of the state.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tui_textarea::TextArea;
 use crate::patching::result::Baselines;
 use crate::patching::{Direction, Metrics, PromptPair, SweepSpec, Target};
 use crate::session::{Loaded, SessionListing, Staleness, StoredResult};
+use crate::util::text::{clip, for_terminal, one_line};
 
 use super::drill::DrillState;
 use super::grid::{GridRef, HeatmapState};
@@ -123,6 +125,9 @@ pub struct Running {
     pub inputs: String,
 }
 
+/// The longest status-bar message kept (the bar shows one line of it).
+pub const MAX_STATUS_CHARS: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Info,
@@ -215,6 +220,9 @@ pub struct AppState {
     pub running: Option<Running>,
     pub drill: Option<DrillState>,
     pub popup: Option<Popup>,
+    /// Popups waiting for the open one to close (a message never hides
+    /// another: a broken keymap and a failed model load are both seen).
+    pub queued_popups: VecDeque<Popup>,
     pub status: Option<StatusMsg>,
     pub session: SessionMeta,
     pub jobs: Jobs,
@@ -249,6 +257,7 @@ impl AppState {
             running: None,
             drill: None,
             popup: None,
+            queued_popups: VecDeque::new(),
             status: None,
             session: SessionMeta {
                 autosave: opts.autosave,
@@ -266,10 +275,32 @@ impl AppState {
         self.sweeps.get(self.selected_sweep)
     }
 
+    /// Sets the status bar's message. It may quote anything (a prompt, a
+    /// file's error), so it is made one safe line here, clipped to
+    /// [`MAX_STATUS_CHARS`].
     pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
+        let text = text.into();
         self.status = Some(StatusMsg {
-            text: text.into(),
+            text: clip(&one_line(&text), MAX_STATUS_CHARS).into_owned(),
             level,
+        });
+    }
+
+    /// Shows `p` now, or once the popups already open or waiting close.
+    pub fn show_popup(&mut self, p: Popup) {
+        if self.popup.is_none() {
+            self.popup = Some(p);
+        } else {
+            self.queued_popups.push_back(p);
+        }
+    }
+
+    /// A message popup; title and text are made safe for the terminal
+    /// (control characters escaped, the text clipped).
+    pub fn show_message(&mut self, title: &str, text: &str) {
+        self.show_popup(Popup::Message {
+            title: clip(&one_line(title), MAX_STATUS_CHARS).into_owned(),
+            text: for_terminal(text),
         });
     }
 

@@ -32,9 +32,7 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
         Action::Resize(w, h) => s.size = (w, h),
         Action::AutosaveDue => autosave(s, &mut out),
         Action::AutosaveFound { path, loaded, age } => {
-            if s.popup.is_none() {
-                s.popup = Some(Popup::RestoreAutosave { path, loaded, age });
-            }
+            s.show_popup(Popup::RestoreAutosave { path, loaded, age })
         }
         Action::SessionsListed(list) => {
             if let Some(Popup::Browser { entries, selected }) = &mut s.popup {
@@ -61,6 +59,9 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
             let i = if down { Intent::Down } else { Intent::Up };
             intent(s, i, &mut out)
         }
+    }
+    if s.popup.is_none() {
+        s.popup = s.queued_popups.pop_front();
     }
     out
 }

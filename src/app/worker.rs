@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, SendError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +26,7 @@ use crate::patching::plan::plan;
 use crate::patching::{prepare_pairs, run_sweep, EngineOptions, PreparedPair, SweepError};
 use crate::session::time::rfc3339;
 
+use super::guard::{describe, guarded, Faults};
 use super::messages::*;
 use super::tokenize::tokenize_pairs;
 
@@ -37,46 +38,103 @@ enum TokRequest {
     Tokenize { job: JobId, input: PairsInput },
 }
 
-/// Handle to the worker threads; dropping it stops them.
-pub struct Worker {
-    tx: Option<Sender<Request>>,
-    tok_tx: Option<Sender<TokRequest>>,
+/// What a model thread needs, kept so that a new one can be started.
+#[derive(Clone)]
+struct Shared {
+    sink: Sink,
+    tok_tx: Sender<TokRequest>,
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<()>>,
+    faults: Faults,
+}
+
+/// The running model thread.
+struct ModelHandle {
+    tx: Sender<Request>,
+    thread: JoinHandle<()>,
+}
+
+/// Handle to the worker threads; dropping it stops them.
+pub struct Worker {
+    shared: Shared,
+    model: Mutex<Option<ModelHandle>>,
+    /// The last model asked for, reloaded when the model thread restarts.
+    last_load: Mutex<Option<LoadSpec>>,
+    tok_tx: Option<Sender<TokRequest>>,
+    tok_thread: Option<JoinHandle<()>>,
+}
+
+/// Tells the UI when a thread dies of a panic outside the job boundary.
+struct Sentinel(Sink, &'static str);
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)(WorkerMsg::WorkerFailed {
+                error: format!(
+                    "the {} thread stopped after an internal error (a bug in patchbench); \
+                     it restarts with the next request and the session is intact",
+                    self.1
+                ),
+                thread_stopped: true,
+            });
+        }
+    }
+}
+
+fn spawn_model_thread(shared: &Shared) -> ModelHandle {
+    let (tx, rx) = channel();
+    let mut model_thread = ModelThread {
+        sink: shared.sink.clone(),
+        tok_tx: shared.tok_tx.clone(),
+        model: None,
+        timings: HashMap::new(),
+        cancel: shared.cancel.clone(),
+        cancelled_upto: shared.cancelled_upto.clone(),
+        faults: shared.faults.clone(),
+    };
+    let sentinel = Sentinel(shared.sink.clone(), "model");
+    let thread = std::thread::Builder::new()
+        .name("patchbench-model".into())
+        .spawn(move || {
+            let _sentinel = sentinel;
+            lower_priority();
+            model_thread.run(rx)
+        })
+        .expect("spawning the model thread");
+    ModelHandle { tx, thread }
 }
 
 impl Worker {
     pub fn spawn(sink: Sink) -> Worker {
-        let (tx, rx) = channel();
+        Worker::spawn_with_faults(sink, Faults::default())
+    }
+
+    /// A worker whose model thread runs the test hooks in `faults`.
+    pub fn spawn_with_faults(sink: Sink, faults: Faults) -> Worker {
         let (tok_tx, tok_rx) = channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let cancelled_upto = Arc::new(AtomicU64::new(0));
-        let mut model_thread = ModelThread {
+        let shared = Shared {
             sink: sink.clone(),
             tok_tx: tok_tx.clone(),
-            model: None,
-            timings: HashMap::new(),
-            cancel: cancel.clone(),
-            cancelled_upto: cancelled_upto.clone(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            cancelled_upto: Arc::new(AtomicU64::new(0)),
+            faults,
         };
-        let t1 = std::thread::Builder::new()
-            .name("patchbench-model".into())
-            .spawn(move || {
-                lower_priority();
-                model_thread.run(rx)
-            })
-            .expect("spawning the model thread");
-        let t2 = std::thread::Builder::new()
+        let model = spawn_model_thread(&shared);
+        let sentinel = Sentinel(sink.clone(), "tokenizer");
+        let tok_thread = std::thread::Builder::new()
             .name("patchbench-tokenize".into())
-            .spawn(move || tokenizer_thread(tok_rx, sink))
+            .spawn(move || {
+                let _sentinel = sentinel;
+                tokenizer_thread(tok_rx, sink)
+            })
             .expect("spawning the tokenizer thread");
         Worker {
-            tx: Some(tx),
+            shared,
+            model: Mutex::new(Some(model)),
+            last_load: Mutex::new(None),
             tok_tx: Some(tok_tx),
-            cancel,
-            cancelled_upto,
-            threads: vec![t1, t2],
+            tok_thread: Some(tok_thread),
         }
     }
 
@@ -85,27 +143,61 @@ impl Worker {
             if let Some(t) = &self.tok_tx {
                 let _ = t.send(TokRequest::Tokenize { job, input });
             }
-        } else if let Some(t) = &self.tx {
-            let _ = t.send(r);
+            return;
         }
+        let mut last_load = lock(&self.last_load);
+        if let Request::Load(spec) = &r {
+            *last_load = Some(spec.clone());
+        }
+        let mut model = lock(&self.model);
+        let Some(h) = model.as_mut() else { return };
+        // A model thread that died (a panic outside the job boundary,
+        // already reported by its sentinel) is replaced, and the model it
+        // had is loaded again before the request.
+        let r = if h.thread.is_finished() {
+            r
+        } else {
+            match h.tx.send(r) {
+                Ok(()) => return,
+                Err(SendError(r)) => r,
+            }
+        };
+        *h = spawn_model_thread(&self.shared);
+        if !matches!(r, Request::Load(_)) {
+            if let Some(spec) = last_load.clone() {
+                let _ = h.tx.send(Request::Load(spec));
+            }
+        }
+        let _ = h.tx.send(r);
     }
 
     /// Cancels sweep `job` (and any earlier one), running or queued.
     pub fn cancel(&self, job: JobId) {
-        self.cancelled_upto.fetch_max(job, Ordering::SeqCst);
-        self.cancel.store(true, Ordering::SeqCst);
+        self.shared.cancelled_upto.fetch_max(job, Ordering::SeqCst);
+        self.shared.cancel.store(true, Ordering::SeqCst);
     }
+}
+
+/// A mutex's value, also after a panic elsewhere poisoned it (the values
+/// kept here stay valid whatever panicked).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.cancel.store(true, Ordering::SeqCst);
-        self.cancelled_upto.store(u64::MAX, Ordering::SeqCst);
-        self.tx.take();
+        self.shared.cancel.store(true, Ordering::SeqCst);
+        self.shared.cancelled_upto.store(u64::MAX, Ordering::SeqCst);
+        let model = lock(&self.model).take();
         self.tok_tx.take();
+        let mut threads: Vec<JoinHandle<()>> = self.tok_thread.take().into_iter().collect();
+        if let Some(ModelHandle { tx, thread }) = model {
+            drop(tx);
+            threads.push(thread);
+        }
         // A forward pass in progress finishes first; don't hang quitting on it.
         let deadline = Instant::now() + Duration::from_millis(500);
-        for t in self.threads.drain(..) {
+        for t in threads {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -162,10 +254,21 @@ fn tokenizer_thread(rx: Receiver<TokRequest>, sink: Sink) {
             }
         }
         if let (Some(t), Some((job, input))) = (&tok, last) {
-            sink(WorkerMsg::Tokenized {
-                job,
-                result: tokenize_pairs(t, &input),
-            });
+            match guarded("tokenising the prompts", || tokenize_pairs(t, &input)) {
+                Ok(result) => sink(WorkerMsg::Tokenized { job, result }),
+                Err(error) => {
+                    let problems = vec![error.clone()];
+                    let result = Tokenized {
+                        problems,
+                        ..Default::default()
+                    };
+                    sink(WorkerMsg::Tokenized { job, result });
+                    sink(WorkerMsg::WorkerFailed {
+                        error,
+                        thread_stopped: false,
+                    });
+                }
+            }
         }
     }
 }
@@ -178,6 +281,39 @@ struct ModelThread {
     timings: HashMap<usize, ForwardTiming>,
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
+    faults: Faults,
+}
+
+/// The reply that ends request `r` with an error, as an ordinary failure
+/// of its kind would, so the UI's state moves on (a sweep stops running,
+/// an estimate or a drill-down shows the error).
+fn failure_reply(r: &Request) -> Box<dyn FnOnce(String) -> WorkerMsg> {
+    match r {
+        Request::Load(spec) => {
+            let source = spec.source.clone();
+            Box::new(move |error| WorkerMsg::ModelFailed { source, error })
+        }
+        &Request::Tokenize { job, .. } => Box::new(move |error| WorkerMsg::Tokenized {
+            job,
+            result: Tokenized {
+                problems: vec![error],
+                ..Default::default()
+            },
+        }),
+        &Request::Estimate { job, .. } => Box::new(move |error| WorkerMsg::Estimated {
+            job,
+            result: Err(error),
+        }),
+        &Request::Sweep { job, .. } => Box::new(move |error| WorkerMsg::SweepFailed {
+            job,
+            error,
+            cancelled: false,
+        }),
+        &Request::Drill { job, .. } => Box::new(move |error| WorkerMsg::Drilled {
+            job,
+            result: Err(error),
+        }),
+    }
 }
 
 impl ModelThread {
@@ -185,25 +321,47 @@ impl ModelThread {
         while let Ok(first) = rx.recv() {
             let queue: Vec<Request> = std::iter::once(first).chain(rx.try_iter()).collect();
             for r in coalesce(queue) {
-                match r {
-                    Request::Load(spec) => self.load(spec),
-                    Request::Estimate { job, input, spec } => {
-                        let result = self.estimate(&input, &spec);
-                        (self.sink)(WorkerMsg::Estimated { job, result });
+                if let Some(f) = &self.faults.outside_job {
+                    f(&r);
+                }
+                let what = describe(&r);
+                let failed = failure_reply(&r);
+                let in_job = self.faults.in_job.clone();
+                let outcome = guarded(&what, || {
+                    if let Some(f) = in_job {
+                        f(&r);
                     }
-                    Request::Sweep { job, input, spec } => self.sweep(job, &input, &spec),
-                    Request::Drill {
-                        job,
-                        input,
-                        pair,
-                        target,
-                    } => {
-                        let result = self.drill(&input, pair, target).map(Box::new);
-                        (self.sink)(WorkerMsg::Drilled { job, result });
-                    }
-                    Request::Tokenize { .. } => {}
+                    self.handle(r)
+                });
+                if let Err(error) = outcome {
+                    (self.sink)(failed(error.clone()));
+                    (self.sink)(WorkerMsg::WorkerFailed {
+                        error,
+                        thread_stopped: false,
+                    });
                 }
             }
+        }
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Load(spec) => self.load(spec),
+            Request::Estimate { job, input, spec } => {
+                let result = self.estimate(&input, &spec);
+                (self.sink)(WorkerMsg::Estimated { job, result });
+            }
+            Request::Sweep { job, input, spec } => self.sweep(job, &input, &spec),
+            Request::Drill {
+                job,
+                input,
+                pair,
+                target,
+            } => {
+                let result = self.drill(&input, pair, target).map(Box::new);
+                (self.sink)(WorkerMsg::Drilled { job, result });
+            }
+            Request::Tokenize { .. } => {}
         }
     }
 

@@ -97,7 +97,10 @@ fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppStat
         );
     }
     if !warnings.is_empty() {
+        // A popup, not only the status bar: the model's loading message
+        // would replace it before anyone read it.
         s.set_status(Level::Warn, warnings.join("; "));
+        s.show_message("keymap or theme problem", &warnings.join("\n"));
     }
     Ok(s)
 }
