@@ -155,7 +155,9 @@ impl SweepArgs {
         if self.corruption == CorruptionKind::Prompt && self.corrupted.is_none() {
             anyhow::bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
         }
+        self.spec().validate()?;
         let m = self.model.load()?;
+        self.spec().check_model(&m.model.cfg)?;
         let pairs = prepare_pairs(&m.tokenizer, &[self.pair()], self.bos.choice())?;
         Ok((m, pairs))
     }

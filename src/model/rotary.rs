@@ -113,10 +113,12 @@ impl Rotary {
                 Tensor::stack(&[&r1, &r2], 4)?.reshape((b, h, t, rd))?
             }
         };
+        // Contiguous: a last-dim `cat` with `t = 1` (the last-token query of
+        // partial rotary) has strides that matmul refuses.
         if rd == dh {
-            Ok(rotated)
+            rotated.contiguous()
         } else {
-            Tensor::cat(&[&rotated, &x.narrow(3, rd, dh - rd)?], 3)
+            Tensor::cat(&[&rotated, &x.narrow(3, rd, dh - rd)?], 3)?.contiguous()
         }
     }
 }

@@ -96,6 +96,8 @@ pub enum SweepError {
     Cancelled,
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Spec(#[from] super::validate::SpecError),
     #[error("tensor operation failed during the sweep: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -110,6 +112,8 @@ pub fn run_sweep(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<SweepResult, SweepError> {
     let start = Instant::now();
+    spec.validate()?;
+    spec.check_model(&model.cfg)?;
     if pairs.is_empty() {
         return Err(SweepError::Invalid("no prompt pairs".into()));
     }

@@ -2,6 +2,7 @@
 //! planned patched runs and a [`SweepResult`] holding every metric.
 //!
 //! - `spec`: targets, directions, corruptions (serialisable);
+//! - `validate`: specs and targets refused before anything runs;
 //! - `prepare`: prompt pairs to validated token ids;
 //! - `plan`: the cells of a target;
 //! - `runs`: the unpatched runs and the activations patched between them;
@@ -19,9 +20,11 @@ pub mod prepare;
 pub mod result;
 pub mod runs;
 pub mod spec;
+pub mod validate;
 
 pub use engine::{run_sweep, EngineOptions, Method, Progress, SweepError};
 pub use metrics::{Metrics, METRICS};
 pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};
 pub use result::SweepResult;
 pub use spec::{Corruption, Direction, SweepSpec, Target};
+pub use validate::{available_targets, SpecError, MAX_SAMPLES};
