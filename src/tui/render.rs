@@ -55,6 +55,35 @@ pub fn render(
         keymap,
     }
     .render(a.status, buf);
+    draw_popup(s, theme, keymap, area, buf);
+    sanitize(buf, area);
+    Some(a)
+}
+
+/// Removes control characters that reached a cell. Text from files is
+/// escaped where it is drawn (`widgets::trunc`, `widgets::quote`, the
+/// state's messages); this is the net under that for widgets that draw
+/// text themselves (the text editor's line), so that no escape sequence
+/// ever reaches the terminal. A control character is zero-width, so it
+/// sits appended to a cell's symbol; dropping it keeps the layout.
+pub fn sanitize(buf: &mut Buffer, area: Rect) {
+    let area = area.intersection(buf.area);
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            let cell = &mut buf[(x, y)];
+            if cell.symbol().chars().any(is_unsafe) {
+                let clean: String = cell.symbol().chars().filter(|c| !is_unsafe(*c)).collect();
+                cell.set_symbol(if clean.is_empty() { " " } else { &clean });
+            }
+        }
+    }
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn draw_popup(s: &AppState, theme: &Theme, keymap: &Keymap, area: Rect, buf: &mut Buffer) {
     match &s.popup {
         None => {}
         Some(Popup::Help { scroll }) => {
@@ -72,5 +101,4 @@ pub fn render(
             d.render(dialogs::centred(area, w, h), buf);
         }
     }
-    Some(a)
 }

@@ -4,6 +4,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders};
 
+use crate::util::text::one_line;
+
 use super::theme::Theme;
 
 /// A pane's frame: rounded border and title, highlighted when focused.
@@ -20,8 +22,10 @@ pub fn pane_block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) 
         .title(title.into().style(theme.style(t)))
 }
 
-/// `s` cut to `w` characters, with `…` when cut.
+/// `s` cut to `w` characters, with `…` when cut. Control characters are
+/// escaped first (`\e`, `\n`): text shown in a pane may come from a file.
 pub fn trunc(s: &str, w: usize) -> String {
+    let s = one_line(s);
     let n = s.chars().count();
     if n <= w {
         s.to_string()
@@ -48,9 +52,9 @@ pub fn fit_right(s: &str, w: usize) -> String {
     format!("{}{t}", " ".repeat(w.saturating_sub(n)))
 }
 
-/// A token or text in double quotes, as typed (token strings are already escaped).
+/// A token or text in double quotes, control characters escaped.
 pub fn quote(s: &str) -> String {
-    format!("\"{s}\"")
+    format!("\"{}\"", one_line(s))
 }
 
 /// A compact number: `+1.23`, `-0.05`, `1.2e3`.

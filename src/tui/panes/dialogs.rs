@@ -12,6 +12,7 @@ use crate::session::time::short;
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, pane_block, trunc};
+use crate::util::text::one_line;
 
 pub struct DialogPopup<'a> {
     pub popup: &'a Popup,
@@ -146,7 +147,7 @@ impl Widget for DialogPopup<'_> {
                     ),
                     Line::from(format!(
                         "model {}, {} prompt pair(s), {} sweep(s).",
-                        loaded.session.model.source,
+                        one_line(&loaded.session.model.source),
                         loaded.session.prompts.len(),
                         loaded.session.sweeps.len()
                     )),
@@ -162,10 +163,13 @@ impl Widget for DialogPopup<'_> {
                 ],
             ),
             Popup::Message { title, text } => {
-                let mut v: Vec<Line> = text.lines().map(|l| Line::from(l.to_string())).collect();
+                let mut v: Vec<Line> = text
+                    .lines()
+                    .map(|l| Line::from(one_line(l).into_owned()))
+                    .collect();
                 v.push(Line::from(""));
                 v.push(Line::styled("any key closes", th.style("hint")));
-                (format!(" {title} "), v)
+                (format!(" {} ", one_line(title)), v)
             }
             Popup::Help { .. } => return,
         };

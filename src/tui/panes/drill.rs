@@ -14,6 +14,7 @@ use crate::app::{AppState, Focus};
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, fit_right, heat_cell, num, pane_block, quote, trunc};
+use crate::util::text::one_line;
 
 pub struct DrillPane<'a> {
     pub state: &'a AppState,
@@ -42,7 +43,10 @@ impl Widget for DrillPane<'_> {
 fn lines<'a>(d: &DrillState, w: usize, th: &Theme) -> Vec<Line<'a>> {
     match &d.result {
         None => vec![Line::styled("computing on the worker…", th.style("muted"))],
-        Some(Err(e)) => vec![Line::styled(format!("⚠ {e}"), th.style("error"))],
+        Some(Err(e)) => vec![Line::styled(
+            format!("⚠ {}", one_line(e)),
+            th.style("error"),
+        )],
         Some(Ok(DrillData::Head(h))) => head(h, w, th),
         Some(Ok(DrillData::Mlp(m))) => mlp(m, d.effect_row.as_deref(), w, th),
         Some(Ok(DrillData::Attn(a))) => attn(a, d.effect_row.as_deref(), th),

@@ -12,6 +12,7 @@ use crate::app::{AppState, Focus, Mode};
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, pane_block, quote, trunc};
+use crate::util::text::one_line;
 
 pub struct PromptsPane<'a> {
     pub state: &'a AppState,
@@ -176,8 +177,8 @@ fn token_rows<'a>(
     };
     start(&mut cur);
     for i in 0..n {
-        let c = clean.get(i).map(String::as_str).unwrap_or("");
-        let k = corrupted.get(i).map(String::as_str).unwrap_or("");
+        let c = one_line(clean.get(i).map(String::as_str).unwrap_or(""));
+        let k = one_line(corrupted.get(i).map(String::as_str).unwrap_or(""));
         let cw = c.chars().count().max(k.chars().count()).clamp(1, 16);
         if cur.3 + cw + 1 > width && cur.3 > label {
             out.push((
@@ -189,8 +190,8 @@ fn token_rows<'a>(
         }
         let diff = c != k;
         let st = th.style(if diff { "token.diff" } else { "token" });
-        cur.0.push(Span::styled(fit(c, cw), st));
-        cur.1.push(Span::styled(fit(k, cw), st));
+        cur.0.push(Span::styled(fit(&c, cw), st));
+        cur.1.push(Span::styled(fit(&k, cw), st));
         cur.0.push(Span::styled("│", th.style("token.sep")));
         cur.1.push(Span::styled("│", th.style("token.sep")));
         cur.2 |= diff;

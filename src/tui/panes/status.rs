@@ -15,6 +15,7 @@ use crate::app::{AppState, Focus, Intent, Mode};
 use crate::tui::keymap::{Context, Keymap};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::hints;
+use crate::util::text::one_line;
 
 pub struct StatusBar<'a> {
     pub state: &'a AppState,
@@ -66,9 +67,9 @@ impl Widget for StatusBar<'_> {
             ));
         } else {
             let model = match &s.model.state {
-                ModelState::Loading => format!("⏳ loading {} ", s.model.load.source),
-                ModelState::Ready(i) => format!("{} ", i.source),
-                ModelState::Failed(_) => format!("✗ {} ", s.model.load.source),
+                ModelState::Loading => format!("⏳ loading {} ", one_line(&s.model.load.source)),
+                ModelState::Ready(i) => format!("{} ", one_line(&i.source)),
+                ModelState::Failed(_) => format!("✗ {} ", one_line(&s.model.load.source)),
             };
             top.push(Span::styled(model, th.style("status")));
             if s.session.dirty {
@@ -81,7 +82,10 @@ impl Widget for StatusBar<'_> {
                 Level::Warn => "status.warn",
                 Level::Error => "status.error",
             };
-            top.push(Span::styled(format!("│ {}", m.text), th.style(key)));
+            top.push(Span::styled(
+                format!("│ {}", one_line(&m.text)),
+                th.style(key),
+            ));
         }
         buf.set_line(area.x, area.y, &Line::from(top), area.width);
         if area.height > 1 {
