@@ -329,3 +329,25 @@ fn sweep_session_refuses_a_target_the_model_lacks() {
     );
     assert!(err.contains("1 of 2 sweeps failed"), "{err}");
 }
+
+#[test]
+fn the_sweep_pane_offers_only_targets_the_model_has() {
+    use patchbench::app::settings::SettingsState;
+    let cfg = load("pythia-tiny").model.cfg;
+    for delta in [1, -1] {
+        let mut settings = SettingsState::new(SweepSpec::new(Target::ResidPre));
+        let mut metric = 0;
+        let mut seen = Vec::new();
+        for _ in 0..ALL_TARGETS.len() {
+            assert!(settings.change(delta, &mut metric, Some(&cfg)));
+            seen.push(settings.spec.target);
+        }
+        assert!(!seen.contains(&Target::ResidMid), "{seen:?}");
+        let expected = available_targets(&cfg);
+        assert!(expected.iter().all(|t| seen.contains(t)), "{seen:?}");
+    }
+    // Without a loaded model every target is offered.
+    let mut settings = SettingsState::new(SweepSpec::new(Target::ResidPre));
+    settings.change(1, &mut 0, None);
+    assert_eq!(settings.spec.target, Target::ResidMid);
+}

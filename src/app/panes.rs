@@ -61,7 +61,7 @@ fn prompts(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
 }
 
 fn settings(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
-    let n_layers = s.model.info().map_or(1, |m| m.config.n_layers);
+    let cfg = s.model.info().map(|m| m.config.clone());
     let changed = match i {
         Intent::Up => {
             s.settings.move_row(-1);
@@ -71,14 +71,14 @@ fn settings(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             s.settings.move_row(1);
             false
         }
-        Intent::Left => s.settings.change(-1, &mut s.heatmap.metric, n_layers),
-        Intent::Right => s.settings.change(1, &mut s.heatmap.metric, n_layers),
+        Intent::Left => s.settings.change(-1, &mut s.heatmap.metric, cfg.as_ref()),
+        Intent::Right => s.settings.change(1, &mut s.heatmap.metric, cfg.as_ref()),
         Intent::Edit => {
             if s.settings.current_row() == super::settings::Row::Positions {
                 s.mode = Mode::Edit;
                 false
             } else {
-                s.settings.change(1, &mut s.heatmap.metric, n_layers)
+                s.settings.change(1, &mut s.heatmap.metric, cfg.as_ref())
             }
         }
         _ => false,

@@ -1,10 +1,13 @@
 //! The sweep settings being edited: a draft [`SweepSpec`] and the displayed
 //! metric, as rows the user moves through and cycles with left/right.
-//! Which rows exist depends on the corruption and the target.
+//! Which rows exist depends on the corruption and the target; the target
+//! row offers only targets the loaded model has (no `resid_mid` on parallel
+//! blocks), and a sweep of a missing target is refused with the reason.
 
 use tui_textarea::TextArea;
 
 use crate::analysis::Estimate;
+use crate::model::ModelConfig;
 use crate::patching::spec::ALL_TARGETS;
 use crate::patching::{Corruption, Direction, SweepSpec, Target, METRICS};
 
@@ -96,12 +99,24 @@ impl SettingsState {
     }
 
     /// Cycles the value of the current row. Returns whether the spec
-    /// changed (the metric row changes `metric` instead).
-    pub fn change(&mut self, delta: i32, metric: &mut usize, n_layers: usize) -> bool {
+    /// changed (the metric row changes `metric` instead). `cfg` is the
+    /// loaded model's, if any: it bounds the window and the targets offered.
+    pub fn change(&mut self, delta: i32, metric: &mut usize, cfg: Option<&ModelConfig>) -> bool {
         let row = self.current_row();
+        let n_layers = cfg.map_or(1, |c| c.n_layers);
         let s = &mut self.spec;
         match row {
-            Row::Target => s.target = cycle(ALL_TARGETS, s.target, delta),
+            Row::Target => {
+                // Skip targets the model lacks; one of them is always there.
+                let mut t = s.target;
+                for _ in 0..ALL_TARGETS.len() {
+                    t = cycle(ALL_TARGETS, t, delta);
+                    if cfg.is_none_or(|c| t.available_for(c)) {
+                        break;
+                    }
+                }
+                s.target = t;
+            }
             Row::Direction => {
                 s.direction = cycle(&[Direction::Denoise, Direction::Noise], s.direction, delta)
             }
