@@ -11,7 +11,7 @@ fn main() {
     let result = match &args.command {
         Some(cli::Command::Run(a)) => cli::run(a),
         Some(cli::Command::Models) => cli::models(),
-        Some(cli::Command::Sweep(a)) => cli::sweep::sweep(a),
+        Some(cli::Command::Sweep(a)) => cli::sweep_command(a),
         Some(cli::Command::Bench(cli::bench::BenchCommand::Forward(a))) => {
             cli::bench::bench_forward(a)
         }
@@ -23,7 +23,11 @@ fn main() {
         None => cli::tui::start(&args.tui, None),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        // Messages quote files and arguments: escape and clip them.
+        eprintln!(
+            "error: {}",
+            patchbench::util::text::for_terminal(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

@@ -157,3 +157,110 @@ fn the_harness_notices_what_goes_wrong() {
     let wrong = hostile_support::check(&changed);
     assert!(wrong[0].contains("out.csv changed"), "{wrong:?}");
 }
+
+/// Data loss: an output path that is an input, or any existing session, is
+/// refused, however it is spelled, and before anything runs.
+#[test]
+fn outputs_never_overwrite_inputs_or_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = d.join("s.yaml");
+    std::fs::copy(repo("sessions/ioi-demo.yaml"), &s).unwrap();
+    let other = d.join("other.yaml");
+    std::fs::copy(repo("sessions/facts-demo.yaml"), &other).unwrap();
+    let no_ext = d.join("session-without-extension");
+    std::fs::copy(repo("sessions/induction-demo.yaml"), &no_ext).unwrap();
+    let link = d.join("link.yaml");
+    std::os::unix::fs::symlink(&s, &link).unwrap();
+    let hard = d.join("hard.yaml");
+    std::fs::hard_link(&s, &hard).unwrap();
+    let sp = s.to_str().unwrap().to_string();
+    let dotted = format!("{}/./s.yaml", d.display());
+    let dotdot = format!(
+        "{}/../{}/s.yaml",
+        d.display(),
+        d.file_name().unwrap().to_str().unwrap()
+    );
+    let outs: Vec<(&str, String)> = vec![
+        ("same", sp.clone()),
+        ("dotted", dotted),
+        ("dotdot", dotdot),
+        ("symlink", link.to_str().unwrap().into()),
+        ("hardlink", hard.to_str().unwrap().into()),
+        ("other-session", other.to_str().unwrap().into()),
+        ("session-no-extension", no_ext.to_str().unwrap().into()),
+    ];
+    let mut cases = vec![];
+    for (name, out) in &outs {
+        for fmt in ["csv", "json", "svg"] {
+            cases.push(
+                Case::new(
+                    format!("export-{fmt}-out-{name}"),
+                    ["export", &sp, "--sweep", "0", "--format", fmt, "--out", out],
+                )
+                .expect(["--out", "another file"])
+                .untouched([d]),
+            );
+        }
+        for fmt in ["json", "csv", "table"] {
+            cases.push(
+                Case::new(
+                    format!("sweep-session-{fmt}-out-{name}"),
+                    [
+                        "sweep",
+                        "--session",
+                        &sp,
+                        "--rerun-stale",
+                        "--format",
+                        fmt,
+                        "--out",
+                        out,
+                    ],
+                )
+                .expect(["--out", "another file"])
+                .untouched([d]),
+            );
+        }
+        cases.push(
+            Case::new(
+                format!("sweep-out-{name}"),
+                sweep(&["--target", "resid_pre", "--out", out]),
+            )
+            .expect(["--out", "another file"])
+            .untouched([d]),
+        );
+    }
+    run_all(cases);
+}
+
+/// A model file given as a path is an input too.
+#[test]
+fn a_sweep_never_writes_over_its_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("model.gguf");
+    std::fs::copy(repo("tests/fixtures/llama-tiny-gguf/model.gguf"), &gguf).unwrap();
+    let g = gguf.to_str().unwrap();
+    let cases = vec![Case::new(
+        "sweep-out-model",
+        [
+            "sweep",
+            "--model",
+            g,
+            "--clean",
+            "a b",
+            "--corrupted",
+            "a c",
+            "--answer",
+            "a",
+            "--wrong",
+            "b",
+            "--target",
+            "resid_pre",
+            "--out",
+            g,
+        ],
+    )
+    .expect(["--out", "model.gguf", "another file"])
+    .untouched([dir.path()])];
+    run_all(cases);
+}

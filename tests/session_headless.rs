@@ -284,7 +284,7 @@ fn sweep_arguments_are_checked() {
     let out = bin(&["sweep", "--write"], None);
     assert!(!out.status.success());
     let out = bin(&["sweep", "--session", "/nonexistent/s.yaml"], None);
-    assert!(text(&out.stderr).contains("/nonexistent/s.yaml: cannot read the session"));
+    assert!(text(&out.stderr).contains("/nonexistent/s.yaml: no such file"));
 }
 
 #[test]

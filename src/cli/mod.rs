@@ -3,8 +3,26 @@
 //! `main.rs` parses [`Cli`] and dispatches here; everything printed by these
 //! commands goes to stdout (results) or stderr (progress and errors).
 
+/// `eprintln!` for messages that may quote files or arguments: control
+/// characters escaped, length clipped (`util::text::for_terminal`).
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("{}", patchbench::util::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `println!` for report lines that may quote files, made terminal-safe.
+macro_rules! report {
+    ($($arg:tt)*) => {
+        println!("{}", patchbench::util::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
 pub mod bench;
+pub mod output;
+pub mod progress;
 pub mod session;
+pub mod session_sweep;
 pub mod sweep;
 pub mod train;
 pub mod tui;
@@ -198,6 +216,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `patchbench sweep`: a session's sweeps with `--session FILE`, otherwise
+/// one sweep from the command line. Dispatched here so that `sweep.rs`
+/// (the arguments) and `session_sweep.rs` (which uses them) do not import
+/// each other.
+pub fn sweep_command(cmd: &sweep::SweepCmd) -> Result<()> {
+    if cmd.session.session.is_some() {
+        session_sweep::sweep_session(cmd)
+    } else {
+        sweep::sweep_pair(cmd)
+    }
 }
 
 pub fn models() -> Result<()> {

@@ -1,8 +1,7 @@
-//! The session commands: `check`, `export`, and `sweep --session FILE
-//! [--write]`, which runs a session's missing sweeps headless and stores
-//! them back. All reading and writing goes through `patchbench::session`.
+//! The session commands `check` and `export`, and the loading helpers
+//! that `sweep --session` shares. All reading and writing goes through
+//! `patchbench::session`; output files through `output.rs`.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -11,43 +10,14 @@ use clap::{Args, ValueEnum};
 use patchbench::model::device::{parse_device, parse_dtype};
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
-use patchbench::patching::{run_sweep, Method, METRICS};
+use patchbench::patching::METRICS;
 use patchbench::session::{
     self, dirs::resolve_model_source, io, results, Problem, Session, Severity,
 };
 
-use super::sweep::{ProgressLine, SweepCmd, SweepFormat};
+use super::output::write_output;
 
-/// `patchbench sweep`'s session mode.
-#[derive(Args, Debug)]
-pub struct SessionSweepArgs {
-    /// Run the sweeps of this session file that have no result yet; the
-    /// session names the model and the prompts.
-    #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "clean", "corrupted", "answer", "wrong", "target", "direction", "corruption",
-        "noise_positions", "noise_scale", "samples", "seed", "window", "model",
-        "prepend_bos", "no_prepend_bos", "method",
-    ])]
-    pub session: Option<PathBuf>,
-    /// With --session: save each result back into FILE (atomically) as it finishes.
-    #[arg(long, requires = "session")]
-    pub write: bool,
-    /// With --session: also rerun stored results that are stale (another
-    /// model, or spec/prompts edited since).
-    #[arg(long, requires = "session")]
-    pub rerun_stale: bool,
-}
-
-impl SessionSweepArgs {
-    pub fn check_unused(&self) -> Result<()> {
-        if self.write || self.rerun_stale {
-            bail!("--write and --rerun-stale apply to --session FILE");
-        }
-        Ok(())
-    }
-}
-
-fn load_model(source: &str, file: &Path, device: &str, dtype: &str) -> Result<LoadedModel> {
+pub fn load_model(source: &str, file: &Path, device: &str, dtype: &str) -> Result<LoadedModel> {
     let opts = LoadOptions {
         device: parse_device(device)?,
         dtype: parse_dtype(dtype)?,
@@ -57,178 +27,13 @@ fn load_model(source: &str, file: &Path, device: &str, dtype: &str) -> Result<Lo
         .with_context(|| format!("loading the session's model {source:?}"))
 }
 
-fn load_session(path: &Path) -> Result<(Session, Vec<u8>)> {
+pub fn load_session(path: &Path) -> Result<(Session, Vec<u8>)> {
     let bytes = io::read_checked(path)?;
     let loaded = io::parse_bytes(&bytes, path)?;
     for w in &loaded.warnings {
-        eprintln!("{}", w.render(path));
+        note!("{}", w.render(path));
     }
     Ok((loaded.session, bytes))
-}
-
-pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
-    let args = &cmd.session;
-    let Some(path) = args.session.as_deref() else {
-        bail!("--session FILE is required here");
-    };
-    let (mut session, mut on_disk) = load_session(path)?;
-    let missing: Vec<usize> = (0..session.sweeps.len())
-        .filter(|&i| session.sweeps[i].result.is_none())
-        .collect();
-    if missing.is_empty() && !args.rerun_stale {
-        for (i, why) in results::stale_results(&session, None) {
-            eprintln!("sweep {i}: the stored result is stale: {why} (--rerun-stale reruns it)");
-        }
-        eprintln!(
-            "{}: nothing to run: all {} sweeps have results",
-            path.display(),
-            session.sweeps.len()
-        );
-        return Ok(());
-    }
-    let m = load_model(
-        &session.model.source,
-        path,
-        &cmd.sweep.model.device,
-        &cmd.sweep.model.dtype,
-    )?;
-    if let Some(old) = session
-        .model
-        .fingerprint
-        .as_deref()
-        .filter(|f| *f != m.fingerprint)
-    {
-        eprintln!(
-            "note: the model's fingerprint changed since this session last ran ({old} -> {}); results from before are stale",
-            m.fingerprint
-        );
-    }
-    let mut todo = missing;
-    for (i, why) in results::stale_results(&session, Some(&m.fingerprint)) {
-        if args.rerun_stale {
-            todo.push(i);
-        } else {
-            eprintln!("sweep {i}: the stored result is stale: {why} (--rerun-stale reruns it)");
-        }
-    }
-    todo.sort_unstable();
-    let engine = cmd.sweep.engine(Method::Fast);
-    let (mut failed, mut ran) = (Vec::new(), Vec::new());
-    for &i in &todo {
-        let spec = session.sweeps[i].spec.clone();
-        let label = format!(
-            "sweep {i} ({}, {}, {})",
-            spec.target,
-            spec.direction,
-            spec.corruption.name()
-        );
-        let pairs = match results::prepare_entry(&session, i, &m.tokenizer) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{label}: {e}");
-                failed.push(i);
-                continue;
-            }
-        };
-        let mut bar = ProgressLine::new();
-        let result = run_sweep(&m.model, &pairs, &spec, &engine, None, &mut |p| {
-            bar.update(p)
-        });
-        bar.finish();
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{label}: {e}");
-                failed.push(i);
-                continue;
-            }
-        };
-        eprintln!(
-            "{label}: {} cells, {} forward passes, {:.2} s",
-            result.n_cells(),
-            result.timing.forward_passes,
-            result.timing.sweep_ms / 1e3
-        );
-        let stored = results::store_result(&session, i, &m, &pairs, result);
-        session.sweeps[i].result = Some(stored);
-        session.model.fingerprint = Some(m.fingerprint.clone());
-        ran.push(i);
-        if args.write {
-            write_back(path, &session, &mut on_disk)?;
-        }
-    }
-    if args.write {
-        eprintln!("{}: stored {} result(s)", path.display(), ran.len());
-    } else if !ran.is_empty() {
-        print_reports(cmd, &session, &ran)?;
-        eprintln!(
-            "results not saved; add --write to store them in {}",
-            path.display()
-        );
-    }
-    if !failed.is_empty() {
-        bail!("{} of {} sweeps failed", failed.len(), todo.len());
-    }
-    Ok(())
-}
-
-/// Saves atomically, unless someone else changed the file since we read
-/// it: then the results go to a sibling file rather than overwrite theirs.
-fn write_back(path: &Path, session: &Session, on_disk: &mut Vec<u8>) -> Result<()> {
-    let now = std::fs::read(path).unwrap_or_default();
-    let text = session::to_yaml(session);
-    if now != *on_disk {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        let stamp = session::time::rfc3339(std::time::SystemTime::now()).replace(':', "");
-        let side = path.with_file_name(format!("{stem}.sweep-{stamp}.yaml"));
-        io::save_as(session, &side, false)?;
-        bail!(
-            "{} changed on disk while the sweeps ran, so it was not overwritten; the results are in {}",
-            path.display(),
-            side.display()
-        );
-    }
-    io::write_atomic(path, text.as_bytes())?;
-    *on_disk = text.into_bytes();
-    Ok(())
-}
-
-fn print_reports(cmd: &SweepCmd, session: &Session, ran: &[usize]) -> Result<()> {
-    let reports: Vec<_> = ran
-        .iter()
-        .filter_map(|&i| results::report(session, &session.sweeps[i]))
-        .collect();
-    let text = match cmd.format {
-        SweepFormat::Json if reports.len() == 1 => {
-            serde_json::to_string_pretty(&reports[0].to_json())? + "\n"
-        }
-        SweepFormat::Json => {
-            let all: Vec<_> = reports.iter().map(|r| r.to_json()).collect();
-            serde_json::to_string_pretty(&all)? + "\n"
-        }
-        SweepFormat::Csv if reports.len() == 1 => reports[0].to_csv(),
-        SweepFormat::Csv => bail!(
-            "--format csv prints one sweep; use --write, then `patchbench export FILE --sweep N --format csv`"
-        ),
-        SweepFormat::Table => {
-            let color = cmd.out.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
-            reports
-                .iter()
-                .map(|r| r.to_table(&cmd.metric, color))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    output(cmd.out.as_deref(), &text)
-}
-
-fn output(out: Option<&Path>, text: &str) -> Result<()> {
-    match out {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
-        None => Ok(std::io::stdout().lock().write_all(text.as_bytes())?),
-    }
 }
 
 #[derive(Args, Debug)]
@@ -260,10 +65,10 @@ pub fn check(args: &CheckArgs) -> Result<()> {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
             }
-            println!("{}", p.render(path));
+            report!("{}", p.render(path));
         }
         if let Some(s) = summary.filter(|_| problems.is_empty()) {
-            println!("{}: ok: {s}", path.display());
+            report!("{}: ok: {s}", path.display());
         }
     }
     if errors + warnings > 0 {
@@ -370,7 +175,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         );
     };
     if let Some(why) = results::staleness(&s, entry, None) {
-        eprintln!("warning: sweep {n}'s result is stale: {why}");
+        note!("warning: sweep {n}'s result is stale: {why}");
     }
     let report = results::report(&s, entry).context("stored result")?;
     let text = match args.format {
@@ -387,5 +192,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             session::heatmap_svg(&s.model.source, &entry.spec, stored, metric)?
         }
     };
-    output(args.out.as_deref(), &text)
+    let ext = match args.format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+        ExportFormat::Svg => "svg",
+    };
+    write_output(args.out.as_deref(), &text, &[&args.file], ext)
 }

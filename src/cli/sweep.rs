@@ -1,18 +1,21 @@
 //! `patchbench sweep`: a headless patching sweep, printed as JSON, CSV or a
 //! text heatmap. Progress goes to stderr, and only when it is a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use patchbench::model::LoadedModel;
 use patchbench::patching::output::{SweepReport, TokenList};
 use patchbench::patching::{
-    prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair, Progress,
+    prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair,
     PromptPair, SweepResult, SweepSpec, Target, METRICS,
 };
 
+use super::output::{refuse_clobber, write_output};
+use super::progress::ProgressLine;
 use super::{BosArgs, ModelArgs};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -20,6 +23,17 @@ pub enum SweepFormat {
     Json,
     Csv,
     Table,
+}
+
+impl SweepFormat {
+    /// The file extension of the format, for suggested output names.
+    pub fn extension(self) -> &'static str {
+        match self {
+            SweepFormat::Json => "json",
+            SweepFormat::Csv => "csv",
+            SweepFormat::Table => "txt",
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -132,6 +146,17 @@ impl SweepArgs {
         }
     }
 
+    /// The files this sweep reads (a model given as a path), which its
+    /// output must not overwrite.
+    pub fn input_files(&self) -> Vec<&Path> {
+        let model = Path::new(&self.model.model);
+        if model.is_file() {
+            vec![model]
+        } else {
+            vec![]
+        }
+    }
+
     pub fn pair(&self) -> PromptPair {
         PromptPair {
             clean: self.clean.clone().unwrap_or_default(),
@@ -180,7 +205,7 @@ pub struct SweepCmd {
     #[arg(long, value_enum, default_value = "exact")]
     pub method: MethodArg,
     #[command(flatten)]
-    pub session: super::session::SessionSweepArgs,
+    pub session: SessionSweepArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -200,49 +225,32 @@ fn parse_metric(s: &str) -> Result<String, String> {
     }
 }
 
-/// A progress line on stderr with cells done and ETA, when stderr is a terminal.
-pub struct ProgressLine {
-    enabled: bool,
+/// `patchbench sweep`'s session mode.
+#[derive(Args, Debug)]
+pub struct SessionSweepArgs {
+    /// Run the sweeps of this session file that have no result yet; the
+    /// session names the model and the prompts.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "clean", "corrupted", "answer", "wrong", "target", "direction", "corruption",
+        "noise_positions", "noise_scale", "samples", "seed", "window", "model",
+        "prepend_bos", "no_prepend_bos", "method",
+    ])]
+    pub session: Option<PathBuf>,
+    /// With --session: save each result back into FILE (atomically) as it finishes.
+    #[arg(long, requires = "session")]
+    pub write: bool,
+    /// With --session: also rerun stored results that are stale (another
+    /// model, or spec/prompts edited since).
+    #[arg(long, requires = "session")]
+    pub rerun_stale: bool,
 }
 
-impl ProgressLine {
-    pub fn new() -> Self {
-        Self {
-            enabled: std::io::stderr().is_terminal(),
+impl SessionSweepArgs {
+    pub fn check_unused(&self) -> Result<()> {
+        if self.write || self.rerun_stale {
+            bail!("--write and --rerun-stale apply to --session FILE");
         }
-    }
-
-    pub fn update(&mut self, p: &Progress) {
-        if !self.enabled {
-            return;
-        }
-        let width = 30;
-        let filled = (width * p.done / p.total.max(1)).min(width);
-        let eta = p
-            .eta
-            .map(|e| format!("{:.1}s", e.as_secs_f64()))
-            .unwrap_or_else(|| "?".into());
-        eprint!(
-            "\r[{}{}] {}/{} cells  {:.1}s elapsed  ETA {eta}   ",
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            p.done,
-            p.total,
-            p.elapsed.as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
-    }
-
-    pub fn finish(&mut self) {
-        if self.enabled {
-            eprint!("\r{}\r", " ".repeat(80));
-        }
-    }
-}
-
-impl Default for ProgressLine {
-    fn default() -> Self {
-        Self::new()
+        Ok(())
     }
 }
 
@@ -269,12 +277,14 @@ pub fn report<'a>(
     }
 }
 
-pub fn sweep(cmd: &SweepCmd) -> Result<()> {
-    if cmd.session.session.is_some() {
-        return super::session::sweep_session(cmd);
-    }
+/// `patchbench sweep` without `--session`: one sweep over one prompt pair.
+pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     cmd.session.check_unused()?;
     let args = &cmd.sweep;
+    if let Some(out) = cmd.out.as_deref() {
+        // Refused before the model loads, not after the sweep ran.
+        refuse_clobber(out, &args.input_files(), cmd.format.extension())?;
+    }
     let (m, pairs) = args.prepare()?;
     let spec = args.spec();
     let mut bar = ProgressLine::new();
@@ -299,11 +309,10 @@ pub fn sweep(cmd: &SweepCmd) -> Result<()> {
             rep.to_table(&cmd.metric, color)
         }
     };
-    match &cmd.out {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
-    }
-    Ok(())
+    write_output(
+        cmd.out.as_deref(),
+        &text,
+        &args.input_files(),
+        cmd.format.extension(),
+    )
 }

@@ -15,7 +15,7 @@ use crate::patching::PromptPair;
 
 use super::diagnose::from_serde;
 use super::error::{Problem, SessionError};
-use super::io::{check_version, parse_tree, read_checked};
+use super::io::{check_version, parse_tree, read_checked, strip_bom};
 use super::model::{ModelRef, Session, SweepEntry, UiState};
 use super::validate::semantics;
 
@@ -45,6 +45,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport, SessionError> {
 }
 
 pub fn check_bytes(bytes: &[u8], origin: &Path) -> CheckReport {
+    let bytes = strip_bom(bytes);
     let fail = |problems| CheckReport {
         problems,
         session: None,

@@ -8,7 +8,13 @@
 //! [`Severity::Warning`], such as a UI cursor pointing past the last sweep.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::util::fs::ReadError;
+use crate::util::text::{clip, one_line};
+
+/// The longest file name, field, message or hint shown in one problem.
+pub const MAX_PART_CHARS: usize = 1000;
 
 /// Files larger than this are refused before they are read.
 pub const MAX_SESSION_BYTES: u64 = 64 << 20;
@@ -70,9 +76,12 @@ impl Problem {
     }
 
     /// `file:line:col: error: field: message` and the hint on the next line,
-    /// the shape compilers use so editors can jump to it.
+    /// the shape compilers use so editors can jump to it. Every part may
+    /// quote the file (a field name, a prompt), so each is made one line with
+    /// control characters escaped and clipped to [`MAX_PART_CHARS`].
     pub fn render(&self, file: &std::path::Path) -> String {
-        let mut s = file.display().to_string();
+        let part = |s: &str| clip(&one_line(s), MAX_PART_CHARS).into_owned();
+        let mut s = part(&file.display().to_string());
         if let Some(l) = self.line {
             s.push_str(&format!(":{l}"));
             if let Some(c) = self.column {
@@ -84,13 +93,13 @@ impl Problem {
             Severity::Warning => ": warning: ",
         });
         if !self.field.is_empty() {
-            s.push_str(&self.field);
+            s.push_str(&part(&self.field));
             s.push_str(": ");
         }
-        s.push_str(&self.message);
+        s.push_str(&part(&self.message));
         if let Some(h) = &self.hint {
             s.push_str("\n  hint: ");
-            s.push_str(h);
+            s.push_str(&part(h));
         }
         s
     }
@@ -106,16 +115,10 @@ fn render_all(path: &std::path::Path, problems: &[Problem]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("{}: cannot read the session: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{}: is a directory, not a session file; give the path of a .yaml session inside it", path.display())]
     IsDirectory { path: PathBuf },
-    #[error("{}: not a regular file (a pipe, socket or device); give the path of a .yaml session file", path.display())]
-    NotAFile { path: PathBuf },
+    #[error("{}: is {kind}, not a regular file; give the path of a .yaml session file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error(
         "{}: the file is {} MiB, over the {} MiB limit for a session; this is not a session \
          patchbench wrote (results of even large sweeps take a few MiB) — check the path",
@@ -127,6 +130,9 @@ pub enum SessionError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+    /// Any other failure to read the file (missing, unreadable, not UTF-8).
+    #[error(transparent)]
+    File(#[from] ReadError),
     #[error("{}: cannot write the session: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -140,6 +146,28 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// A failed read of the session at `path`, in the session's own words
+    /// where it has them.
+    pub fn from_read(e: ReadError, path: &Path) -> Self {
+        match e {
+            ReadError::NotRegular {
+                kind: "a directory",
+                ..
+            } => SessionError::IsDirectory {
+                path: path.to_path_buf(),
+            },
+            ReadError::NotRegular { kind, .. } => SessionError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            },
+            ReadError::TooLarge { size, .. } => SessionError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+            },
+            e => SessionError::File(e),
+        }
+    }
+
     /// The problems behind an `Invalid` error (empty for I/O errors).
     pub fn problems(&self) -> &[Problem] {
         match self {

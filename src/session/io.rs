@@ -2,7 +2,8 @@
 //!
 //! Loading is careful before it is clever: the path is checked (a
 //! directory, a pipe or a file over [`MAX_SESSION_BYTES`] is refused before
-//! a byte is read), the text is parsed once into an untyped tree (syntax
+//! a byte is read; `util::fs` does the reading), a UTF-8 byte-order mark is
+//! dropped, the text is parsed once into an untyped tree (syntax
 //! errors with line and column; serde_yaml's alias-repetition and nesting
 //! limits stop a "billion laughs" file in milliseconds), the `version` is
 //! checked before anything else (a newer file gets "upgrade patchbench",
@@ -16,12 +17,14 @@
 //! the new one, whole.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_yaml::Value;
+
+use crate::util::fs as fs_util;
 
 use super::error::{Problem, SessionError, MAX_SESSION_BYTES};
 use super::model::{Session, READABLE_VERSIONS, SESSION_VERSION};
@@ -42,41 +45,36 @@ pub fn load(path: &Path) -> Result<Loaded, SessionError> {
 }
 
 /// Reads a file with the checks every session read needs: it exists, is a
-/// regular file (opening a FIFO would block), and is not absurdly large.
+/// regular file (opened without blocking, so a FIFO or a device is refused
+/// at once), and is not absurdly large (checked before reading, and the read
+/// stops at the cap).
 pub fn read_checked(path: &Path) -> Result<Vec<u8>, SessionError> {
-    let read_err = |source| SessionError::Read {
-        path: path.to_path_buf(),
-        source,
+    fs_util::read_capped(path, MAX_SESSION_BYTES, "session file")
+        .map_err(|e| SessionError::from_read(e, path))
+}
+
+/// Whether `path` is an existing session file: a YAML mapping with a
+/// `version` and a `model` or `prompts`. Never blocks and never reads more
+/// than a session may hold; anything unreadable is not a session.
+pub fn is_session_file(path: &Path) -> bool {
+    let Ok(bytes) = read_checked(path) else {
+        return false;
     };
-    let meta = fs::metadata(path).map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(SessionError::IsDirectory {
-            path: path.to_path_buf(),
-        });
+    let Ok(text) = std::str::from_utf8(strip_bom(&bytes)) else {
+        return false;
+    };
+    match parse_tree(text) {
+        Ok(tree) => {
+            tree.get("version").is_some()
+                && (tree.get("model").is_some() || tree.get("prompts").is_some())
+        }
+        Err(_) => false,
     }
-    if !meta.is_file() {
-        return Err(SessionError::NotAFile {
-            path: path.to_path_buf(),
-        });
-    }
-    if meta.len() > MAX_SESSION_BYTES {
-        return Err(SessionError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-        });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // `take` guards against a file that grows between stat and read.
-    File::open(path)
-        .and_then(|f| f.take(MAX_SESSION_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_SESSION_BYTES {
-        return Err(SessionError::TooLarge {
-            path: path.to_path_buf(),
-            size: bytes.len() as u64,
-        });
-    }
-    Ok(bytes)
+}
+
+/// Drops a leading UTF-8 byte-order mark (editors on Windows write one).
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Parses session bytes; `origin` names the file in messages.
@@ -85,6 +83,7 @@ pub fn parse_bytes(bytes: &[u8], origin: &Path) -> Result<Loaded, SessionError> 
         path: origin.to_path_buf(),
         problems,
     };
+    let bytes = strip_bom(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col(bytes, e.valid_up_to());
         invalid(vec![Problem::error(

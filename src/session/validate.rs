@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::patching::{Corruption, Target, METRICS};
+use crate::util::text::quote;
 
 use super::error::Problem;
 use super::model::{Session, StoredResult, SweepEntry};
@@ -50,8 +51,8 @@ pub(crate) fn semantics(s: &mut Session) -> Vec<Problem> {
                 Problem::error(
                     f("wrong"),
                     format!(
-                        "is the same as the answer {:?}, so the logit difference is always 0",
-                        p.answer
+                        "is the same as the answer {}, so the logit difference is always 0",
+                        quote(&p.answer, 60)
                     ),
                 )
                 .hint("use the corrupted run's answer as `wrong`"),
@@ -143,6 +144,9 @@ fn sweep(field: &str, e: &SweepEntry, s: &Session, out: &mut Vec<Problem>) {
 
 /// A stored result must be internally consistent to be drawn at all.
 fn result(field: &str, r: &StoredResult, out: &mut Vec<Problem>) {
+    if !axes_fit_tokens(field, r, out) {
+        return;
+    }
     let res = &r.result;
     let mut err = |f: &str, m: String| {
         out.push(
@@ -234,6 +238,67 @@ fn result(field: &str, r: &StoredResult, out: &mut Vec<Problem>) {
             );
         }
     }
+}
+
+/// Every axis has at least one cell, and the position axes are as long as
+/// the stored prompt: a result that does not match its own tokens would be
+/// drawn against the wrong words. False when the shape is unusable (the
+/// per-metric checks would only repeat the problem).
+fn axes_fit_tokens(field: &str, r: &StoredResult, out: &mut Vec<Problem>) -> bool {
+    let res = &r.result;
+    let hint = "the stored result is damaged; delete the `result:` block and rerun the sweep \
+                (`patchbench sweep --session FILE --write`)";
+    let axis = |i: usize| res.axes.get(i).map(String::as_str).unwrap_or("?");
+    if let Some(i) = res.shape.iter().position(|&n| n == 0) {
+        out.push(
+            Problem::error(
+                format!("{field}.result.shape"),
+                format!(
+                    "{:?} has a zero-length axis `{}`; a sweep has at least one cell on every axis",
+                    res.shape,
+                    quote_axis(axis(i))
+                ),
+            )
+            .hint(hint),
+        );
+        return false;
+    }
+    let n_tokens = r.clean_tokens.ids.len();
+    let mut ok = true;
+    for (i, &n) in res.shape.iter().enumerate() {
+        if matches!(axis(i), "pos" | "dest_pos") && n != n_tokens {
+            out.push(
+                Problem::error(
+                    format!("{field}.result.shape"),
+                    format!(
+                        "axis `{}` has {n} positions but `clean_tokens` has {n_tokens} tokens",
+                        axis(i)
+                    ),
+                )
+                .hint(hint),
+            );
+            ok = false;
+        }
+    }
+    let n_corrupted = r.corrupted_tokens.ids.len();
+    if n_corrupted != n_tokens {
+        out.push(
+            Problem::error(
+                format!("{field}.corrupted_tokens"),
+                format!(
+                    "has {n_corrupted} tokens but `clean_tokens` has {n_tokens}; \
+                     clean and corrupted prompts are patched position by position"
+                ),
+            )
+            .hint(hint),
+        );
+    }
+    ok
+}
+
+/// An axis name from the file, safe to quote.
+fn quote_axis(name: &str) -> String {
+    crate::util::text::clip(&crate::util::text::one_line(name), 40).into_owned()
 }
 
 fn ui(s: &mut Session, out: &mut Vec<Problem>) {

@@ -60,7 +60,12 @@ pub fn fake_result(target: Target, axes: &[&str], shape: &[usize], seed: u64) ->
         clean: base,
         corrupted: Metrics::from_values([-1.0, 0.0, -3.0, 0.05, 2.5, 40.0]),
     };
-    let n_pos = 17;
+    // The stored prompt is as long as the position axis (a result that
+    // does not match its tokens is refused on load).
+    let n_pos = axes
+        .iter()
+        .position(|a| *a == "pos" || *a == "dest_pos")
+        .map_or(17, |i| shape[i]);
     let strings: Vec<String> = (0..n_pos).map(|i| format!(" tok{i}")).collect();
     let _ = target;
     StoredResult {
