@@ -55,6 +55,59 @@ pub struct RotaryConfig {
     pub scaling: Option<RopeScaling>,
 }
 
+impl RotaryConfig {
+    /// Theta and scaling factors divide and exponentiate; zero, negative or
+    /// non-finite values give NaN angles (and so NaN logits) silently.
+    fn validate(&self, d_head: usize) -> Result<(), String> {
+        if self.rotary_dim == 0 || self.rotary_dim > d_head || self.rotary_dim % 2 != 0 {
+            return Err(format!(
+                "rotary_dim {} must be even, positive and at most d_head {d_head}",
+                self.rotary_dim
+            ));
+        }
+        if !(self.theta.is_finite() && self.theta > 0.0) {
+            return Err(format!(
+                "rope theta is {}; it must be a finite positive number (typically 10000)",
+                self.theta
+            ));
+        }
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "rope scaling {name} is {v}; it must be a finite positive number"
+                ))
+            }
+        };
+        match &self.scaling {
+            None => Ok(()),
+            Some(RopeScaling::Linear { factor }) => positive("factor", *factor),
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                positive("factor", *factor)?;
+                positive("low_freq_factor", *low_freq_factor)?;
+                positive("high_freq_factor", *high_freq_factor)?;
+                positive(
+                    "original_max_position_embeddings",
+                    *original_max_position_embeddings,
+                )?;
+                if high_freq_factor <= low_freq_factor {
+                    return Err(format!(
+                        "rope scaling high_freq_factor ({high_freq_factor}) must be larger than \
+                         low_freq_factor ({low_freq_factor})"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// How positions enter the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,26 +183,105 @@ impl ModelConfig {
         self.n_heads / self.n_kv_heads
     }
 
-    /// Checks the internal consistency a loader must guarantee.
+    /// Checks the internal consistency a loader must guarantee, and that
+    /// every size the config implies can be allocated: the values come from
+    /// files, so zero heads, a non-finite epsilon or a 2^62 embedding width
+    /// must be refused here, with the value named, before anything divides
+    /// by them or allocates them.
     pub fn validate(&self) -> Result<(), String> {
-        if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.d_vocab == 0 {
-            return Err("n_layers, d_model, n_heads and d_vocab must all be positive".into());
+        for (name, v) in [
+            ("n_layers", self.n_layers),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_kv_heads", self.n_kv_heads),
+            ("d_head", self.d_head),
+            ("d_mlp", self.d_mlp),
+            ("d_vocab", self.d_vocab),
+            ("n_ctx", self.n_ctx),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} is 0; it must be a positive integer"));
+            }
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads % self.n_kv_heads != 0 {
             return Err(format!(
                 "n_heads ({}) must be a multiple of n_kv_heads ({})",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if let Positions::Rotary(r) = &self.positions {
-            if r.rotary_dim == 0 || r.rotary_dim > self.d_head || r.rotary_dim % 2 != 0 {
-                return Err(format!(
-                    "rotary_dim {} must be even and at most d_head {}",
-                    r.rotary_dim, self.d_head
-                ));
-            }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
+            return Err(format!(
+                "the norm epsilon is {}; it must be a finite number >= 0 (typically 1e-5)",
+                self.norm_eps
+            ));
         }
-        Ok(())
+        if !(self.attn_scale.is_finite() && self.attn_scale > 0.0) {
+            return Err(format!(
+                "the attention scale is {}; it must be finite and positive",
+                self.attn_scale
+            ));
+        }
+        if !self.norm_weight_offset.is_finite() || self.embed_scale.is_some_and(|s| !s.is_finite())
+        {
+            return Err("the norm weight offset and embedding scale must be finite".into());
+        }
+        if let Positions::Rotary(r) = &self.positions {
+            r.validate(self.d_head)?;
+        }
+        self.check_sizes()
+    }
+
+    /// Every weight and table the config implies, checked for overflow and
+    /// against the memory this process can allocate (in f32, the widest
+    /// dtype patchbench computes in).
+    fn check_sizes(&self) -> Result<(), String> {
+        let check = |what: &str, dims: &[usize]| {
+            crate::util::mem::check_elements(what, dims, 4)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let (d, dh) = (self.d_model, self.d_head);
+        let q_width = self.n_heads.checked_mul(dh);
+        let kv_width = self.n_kv_heads.checked_mul(dh);
+        let (Some(q_width), Some(kv_width)) = (q_width, kv_width) else {
+            return Err(format!(
+                "n_heads {} × d_head {dh} overflows; the config is corrupt",
+                self.n_heads
+            ));
+        };
+        check(
+            &format!("the embedding ({} tokens × d_model {d})", self.d_vocab),
+            &[self.d_vocab, d],
+        )?;
+        check(
+            &format!("W_Q (d_model {d} × {} heads × d_head {dh})", self.n_heads),
+            &[d, q_width],
+        )?;
+        check(
+            &format!(
+                "W_K (d_model {d} × {} kv heads × d_head {dh})",
+                self.n_kv_heads
+            ),
+            &[d, kv_width],
+        )?;
+        check(
+            &format!("the MLP (d_model {d} × d_mlp {})", self.d_mlp),
+            &[d, self.d_mlp],
+        )?;
+        match &self.positions {
+            Positions::Learned => check(
+                &format!("W_pos (n_ctx {} × d_model {d})", self.n_ctx),
+                &[self.n_ctx, d],
+            ),
+            // cos and sin tables for every position.
+            Positions::Rotary(r) => check(
+                &format!(
+                    "the rotary tables (context length {} × rotary_dim {})",
+                    self.n_ctx, r.rotary_dim
+                ),
+                &[self.n_ctx, r.rotary_dim],
+            ),
+        }
     }
 
     /// Parameter count (embeddings included once when tied).

@@ -47,6 +47,22 @@ impl Cfg<'_> {
             }),
         }
     }
+    /// A count something is divided by or sized with (heads, layers).
+    fn positive(&self, key: &str) -> Result<usize, ModelError> {
+        match self.usize(key)? {
+            0 => Err(self.bad(format!("field {key:?} is 0; it must be a positive integer"))),
+            n => Ok(n),
+        }
+    }
+    /// `d_model / n_heads` where the family requires it to divide evenly.
+    fn head_dim(&self, d_model: usize, n_heads: usize, keys: &str) -> Result<usize, ModelError> {
+        if d_model % n_heads != 0 {
+            return Err(self.bad(format!(
+                "{keys}: {d_model} is not a multiple of {n_heads}, so the heads cannot split the model width"
+            )));
+        }
+        Ok(d_model / n_heads)
+    }
     fn opt_f64(&self, key: &str) -> Result<Option<f64>, ModelError> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -112,8 +128,8 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
 }
 
 fn gpt2_config(c: &Cfg) -> Result<ModelConfig, ModelError> {
-    let d_model = c.usize("n_embd")?;
-    let n_heads = c.usize("n_head")?;
+    let d_model = c.positive("n_embd")?;
+    let n_heads = c.positive("n_head")?;
     if c.opt_bool("scale_attn_by_inverse_layer_idx") == Some(true) {
         return Err(c.bad("scale_attn_by_inverse_layer_idx is not supported".into()));
     }
@@ -124,7 +140,7 @@ fn gpt2_config(c: &Cfg) -> Result<ModelConfig, ModelError> {
         Some(n) => n,
         None => c.usize("n_ctx")?,
     };
-    let d_head = d_model / n_heads;
+    let d_head = c.head_dim(d_model, n_heads, "n_embd / n_head")?;
     Ok(ModelConfig {
         family: "gpt2".into(),
         n_layers: c.usize("n_layer")?,
@@ -132,7 +148,7 @@ fn gpt2_config(c: &Cfg) -> Result<ModelConfig, ModelError> {
         n_heads,
         n_kv_heads: n_heads,
         d_head,
-        d_mlp: c.opt_usize("n_inner")?.unwrap_or(4 * d_model),
+        d_mlp: c.opt_usize("n_inner")?.unwrap_or(d_model.saturating_mul(4)),
         d_vocab: c.usize("vocab_size")?,
         n_ctx,
         norm: NormKind::LayerNorm,
@@ -208,9 +224,12 @@ fn rope_from_hf(
 }
 
 fn llama_config(c: &Cfg, family: &str) -> Result<ModelConfig, ModelError> {
-    let d_model = c.usize("hidden_size")?;
-    let n_heads = c.usize("num_attention_heads")?;
-    let d_head = c.opt_usize("head_dim")?.unwrap_or(d_model / n_heads);
+    let d_model = c.positive("hidden_size")?;
+    let n_heads = c.positive("num_attention_heads")?;
+    let d_head = match c.opt_usize("head_dim")? {
+        Some(d) => d,
+        None => c.head_dim(d_model, n_heads, "hidden_size / num_attention_heads")?,
+    };
     let act_name = c.opt_str("hidden_act").unwrap_or("silu");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| c.bad(format!("unknown hidden_act {act_name:?}")))?;

@@ -16,9 +16,11 @@ use candle_core::{DType, Device, Tensor};
 use super::config::{
     Activation, ModelConfig, NormKind, Positions, RopeScaling, RotaryConfig, RotaryStyle,
 };
+use super::gguf_header::{integer, read_content};
 use super::tokenizer::{GgufVocab, Tokenizer};
-use super::weights::CanonicalWeights;
+use super::weights::{check_finite, CanonicalWeights};
 use super::ModelError;
+use crate::util::fs::open_regular;
 
 pub struct GgufModel {
     pub config: ModelConfig,
@@ -45,16 +47,26 @@ impl Meta<'_> {
         self.opt_usize(key)?
             .ok_or_else(|| self.bad(format!("GGUF metadata has no {key:?}")))
     }
-    fn opt_usize(&self, key: &str) -> Result<Option<usize>, ModelError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .to_u64()
-                .or_else(|_| v.to_u32().map(u64::from))
-                .or_else(|_| v.to_i32().map(|x| x.max(0) as u64))
-                .map(|x| Some(x as usize))
-                .map_err(|_| self.bad(format!("GGUF metadata {key:?} is not an integer"))),
+    /// A count something is divided by or sized with.
+    fn positive(&self, key: &str) -> Result<usize, ModelError> {
+        match self.usize(key)? {
+            0 => Err(self.bad(format!(
+                "GGUF metadata {key:?} is 0; it must be a positive integer"
+            ))),
+            n => Ok(n),
         }
+    }
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>, ModelError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let n = integer(v)
+            .ok_or_else(|| self.bad(format!("GGUF metadata {key:?} is not an integer")))?;
+        usize::try_from(n).map(Some).map_err(|_| {
+            self.bad(format!(
+                "GGUF metadata {key:?} is {n}; it must be a non-negative integer that fits in memory"
+            ))
+        })
     }
     fn opt_f64(&self, key: &str) -> Result<Option<f64>, ModelError> {
         match self.get(key) {
@@ -86,50 +98,92 @@ impl Meta<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+    fn missing(&self, name: &str) -> ModelError {
+        ModelError::MissingTensor {
+            name: name.to_string(),
+            origin: self.path.display().to_string(),
+        }
+    }
 }
 
 /// Reads a GGUF file into canonical config, weights and tokenizer.
 pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, ModelError> {
-    let corrupt = |e: &dyn std::fmt::Display| ModelError::CorruptWeights {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| corrupt(&e))?;
+    let (content, mut reader) = open(path)?;
     let m = Meta {
         content: &content,
         path,
     };
+    check_architecture(&m)?;
+    let config = read_config(&m)?;
+    let weights = read_weights(&m, &mut reader, &config, device, dtype)?;
+    let tokenizer = Tokenizer::from_gguf_vocab(vocab_from_metadata(&m)?)?;
+    Ok(GgufModel {
+        config,
+        weights,
+        tokenizer,
+    })
+}
+
+/// Opens the file (a regular file only: a FIFO or device is refused at once)
+/// and parses its header with every size checked.
+fn open(path: &Path) -> Result<(Content, BufReader<File>), ModelError> {
+    let file = open_regular(path, "GGUF model file")?;
+    let size = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
+    let mut reader = BufReader::new(file);
+    let content = read_content(&mut reader, size).map_err(|source| ModelError::Gguf {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((content, reader))
+}
+
+/// Only Llama-architecture GGUF files, without per-frequency rope factors.
+fn check_architecture(m: &Meta) -> Result<(), ModelError> {
     let arch = m.opt_str("general.architecture").unwrap_or_default();
     if arch != "llama" {
         return Err(ModelError::UnsupportedArchitecture {
-            origin: path.display().to_string(),
+            origin: m.path.display().to_string(),
             arch,
             supported: "llama (GGUF)".into(),
         });
     }
-    if content.tensor_infos.contains_key("rope_freqs.weight") {
+    if m.content.tensor_infos.contains_key("rope_freqs.weight") {
         return Err(m.bad("per-frequency rope factors (rope_freqs.weight, Llama 3.1 style) are not supported in GGUF yet; load the Hugging Face safetensors version instead".into()));
     }
-    let d_model = m.usize("llama.embedding_length")?;
-    let n_heads = m.usize("llama.attention.head_count")?;
+    Ok(())
+}
+
+/// The canonical config from `llama.*` metadata and the embedding's shape.
+fn read_config(m: &Meta) -> Result<ModelConfig, ModelError> {
+    let d_model = m.positive("llama.embedding_length")?;
+    let n_heads = m.positive("llama.attention.head_count")?;
     let n_kv_heads = m
         .opt_usize("llama.attention.head_count_kv")?
         .unwrap_or(n_heads);
-    let d_head = m
-        .opt_usize("llama.attention.key_length")?
-        .unwrap_or(d_model / n_heads);
+    let d_head = match m.opt_usize("llama.attention.key_length")? {
+        Some(d) => d,
+        None if d_model % n_heads == 0 => d_model / n_heads,
+        None => {
+            return Err(m.bad(format!(
+                "llama.embedding_length {d_model} is not a multiple of llama.attention.head_count {n_heads}"
+            )))
+        }
+    };
     let rotary_dim = m.opt_usize("llama.rope.dimension_count")?.unwrap_or(d_head);
-    let embd = content
+    let embd = m
+        .content
         .tensor_infos
         .get("token_embd.weight")
-        .ok_or_else(|| ModelError::MissingTensor {
-            name: "token_embd.weight".into(),
-            origin: path.display().to_string(),
-        })?;
+        .ok_or_else(|| m.missing("token_embd.weight"))?;
     // candle reverses ggml's fastest-first dims: this is [d_vocab, d_model].
-    let d_vocab = embd.shape.dims()[0];
+    let d_vocab = match embd.shape.dims() {
+        [v, d] if *d == d_model => *v,
+        dims => {
+            return Err(m.bad(format!(
+                "token_embd.weight has shape {dims:?}, expected [vocabulary, {d_model}]"
+            )))
+        }
+    };
     let scaling = match m.opt_str("llama.rope.scaling.type").as_deref() {
         None | Some("none") => None,
         Some("linear") => Some(RopeScaling::Linear {
@@ -139,10 +193,9 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, Mod
             return Err(m.bad(format!("rope scaling {other:?} is not supported in GGUF")))
         }
     };
-    let tied = !content.tensor_infos.contains_key("output.weight");
     let config = ModelConfig {
         family: "llama".into(),
-        n_layers: m.usize("llama.block_count")?,
+        n_layers: m.positive("llama.block_count")?,
         d_model,
         n_heads,
         n_kv_heads,
@@ -166,73 +219,77 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, Mod
         parallel_attn_mlp: false,
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
-        tied_unembed: tied,
+        tied_unembed: !m.content.tensor_infos.contains_key("output.weight"),
     };
     config.validate().map_err(|e| m.bad(e))?;
+    Ok(config)
+}
 
+/// Dequantises every tensor, refusing non-finite values (named by their
+/// GGUF name), and renames them canonically.
+fn read_weights(
+    m: &Meta,
+    reader: &mut BufReader<File>,
+    config: &ModelConfig,
+    device: &Device,
+    dtype: DType,
+) -> Result<CanonicalWeights, ModelError> {
+    let path = m.path;
+    let origin = path.display().to_string();
+    let corrupt = |e: &dyn std::fmt::Display| ModelError::CorruptWeights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut get = |name: &str| -> Result<Tensor, ModelError> {
-        if !content.tensor_infos.contains_key(name) {
-            return Err(ModelError::MissingTensor {
-                name: name.to_string(),
-                origin: path.display().to_string(),
-            });
+        if !m.content.tensor_infos.contains_key(name) {
+            return Err(m.missing(name));
         }
-        let q = content
-            .tensor(&mut reader, name, device)
+        let q = m
+            .content
+            .tensor(reader, name, device)
             .map_err(|e| corrupt(&e))?;
-        Ok(q.dequantize(device)
-            .map_err(|e| corrupt(&e))?
-            .to_dtype(dtype)?)
+        let t = q.dequantize(device).map_err(|e| corrupt(&e))?;
+        check_finite(name, &t, &origin)?;
+        Ok(t.to_dtype(dtype)?)
     };
     // [out, in] -> canonical [in, out]
     let lin = |t: Tensor| -> Result<Tensor, ModelError> { Ok(t.t()?.contiguous()?) };
-    let mut w = CanonicalWeights::new(path.display().to_string());
+    let mut w = CanonicalWeights::new(origin.clone());
     w.insert("embed.W_E", get("token_embd.weight")?);
     for l in 0..config.n_layers {
         let (g, b) = (format!("blk.{l}"), format!("blocks.{l}"));
         w.insert(format!("{b}.ln1.w"), get(&format!("{g}.attn_norm.weight"))?);
         w.insert(format!("{b}.ln2.w"), get(&format!("{g}.ffn_norm.weight"))?);
-        let q = unpermute(&get(&format!("{g}.attn_q.weight"))?, n_heads)?;
-        let k = unpermute(&get(&format!("{g}.attn_k.weight"))?, n_kv_heads)?;
+        let q = unpermute(&get(&format!("{g}.attn_q.weight"))?, config.n_heads)?;
+        let k = unpermute(&get(&format!("{g}.attn_k.weight"))?, config.n_kv_heads)?;
         w.insert(format!("{b}.attn.W_Q"), lin(q)?);
         w.insert(format!("{b}.attn.W_K"), lin(k)?);
-        w.insert(
-            format!("{b}.attn.W_V"),
-            lin(get(&format!("{g}.attn_v.weight"))?)?,
-        );
-        w.insert(
-            format!("{b}.attn.W_O"),
-            lin(get(&format!("{g}.attn_output.weight"))?)?,
-        );
-        w.insert(
-            format!("{b}.mlp.W_gate"),
-            lin(get(&format!("{g}.ffn_gate.weight"))?)?,
-        );
-        w.insert(
-            format!("{b}.mlp.W_in"),
-            lin(get(&format!("{g}.ffn_up.weight"))?)?,
-        );
-        w.insert(
-            format!("{b}.mlp.W_out"),
-            lin(get(&format!("{g}.ffn_down.weight"))?)?,
-        );
+        for (ours, theirs) in [
+            ("attn.W_V", "attn_v"),
+            ("attn.W_O", "attn_output"),
+            ("mlp.W_gate", "ffn_gate"),
+            ("mlp.W_in", "ffn_up"),
+            ("mlp.W_out", "ffn_down"),
+        ] {
+            w.insert(
+                format!("{b}.{ours}"),
+                lin(get(&format!("{g}.{theirs}.weight"))?)?,
+            );
+        }
     }
     w.insert("ln_final.w", get("output_norm.weight")?);
-    if !tied {
+    if !config.tied_unembed {
         w.insert("unembed.W_U", lin(get("output.weight")?)?);
     }
-    let tokenizer = Tokenizer::from_gguf_vocab(vocab_from_metadata(&m)?)?;
-    Ok(GgufModel {
-        config,
-        weights: w,
-        tokenizer,
-    })
+    Ok(w)
 }
 
 /// Undoes llama.cpp's `permute` of Q/K rows (`[out, in]`):
 /// GGUF rows are `(head, pair, half)`; Hugging Face's are `(head, half, pair)`.
 fn unpermute(w: &Tensor, n_heads: usize) -> Result<Tensor, ModelError> {
     let (out, inp) = w.dims2()?;
+    // n_heads was checked positive; a row count it does not divide is a
+    // shape error from reshape below.
     let d_head = out / n_heads;
     Ok(w.reshape((n_heads, d_head / 2, 2, inp))?
         .transpose(1, 2)?
@@ -270,7 +327,14 @@ fn vocab_from_metadata(m: &Meta) -> Result<GgufVocab, ModelError> {
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let id = |k: &str| -> Result<Option<u32>, ModelError> { Ok(m.opt_usize(k)?.map(|x| x as u32)) };
+    let id = |k: &str| -> Result<Option<u32>, ModelError> {
+        m.opt_usize(k)?
+            .map(|x| {
+                u32::try_from(x)
+                    .map_err(|_| m.bad(format!("GGUF metadata {k:?} is {x}, not a token id")))
+            })
+            .transpose()
+    };
     Ok(GgufVocab {
         model: m
             .opt_str("tokenizer.ggml.model")

@@ -12,11 +12,67 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
-use super::families::RawWeights;
+use super::families::{self, RawWeights};
 use super::tokenizer::Tokenizer;
-use super::ModelError;
+use super::weights::CanonicalWeights;
+use super::{safetensors_io, ModelConfig, ModelError};
+use crate::util::fs::{limits, read_text_capped};
+
+/// A Hugging Face model directory's three files held in memory (the demo
+/// model compiled into the binary is one), read through the same checks
+/// and mapping as a directory on disk.
+pub struct HfBytes<'a> {
+    pub config_json: &'a [u8],
+    pub safetensors: &'a [u8],
+    pub tokenizer_json: &'a [u8],
+    /// Names the model in messages.
+    pub origin: &'a str,
+}
+
+/// Config, canonical weights and tokenizer of a model directory.
+pub fn load_dir(
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<(ModelConfig, CanonicalWeights, Tokenizer), ModelError> {
+    let files = find_files(dir)?;
+    let text = read_text_capped(&files.config, limits::MODEL_JSON, "config.json")?;
+    let cfg = parse_config(text.as_bytes(), &files.config.display().to_string())?;
+    let raw = read_safetensors(&files.weights, device, dtype)?;
+    let weights = families::map_hf_weights(&cfg, raw, &dir.display().to_string())?;
+    let tokenizer = read_tokenizer(dir)?;
+    Ok((cfg, weights, tokenizer))
+}
+
+/// Config, canonical weights and tokenizer of a directory held in memory.
+pub fn load_bytes(
+    b: &HfBytes<'_>,
+    device: &Device,
+    dtype: DType,
+) -> Result<(ModelConfig, CanonicalWeights, Tokenizer), ModelError> {
+    let cfg = parse_config(b.config_json, &format!("{} (config.json)", b.origin))?;
+    let path = PathBuf::from(format!("{} (model.safetensors)", b.origin));
+    let st = safetensors_io::check(b.safetensors, &path)?;
+    let mut raw = RawWeights::new();
+    safetensors_io::tensors(&st, &path, device, dtype, &mut raw)?;
+    let weights = families::map_hf_weights(&cfg, raw, b.origin)?;
+    let tokenizer =
+        Tokenizer::from_json_bytes(b.tokenizer_json, &format!("{} (tokenizer.json)", b.origin))?;
+    Ok((cfg, weights, tokenizer))
+}
+
+/// Parses and validates a `config.json`; `origin` names it in errors.
+pub fn parse_config(bytes: &[u8], origin: &str) -> Result<ModelConfig, ModelError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ModelError::BadConfig {
+            origin: origin.to_string(),
+            message: format!("invalid JSON: {e}"),
+        })?;
+    families::config_from_hf(&json, origin)
+}
 
 /// Files found in a model directory.
 #[derive(Debug)]
@@ -42,13 +98,15 @@ pub fn find_files(dir: &Path) -> Result<HfFiles, ModelError> {
         message: m,
     };
     let config = dir.join("config.json");
-    if !config.is_file() {
+    // `exists`, not `is_file`: a FIFO or device named config.json is then
+    // reported as such when it is opened, not as missing.
+    if !config.exists() {
         return Err(bad("no config.json (a Hugging Face model directory needs config.json, *.safetensors and tokenizer.json)".into()));
     }
     let index = dir.join("model.safetensors.index.json");
     let single = dir.join("model.safetensors");
-    let weights = if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
+    let weights = if index.exists() {
+        let text = read_text_capped(&index, limits::INDEX_JSON, "weight index")?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| ModelError::io(&index, format!("invalid JSON: {e}")))?;
         let map = v
@@ -59,7 +117,7 @@ pub fn find_files(dir: &Path) -> Result<HfFiles, ModelError> {
         let mut paths = Vec::new();
         for s in shards {
             let p = dir.join(s);
-            if !p.is_file() {
+            if !p.exists() {
                 return Err(bad(format!(
                     "shard {s:?} listed in model.safetensors.index.json is missing"
                 )));
@@ -67,7 +125,7 @@ pub fn find_files(dir: &Path) -> Result<HfFiles, ModelError> {
             paths.push(p);
         }
         paths
-    } else if single.is_file() {
+    } else if single.exists() {
         vec![single]
     } else {
         if let Some(p) = read_dir_sorted(dir)?.into_iter().find(|p| is_pickle(p)) {
@@ -93,23 +151,16 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     Ok(v)
 }
 
-/// Reads every tensor of the given safetensors files.
-pub fn read_safetensors(paths: &[PathBuf], device: &Device) -> Result<RawWeights, ModelError> {
+/// Reads every tensor of the given safetensors files (checked, mapped,
+/// converted to `dtype`, refused if non-finite).
+pub fn read_safetensors(
+    paths: &[PathBuf],
+    device: &Device,
+    dtype: DType,
+) -> Result<RawWeights, ModelError> {
     let mut all = RawWeights::new();
     for p in paths {
-        let tensors =
-            candle_core::safetensors::load(p, device).map_err(|e| ModelError::CorruptWeights {
-                path: p.clone(),
-                message: e.to_string(),
-            })?;
-        for (k, v) in tensors {
-            if all.insert(k.clone(), v).is_some() {
-                return Err(ModelError::CorruptWeights {
-                    path: p.clone(),
-                    message: format!("tensor {k:?} appears in more than one shard"),
-                });
-            }
-        }
+        safetensors_io::read_file(p, device, dtype, &mut all)?;
     }
     Ok(all)
 }
@@ -117,11 +168,11 @@ pub fn read_safetensors(paths: &[PathBuf], device: &Device) -> Result<RawWeights
 /// Loads the tokenizer that sits beside a model.
 pub fn read_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
     let tj = dir.join("tokenizer.json");
-    if tj.is_file() {
+    if tj.exists() {
         return Ok(Tokenizer::from_file(&tj)?);
     }
     let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-    if vocab.is_file() && merges.is_file() {
+    if vocab.exists() && merges.exists() {
         return Ok(Tokenizer::from_vocab_merges(&vocab, &merges)?);
     }
     Err(ModelError::BadDirectory {

@@ -9,7 +9,7 @@ use super::forward::Transformer;
 use super::source::ModelSource;
 use super::tokenizer::Tokenizer;
 use super::weights::CanonicalWeights;
-use super::{families, gguf, hf, random, ModelConfig, ModelError};
+use super::{embedded, gguf, hf, random, ModelConfig, ModelError};
 
 /// How to load: device and precision.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl LoadedModel {
         let start = Instant::now();
         let (dev, dtype) = (&opts.device, opts.dtype);
         let (cfg, weights, tokenizer) = match src {
-            ModelSource::Demo => crate::demo::embedded::load(dev, dtype)?,
+            ModelSource::Demo => hf::load_bytes(&embedded::DEMO, dev, dtype)?,
             ModelSource::Random { preset, seed } => {
                 let cfg = random::preset_config(preset)?;
                 let w = random::random_weights(&cfg, *seed, dev, dtype)?;
@@ -69,8 +69,8 @@ impl LoadedModel {
                 let g = gguf::load(path, dev, dtype)?;
                 (g.config, g.weights, g.tokenizer)
             }
-            ModelSource::HfDir(dir) => load_hf_dir(dir, dev, dtype)?,
-            ModelSource::Hub(id) => load_hf_dir(&hf::resolve_hub_id(id)?, dev, dtype)?,
+            ModelSource::HfDir(dir) => hf::load_dir(dir, dev, dtype)?,
+            ModelSource::Hub(id) => hf::load_dir(&hf::resolve_hub_id(id)?, dev, dtype)?,
         };
         Self::assemble(src.to_string(), cfg, weights, tokenizer, start)
     }
@@ -107,31 +107,6 @@ impl LoadedModel {
     pub fn config(&self) -> &ModelConfig {
         &self.model.cfg
     }
-}
-
-fn load_hf_dir(
-    dir: &std::path::Path,
-    dev: &Device,
-    dtype: DType,
-) -> Result<(ModelConfig, CanonicalWeights, Tokenizer), ModelError> {
-    let files = hf::find_files(dir)?;
-    let text =
-        std::fs::read_to_string(&files.config).map_err(|e| ModelError::io(&files.config, e))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| ModelError::BadConfig {
-            origin: files.config.display().to_string(),
-            message: format!("invalid JSON: {e}"),
-        })?;
-    let origin = dir.display().to_string();
-    let cfg = families::config_from_hf(&json, &files.config.display().to_string())?;
-    let raw = hf::read_safetensors(&files.weights, dev)?;
-    let raw = raw
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.to_dtype(dtype)?)))
-        .collect::<Result<_, candle_core::Error>>()?;
-    let weights = families::map_hf_weights(&cfg, raw, &origin)?;
-    let tokenizer = hf::read_tokenizer(dir)?;
-    Ok((cfg, weights, tokenizer))
 }
 
 /// FNV-1a over the config, the tokenizer and a strided sample of every

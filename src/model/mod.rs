@@ -11,9 +11,11 @@
 
 pub mod config;
 pub mod device;
+pub mod embedded;
 pub mod families;
 pub mod forward;
 pub mod gguf;
+pub mod gguf_header;
 pub mod hf;
 pub mod hooks;
 pub mod layers;
@@ -21,6 +23,7 @@ pub mod layout;
 pub mod loaded;
 pub mod random;
 pub mod rotary;
+pub mod safetensors_io;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;
@@ -68,6 +71,27 @@ pub enum ModelError {
     UnusedTensors { origin: String, names: Vec<String> },
     #[error("{path}: cannot read weights ({message}); the file may be truncated or not a safetensors/GGUF file")]
     CorruptWeights { path: PathBuf, message: String },
+    #[error("{path}: not a readable GGUF file: {source}")]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        source: gguf_header::GgufError,
+    },
+    #[error("{path}: not a readable safetensors file ({source}); it may be truncated or not a safetensors file")]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    #[error("{origin}: weight {name:?} holds {what} (at element {index}); refusing to load a model whose outputs would be {what} too. The file is corrupt or was saved after training diverged")]
+    NonFinite {
+        origin: String,
+        name: String,
+        what: &'static str,
+        index: usize,
+    },
+    #[error(transparent)]
+    Read(#[from] crate::util::fs::ReadError),
     #[error("{0}")]
     Source(String),
     #[error(transparent)]

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::ModelError;
 
@@ -101,4 +101,32 @@ fn check_shape(name: &str, t: &Tensor, shape: &[usize], origin: &str) -> Result<
         });
     }
     Ok(())
+}
+
+/// Refuses a tensor holding NaN or infinity: patching on such weights gives
+/// NaN metrics that look like results. One pass (`0 * t` is zero exactly
+/// where `t` is finite, NaN where it is NaN or infinite); the offending
+/// element is looked up only on failure.
+pub fn check_finite(name: &str, t: &Tensor, origin: &str) -> Result<(), ModelError> {
+    if !t.dtype().is_float() {
+        return Ok(());
+    }
+    let t = t.to_dtype(DType::F32)?.flatten_all()?;
+    let zero = t.affine(0.0, 0.0)?.sum_all()?.to_scalar::<f32>()?;
+    if zero == 0.0 {
+        return Ok(());
+    }
+    let values = t.to_vec1::<f32>()?;
+    let (index, v) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(i, v)| (i, *v))
+        .unwrap_or((0, f32::NAN));
+    Err(ModelError::NonFinite {
+        origin: origin.to_string(),
+        name: name.to_string(),
+        what: if v.is_nan() { "NaN" } else { "infinity" },
+        index,
+    })
 }

@@ -13,19 +13,14 @@ use crate::model::ModelError;
 /// (`rotary_pct`, `rotary_emb_base`) or the transformers 5 one
 /// (`rope_parameters` with `rope_theta` and `partial_rotary_factor`).
 pub(super) fn config(c: &Cfg) -> Result<ModelConfig, ModelError> {
-    let d_model = c.usize("hidden_size")?;
-    let n_heads = c.usize("num_attention_heads")?;
-    if n_heads == 0 || d_model % n_heads != 0 {
-        return Err(c.bad(format!(
-            "hidden_size {d_model} is not a multiple of num_attention_heads {n_heads}"
-        )));
-    }
-    let d_head = d_model / n_heads;
+    let d_model = c.positive("hidden_size")?;
+    let n_heads = c.positive("num_attention_heads")?;
+    let d_head = c.head_dim(d_model, n_heads, "hidden_size / num_attention_heads")?;
     let act_name = c.opt_str("hidden_act").unwrap_or("gelu");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| c.bad(format!("unknown hidden_act {act_name:?}")))?;
     let pct = rotary_fraction(c)?;
-    if pct <= 0.0 || pct > 1.0 {
+    if !(pct > 0.0 && pct <= 1.0) {
         return Err(c.bad(format!(
             "rotary fraction {pct} must be in (0, 1] (rotary_pct / partial_rotary_factor)"
         )));
@@ -40,7 +35,9 @@ pub(super) fn config(c: &Cfg) -> Result<ModelConfig, ModelError> {
         n_heads,
         n_kv_heads: n_heads,
         d_head,
-        d_mlp: c.opt_usize("intermediate_size")?.unwrap_or(4 * d_model),
+        d_mlp: c
+            .opt_usize("intermediate_size")?
+            .unwrap_or(d_model.saturating_mul(4)),
         d_vocab: c.usize("vocab_size")?,
         n_ctx: c.opt_usize("max_position_embeddings")?.unwrap_or(2048),
         norm: NormKind::LayerNorm,

@@ -40,8 +40,10 @@ pub use gguf::GgufVocab;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
+
+use crate::util::fs::{limits, read_capped};
 
 use tokenizers::models::bpe::{Merges, Vocab as BpeVocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -50,11 +52,8 @@ use tokenizers::{AddedToken, DecoderWrapper};
 /// Everything that can go wrong building or using a [`Tokenizer`].
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("cannot read tokenizer file {}: {error} — check the path and that the file is readable", .path.display())]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error("cannot read the tokenizer: {0}")]
+    Read(#[from] crate::util::fs::ReadError),
     #[error("{origin} is not a valid tokenizer: {reason} — {fix}")]
     Invalid {
         origin: String,
@@ -142,10 +141,7 @@ const BOS_NAMES: [&str; 5] = [
 impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
-        let bytes = std::fs::read(path).map_err(|error| TokenizerError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
+        let bytes = read_capped(path, limits::TOKENIZER, "tokenizer.json")?;
         Self::from_json_bytes(&bytes, &path.display().to_string())
     }
 
@@ -182,12 +178,7 @@ impl Tokenizer {
 
     /// Loads a GPT-2 style byte-level BPE from `vocab.json` and `merges.txt`.
     pub fn from_vocab_merges(vocab_json: &Path, merges_txt: &Path) -> Result<Self, TokenizerError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|error| TokenizerError::Read {
-                path: path.to_owned(),
-                error,
-            })
-        };
+        let read = |path: &Path| read_capped(path, limits::TOKENIZER, "tokenizer vocabulary file");
         let origin = format!("{} + {}", vocab_json.display(), merges_txt.display());
         Self::from_vocab_merges_bytes(&read(vocab_json)?, &read(merges_txt)?, &origin)
     }
