@@ -52,7 +52,7 @@ use tokenizers::{AddedToken, DecoderWrapper};
 /// Everything that can go wrong building or using a [`Tokenizer`].
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("cannot read the tokenizer: {0}")]
+    #[error("cannot read tokenizer file {0}")]
     Read(#[from] crate::util::fs::ReadError),
     #[error("{origin} is not a valid tokenizer: {reason} — {fix}")]
     Invalid {
