@@ -83,6 +83,9 @@ pub enum Action {
     Intent(Intent),
     /// A key typed while editing a text field.
     EditKey(tui_textarea::Input),
+    /// Text pasted into the terminal (bracketed paste: one event however
+    /// long, so it is inserted at once and the keys typed after it follow).
+    Paste(String),
     Worker(WorkerMsg),
     /// The terminal has a new size.
     Resize(u16, u16),
@@ -126,6 +129,7 @@ impl Action {
         match self {
             Action::Intent(i) => i.name(),
             Action::EditKey(_) => "edit_key",
+            Action::Paste(_) => "paste",
             Action::Worker(_) => "worker_message",
             Action::Resize(..) => "resize",
             Action::AutosaveDue => "autosave_due",
@@ -145,6 +149,7 @@ impl Action {
         match self {
             Action::Intent(i) => i.description(),
             Action::EditKey(_) => "a key typed into the text field being edited",
+            Action::Paste(_) => "text pasted into the text field being edited",
             Action::Worker(_) => "a message from the worker thread (progress, results, errors)",
             Action::Resize(..) => "the terminal was resized",
             Action::AutosaveDue => "periodic autosave of unsaved changes",

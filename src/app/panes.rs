@@ -216,3 +216,43 @@ pub(crate) fn edit_key(s: &mut AppState, key: Input, out: &mut Vec<Command>) {
         _ => {}
     }
 }
+
+/// The most characters one paste inserts; the rest is dropped with a
+/// warning (a prompt is a sentence, not a book).
+pub const MAX_PASTE_CHARS: usize = 100_000;
+
+/// Pasted text, inserted into the field being edited in one step (one
+/// retokenisation, however long). Fields are single lines, so line breaks
+/// become spaces.
+pub(crate) fn paste(s: &mut AppState, text: &str, out: &mut Vec<Command>) {
+    let text = text.replace("\r\n", " ").replace(['\r', '\n'], " ");
+    let clipped: String = text.chars().take(MAX_PASTE_CHARS).collect();
+    if clipped.len() < text.len() {
+        s.set_status(
+            Level::Warn,
+            format!("the paste was cut to its first {MAX_PASTE_CHARS} characters"),
+        );
+    }
+    if let Some(Popup::SaveAs { input }) = &mut s.popup {
+        input.insert_str(&clipped);
+        return;
+    }
+    if s.mode != Mode::Edit || s.popup.is_some() {
+        if s.popup.is_none() && s.focus == Focus::Prompts {
+            s.set_status(
+                Level::Info,
+                "to paste into a prompt, edit it first (Enter or i)",
+            );
+        }
+        return;
+    }
+    match s.focus {
+        Focus::Prompts if s.prompts.current_field_mut().insert_str(&clipped) => {
+            prompts_changed(s, out)
+        }
+        Focus::Settings => {
+            s.settings.positions.insert_str(&clipped);
+        }
+        _ => {}
+    }
+}

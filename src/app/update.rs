@@ -28,6 +28,7 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
     match a {
         Action::Intent(i) => intent(s, i, &mut out),
         Action::EditKey(input) => panes::edit_key(s, input, &mut out),
+        Action::Paste(text) => panes::paste(s, &text, &mut out),
         Action::Worker(m) => replies::worker(s, m, &mut out),
         Action::Resize(w, h) => s.size = (w, h),
         Action::AutosaveDue => autosave(s, &mut out),

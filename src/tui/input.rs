@@ -56,6 +56,7 @@ pub fn action_for(
             None
         }
         Event::Resize(w, h) => Some(Action::Resize(*w, *h)),
+        Event::Paste(text) => Some(Action::Paste(text.clone())),
         Event::Mouse(m) => match m.kind {
             MouseEventKind::Down(_) => areas?.hit(m.column, m.row).map(Action::MouseFocus),
             MouseEventKind::ScrollDown => Some(Action::MouseScroll { down: true }),

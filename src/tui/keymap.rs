@@ -13,8 +13,29 @@ use std::path::Path;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::app::Intent;
+use crate::util::fs::{limits, read_text_capped, ReadError};
 
 pub const DEFAULT_KEYMAP: &str = include_str!("keymap.yaml");
+
+/// What must stay reachable whatever a user keymap says: the contexts
+/// consulted (as `input::contexts` orders them) and the intents of which
+/// one must be bound there.
+const WAYS_OUT: &[(&[Context], &[Intent])] = &[
+    (&[Context::Prompts, Context::Global], &[Intent::Quit]),
+    (&[Context::Settings, Context::Global], &[Intent::Quit]),
+    (&[Context::Heatmap, Context::Global], &[Intent::Quit]),
+    (&[Context::Drill, Context::Global], &[Intent::Quit]),
+    (&[Context::Edit], &[Intent::Back, Intent::Select]),
+    (&[Context::Dialog], &[Intent::Yes]),
+    (
+        &[Context::Help],
+        &[Intent::Back, Intent::Help, Intent::Quit, Intent::Select],
+    ),
+    (
+        &[Context::Browser],
+        &[Intent::Back, Intent::Open, Intent::Quit],
+    ),
+];
 
 /// Where a binding applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -223,30 +244,99 @@ impl Keymap {
 
     /// The defaults with a user file's text merged over them.
     pub fn with_user_text(text: &str) -> Result<Keymap, String> {
+        Keymap::from_user_text(text).map(|(k, _)| k)
+    }
+
+    /// The defaults with a user file's text merged over them, and the
+    /// ways out it broke restored; the notes say which (see
+    /// [`Keymap::repair_ways_out`]).
+    pub fn from_user_text(text: &str) -> Result<(Keymap, Vec<String>), String> {
         let mut k = Keymap::defaults();
         apply(&mut k.map, text)?;
-        Ok(k)
+        let notes = k.repair_ways_out();
+        Ok((k, notes))
+    }
+
+    /// Makes sure a user keymap cannot lock the user in: quit stays
+    /// reachable from every pane (a pane's own binding of the key must not
+    /// shadow it), editing can be left, the quit dialog answered, and the
+    /// help and browser popups closed. Where a requirement fails, the
+    /// default keys for it are bound again in the context that wins, and a
+    /// note says so.
+    pub fn repair_ways_out(&mut self) -> Vec<String> {
+        let defaults = Keymap::defaults();
+        let mut notes = Vec::new();
+        for (ctxs, intents) in WAYS_OUT {
+            let reachable = |k: &Keymap| {
+                k.bound_keys(ctxs)
+                    .iter()
+                    .any(|key| k.lookup(ctxs, key).is_some_and(|i| intents.contains(&i)))
+            };
+            if reachable(self) || !reachable(&defaults) {
+                continue;
+            }
+            // Rebind in the widest context first (global: one repair
+            // serves every pane), in the pane's own if that one shadows it.
+            let mut restored = Vec::new();
+            for &ctx in ctxs.iter().rev() {
+                for key in defaults.bound_keys(ctxs) {
+                    if let Some(i) = defaults.lookup(ctxs, &key).filter(|i| intents.contains(i)) {
+                        self.map.entry(ctx).or_default().insert(key, i);
+                        restored.push(format!("{} {} ({})", key.label(), i.name(), ctx.name()));
+                    }
+                }
+                if reachable(self) {
+                    break;
+                }
+            }
+            notes.push(format!(
+                "no key was left for {} in {}; restored {}",
+                intents
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                ctxs[0].name(),
+                restored.join(", ")
+            ));
+        }
+        notes
+    }
+
+    /// Every key bound in any of `contexts`.
+    fn bound_keys(&self, contexts: &[Context]) -> Vec<Key> {
+        contexts
+            .iter()
+            .filter_map(|c| self.map.get(c))
+            .flat_map(|m| m.keys().copied())
+            .collect()
     }
 
     /// The defaults merged with `dir/keymap.yaml` if it exists; a warning
-    /// names the file and the problem when it cannot be used.
+    /// names the file and the problem when it cannot be used, or what was
+    /// repaired. The file is read as a user file (`util::fs`): a FIFO, a
+    /// device or a huge file is refused at once, a BOM accepted.
     pub fn load(dir: Option<&Path>) -> (Keymap, Option<String>) {
         let Some(path) = dir.map(|d| d.join("keymap.yaml")) else {
             return (Keymap::defaults(), None);
         };
-        match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Keymap::defaults(), None),
+        let text = match read_text_capped(&path, limits::CONFIG, "keymap file") {
+            Err(ReadError::NotFound { .. }) => return (Keymap::defaults(), None),
+            Err(e) => {
+                return (
+                    Keymap::defaults(),
+                    Some(format!("{e}; using the default keys")),
+                )
+            }
+            Ok(text) => text,
+        };
+        match Keymap::from_user_text(&text) {
+            Ok((k, notes)) if notes.is_empty() => (k, None),
+            Ok((k, notes)) => (k, Some(format!("{}: {}", path.display(), notes.join("; ")))),
             Err(e) => (
                 Keymap::defaults(),
                 Some(format!("{}: {e}; using the default keys", path.display())),
             ),
-            Ok(text) => match Keymap::with_user_text(&text) {
-                Ok(k) => (k, None),
-                Err(e) => (
-                    Keymap::defaults(),
-                    Some(format!("{}: {e}; using the default keys", path.display())),
-                ),
-            },
         }
     }
 

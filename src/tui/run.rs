@@ -62,7 +62,7 @@ fn config_dir() -> Option<PathBuf> {
 
 /// Builds the initial state: the session to resume or the example pair,
 /// and any warnings about the keymap or the theme.
-fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppState> {
+pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<AppState> {
     let opened = match &opts.open {
         Some(p) => Some((p.clone(), session::load(p).map_err(io::Error::other)?)),
         None => None,

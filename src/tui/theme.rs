@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
+use crate::util::fs::{limits, read_text_capped, ReadError};
+
 /// Built-in themes, by name.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.yaml")),
@@ -214,7 +216,7 @@ impl Theme {
                     "`inherits` goes deeper than 8 themes (at {parent:?}); is there a cycle?"
                 ));
             }
-            let (ptext, _) = find(&parent, user_dir)
+            let (ptext, _) = find(&parent, user_dir)?
                 .ok_or_else(|| format!("inherits unknown theme {parent:?}"))?;
             chain.push(parse_file(&ptext).map_err(|e| format!("theme {parent:?}: {e}"))?);
         }
@@ -306,7 +308,10 @@ impl Theme {
         user_dir: Option<&Path>,
         mode: ColorMode,
     ) -> (Theme, Option<String>) {
-        let found = find(name_or_path, user_dir);
+        let found = match find(name_or_path, user_dir) {
+            Ok(found) => found,
+            Err(e) => return (Theme::default_theme(mode), Some(format!("{e}; using dark"))),
+        };
         let Some((text, origin)) = found else {
             let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
             return (
@@ -390,23 +395,31 @@ fn convert(c: (u8, u8, u8), mode: ColorMode) -> Option<Color> {
     }
 }
 
-/// A theme's text and where it came from: a path, a user theme, a built-in.
-fn find(name: &str, user_dir: Option<&Path>) -> Option<(String, String)> {
+/// A theme's text and where it came from: a path, a user theme, a built-in;
+/// `Ok(None)` when there is no such theme. Files are read as user files
+/// (`util::fs`): a FIFO, a device or a huge file is an error at once, not
+/// a hang, and a BOM is accepted.
+fn find(name: &str, user_dir: Option<&Path>) -> Result<Option<(String, String)>, String> {
+    let read = |p: &Path| read_text_capped(p, limits::CONFIG, "theme file");
     let looks_like_path = name.contains('/') || name.ends_with(".yaml");
     if looks_like_path {
         let p = PathBuf::from(name);
-        return std::fs::read_to_string(&p)
-            .ok()
-            .map(|t| (t, p.display().to_string()));
+        return match read(&p) {
+            Ok(t) => Ok(Some((t, p.display().to_string()))),
+            Err(ReadError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
     }
     if let Some(dir) = user_dir {
         let p = dir.join(format!("{name}.yaml"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            return Some((t, p.display().to_string()));
+        match read(&p) {
+            Ok(t) => return Ok(Some((t, p.display().to_string()))),
+            Err(ReadError::NotFound { .. }) => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
-    BUILTIN
+    Ok(BUILTIN
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(n, t)| (t.to_string(), format!("built-in theme {n}")))
+        .map(|(n, t)| (t.to_string(), format!("built-in theme {n}"))))
 }
