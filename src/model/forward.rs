@@ -563,7 +563,13 @@ impl Transformer {
         let kv = (k.clone(), v.clone());
         let (k, v) = (repeat_kv(&k, h / hkv)?, repeat_kv(&v, h / hkv)?);
         let scores = (q.matmul(&k.t()?)? * cfg.attn_scale as f64)?.broadcast_add(&layout.mask)?;
-        let scores = site(HookPoint::AttnScores(l), scores, cache)?;
+        let mut scores = site(HookPoint::AttnScores(l), scores, cache)?;
+        if hooks.edits(HookPoint::AttnScores(l)) {
+            // An edit cannot unmask a key the causal (or packing) mask
+            // hides: re-adding the additive mask keeps masked entries at
+            // −inf and leaves the others exactly as edited.
+            scores = scores.broadcast_add(&layout.mask)?;
+        }
         let pattern = softmax_last_dim(&scores)?;
         let pattern = site(HookPoint::Pattern(l), pattern, cache)?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]

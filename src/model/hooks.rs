@@ -262,6 +262,11 @@ impl HookSpec {
             || self.interventions.iter().any(|i| i.hook == hook)
     }
 
+    /// Whether an intervention edits `hook`.
+    pub fn edits(&self, hook: HookPoint) -> bool {
+        self.interventions.iter().any(|i| i.hook == hook)
+    }
+
     /// Whether anything is captured or edited in block `l` after its keys
     /// and values (queries, scores, pattern, z, outputs, MLP, residuals
     /// after attention) — then the final block cannot be cut down to the
@@ -298,18 +303,28 @@ impl HookSpec {
         for iv in self.interventions.iter().filter(|i| i.hook == hook) {
             let fit = |t: &Tensor| fit_positions(t, hook.pos_dim(), pos_offset, n_pos_total);
             x = match &iv.edit {
+                // Selects rather than `x * (1 - mask) + value * mask`: the
+                // arithmetic form turns an infinite entry (a masked attention
+                // score, −inf) into NaN (−inf × 0) on either side.
                 Edit::Replace { mask, value } => {
-                    let mask = fit(mask)?.to_dtype(x.dtype())?;
-                    let value = fit(value)?.to_dtype(x.dtype())?;
-                    let keep = mask.affine(-1.0, 1.0)?;
-                    x.broadcast_mul(&keep)?
-                        .broadcast_add(&value.broadcast_mul(&mask)?)?
+                    let (mask, value) = (fit(mask)?, fit(value)?.to_dtype(x.dtype())?);
+                    let shape = x
+                        .shape()
+                        .broadcast_shape_binary_op(mask.shape(), "replace")?
+                        .broadcast_shape_binary_op(value.shape(), "replace")?;
+                    mask.ne(0f64)?
+                        .broadcast_as(&shape)?
+                        .where_cond(&value.broadcast_as(&shape)?, &x.broadcast_as(&shape)?)?
                 }
                 Edit::Add(v) => x.broadcast_add(&fit(v)?.to_dtype(x.dtype())?)?,
                 Edit::Scale(f) => x.broadcast_mul(&fit(f)?.to_dtype(x.dtype())?)?,
                 Edit::Zero { mask } => {
-                    let keep = fit(mask)?.to_dtype(x.dtype())?.affine(-1.0, 1.0)?;
-                    x.broadcast_mul(&keep)?
+                    let mask = fit(mask)?;
+                    let shape = x.shape().broadcast_shape_binary_op(mask.shape(), "zero")?;
+                    let x = x.broadcast_as(&shape)?;
+                    mask.ne(0f64)?
+                        .broadcast_as(&shape)?
+                        .where_cond(&x.zeros_like()?, &x)?
                 }
             };
         }
