@@ -50,7 +50,7 @@ fn assert_same(a: &SweepResult, b: &SweepResult, what: &str) {
     for m in METRICS {
         // The normalised logit diff divides by (clean - corrupted), which
         // amplifies float noise when the baselines are close.
-        let denom = (b.baselines.clean.logit_diff - b.baselines.corrupted.logit_diff).abs();
+        let denom = (b.baselines.clean.logit_diff() - b.baselines.corrupted.logit_diff()).abs();
         let tol = match *m {
             "rank" => 0.0,
             "logit_diff_normalized" => 1e-4 / denom.min(1.0),
@@ -194,7 +194,7 @@ fn patching_clean_into_clean_changes_nothing() {
                     &SweepSpec::new(target),
                     method,
                 );
-                let clean = r.baselines.clean.logit_diff;
+                let clean = r.baselines.clean.logit_diff();
                 for x in &r.metrics["logit_diff"] {
                     if x.is_finite() {
                         assert!(
@@ -264,8 +264,8 @@ fn noising_mirrors_denoising_the_swapped_pair() {
             );
         }
         assert_eq!(
-            x.baselines.clean.logit_diff,
-            y.baselines.corrupted.logit_diff
+            x.baselines.clean.logit_diff(),
+            y.baselines.corrupted.logit_diff()
         );
     }
 }
@@ -356,7 +356,7 @@ fn attribution_matches_exact_patching_for_small_perturbations() {
             };
             let exact = sweep(&m, std::slice::from_ref(&pair), &spec, Method::Fast);
             let attr = sweep(&m, std::slice::from_ref(&pair), &spec, Method::Attribution);
-            let base = exact.baselines.corrupted.logit_diff;
+            let base = exact.baselines.corrupted.logit_diff();
             let effects: Vec<(f32, f32)> = exact.metrics["logit_diff"]
                 .iter()
                 .zip(&attr.metrics["logit_diff"])
@@ -428,7 +428,7 @@ fn progress_reports_every_cell_once_with_final_values() {
         &mut |p| {
             assert!(p.done >= last_done && p.done <= p.total);
             last_done = p.done;
-            assert_eq!(p.baselines.clean.logit_diff_normalized, 1.0);
+            assert_eq!(p.baselines.clean.get("logit_diff_normalized"), Some(1.0));
             for (c, metrics) in &p.finished {
                 assert!(
                     seen.insert(*c, *metrics).is_none(),

@@ -40,12 +40,12 @@ fn eiffel_tower_resid_pre_sweep_has_the_factual_recall_shape() {
     .unwrap();
     // Reference values from transformers (tests/fixtures/smollm2/reference.json): +4.81 and -9.06.
     assert!(
-        (r.baselines.clean.logit_diff - 4.81).abs() < 0.05,
+        (r.baselines.clean.logit_diff() - 4.81).abs() < 0.05,
         "{:?}",
         r.baselines.clean
     );
     assert!(
-        (r.baselines.corrupted.logit_diff + 9.06).abs() < 0.05,
+        (r.baselines.corrupted.logit_diff() + 9.06).abs() < 0.05,
         "{:?}",
         r.baselines.corrupted
     );

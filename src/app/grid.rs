@@ -9,8 +9,9 @@
 //! base run (the corrupted baseline when denoising, the clean baseline when
 //! noising), so white means "this patch changed nothing".
 
+use crate::patching::metrics::{MetricDef, DEFAULT_METRIC, REGISTRY};
 use crate::patching::result::Baselines;
-use crate::patching::{Direction, Metrics, SweepResult, METRICS};
+use crate::patching::{Direction, Metrics, SweepResult};
 
 use super::messages::SweepStart;
 
@@ -40,7 +41,7 @@ pub struct GridRef<'a> {
 pub struct HeatmapState {
     /// Multi-index into the shown sweep's axes.
     pub cursor: Vec<usize>,
-    /// Index into [`METRICS`].
+    /// Index into the metric registry ([`REGISTRY`]).
     pub metric: usize,
     /// Cell width in characters (1..=8).
     pub zoom: u16,
@@ -50,15 +51,19 @@ impl Default for HeatmapState {
     fn default() -> Self {
         Self {
             cursor: vec![],
-            metric: 1,
+            metric: DEFAULT_METRIC.0,
             zoom: 4,
         }
     }
 }
 
 impl HeatmapState {
+    pub fn metric_def(&self) -> &'static MetricDef {
+        &REGISTRY[self.metric.min(REGISTRY.len() - 1)]
+    }
+
     pub fn metric_name(&self) -> &'static str {
-        METRICS[self.metric.min(METRICS.len() - 1)]
+        self.metric_def().name
     }
 
     /// Makes the cursor valid for `shape` (keeping what still fits).
@@ -144,7 +149,7 @@ impl<'a> GridRef<'a> {
         match self.values {
             Values::Done(r) => {
                 let m = r.cell(cell);
-                m.logit_diff.is_finite().then_some(m)
+                m.logit_diff().is_finite().then_some(m)
             }
             Values::Partial(cells, _) => *cells.get(cell)?,
         }

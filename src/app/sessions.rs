@@ -19,6 +19,7 @@ use super::grid::HeatmapState;
 use super::prompts::PromptsState;
 use super::settings::SettingsState;
 use super::state::{AppState, SweepView};
+use crate::patching::metrics::DEFAULT_METRIC;
 
 /// The state as a session.
 pub fn to_session(s: &AppState) -> Session {
@@ -80,7 +81,7 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
         metric: METRICS
             .iter()
             .position(|m| *m == session.ui.metric)
-            .unwrap_or(1),
+            .unwrap_or(DEFAULT_METRIC.0),
         ..s.heatmap.clone()
     };
     if let Some(spec) = s.sweep().map(|v| v.spec.clone()) {

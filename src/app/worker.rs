@@ -488,15 +488,12 @@ impl ModelThread {
             // corruption shows the normalised logit difference;
             // normalising is idempotent, so this stays right if the engine
             // starts filling it in itself.
-            let (clean, corrupted) = (
-                p.baselines.clean.logit_diff,
-                p.baselines.corrupted.logit_diff,
-            );
+            let b = &p.baselines;
             let finished = p
                 .finished
                 .iter()
                 .map(|&(c, mut m)| {
-                    m.normalize(clean, corrupted);
+                    m.normalize(&b.clean, &b.corrupted);
                     (c, m)
                 })
                 .collect();

@@ -179,8 +179,8 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
     }
     let attr = &runs[1].2;
     let base = match spec.direction {
-        patchbench::patching::Direction::Denoise => fast.baselines.corrupted.logit_diff,
-        patchbench::patching::Direction::Noise => fast.baselines.clean.logit_diff,
+        patchbench::patching::Direction::Denoise => fast.baselines.corrupted.logit_diff(),
+        patchbench::patching::Direction::Noise => fast.baselines.clean.logit_diff(),
     };
     let top = top_cells(attr, base, 10);
     let err = top

@@ -21,7 +21,7 @@ use candle_core::{Result as CResult, Tensor, Var};
 
 use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, LOGIT_DIFF};
 use super::plan::Plan;
 use super::runs::RunPair;
 
@@ -79,7 +79,7 @@ pub fn estimate(model: &Transformer, plan: &Plan, run: &RunPair) -> CResult<Vec<
         contrib.insert(*hook, (flat, heads));
     }
     let n_pos = run.base_tokens.len();
-    let nan = Metrics::from_values([f32::NAN; 6]);
+    let nan = Metrics::nan();
     Ok(plan
         .cells
         .iter()
@@ -101,7 +101,7 @@ pub fn estimate(model: &Transformer, plan: &Plan, run: &RunPair) -> CResult<Vec<
                 }
             }
             let mut m = nan;
-            m.logit_diff = run.base_metrics.logit_diff + delta;
+            m[LOGIT_DIFF] = run.base_metrics.logit_diff() + delta;
             m
         })
         .collect())

@@ -174,7 +174,7 @@ pub fn run_sweep(
     }
 
     // values[run][cell]; cells outside `opts.cells` stay NaN.
-    let nan = Metrics::from_values([f32::NAN; 6]);
+    let nan = Metrics::nan();
     let mut values: Vec<Vec<Metrics>> = vec![vec![nan; plan.n_cells()]; runs.len()];
     let groups = layer_groups(&plan, opts.cells.as_deref());
     let total = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * runs.len();
@@ -235,7 +235,7 @@ pub fn run_sweep(
             .iter()
             .map(|&c| {
                 let mut m = Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>());
-                m.normalize(means.clean.logit_diff, means.corrupted.logit_diff);
+                m.normalize(&means.clean, &means.corrupted);
                 (c, m)
             })
             .collect();

@@ -6,6 +6,13 @@
 //! `axes`, `shape`, `metrics` (name -> nested arrays, row-major in `axes`
 //! order) and `timing`. Missing cells (NaN) are `null`. CSV: one row per
 //! cell, a column per axis and per metric.
+//!
+//! Metrics are written in registry order ([`METRICS`]); a stored result
+//! that lacks one of them (computed by a build with fewer metrics) has it
+//! written as missing cells rather than failing.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
@@ -42,14 +49,24 @@ fn num(x: f32) -> Value {
 }
 
 fn metrics_obj(m: &Metrics) -> Value {
-    let v = m.values();
-    Value::Object(
-        METRICS
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), num(v[i])))
-            .collect(),
-    )
+    Value::Object(m.iter().map(|(n, v)| (n.to_string(), num(v))).collect())
+}
+
+/// The values of `metric`, or `n` missing cells when the result lacks it.
+fn column<'a>(metrics: &'a BTreeMap<String, Vec<f32>>, metric: &str, n: usize) -> Cow<'a, [f32]> {
+    match metrics.get(metric) {
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Owned(vec![f32::NAN; n]),
+    }
+}
+
+/// Every metric, nested by `shape`, in registry order.
+fn metrics_nested(metrics: &BTreeMap<String, Vec<f32>>, shape: &[usize]) -> Map<String, Value> {
+    let n = shape.iter().product();
+    METRICS
+        .iter()
+        .map(|m| (m.to_string(), nest(&column(metrics, m, n), shape)))
+        .collect()
 }
 
 /// Nests a row-major vector by `shape`.
@@ -71,10 +88,7 @@ pub fn nest(values: &[f32], shape: &[usize]) -> Value {
 impl SweepReport<'_> {
     pub fn to_json(&self) -> Value {
         let r = self.result;
-        let metrics: Map<String, Value> = METRICS
-            .iter()
-            .map(|m| (m.to_string(), nest(&r.metrics[*m], &r.shape)))
-            .collect();
+        let metrics = metrics_nested(&r.metrics, &r.shape);
         let mut v = json!({
             "model": self.model,
             "target": self.spec.target.name(),
@@ -114,7 +128,7 @@ impl SweepReport<'_> {
                 .map(|(m, b)| {
                     json!({
                         "baselines": {"clean": metrics_obj(&b.clean), "corrupted": metrics_obj(&b.corrupted)},
-                        "metrics": METRICS.iter().map(|n| (n.to_string(), nest(&m[*n], &r.shape))).collect::<Map<_, _>>(),
+                        "metrics": metrics_nested(m, &r.shape),
                     })
                 })
                 .collect();
@@ -128,6 +142,10 @@ impl SweepReport<'_> {
     pub fn to_csv(&self) -> String {
         let r = self.result;
         let mut out = String::new();
+        let columns: Vec<Cow<[f32]>> = METRICS
+            .iter()
+            .map(|m| column(&r.metrics, m, r.n_cells()))
+            .collect();
         let header: Vec<String> = r
             .axes
             .iter()
@@ -159,8 +177,8 @@ impl SweepReport<'_> {
                     }
                 })
                 .collect();
-            for m in METRICS {
-                let x = r.metrics[*m][cell];
+            for col in &columns {
+                let x = col[cell];
                 row.push(if x.is_finite() {
                     format!("{x}")
                 } else {
@@ -176,7 +194,7 @@ impl SweepReport<'_> {
     /// A text heatmap of `metric`; ANSI colours when `color`.
     pub fn to_table(&self, metric: &str, color: bool) -> String {
         let r = self.result;
-        let vals = &r.metrics[metric];
+        let vals = column(&r.metrics, metric, r.n_cells());
         let mut out = String::new();
         let b = &r.baselines;
         out.push_str(&format!(

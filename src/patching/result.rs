@@ -65,12 +65,23 @@ impl SweepResult {
     }
 
     /// Every metric at one cell.
+    /// Every metric at one cell (NaN for metrics the result lacks).
     pub fn cell(&self, cell: usize) -> Metrics {
-        let mut v = [f32::NAN; 6];
-        for (i, m) in METRICS.iter().enumerate() {
-            v[i] = self.value(m, cell).unwrap_or(f32::NAN);
-        }
-        Metrics::from_values(v)
+        Metrics::from_values(std::array::from_fn(|i| {
+            self.value(METRICS[i], cell).unwrap_or(f32::NAN)
+        }))
+    }
+
+    /// Metrics of this build that the result lacks (a result stored by a
+    /// build with fewer metrics), in registry order.
+    pub fn missing_metrics(&self) -> Vec<&'static str> {
+        METRICS
+            .iter()
+            .copied()
+            .filter(|m| {
+                !self.metrics.contains_key(*m) || self.per_pair.iter().any(|p| !p.contains_key(*m))
+            })
+            .collect()
     }
 
     /// Row-major index of a multi-index.
@@ -91,16 +102,21 @@ fn columns(cells: &[Metrics]) -> BTreeMap<String, Vec<f32>> {
 
 /// Means of the per-pair baselines, with their normalised logit diffs (1 and 0).
 pub(crate) fn mean_baselines(baselines: &[PairBaselines]) -> Baselines {
-    let mut clean = Metrics::mean(&baselines.iter().map(|b| b.clean).collect::<Vec<_>>());
-    let mut corrupted = Metrics::mean(&baselines.iter().map(|b| b.corrupted).collect::<Vec<_>>());
-    let (cl, co) = (clean.logit_diff, corrupted.logit_diff);
-    clean.normalize(cl, co);
-    corrupted.normalize(cl, co);
+    let clean = Metrics::mean(&baselines.iter().map(|b| b.clean).collect::<Vec<_>>());
+    let corrupted = Metrics::mean(&baselines.iter().map(|b| b.corrupted).collect::<Vec<_>>());
+    normalized_baselines(clean, corrupted)
+}
+
+/// Both baselines with their normalised metrics filled in (1 and 0).
+fn normalized_baselines(mut clean: Metrics, mut corrupted: Metrics) -> Baselines {
+    let (c, k) = (clean, corrupted);
+    clean.normalize(&c, &k);
+    corrupted.normalize(&c, &k);
     Baselines { clean, corrupted }
 }
 
 /// Averages run values over noise samples (per pair) and pairs, and fills
-/// in the normalised logit difference.
+/// in the normalised metrics.
 ///
 /// Normalisation uses means: `(mean x − mean corrupted) / (mean clean −
 /// mean corrupted)`, as TransformerLens's IOI notebooks do over a batch.
@@ -116,7 +132,7 @@ pub(crate) fn assemble(
     let n_pairs = baselines.len();
     let n_cells = plan.n_cells();
     let absent = |c: usize| plan.cells[c].is_none();
-    let nan = Metrics::from_values([f32::NAN; 6]);
+    let nan = Metrics::nan();
     let mut per_pair_cells: Vec<Vec<Metrics>> = Vec::with_capacity(n_pairs);
     for (p, b) in baselines.iter().enumerate() {
         let rows: Vec<&Vec<Metrics>> = runs
@@ -131,35 +147,26 @@ pub(crate) fn assemble(
                     return nan;
                 }
                 let mut m = Metrics::mean(&rows.iter().map(|v| v[c]).collect::<Vec<_>>());
-                m.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
+                m.normalize(&b.clean, &b.corrupted);
                 m
             })
             .collect();
         per_pair_cells.push(cells);
     }
-    let Baselines { clean, corrupted } = mean_baselines(baselines);
-    let (cl, co) = (clean.logit_diff, corrupted.logit_diff);
+    let means = mean_baselines(baselines);
     let mean_cells: Vec<Metrics> = (0..n_cells)
         .map(|c| {
             if absent(c) {
                 return nan;
             }
             let mut m = Metrics::mean(&per_pair_cells.iter().map(|v| v[c]).collect::<Vec<_>>());
-            m.normalize(cl, co);
+            m.normalize(&means.clean, &means.corrupted);
             m
         })
         .collect();
     let pair_baselines = baselines
         .iter()
-        .map(|b| {
-            let (mut c, mut k) = (b.clean, b.corrupted);
-            c.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
-            k.normalize(b.clean.logit_diff, b.corrupted.logit_diff);
-            Baselines {
-                clean: c,
-                corrupted: k,
-            }
-        })
+        .map(|b| normalized_baselines(b.clean, b.corrupted))
         .collect();
     SweepResult {
         axes: plan.axes.clone(),
@@ -167,7 +174,7 @@ pub(crate) fn assemble(
         components: plan.components.clone(),
         metrics: columns(&mean_cells),
         per_pair: per_pair_cells.iter().map(|c| columns(c)).collect(),
-        baselines: Baselines { clean, corrupted },
+        baselines: means,
         pair_baselines,
         timing: Timing {
             sweep_ms: elapsed.as_secs_f64() * 1e3,

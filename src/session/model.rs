@@ -106,7 +106,7 @@ impl Default for UiState {
         Self {
             selected_sweep: 0,
             cell: vec![],
-            metric: "logit_diff_normalized".into(),
+            metric: crate::patching::metrics::DEFAULT_METRIC.def().name.into(),
             selected_pair: 0,
         }
     }

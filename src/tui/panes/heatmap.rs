@@ -13,7 +13,7 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::app::grid::GridRef;
 use crate::app::{AppState, Focus};
-use crate::patching::METRICS;
+use crate::patching::metrics::{Format, REGISTRY};
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, fit_right, heat_cell, num, pane_block, trunc};
@@ -22,9 +22,6 @@ pub struct HeatmapPane<'a> {
     pub state: &'a AppState,
     pub theme: &'a Theme,
 }
-
-/// Short metric names for the cell readout.
-const SHORT: [&str; 6] = ["ld", "norm", "logp", "p", "kl", "rank"];
 
 impl Widget for HeatmapPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -237,19 +234,17 @@ fn draw_grid(
     let mut l1 = vec![Span::styled(where_.join(" · "), th.style("axis.cursor"))];
     let l2 = match g.metrics(cell) {
         Some(m) => {
-            let vals = m.values();
             let mut spans = Vec::new();
-            for (i, name) in METRICS.iter().enumerate() {
-                let st = if *name == metric {
+            for (def, x) in REGISTRY.iter().zip(m.values()) {
+                let st = if def.name == metric {
                     th.style("field.selected")
                 } else {
                     th.style("text")
                 };
-                spans.push(Span::styled(format!("{} ", SHORT[i]), th.style("muted")));
-                let v = if *name == "rank" {
-                    format!("{:.0}", vals[i])
-                } else {
-                    num(vals[i])
+                spans.push(Span::styled(format!("{} ", def.short), th.style("muted")));
+                let v = match def.format {
+                    Format::Integer => format!("{x:.0}"),
+                    Format::Real => num(x),
                 };
                 spans.push(Span::styled(format!("{v}  "), st));
             }

@@ -66,7 +66,7 @@ impl Widget for SettingsPane<'_> {
             return;
         }
         let about = match st.current_row() {
-            Row::Metric => crate::patching::metrics::METRIC_ABOUT[s.heatmap.metric].to_string(),
+            Row::Metric => s.heatmap.metric_def().about.to_string(),
             _ => st.spec.target.about().to_string(),
         };
         buf.set_string(inner.x, bottom - 2, trunc(&about, w), th.style("muted"));
