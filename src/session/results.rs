@@ -2,9 +2,10 @@
 //! the DESIGN.md report for export, and deciding whether one is stale.
 //!
 //! A result is stale when the model that computed it differs from the model
-//! now loaded (fingerprints differ), or when what it was computed from (the
+//! now loaded (fingerprints differ), when what it was computed from (the
 //! sweep spec, the prompt pairs it used, the BOS choice) was edited after
-//! it ran. Stale results stay in the session and are shown marked, never
+//! it ran, or when it lacks metrics this build computes (it was stored by
+//! a build with fewer). Stale results stay in the session and are shown marked, never
 //! mixed silently with fresh ones; rerunning replaces them.
 //!
 //! The inputs digest is FNV-1a over a canonical text written here field by
@@ -30,6 +31,8 @@ pub enum Staleness {
     ModelChanged { stored: String, current: String },
     /// The spec, the prompt pairs or the BOS choice changed since.
     InputsChanged,
+    /// Stored without these metrics of this build's registry.
+    MetricsMissing(Vec<String>),
 }
 
 impl std::fmt::Display for Staleness {
@@ -42,6 +45,12 @@ impl std::fmt::Display for Staleness {
             Staleness::InputsChanged => {
                 f.write_str("the sweep's spec or prompts were edited after it ran")
             }
+            Staleness::MetricsMissing(names) => write!(
+                f,
+                "stored without the metric{} {} that this build computes",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            ),
         }
     }
 }
@@ -218,6 +227,12 @@ pub fn staleness(
     }
     if !r.inputs.is_empty() && r.inputs != inputs_digest(session, entry) {
         return Some(Staleness::InputsChanged);
+    }
+    let missing = r.result.missing_metrics();
+    if !missing.is_empty() {
+        return Some(Staleness::MetricsMissing(
+            missing.into_iter().map(String::from).collect(),
+        ));
     }
     None
 }

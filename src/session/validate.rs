@@ -5,8 +5,13 @@
 //! Semantic checks never stop at the first problem. Errors make a session
 //! unusable; UI state is repaired in place (clamped) and reported as a
 //! warning, because a stale cursor is no reason to refuse a session.
+//!
+//! Stored results may hold other metrics than this build's registry: a
+//! session written by a build with more metrics has them dropped with a
+//! warning; one written by a build with fewer loads, and its results are
+//! stale (`results::staleness`), so they are recomputed, not refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::patching::{Corruption, Target, METRICS};
 use crate::util::text::quote;
@@ -61,6 +66,11 @@ pub(crate) fn semantics(s: &mut Session) -> Vec<Problem> {
     }
     for (i, e) in s.sweeps.iter().enumerate() {
         sweep(&format!("sweeps[{i}]"), e, s, &mut out);
+    }
+    for (i, e) in s.sweeps.iter_mut().enumerate() {
+        if let Some(r) = &mut e.result {
+            drop_unknown_metrics(&format!("sweeps[{i}].result.result"), r, &mut out);
+        }
     }
     ui(s, &mut out);
     out
@@ -176,29 +186,20 @@ fn result(field: &str, r: &StoredResult, out: &mut Vec<Problem>) {
         );
         return;
     };
-    let mut metric_set = |f: &str, m: &std::collections::BTreeMap<String, Vec<f32>>| {
-        for name in METRICS {
-            match m.get(*name) {
-                None => err(f, format!("metric `{name}` is missing")),
-                Some(v) if v.len() != cells => err(
+    // Missing metrics make the result stale, not damaged; unknown ones
+    // are dropped (`drop_unknown_metrics`), whatever their length.
+    let mut metric_set = |f: &str, m: &BTreeMap<String, Vec<f32>>| {
+        for (name, v) in m.iter().filter(|(k, _)| METRICS.contains(&k.as_str())) {
+            if v.len() != cells {
+                err(
                     &format!("{f}.{name}"),
                     format!(
                         "has {} values but the shape {:?} has {cells} cells",
                         v.len(),
                         res.shape
                     ),
-                ),
-                _ => {}
+                );
             }
-        }
-        for name in m.keys().filter(|k| !METRICS.contains(&k.as_str())) {
-            err(
-                f,
-                format!(
-                    "unknown metric `{name}`; metrics are {}",
-                    METRICS.join(", ")
-                ),
-            );
         }
     };
     metric_set(".result.metrics", &res.metrics);
@@ -299,6 +300,35 @@ fn axes_fit_tokens(field: &str, r: &StoredResult, out: &mut Vec<Problem>) -> boo
 /// An axis name from the file, safe to quote.
 fn quote_axis(name: &str) -> String {
     crate::util::text::clip(&crate::util::text::one_line(name), 40).into_owned()
+}
+
+/// Drops the metrics of `r` this build does not know, with one warning per
+/// name (not per prompt pair).
+fn drop_unknown_metrics(field: &str, r: &mut StoredResult, out: &mut Vec<Problem>) {
+    let res = &mut r.result;
+    let mut unknown = BTreeSet::new();
+    for m in std::iter::once(&mut res.metrics).chain(res.per_pair.iter_mut()) {
+        m.retain(|k, _| {
+            let known = METRICS.contains(&k.as_str());
+            if !known {
+                unknown.insert(k.clone());
+            }
+            known
+        });
+    }
+    for name in unknown {
+        out.push(
+            Problem::warning(
+                format!("{field}.metrics"),
+                format!(
+                    "metric `{}` is not one this build of patchbench knows; it was dropped (metrics are {})",
+                    quote_axis(&name),
+                    METRICS.join(", ")
+                ),
+            )
+            .hint("the file keeps it until this build saves the session"),
+        );
+    }
 }
 
 fn ui(s: &mut Session, out: &mut Vec<Problem>) {
