@@ -1,6 +1,7 @@
 //! Starting the workbench: `patchbench` (no subcommand) and
 //! `patchbench open FILE`. The loop itself lives in `patchbench::tui`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -41,8 +42,35 @@ pub struct OpenArgs {
     pub tui: TuiArgs,
 }
 
+/// Refuses to start without a terminal: with stdin or stdout redirected
+/// the workbench could neither read keys nor draw, so say what to use
+/// instead.
+fn require_terminal() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("stdin", std::io::stdin().is_terminal()),
+        ("stdout", std::io::stdout().is_terminal()),
+    ]
+    .iter()
+    .filter(|(_, tty)| !tty)
+    .map(|(name, _)| *name)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the workbench needs a terminal, and {} {} not one. Without a terminal, \
+         use the headless commands: `patchbench sweep` runs a sweep (or a session's \
+         sweeps with --session), `patchbench check` checks a session file, \
+         `patchbench export` writes a session's results as CSV, JSON or SVG \
+         (see `patchbench --help`)",
+        missing.join(" and "),
+        if missing.len() == 1 { "is" } else { "are" }
+    )
+}
+
 /// Runs the workbench, optionally resuming `open`.
 pub fn start(a: &TuiArgs, open: Option<&Path>) -> Result<()> {
+    require_terminal()?;
     let opts = patchbench::tui::TuiOptions {
         model: a.model.clone(),
         device: a.device.clone(),
