@@ -4,10 +4,8 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() {
-    let args = cli::Cli::parse();
+    let args = cli::parse_args();
     let result = match &args.command {
         Some(cli::Command::Run(a)) => cli::run(a),
         Some(cli::Command::Models) => cli::models(),

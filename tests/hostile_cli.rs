@@ -264,3 +264,116 @@ fn a_sweep_never_writes_over_its_model_file() {
     .untouched([dir.path()])];
     run_all(cases);
 }
+
+/// Every argument that sizes something is bounded: 0, negative, huge, NaN,
+/// not a number and empty are refused with the range, before a model loads.
+#[test]
+fn sizes_from_arguments_are_bounded() {
+    let bad = [
+        ("zero", "0"),
+        ("negative", "-1"),
+        ("huge", "18446744073709551616"),
+        ("u64-max", "18446744073709551615"),
+        ("billion", "1000000000"),
+        ("nan", "NaN"),
+        ("float", "2.5"),
+        ("word", "ten"),
+        ("empty", ""),
+    ];
+    let mut cases = vec![];
+    for (flag, range) in [
+        ("--samples", "from 1 to 10000"),
+        ("--window", "from 1 to 4096"),
+        ("--max-batch-mem", "from 1 to 1048576"),
+    ] {
+        for (what, v) in bad {
+            let extra = ["--target", "trace_mlp", "--corruption", "gaussian", flag, v];
+            cases.push(
+                Case::new(format!("sweep{flag}-{what}"), sweep(&extra)).expect([flag, range]),
+            );
+            let mut bench = sweep(&extra);
+            bench[0] = "sweep".into();
+            bench.insert(0, "bench".into());
+            cases.push(Case::new(format!("bench-sweep{flag}-{what}"), bench).expect([flag, range]));
+        }
+    }
+    for (what, v) in [
+        ("zero", "0"),
+        ("negative", "-0.5"),
+        ("nan", "NaN"),
+        ("inf", "inf"),
+        ("overflow", "1e39"),
+        ("word", "loud"),
+    ] {
+        let extra = [
+            "--target",
+            "resid_pre",
+            "--corruption",
+            "gaussian",
+            "--noise-scale",
+            v,
+        ];
+        cases.push(
+            Case::new(format!("sweep--noise-scale-{what}"), sweep(&extra))
+                .expect(["--noise-scale", "positive finite"]),
+        );
+    }
+    for (what, v) in [
+        ("negative", "1,-2"),
+        ("huge", "99999999999"),
+        ("word", "first"),
+    ] {
+        let extra = [
+            "--target",
+            "resid_pre",
+            "--corruption",
+            "zero",
+            "--noise-positions",
+            v,
+        ];
+        cases.push(
+            Case::new(format!("sweep--noise-positions-{what}"), sweep(&extra))
+                .expect(["--noise-positions", "whole number"]),
+        );
+    }
+    for (what, v) in [("beyond-prompt", "14"), ("far", "1048575")] {
+        let extra = [
+            "--target",
+            "resid_pre",
+            "--corruption",
+            "zero",
+            "--noise-positions",
+            v,
+        ];
+        cases.push(
+            Case::new(format!("sweep--noise-positions-{what}"), sweep(&extra))
+                .expect([v, "outside the prompt"]),
+        );
+    }
+    for (what, v) in bad {
+        cases.push(
+            Case::new(
+                format!("run--top-k-{what}"),
+                ["run", "-p", "mary", "--top-k", v],
+            )
+            .expect(["--top-k", "from 1 to 1048576"]),
+        );
+    }
+    let s = repo("sessions/ioi-demo.yaml");
+    let s = s.to_str().unwrap();
+    for (what, v) in [
+        ("negative", "-1"),
+        ("huge", "18446744073709551616"),
+        ("nan", "NaN"),
+    ] {
+        cases.push(
+            Case::new(
+                format!("export--sweep-{what}"),
+                ["export", s, "--format", "csv", "--sweep", v],
+            )
+            .expect(["--sweep", v])
+            .untouched([s]),
+        );
+    }
+    run_all(cases);
+}

@@ -19,6 +19,7 @@ macro_rules! report {
 }
 
 pub mod bench;
+pub mod bounds;
 pub mod output;
 pub mod progress;
 pub mod session;
@@ -131,7 +132,8 @@ pub struct RunArgs {
     #[arg(long, short = 'p')]
     pub prompt: String,
     /// How many of the most likely next tokens to print.
-    #[arg(long, short = 'k', default_value_t = 10)]
+    #[arg(long, short = 'k', default_value_t = 10, allow_negative_numbers = true,
+          value_parser = bounds::count::<1, { bounds::MAX_TOP_K }>)]
     pub top_k: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableOrJson,
@@ -216,6 +218,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses the command line. Clap quotes a bad value as given, so its
+/// messages go through `util::text` like every other: an argument holding an
+/// escape sequence is shown escaped, not sent to the terminal.
+pub fn parse_args() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            eprint!("{}", patchbench::util::text::for_terminal(&text));
+            std::process::exit(e.exit_code());
+        }
+    }
 }
 
 /// `patchbench sweep`: a session's sweeps with `--session FILE`, otherwise

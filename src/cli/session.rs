@@ -123,7 +123,8 @@ pub struct ExportArgs {
     pub file: PathBuf,
     /// Which sweep (0-based, as `patchbench check` lists them); may be
     /// omitted when the session has one sweep.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = super::bounds::count::<0, { usize::MAX }>)]
     pub sweep: Option<usize>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,

@@ -11,9 +11,10 @@ use patchbench::model::LoadedModel;
 use patchbench::patching::output::{SweepReport, TokenList};
 use patchbench::patching::{
     prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair,
-    PromptPair, SweepResult, SweepSpec, Target, METRICS,
+    PromptPair, SweepResult, SweepSpec, Target, MAX_SAMPLES, METRICS,
 };
 
+use super::bounds::{count, positive_finite, MAX_BATCH_MEM_MIB, MAX_POSITION, MAX_WINDOW};
 use super::output::{refuse_clobber, write_output};
 use super::progress::ProgressLine;
 use super::{BosArgs, ModelArgs};
@@ -69,24 +70,28 @@ pub struct SweepArgs {
     #[arg(long, value_enum, default_value = "prompt")]
     pub corruption: CorruptionKind,
     /// Token positions to corrupt (gaussian/zero/mean), e.g. 1,2; default: where the prompts differ.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = count::<0, MAX_POSITION>)]
     pub noise_positions: Vec<usize>,
     /// Gaussian noise std (default: 3 x the std of the embedding matrix).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_finite)]
     pub noise_scale: Option<f32>,
     /// Gaussian noise samples averaged per cell.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true,
+          value_parser = count::<1, MAX_SAMPLES>)]
     pub samples: usize,
     /// Seed of the Gaussian noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Layers restored together by trace_mlp / trace_attn.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true,
+          value_parser = count::<1, MAX_WINDOW>)]
     pub window: usize,
     #[command(flatten)]
     pub bos: BosArgs,
     /// Memory budget for one batch of patched runs, in MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
+          value_parser = count::<1, MAX_BATCH_MEM_MIB>)]
     pub max_batch_mem: usize,
 }
 

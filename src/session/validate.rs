@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::patching::{Corruption, Target, METRICS};
+use crate::patching::{Corruption, SpecError, METRICS};
 use crate::util::text::quote;
 
 use super::error::Problem;
@@ -122,33 +122,40 @@ fn sweep(field: &str, e: &SweepEntry, s: &Session, out: &mut Vec<Problem>) {
             );
         }
     }
-    if let Corruption::Gaussian { samples, scale, .. } = &spec.corruption {
-        if *samples == 0 {
-            out.push(Problem::error(
-                format!("{field}.spec.corruption.samples"),
-                "must be at least 1",
-            ));
-        }
-        if let Some(x) = scale {
-            if !(x.is_finite() && *x > 0.0) {
-                out.push(
-                    Problem::error(
-                        format!("{field}.spec.corruption.scale"),
-                        format!("must be a positive number, found {x}"),
-                    )
-                    .hint("omit it for 3 x the standard deviation of the embeddings"),
-                );
-            }
-        }
-    }
-    if matches!(spec.target, Target::TraceMlp | Target::TraceAttn) && spec.window == 0 {
-        out.push(Problem::error(
-            format!("{field}.spec.window"),
-            "must be at least 1 layer",
-        ));
+    if let Err(e) = spec.validate() {
+        out.push(spec_problem(field, &e));
     }
     if let Some(r) = &e.result {
         result(&format!("{field}.result"), r, out);
+    }
+}
+
+/// A refusal of [`crate::patching::SweepSpec::validate`], worded for the
+/// session file: the field path and the value to write there.
+fn spec_problem(field: &str, e: &SpecError) -> Problem {
+    let at = |f: &str| format!("{field}.spec.{f}");
+    match e {
+        SpecError::ZeroSamples => Problem::error(
+            at("corruption.samples"),
+            "is 0, but metrics are averaged over at least one noise draw",
+        )
+        .hint("write `samples: 10` (ROME's choice)"),
+        SpecError::TooManySamples { samples, max } => Problem::error(
+            at("corruption.samples"),
+            format!(
+                "is {samples}, more than the {max} one sweep allows \
+                 (every sample repeats all base and patched runs)"
+            ),
+        )
+        .hint(format!("write `samples:` with at most {max}; ROME uses 10")),
+        SpecError::BadNoiseScale { scale } => Problem::error(
+            at("corruption.scale"),
+            format!("must be a positive number, found {scale}"),
+        )
+        .hint("omit it for 3 x the standard deviation of the embeddings"),
+        SpecError::ZeroWindow { .. } => Problem::error(at("window"), "must be at least 1 layer")
+            .hint("write `window: 10` (ROME's choice; clipped to the model's layers)"),
+        other => Problem::error(format!("{field}.spec"), other.to_string()),
     }
 }
 
