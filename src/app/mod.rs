@@ -10,7 +10,9 @@
 //!
 //! - `state`, `prompts`, `settings`, `grid`, `drill`: the state, by concern;
 //! - `action`, `command`, `messages`: what flows in and out;
-//! - `update`, `panes`, `replies`: the transitions;
+//! - `update`, `panes`, `replies`: the transitions (`update` dispatches to
+//!   `panes` and `replies`; what they share is below them, in `transitions`
+//!   and `saving`, so no two import each other);
 //! - `worker`, `tokenize`: background work;
 //! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names).
 
@@ -23,10 +25,12 @@ pub mod messages;
 mod panes;
 pub mod prompts;
 mod replies;
+mod saving;
 pub mod sessions;
 pub mod settings;
 pub mod state;
 pub mod tokenize;
+mod transitions;
 pub mod update;
 pub mod worker;
 

@@ -7,8 +7,9 @@ use super::command::Command;
 use super::drill::{effect_row, target_for, DrillState};
 use super::messages::{DrillTarget, Request};
 use super::prompts::{editor_text, FIELDS};
+use super::saving::save;
 use super::state::{AppState, Focus, Level, Mode, Popup};
-use super::update::{input, prompts_changed, request_estimate};
+use super::transitions::{input, prompts_changed, request_estimate};
 
 pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
     match s.focus {
@@ -171,9 +172,7 @@ pub(crate) fn edit_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         }
         Intent::Save => {
             leave_edit(s, out);
-            super::update::update(s, super::action::Action::Intent(Intent::Save))
-                .into_iter()
-                .for_each(|c| out.push(c));
+            save(s, out);
         }
         _ => {}
     }

@@ -11,7 +11,7 @@ use super::messages::{LoadSpec, Request, WorkerMsg};
 use super::sessions::{apply_session, mark_stale, to_session};
 use super::settings::EstimateState;
 use super::state::{AppState, Level, ModelState, Partial};
-use super::update::{request_estimate, request_tokenize};
+use super::transitions::{request_estimate, request_tokenize, show_selected_sweep};
 
 pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
     match m {
@@ -128,7 +128,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             // Fresh, unless the prompts were edited while it ran.
             mark_stale(s);
             s.set_status(Level::Info, msg);
-            super::update::show_selected_sweep(s);
+            show_selected_sweep(s);
         }
         WorkerMsg::SweepFailed {
             job,

@@ -7,20 +7,20 @@
 //! pane's (in `panes.rs`). Worker and file replies are in `replies.rs`.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use crate::patching::{PromptPair, METRICS};
 use crate::session::results::digest;
-use crate::session::time::rfc3339;
 
 use super::action::{Action, Intent};
 use super::command::{Command, SaveKind};
-use super::messages::{PairsInput, Request};
+use super::messages::Request;
 use super::panes;
 use super::prompts::line_editor;
 use super::replies;
-use super::sessions::{file_safe, mark_stale, to_session};
+use super::saving::{autosave, default_path, save, save_as, save_to};
+use super::sessions::to_session;
 use super::state::{AppState, Focus, Level, Mode, ModelState, Popup, Running, SweepView};
+use super::transitions::{input, request_estimate, show_selected_sweep};
 
 /// Applies one action.
 pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
@@ -125,22 +125,6 @@ fn cycle_focus(s: &mut AppState, forward: bool) {
     s.focus = order[(i + d).rem_euclid(order.len() as i32) as usize];
 }
 
-/// Shows the selected sweep: its spec in the settings pane, its cells in the heatmap.
-pub(crate) fn show_selected_sweep(s: &mut AppState) {
-    if let Some(spec) = s
-        .sweep()
-        .map(|v| v.spec.clone())
-        .filter(|sp| *sp != s.settings.spec)
-    {
-        let row = s.settings.row;
-        s.settings = super::settings::SettingsState::new(spec);
-        s.settings.row = row.min(s.settings.rows().len() - 1);
-    }
-    if let Some(shape) = s.sweep().and_then(|v| v.grid()).map(|g| g.shape.to_vec()) {
-        s.heatmap.fit(&shape);
-    }
-}
-
 fn back(s: &mut AppState, out: &mut Vec<Command>) {
     if s.drill.is_some() {
         s.drill = None;
@@ -153,13 +137,6 @@ fn back(s: &mut AppState, out: &mut Vec<Command>) {
         }
     } else {
         s.status = None;
-    }
-}
-
-pub(crate) fn input(s: &AppState) -> PairsInput {
-    PairsInput {
-        pairs: s.prompts.to_pairs(),
-        prepend_bos: s.prompts.bos,
     }
 }
 
@@ -179,40 +156,6 @@ fn model_ready(s: &mut AppState) -> bool {
             false
         }
     }
-}
-
-pub(crate) fn request_tokenize(s: &mut AppState, out: &mut Vec<Command>) {
-    if s.model.info().is_none() {
-        return;
-    }
-    let job = s.jobs.new_id();
-    s.jobs.tokenize = Some(job);
-    out.push(Command::Worker(Request::Tokenize {
-        job,
-        input: input(s),
-    }));
-}
-
-pub(crate) fn request_estimate(s: &mut AppState, out: &mut Vec<Command>) {
-    if s.model.info().is_none() {
-        return;
-    }
-    let job = s.jobs.new_id();
-    s.jobs.estimate = Some(job);
-    s.settings.estimate = super::settings::EstimateState::Pending;
-    out.push(Command::Worker(Request::Estimate {
-        job,
-        input: input(s),
-        spec: s.settings.spec.clone(),
-    }));
-}
-
-/// The prompts or the BOS choice changed.
-pub(crate) fn prompts_changed(s: &mut AppState, out: &mut Vec<Command>) {
-    s.session.dirty = true;
-    mark_stale(s);
-    request_tokenize(s, out);
-    request_estimate(s, out);
 }
 
 fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
@@ -293,61 +236,6 @@ fn export(s: &mut AppState, out: &mut Vec<Command>) {
             Level::Error,
             "cannot export: no user data directory; save the session first and the figure goes beside it",
         ),
-    }
-}
-
-/// A default file name for a new session: `<model>-<time>.yaml` in the sessions directory.
-fn default_path(s: &AppState) -> PathBuf {
-    let stamp: String = rfc3339(SystemTime::now())
-        .chars()
-        .filter(|c| c.is_ascii_digit())
-        .collect();
-    let name = format!(
-        "{}-{}-{}.yaml",
-        file_safe(&s.model.load.source),
-        &stamp[..8],
-        &stamp[8..14]
-    );
-    s.session.dir.clone().unwrap_or_default().join(name)
-}
-
-fn save(s: &mut AppState, out: &mut Vec<Command>) {
-    match s.session.path.clone() {
-        Some(path) => save_to(s, path, out),
-        None => save_as(s),
-    }
-}
-
-/// Saves to `path`: over the session's own file, else as a new file that
-/// must not replace another without asking.
-fn save_to(s: &AppState, path: PathBuf, out: &mut Vec<Command>) {
-    let kind = if s.session.path.as_ref() == Some(&path) {
-        SaveKind::Save
-    } else {
-        SaveKind::SaveAs { overwrite: false }
-    };
-    out.push(Command::Save {
-        path,
-        session: Box::new(to_session(s)),
-        kind,
-    });
-}
-
-fn save_as(s: &mut AppState) {
-    let path = s.session.path.clone().unwrap_or_else(|| default_path(s));
-    s.popup = Some(Popup::SaveAs {
-        input: Box::new(line_editor(&path.display().to_string())),
-    });
-    s.mode = Mode::Edit;
-}
-
-fn autosave(s: &mut AppState, out: &mut Vec<Command>) {
-    if let (true, Some(path)) = (s.session.dirty, s.session.autosave.clone()) {
-        out.push(Command::Save {
-            path,
-            session: Box::new(to_session(s)),
-            kind: SaveKind::Autosave,
-        });
     }
 }
 
