@@ -11,7 +11,9 @@ use super::messages::{LoadSpec, Request, WorkerMsg};
 use super::sessions::{apply_session, mark_stale, to_session};
 use super::settings::EstimateState;
 use super::state::{AppState, Level, ModelState, Partial};
-use super::transitions::{request_estimate, request_tokenize, show_selected_sweep};
+use super::transitions::{
+    request_estimate, request_tokenize, show_selected_sweep, unavailable_summary,
+};
 
 pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
     match m {
@@ -25,9 +27,14 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 info.source, info.load_ms, info.config.n_layers, info.config.n_heads, info.device
             );
             s.model.state = ModelState::Ready(info);
-            match stale_summary(s) {
-                Some(stale) => s.set_status(Level::Warn, format!("{msg} · {stale}")),
-                None => s.set_status(Level::Info, msg),
+            let notes: Vec<String> = [stale_summary(s), unavailable_summary(s)]
+                .into_iter()
+                .flatten()
+                .collect();
+            if notes.is_empty() {
+                s.set_status(Level::Info, msg);
+            } else {
+                s.set_status(Level::Warn, format!("{msg} · {}", notes.join(" · ")));
             }
             request_tokenize(s, out);
             request_estimate(s, out);
@@ -226,8 +233,11 @@ pub(crate) fn open(
     }
     let mut msg = what.to_string();
     let mut level = Level::Info;
-    if let Some(stale) = stale_summary(s) {
-        msg.push_str(&format!(" · {stale}"));
+    for note in [stale_summary(s), unavailable_summary(s)]
+        .into_iter()
+        .flatten()
+    {
+        msg.push_str(&format!(" · {note}"));
         level = Level::Warn;
     }
     if !warnings.is_empty() {

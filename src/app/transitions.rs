@@ -34,6 +34,12 @@ pub(crate) fn request_estimate(s: &mut AppState, out: &mut Vec<Command>) {
     if s.model.info().is_none() {
         return;
     }
+    // A sweep that cannot run has no cost: the pane shows why instead.
+    if let Err(e) = spec_problem(s) {
+        s.jobs.estimate = None;
+        s.settings.estimate = EstimateState::Failed(e);
+        return;
+    }
     let job = s.jobs.new_id();
     s.jobs.estimate = Some(job);
     s.settings.estimate = EstimateState::Pending;
@@ -66,4 +72,36 @@ pub(crate) fn show_selected_sweep(s: &mut AppState) {
     if let Some(shape) = s.sweep().and_then(|v| v.grid()).map(|g| g.shape.to_vec()) {
         s.heatmap.fit(&shape);
     }
+}
+
+/// Whether the sweep in the settings can run on the loaded model: its
+/// values are sane and the model has every hook its target patches (a
+/// parallel-block model has no `hook_resid_mid`). `Ok` while no model is
+/// loaded.
+pub(crate) fn spec_problem(s: &AppState) -> Result<(), String> {
+    let spec = &s.settings.spec;
+    spec.validate().map_err(|e| e.to_string())?;
+    match s.model.info() {
+        Some(info) => spec.check_model(&info.config).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// "target T cannot run on this model: …" for the session's first sweep
+/// whose target the loaded model lacks, if any (its stored result is still
+/// shown; only running it is refused).
+pub(crate) fn unavailable_summary(s: &AppState) -> Option<String> {
+    let info = s.model.info()?;
+    let mut bad = s
+        .sweeps
+        .iter()
+        .filter_map(|v| v.spec.target.check_model(&info.config).err());
+    let first = bad.next()?;
+    let more = bad.count();
+    let more = if more > 0 {
+        format!(" (and {more} more)")
+    } else {
+        String::new()
+    };
+    Some(format!("a sweep cannot run here{more}: {first}"))
 }

@@ -20,7 +20,7 @@ use super::replies;
 use super::saving::{autosave, default_path, save, save_as, save_to};
 use super::sessions::to_session;
 use super::state::{AppState, Focus, Level, Mode, ModelState, Popup, Running, SweepView};
-use super::transitions::{input, request_estimate, show_selected_sweep};
+use super::transitions::{input, request_estimate, show_selected_sweep, spec_problem};
 
 /// Applies one action.
 pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
@@ -165,6 +165,10 @@ fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
     if let Some(p) = s.prompts.problems().first() {
         let p = p.clone();
         s.set_status(Level::Error, format!("cannot run: {p}"));
+        return;
+    }
+    if let Err(e) = spec_problem(s) {
+        s.set_status(Level::Error, format!("cannot run: {e}"));
         return;
     }
     if let Some(old) = s.running.take() {
