@@ -28,3 +28,6 @@ pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};
 pub use result::SweepResult;
 pub use spec::{Corruption, Direction, SweepSpec, Target};
 pub use validate::{available_targets, SpecError, MAX_SAMPLES};
+
+#[cfg(test)]
+pub(crate) mod metrics_tests;

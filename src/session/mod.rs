@@ -36,3 +36,6 @@ pub use model::{
 };
 pub use results::{report, stale_results, staleness, store_result, Staleness};
 pub use svg::heatmap_svg;
+
+#[cfg(test)]
+mod metrics_tests;

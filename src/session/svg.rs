@@ -21,6 +21,8 @@ use super::model::StoredResult;
 pub enum SvgError {
     #[error("unknown metric {name:?}; metrics are {}", METRICS.join(", "))]
     UnknownMetric { name: String },
+    #[error("the stored result has no values of metric {name:?} (it was computed by a build without it); rerun the sweep: `patchbench sweep --session FILE --write --rerun-stale`")]
+    MissingMetric { name: String },
     #[error("cannot draw a result with axes {0:?}: a heatmap needs 2 or 3 axes")]
     Shape(Vec<String>),
 }
@@ -36,12 +38,14 @@ pub fn heatmap_svg(
     metric: &str,
 ) -> Result<String, SvgError> {
     let r = &stored.result;
-    let values = r
-        .metrics
-        .get(metric)
-        .ok_or_else(|| SvgError::UnknownMetric {
-            name: metric.to_string(),
-        })?;
+    let values = r.metrics.get(metric).ok_or_else(|| {
+        let name = metric.to_string();
+        if METRICS.contains(&metric) {
+            SvgError::MissingMetric { name }
+        } else {
+            SvgError::UnknownMetric { name }
+        }
+    })?;
     if r.axes.len() != r.shape.len() {
         return Err(SvgError::Shape(r.axes.clone()));
     }
