@@ -70,6 +70,33 @@ impl Widget for HeatmapPane<'_> {
     }
 }
 
+/// What the grid shows this frame: the axes, the cursor, the visible
+/// window of rows and columns, the cell and label widths, and the colour
+/// scale. Worked out once, then each drawing step reads it.
+struct View<'m> {
+    metric: &'m str,
+    cur: Vec<usize>,
+    page_ax: Option<usize>,
+    row_ax: usize,
+    col_ax: usize,
+    /// Rows and columns in the grid.
+    nr: usize,
+    nc: usize,
+    /// The visible rows `r0..r1` and columns `c0..c1`.
+    r0: usize,
+    r1: usize,
+    c0: usize,
+    c1: usize,
+    /// Row-label width and cell width, in characters.
+    lw: usize,
+    cw: usize,
+    centre: f32,
+    half: f32,
+}
+
+/// The grid in four steps: the banners above it (page, staleness), the
+/// column labels, the rows of cells, and the readout below (legend, the
+/// cursor's position and every metric of its cell).
 fn draw_grid(
     s: &AppState,
     g: &GridRef<'_>,
@@ -78,18 +105,36 @@ fn draw_grid(
     inner: Rect,
     buf: &mut Buffer,
 ) {
-    let metric = s.heatmap.metric_name();
     let mut cursor = s.heatmap.clone();
     cursor.fit(g.shape);
     let cur = cursor.cursor;
-    let (page_ax, row_ax, col_ax) = g.layout();
-    let (nr, nc) = (g.shape[row_ax], g.shape[col_ax]);
-    let (centre, half) = g.scale(metric);
+    let y = draw_banners(g, &cur, stale.as_deref(), th, inner, buf);
+    let v = view(s, g, cur, th, inner, y);
+    draw_column_labels(g, &v, th, inner, y, buf);
+    draw_rows(g, &v, th, inner, y + HEADER, buf);
+    draw_readout(g, &v, th, inner, buf);
+}
+
+/// Rows of column labels above the cells, and of readout below them.
+const HEADER: u16 = 2;
+const FOOTER: u16 = 3;
+
+fn put_line(buf: &mut Buffer, inner: Rect, y: u16, l: Line<'_>) {
+    buf.set_line(inner.x, y, &l, inner.width);
+}
+
+/// The page selector of a 3-axis result and the stale notice; returns the
+/// first row below them.
+fn draw_banners(
+    g: &GridRef<'_>,
+    cur: &[usize],
+    stale: Option<&str>,
+    th: &Theme,
+    inner: Rect,
+    buf: &mut Buffer,
+) -> u16 {
     let mut y = inner.y;
-    let line = |buf: &mut Buffer, y: u16, l: Line<'_>| {
-        buf.set_line(inner.x, y, &l, inner.width);
-    };
-    if let Some(p) = page_ax {
+    if let Some(p) = g.layout().0 {
         let l = Line::from(vec![
             Span::styled(
                 format!(
@@ -103,23 +148,32 @@ fn draw_grid(
             ),
             Span::styled("  < > flip", th.style("hint")),
         ]);
-        line(buf, y, l);
+        put_line(buf, inner, y, l);
         y += 1;
     }
-    if let Some(reason) = &stale {
-        line(
-            buf,
-            y,
-            Line::styled(
-                format!("stale: {reason}; press r to recompute"),
-                th.style("stale"),
-            ),
-        );
+    if let Some(reason) = stale {
+        let text = format!("stale: {reason}; press r to recompute");
+        put_line(buf, inner, y, Line::styled(text, th.style("stale")));
         y += 1;
     }
-    let footer = 3u16;
-    let header = 2u16;
-    let rows_vis = inner.bottom().saturating_sub(y + header + footer).max(1) as usize;
+    y
+}
+
+/// The visible window: as many rows and columns as fit below `top`, paged
+/// so that the cursor is on screen.
+fn view<'m>(
+    s: &'m AppState,
+    g: &GridRef<'_>,
+    cur: Vec<usize>,
+    th: &Theme,
+    inner: Rect,
+    top: u16,
+) -> View<'m> {
+    let metric = s.heatmap.metric_name();
+    let (page_ax, row_ax, col_ax) = g.layout();
+    let (nr, nc) = (g.shape[row_ax], g.shape[col_ax]);
+    let (centre, half) = g.scale(metric);
+    let rows_vis = inner.bottom().saturating_sub(top + HEADER + FOOTER).max(1) as usize;
     let lw = (0..nr)
         .map(|i| g.label(row_ax, i).chars().count())
         .max()
@@ -137,24 +191,52 @@ fn draw_grid(
         (cur[col_ax] / cols_vis) * cols_vis,
     );
     let (r1, c1) = ((r0 + rows_vis).min(nr), (c0 + cols_vis).min(nc));
+    View {
+        metric,
+        cur,
+        page_ax,
+        row_ax,
+        col_ax,
+        nr,
+        nc,
+        r0,
+        r1,
+        c0,
+        c1,
+        lw,
+        cw,
+        centre,
+        half,
+    }
+}
 
-    // Column labels: staggered over two rows so each gets two cells' width.
-    let x0 = inner.x + lw as u16;
-    let numeric = !matches!(g.axis_name(col_ax), "pos" | "dest_pos" | "component");
+/// The axis names and the column labels: staggered over two rows so each
+/// gets two cells' width (numeric labels are short and take one).
+fn draw_column_labels(
+    g: &GridRef<'_>,
+    v: &View<'_>,
+    th: &Theme,
+    inner: Rect,
+    y: u16,
+    buf: &mut Buffer,
+) {
+    let x0 = inner.x + v.lw as u16;
+    let numeric = !matches!(g.axis_name(v.col_ax), "pos" | "dest_pos" | "component");
     buf.set_string(
         inner.x,
         y,
-        fit(&format!("{}→", g.axis_name(col_ax)), lw),
+        fit(&format!("{}→", g.axis_name(v.col_ax)), v.lw),
         th.style("axis"),
     );
     buf.set_string(
         inner.x,
         y + 1,
-        fit(&format!("{}↓", g.axis_name(row_ax)), lw),
+        fit(&format!("{}↓", g.axis_name(v.row_ax)), v.lw),
         th.style("axis"),
     );
-    for j in c0..c1 {
-        let k = j - c0;
+    let cw = v.cw;
+    for j in v.c0..v.c1 {
+        let k = j - v.c0;
         let (row, width) = if numeric || cw >= 6 {
             (1, cw)
         } else {
@@ -162,19 +244,23 @@ fn draw_grid(
         };
         let x = x0 + (k * cw) as u16;
         let room = (inner.right().saturating_sub(x)) as usize;
-        let label = trunc(&g.label(col_ax, j), width.min(room));
-        let st = if j == cur[col_ax] {
+        let label = trunc(&g.label(v.col_ax, j), width.min(room));
+        let st = if j == v.cur[v.col_ax] {
             th.style("axis.cursor")
         } else {
             th.style("axis")
         };
         buf.set_string(x, y + row as u16, label, st);
     }
-    y += header;
-    let mut idx = cur.clone();
-    for i in r0..r1 {
-        idx[row_ax] = i;
-        let st = if i == cur[row_ax] {
+}
+
+/// Each visible row: its label, then its cells.
+fn draw_rows(g: &GridRef<'_>, v: &View<'_>, th: &Theme, inner: Rect, top: u16, buf: &mut Buffer) {
+    let x0 = inner.x + v.lw as u16;
+    let mut idx = v.cur.clone();
+    for (y, i) in (top..).zip(v.r0..v.r1) {
+        idx[v.row_ax] = i;
+        let st = if i == v.cur[v.row_ax] {
             th.style("axis.cursor")
         } else {
             th.style("axis")
@@ -182,79 +268,97 @@ fn draw_grid(
         buf.set_string(
             inner.x,
             y,
-            fit_right(&trunc(&g.label(row_ax, i), lw - 1), lw - 1),
+            fit_right(&trunc(&g.label(v.row_ax, i), v.lw - 1), v.lw - 1),
             st,
         );
-        for j in c0..c1 {
-            idx[col_ax] = j;
-            let cell = g.index(&idx);
-            let x = x0 + ((j - c0) * cw) as u16;
-            let (mut text, mut style) = match g.value(metric, cell) {
-                Some(v) => {
-                    let t = (v - centre) / half;
-                    heat_cell(t, (cw >= 5).then_some(v), cw, th)
-                }
-                None => (
-                    " ".repeat(cw),
-                    th.pending()
-                        .map_or(Style::default(), |c| Style::default().bg(c)),
-                ),
-            };
-            if i == cur[row_ax] && j == cur[col_ax] {
-                text = match cw {
-                    1 => "◆".into(),
-                    2 => "[]".into(),
-                    _ => format!(
-                        "[{}]",
-                        &text.chars().skip(1).take(cw - 2).collect::<String>()
-                    ),
-                };
-                // Keep the cell's colour; brackets mark it (reversed without colour).
-                style = if th.has_color() {
-                    style.add_modifier(Modifier::BOLD)
-                } else {
-                    style.add_modifier(Modifier::REVERSED | Modifier::BOLD)
-                };
-            }
-            buf.set_string(x, y, text, style);
+        for j in v.c0..v.c1 {
+            idx[v.col_ax] = j;
+            let on_cursor = i == v.cur[v.row_ax] && j == v.cur[v.col_ax];
+            let (text, style) = cell(g, v, g.index(&idx), on_cursor, th);
+            buf.set_string(x0 + ((j - v.c0) * v.cw) as u16, y, text, style);
         }
-        y += 1;
     }
-    let y = inner.bottom() - footer;
-    line(
-        buf,
-        y,
-        legend(centre, half, metric, nr, nc, (r0, r1, c0, c1), th),
-    );
-    let cell = g.index(&cur);
+}
+
+/// One cell's text and style: its colour (or shade) on the scale, blank
+/// while it is being computed, bracketed under the cursor.
+fn cell(
+    g: &GridRef<'_>,
+    v: &View<'_>,
+    cell: usize,
+    on_cursor: bool,
+    th: &Theme,
+) -> (String, Style) {
+    let cw = v.cw;
+    let (mut text, mut style) = match g.value(v.metric, cell) {
+        Some(x) => {
+            let t = (x - v.centre) / v.half;
+            heat_cell(t, (cw >= 5).then_some(x), cw, th)
+        }
+        None => (
+            " ".repeat(cw),
+            th.pending()
+                .map_or(Style::default(), |c| Style::default().bg(c)),
+        ),
+    };
+    if on_cursor {
+        text = match cw {
+            1 => "◆".into(),
+            2 => "[]".into(),
+            _ => format!(
+                "[{}]",
+                &text.chars().skip(1).take(cw - 2).collect::<String>()
+            ),
+        };
+        // Keep the cell's colour; brackets mark it (reversed without colour).
+        style = if th.has_color() {
+            style.add_modifier(Modifier::BOLD)
+        } else {
+            style.add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        };
+    }
+    (text, style)
+}
+
+/// Below the grid: the legend, where the cursor is, and every metric of
+/// the cell under it.
+fn draw_readout(g: &GridRef<'_>, v: &View<'_>, th: &Theme, inner: Rect, buf: &mut Buffer) {
+    let y = inner.bottom() - FOOTER;
+    let view = (v.r0, v.r1, v.c0, v.c1);
+    let l0 = legend(v.centre, v.half, v.metric, v.nr, v.nc, view, th);
+    put_line(buf, inner, y, l0);
+    let cell = g.index(&v.cur);
     let mut where_ = Vec::new();
-    for ax in [page_ax, Some(row_ax), Some(col_ax)].into_iter().flatten() {
-        where_.push(format!("{} {}", g.axis_name(ax), quote(g, ax, cur[ax])));
+    for ax in [v.page_ax, Some(v.row_ax), Some(v.col_ax)]
+        .into_iter()
+        .flatten()
+    {
+        where_.push(format!("{} {}", g.axis_name(ax), quote(g, ax, v.cur[ax])));
     }
     let mut l1 = vec![Span::styled(where_.join(" · "), th.style("axis.cursor"))];
     let l2 = match g.metrics(cell) {
         Some(m) => {
             let mut spans = Vec::new();
             for (def, x) in REGISTRY.iter().zip(m.values()) {
-                let st = if def.name == metric {
+                let st = if def.name == v.metric {
                     th.style("field.selected")
                 } else {
                     th.style("text")
                 };
                 spans.push(Span::styled(format!("{} ", def.short), th.style("muted")));
-                let v = match def.format {
+                let shown = match def.format {
                     Format::Integer => format!("{x:.0}"),
                     Format::Real => num(x),
                 };
-                spans.push(Span::styled(format!("{v}  "), st));
+                spans.push(Span::styled(format!("{shown}  "), st));
             }
             l1.push(Span::styled("  Enter drills down", th.style("hint")));
             Line::from(spans)
         }
         None => Line::styled("not computed yet", th.style("muted")),
     };
-    line(buf, y + 1, Line::from(l1));
-    line(buf, y + 2, l2);
+    put_line(buf, inner, y + 1, Line::from(l1));
+    put_line(buf, inner, y + 2, l2);
 }
 
 /// An axis value for the readout: token strings quoted, with their index.
