@@ -127,15 +127,10 @@ pub(crate) fn causal_mask(
 }
 
 /// Expands `[b, n_kv, t, d]` to `[b, n_kv * group, t, d]` (query head `h`
-/// reads kv head `h / group`, as Hugging Face's `repeat_kv`).
+/// reads kv head `h / group`, as Hugging Face's `repeat_kv`). candle-transformers'
+/// version concatenates instead of broadcasting, which avoids a strided copy.
 pub(crate) fn repeat_kv(x: &Tensor, group: usize) -> CResult<Tensor> {
-    if group == 1 {
-        return Ok(x.clone());
-    }
-    let (b, hkv, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, hkv, group, t, d))?
-        .reshape((b, hkv * group, t, d))
+    candle_transformers::utils::repeat_kv(x.clone(), group)
 }
 
 pub(crate) fn broadcast_rows(x: &Tensor, batch: usize) -> CResult<Tensor> {

@@ -1,0 +1,269 @@
+//! One transformer block: attention (split into keys/values, queries and
+//! the attention itself, so the full pass and the last-position shortcut
+//! share every step) and the MLP, with hooks applied at each site.
+
+use candle_core::{Result as CResult, Tensor};
+
+use super::super::hooks::{ActivationCache, HookPoint, HookSpec};
+use super::super::layers::{activate, broadcast_rows, repeat_kv, softmax_last_dim, Block};
+use super::super::layout::Layout;
+use super::super::rotary::TokenPositions;
+use super::Transformer;
+
+/// Where hooks apply in a pass: the spec and the computed position range
+/// (`p0..n_pos`) that full-length edits are narrowed to.
+#[derive(Clone, Copy)]
+pub(super) struct Sites<'a> {
+    pub(super) hooks: &'a HookSpec,
+    pub(super) p0: usize,
+    pub(super) n_pos: usize,
+}
+
+impl<'a> Sites<'a> {
+    pub(super) fn of(hooks: &'a HookSpec, layout: &Layout<'_>) -> Self {
+        Sites {
+            hooks,
+            p0: layout.hook_offset,
+            n_pos: layout.hook_total,
+        }
+    }
+    pub(super) fn apply(
+        &self,
+        hp: HookPoint,
+        t: Tensor,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        self.hooks.apply(hp, t, self.p0, self.n_pos, cache)
+    }
+}
+
+/// Applies `sites` when there are any (the last-position shortcut has none
+/// after keys and values).
+fn maybe(
+    sites: Option<Sites<'_>>,
+    hp: HookPoint,
+    t: Tensor,
+    cache: &mut ActivationCache,
+) -> CResult<Tensor> {
+    match sites {
+        Some(s) => s.apply(hp, t, cache),
+        None => Ok(t),
+    }
+}
+
+impl Transformer {
+    /// A whole block over every computed position: `resid_pre` -> `resid_post`.
+    ///
+    /// # Shapes
+    /// `x: [batch, pos, d_model]` -> same, plus this block's keys and values.
+    pub(super) fn block(
+        &self,
+        l: usize,
+        block: &Block,
+        x: Tensor,
+        layout: &Layout<'_>,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, (Tensor, Tensor))> {
+        let normed = block.ln1.forward(&x)?;
+        let (k, v) = self.keys_values(l, block, &normed, layout, Some(sites), cache)?;
+        let q = self.queries(l, block, &normed, &layout.positions, Some(sites), cache)?;
+        let attn_out = self.attend(l, block, &q, &k, &v, &layout.mask, Some(sites), cache)?;
+        let attn_out = sites.apply(HookPoint::AttnOut(l), attn_out, cache)?;
+        let x = if self.cfg.parallel_attn_mlp {
+            let mlp_out = self.mlp(l, block, &block.ln2.forward(&x)?, Some(sites), cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
+            (x + attn_out)?.add(&mlp_out)?
+        } else {
+            let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
+            let mlp_out = self.mlp(l, block, &block.ln2.forward(&mid)?, Some(sites), cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
+            (mid + mlp_out)?
+        };
+        let x = sites.apply(HookPoint::ResidPost(l), x, cache)?;
+        Ok((x, (k, v)))
+    }
+
+    /// The final block when only last-position logits are wanted and no hook
+    /// touches that block past its keys and values: keys and values are
+    /// computed for every position (the last query attends to them), the
+    /// query, attention output and MLP only for each row's last token, by
+    /// the same steps as [`Self::block`].
+    ///
+    /// # Shapes
+    /// returns `[batch, 1, d_model]` (dense) or `[1, rows, d_model]` (packed)
+    pub(super) fn final_block_last_only(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        layout: &Layout<'_>,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, (Tensor, Tensor))> {
+        let normed = block.ln1.forward(x)?;
+        let (k, v) = self.keys_values(l, block, &normed, layout, Some(sites), cache)?;
+        let (x_last, normed_last, mask) = match &layout.last_tokens {
+            Some(idx) => {
+                let pick = |a: &Tensor| {
+                    a.squeeze(0)?
+                        .contiguous()?
+                        .index_select(idx, 0)?
+                        .unsqueeze(0)
+                };
+                (pick(x)?, pick(&normed)?, layout.mask.index_select(idx, 0)?)
+            }
+            None => {
+                let t = x.dim(1)?;
+                (
+                    x.narrow(1, t - 1, 1)?,
+                    normed.narrow(1, t - 1, 1)?,
+                    layout.mask.narrow(0, t - 1, 1)?,
+                )
+            }
+        };
+        let qt = x_last.dim(1)?;
+        let last = Tensor::new(vec![layout.last_pos as u32; qt], self.device())?;
+        let positions = TokenPositions::Index(last);
+        let q = self.queries(l, block, &normed_last, &positions, None, cache)?;
+        let attn_out = self.attend(l, block, &q, &k, &v, &mask, None, cache)?;
+        let out = if self.cfg.parallel_attn_mlp {
+            let m = self.mlp(l, block, &block.ln2.forward(&x_last)?, None, cache)?;
+            ((x_last + attn_out)? + m)?
+        } else {
+            let mid = (x_last + attn_out)?;
+            let m = self.mlp(l, block, &block.ln2.forward(&mid)?, None, cache)?;
+            (mid + m)?
+        };
+        Ok((out, (k, v)))
+    }
+
+    /// Projects, hooks and rotates keys and values, and prepends the cached
+    /// keys/values of earlier positions.
+    ///
+    /// # Shapes
+    /// `normed: [batch, pos, d_model]` -> `k, v: [batch, n_kv_heads, keys, d_head]`
+    fn keys_values(
+        &self,
+        l: usize,
+        block: &Block,
+        normed: &Tensor,
+        layout: &Layout<'_>,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, Tensor)> {
+        let (b, t, _) = normed.dims3()?;
+        let (hkv, dh) = (self.cfg.n_kv_heads, self.cfg.d_head);
+        let k = block.attn.k.forward(normed)?.reshape((b, t, hkv, dh))?;
+        let k = maybe(sites, HookPoint::K(l), k, cache)?;
+        let v = block.attn.v.forward(normed)?.reshape((b, t, hkv, dh))?;
+        let v = maybe(sites, HookPoint::V(l), v, cache)?;
+        let mut k = k.transpose(1, 2)?.contiguous()?;
+        let mut v = v.transpose(1, 2)?.contiguous()?;
+        if let Some(rot) = &self.rotary {
+            k = rot.apply(&k, &layout.positions)?;
+        }
+        if let Some((kv, n_past)) = layout.past {
+            let (pk, pv) = &kv.layers[l];
+            let pk = broadcast_rows(&pk.narrow(2, 0, n_past)?, b)?;
+            let pv = broadcast_rows(&pv.narrow(2, 0, n_past)?, b)?;
+            k = Tensor::cat(&[&pk, &k], 2)?;
+            v = Tensor::cat(&[&pv, &v], 2)?;
+        }
+        Ok((k, v))
+    }
+
+    /// Projects, hooks and rotates queries at the given absolute positions.
+    ///
+    /// # Shapes
+    /// `normed: [batch, q, d_model]` -> `[batch, n_heads, q, d_head]`
+    fn queries(
+        &self,
+        l: usize,
+        block: &Block,
+        normed: &Tensor,
+        positions: &TokenPositions,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let (b, t, _) = normed.dims3()?;
+        let (h, dh) = (self.cfg.n_heads, self.cfg.d_head);
+        let q = block.attn.q.forward(normed)?.reshape((b, t, h, dh))?;
+        let q = maybe(sites, HookPoint::Q(l), q, cache)?;
+        let q = q.transpose(1, 2)?.contiguous()?;
+        match &self.rotary {
+            Some(rot) => rot.apply(&q, positions),
+            None => Ok(q),
+        }
+    }
+
+    /// Scores, pattern and weighted values (hooked at `attn_scores`,
+    /// `pattern` and `z`), then the output projection.
+    ///
+    /// # Shapes
+    /// `q: [batch, n_heads, q, d_head]`, `k, v: [batch, n_kv_heads, keys, d_head]`,
+    /// `mask: [q, keys]` -> `[batch, q, d_model]`
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        l: usize,
+        block: &Block,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let (b, h, t, dh) = q.dims4()?;
+        let group = h / self.cfg.n_kv_heads;
+        let (k, v) = (repeat_kv(k, group)?, repeat_kv(v, group)?);
+        let scores = (q.matmul(&k.t()?)? * self.cfg.attn_scale as f64)?.broadcast_add(mask)?;
+        let mut scores = maybe(sites, HookPoint::AttnScores(l), scores, cache)?;
+        if sites.is_some_and(|s| s.hooks.edits(HookPoint::AttnScores(l))) {
+            // An edit cannot unmask a key the causal (or packing) mask
+            // hides: re-adding the additive mask keeps masked entries at
+            // −inf and leaves the others exactly as edited.
+            scores = scores.broadcast_add(mask)?;
+        }
+        let pattern = maybe(
+            sites,
+            HookPoint::Pattern(l),
+            softmax_last_dim(&scores)?,
+            cache,
+        )?;
+        let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]
+        let z = maybe(sites, HookPoint::Z(l), z, cache)?;
+        block.attn.o.forward(&z.reshape((b, t, h * dh))?)
+    }
+
+    /// # Shapes
+    /// `x: [batch, pos, d_model]` (normalised) -> `[batch, pos, d_model]`
+    fn mlp(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let act = self.cfg.act;
+        let post = match &block.mlp.w_gate {
+            Some(gate) => {
+                let pre = maybe(sites, HookPoint::MlpPre(l), gate.forward(x)?, cache)?;
+                (activate(&pre, act)? * block.mlp.w_in.forward(x)?)?
+            }
+            None => {
+                let pre = maybe(
+                    sites,
+                    HookPoint::MlpPre(l),
+                    block.mlp.w_in.forward(x)?,
+                    cache,
+                )?;
+                activate(&pre, act)?
+            }
+        };
+        let post = maybe(sites, HookPoint::MlpPost(l), post, cache)?;
+        block.mlp.w_out.forward(&post)
+    }
+}
