@@ -121,20 +121,11 @@ impl SettingsState {
                 s.direction = cycle(&[Direction::Denoise, Direction::Noise], s.direction, delta)
             }
             Row::Corruption => {
-                let kinds = ["prompt", "gaussian", "zero", "mean"];
-                let next = cycle(&kinds, s.corruption.name(), delta);
+                let next = cycle(Corruption::KINDS, s.corruption.name(), delta);
                 let positions = parse_positions(&editor_text(&self.positions)).unwrap_or_default();
-                s.corruption = match next {
-                    "gaussian" => Corruption::Gaussian {
-                        positions,
-                        scale: None,
-                        samples: 10,
-                        seed: 0,
-                    },
-                    "zero" => Corruption::Zero { positions },
-                    "mean" => Corruption::Mean { positions },
-                    _ => Corruption::Prompt,
-                };
+                if let Some(c) = Corruption::of_kind(next, positions) {
+                    s.corruption = c;
+                }
             }
             Row::Positions => return false,
             Row::Samples => {

@@ -224,6 +224,27 @@ fn default_samples() -> usize {
 }
 
 impl Corruption {
+    /// Every kind, in the order the workbench cycles through them. A test
+    /// checks this against serde's tags and [`Corruption::of_kind`].
+    pub const KINDS: &'static [&'static str] = &["prompt", "gaussian", "zero", "mean"];
+
+    /// The corruption of `kind` with its defaults, at `positions` (unused
+    /// by `prompt`); `None` for a kind that does not exist.
+    pub fn of_kind(kind: &str, positions: Vec<usize>) -> Option<Corruption> {
+        Some(match kind {
+            "prompt" => Corruption::Prompt,
+            "gaussian" => Corruption::Gaussian {
+                positions,
+                scale: None,
+                samples: default_samples(),
+                seed: 0,
+            },
+            "zero" => Corruption::Zero { positions },
+            "mean" => Corruption::Mean { positions },
+            _ => return None,
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Corruption::Prompt => "prompt",
@@ -264,5 +285,38 @@ impl SweepSpec {
             corruption: Corruption::Prompt,
             window: default_window(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Corruption::KINDS` lists exactly serde's tags, in any order, and
+    /// each kind builds a corruption of that kind.
+    #[test]
+    fn corruption_kinds_are_the_serialised_kinds() {
+        let err = serde_yaml::from_str::<Corruption>("kind: no_such_kind")
+            .unwrap_err()
+            .to_string();
+        let tags: Vec<&str> = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{err}"))
+            .split(", ")
+            .map(|t| t.trim_matches(|c: char| c == '`' || !c.is_ascii() || c.is_whitespace()))
+            .map(|t| t.split('`').next().unwrap())
+            .collect();
+        let (mut a, mut b) = (tags.clone(), Corruption::KINDS.to_vec());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "{err}");
+        for k in Corruption::KINDS {
+            let c = Corruption::of_kind(k, vec![1]).unwrap();
+            assert_eq!(c.name(), *k);
+            let yaml = serde_yaml::to_string(&c).unwrap();
+            assert!(yaml.starts_with(&format!("kind: {k}\n")), "{yaml}");
+        }
+        assert_eq!(Corruption::of_kind("no_such_kind", vec![]), None);
     }
 }
