@@ -248,7 +248,11 @@ fn result(field: &str, r: &StoredResult, out: &mut Vec<Problem>) {
     }
 }
 
-/// Every axis has at least one cell, and the position axes are as long as
+/// The axis names a sweep result may have (see `patching/plan.rs`).
+const AXES: [&str; 6] = ["layer", "pos", "head", "kv_head", "dest_pos", "component"];
+
+/// Every axis is one patchbench writes and has at least one cell, and the
+/// position axes are as long as
 /// the stored prompt: a result that does not match its own tokens would be
 /// drawn against the wrong words. False when the shape is unusable (the
 /// per-metric checks would only repeat the problem).
@@ -257,6 +261,20 @@ fn axes_fit_tokens(field: &str, r: &StoredResult, out: &mut Vec<Problem>) -> boo
     let hint = "the stored result is damaged; delete the `result:` block and rerun the sweep \
                 (`patchbench sweep --session FILE --write`)";
     let axis = |i: usize| res.axes.get(i).map(String::as_str).unwrap_or("?");
+    if let Some(i) = res.axes.iter().position(|a| !AXES.contains(&a.as_str())) {
+        out.push(
+            Problem::error(
+                format!("{field}.result.axes[{i}]"),
+                format!(
+                    "`{}` is not an axis patchbench writes; axes are {}",
+                    quote_axis(axis(i)),
+                    AXES.join(", ")
+                ),
+            )
+            .hint(hint),
+        );
+        return false;
+    }
     if let Some(i) = res.shape.iter().position(|&n| n == 0) {
         out.push(
             Problem::error(
