@@ -10,6 +10,9 @@ use crate::patching::output::TokenList;
 use crate::patching::result::Baselines;
 use crate::patching::{Metrics, PromptPair, SweepResult, SweepSpec};
 
+/// Where worker messages go (the UI loop's channel).
+pub type Sink = std::sync::Arc<dyn Fn(WorkerMsg) + Send + Sync>;
+
 /// Identifies one request, so replies to superseded requests can be dropped.
 pub type JobId = u64;
 

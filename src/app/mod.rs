@@ -13,7 +13,7 @@
 //! - `update`, `panes`, `replies`: the transitions (`update` dispatches to
 //!   `panes` and `replies`; what they share is below them, in `transitions`
 //!   and `saving`, so no two import each other);
-//! - `worker`, `tokenize`: background work;
+//! - `worker`, `model_thread`, `guard`, `tokenize`: background work;
 //! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names).
 
 pub mod action;
@@ -22,6 +22,7 @@ pub mod drill;
 pub mod grid;
 pub mod guard;
 pub mod messages;
+mod model_thread;
 mod panes;
 pub mod prompts;
 mod replies;

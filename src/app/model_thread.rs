@@ -1,0 +1,342 @@
+//! The model thread: it owns the loaded model and runs the requests that
+//! need it (loading, estimates, sweeps, drill-downs), one at a time, each
+//! inside the job boundary of `guard` so that a panic fails that job alone.
+//! `worker` starts it (and restarts it should it die) and queues requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::analysis::{self, ForwardTiming};
+use crate::model::device::{device_name, parse_device, parse_dtype};
+use crate::model::loaded::LoadOptions;
+use crate::model::{LoadedModel, Tokenizer};
+use crate::patching::output::TokenList;
+use crate::patching::plan::plan;
+use crate::patching::{prepare_pairs, run_sweep, EngineOptions, PreparedPair, SweepError};
+use crate::session::time::rfc3339;
+
+use super::guard::{describe, guarded, Faults};
+use super::messages::*;
+
+/// Keeps the newest request of each kind, in a fixed order: a load first
+/// (it invalidates the rest), then cheap work before the sweep.
+fn coalesce(queue: Vec<Request>) -> Vec<Request> {
+    let mut load = None;
+    let mut est = None;
+    let mut drill = None;
+    let mut sweep = None;
+    for r in queue {
+        match r {
+            Request::Load(_) => load = Some(r),
+            Request::Estimate { .. } => est = Some(r),
+            Request::Drill { .. } => drill = Some(r),
+            Request::Sweep { .. } => sweep = Some(r),
+            Request::Tokenize { .. } => {}
+        }
+    }
+    [load, est, drill, sweep].into_iter().flatten().collect()
+}
+
+/// A request to the tokenizer thread (which `worker` runs).
+pub(crate) enum TokRequest {
+    SetTokenizer(Arc<Tokenizer>),
+    Tokenize { job: JobId, input: PairsInput },
+}
+
+pub(crate) struct ModelThread {
+    sink: Sink,
+    tok_tx: Sender<TokRequest>,
+    model: Option<LoadedModel>,
+    /// Measured forward cost by prompt length.
+    timings: HashMap<usize, ForwardTiming>,
+    cancel: Arc<AtomicBool>,
+    cancelled_upto: Arc<AtomicU64>,
+    faults: Faults,
+}
+
+/// The reply that ends request `r` with an error, as an ordinary failure
+/// of its kind would, so the UI's state moves on (a sweep stops running,
+/// an estimate or a drill-down shows the error).
+fn failure_reply(r: &Request) -> Box<dyn FnOnce(String) -> WorkerMsg> {
+    match r {
+        Request::Load(spec) => {
+            let source = spec.source.clone();
+            Box::new(move |error| WorkerMsg::ModelFailed { source, error })
+        }
+        &Request::Tokenize { job, .. } => Box::new(move |error| WorkerMsg::Tokenized {
+            job,
+            result: Tokenized {
+                problems: vec![error],
+                ..Default::default()
+            },
+        }),
+        &Request::Estimate { job, .. } => Box::new(move |error| WorkerMsg::Estimated {
+            job,
+            result: Err(error),
+        }),
+        &Request::Sweep { job, .. } => Box::new(move |error| WorkerMsg::SweepFailed {
+            job,
+            error,
+            cancelled: false,
+        }),
+        &Request::Drill { job, .. } => Box::new(move |error| WorkerMsg::Drilled {
+            job,
+            result: Err(error),
+        }),
+    }
+}
+
+impl ModelThread {
+    pub(crate) fn new(
+        sink: Sink,
+        tok_tx: Sender<TokRequest>,
+        cancel: Arc<AtomicBool>,
+        cancelled_upto: Arc<AtomicU64>,
+        faults: Faults,
+    ) -> Self {
+        ModelThread {
+            sink,
+            tok_tx,
+            model: None,
+            timings: HashMap::new(),
+            cancel,
+            cancelled_upto,
+            faults,
+        }
+    }
+
+    pub(crate) fn run(&mut self, rx: Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            let queue: Vec<Request> = std::iter::once(first).chain(rx.try_iter()).collect();
+            for r in coalesce(queue) {
+                if let Some(f) = &self.faults.outside_job {
+                    f(&r);
+                }
+                let what = describe(&r);
+                let failed = failure_reply(&r);
+                let in_job = self.faults.in_job.clone();
+                let outcome = guarded(&what, || {
+                    if let Some(f) = in_job {
+                        f(&r);
+                    }
+                    self.handle(r)
+                });
+                if let Err(error) = outcome {
+                    (self.sink)(failed(error.clone()));
+                    (self.sink)(WorkerMsg::WorkerFailed {
+                        error,
+                        thread_stopped: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Load(spec) => self.load(spec),
+            Request::Estimate { job, input, spec } => {
+                let result = self.estimate(&input, &spec);
+                (self.sink)(WorkerMsg::Estimated { job, result });
+            }
+            Request::Sweep { job, input, spec } => self.sweep(job, &input, &spec),
+            Request::Drill {
+                job,
+                input,
+                pair,
+                target,
+            } => {
+                let result = self.drill(&input, pair, target).map(Box::new);
+                (self.sink)(WorkerMsg::Drilled { job, result });
+            }
+            Request::Tokenize { .. } => {}
+        }
+    }
+
+    fn load(&mut self, spec: LoadSpec) {
+        (self.sink)(WorkerMsg::ModelLoading {
+            source: spec.source.clone(),
+        });
+        self.model = None;
+        self.timings.clear();
+        let opts = match (parse_device(&spec.device), parse_dtype(&spec.dtype)) {
+            (Ok(device), Ok(dtype)) => LoadOptions { device, dtype },
+            (Err(e), _) | (_, Err(e)) => {
+                (self.sink)(WorkerMsg::ModelFailed {
+                    source: spec.source,
+                    error: format!("{e:#}"),
+                });
+                return;
+            }
+        };
+        match LoadedModel::load(&spec.source, &opts) {
+            Ok(m) => {
+                let info = ModelInfo {
+                    source: m.source.clone(),
+                    fingerprint: m.fingerprint.clone(),
+                    config: m.config().clone(),
+                    load_ms: m.load_ms,
+                    device: device_name(m.model.device()),
+                    adds_bos: m.tokenizer.adds_bos_by_default(),
+                    bos_token: m.tokenizer.bos_token_id().map(|b| m.tokenizer.token_str(b)),
+                };
+                let _ = self
+                    .tok_tx
+                    .send(TokRequest::SetTokenizer(Arc::new(m.tokenizer.clone())));
+                self.model = Some(m);
+                (self.sink)(WorkerMsg::ModelLoaded(Box::new(info)));
+            }
+            Err(e) => (self.sink)(WorkerMsg::ModelFailed {
+                source: spec.source,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    fn prepared(&self, input: &PairsInput) -> Result<(&LoadedModel, Vec<PreparedPair>), String> {
+        let m = self.model.as_ref().ok_or("no model is loaded")?;
+        let pairs = prepare_pairs(&m.tokenizer, &input.pairs, input.prepend_bos)
+            .map_err(|e| e.to_string())?;
+        Ok((m, pairs))
+    }
+
+    fn estimate(
+        &mut self,
+        input: &PairsInput,
+        spec: &crate::patching::SweepSpec,
+    ) -> Result<analysis::Estimate, String> {
+        let (m, pairs) = self.prepared(input)?;
+        let n = pairs[0].n_pos();
+        let timing = match self.timings.get(&n) {
+            Some(t) => *t,
+            None => analysis::estimate::measure_forward(&m.model, &pairs[0].clean)
+                .map_err(|e| e.to_string())?,
+        };
+        let est = analysis::estimate::estimate(
+            m.config(),
+            &pairs,
+            spec,
+            &timing,
+            &EngineOptions::default(),
+        );
+        self.timings.insert(n, timing);
+        Ok(est)
+    }
+
+    fn sweep(&mut self, job: JobId, input: &PairsInput, spec: &crate::patching::SweepSpec) {
+        let fail = |error: String, cancelled| WorkerMsg::SweepFailed {
+            job,
+            error,
+            cancelled,
+        };
+        if job <= self.cancelled_upto.load(Ordering::SeqCst) {
+            (self.sink)(fail("sweep cancelled".into(), true));
+            return;
+        }
+        self.cancel.store(false, Ordering::SeqCst);
+        let (m, pairs) = match self.prepared(input) {
+            Ok(x) => x,
+            Err(e) => return (self.sink)(fail(e, false)),
+        };
+        let p0 = &pairs[0];
+        let tokens = |ids: &[u32]| TokenList {
+            ids: ids.to_vec(),
+            strings: m.tokenizer.token_strs(ids),
+        };
+        let layout = plan(m.config(), p0.n_pos(), spec);
+        (self.sink)(WorkerMsg::SweepStarted {
+            job,
+            start: Box::new(SweepStart {
+                axes: layout.axes.clone(),
+                shape: layout.shape.clone(),
+                components: layout.components.clone(),
+                clean_tokens: tokens(&p0.clean),
+                corrupted_tokens: tokens(&p0.corrupted),
+                answer: m.tokenizer.token_str(p0.answer),
+                answer_id: p0.answer,
+                wrong: m.tokenizer.token_str(p0.wrong),
+                wrong_id: p0.wrong,
+                fingerprint: m.fingerprint.clone(),
+            }),
+        });
+        let sink = self.sink.clone();
+        let (cancel, upto) = (self.cancel.clone(), self.cancelled_upto.clone());
+        let mut last_sent = Instant::now();
+        let mut on_progress = |p: &crate::patching::Progress| {
+            if upto.load(Ordering::SeqCst) >= job {
+                cancel.store(true, Ordering::SeqCst);
+            }
+            // Throttle bare progress; cells that finished always go out.
+            if p.finished.is_empty() && last_sent.elapsed() < Duration::from_millis(40) {
+                return;
+            }
+            last_sent = Instant::now();
+            // Normalised here with the progress baselines, as `assemble`
+            // does for the final result, so a partial heatmap of any
+            // corruption shows the normalised logit difference;
+            // normalising is idempotent, so this stays right if the engine
+            // starts filling it in itself.
+            let b = &p.baselines;
+            let finished = p
+                .finished
+                .iter()
+                .map(|&(c, mut m)| {
+                    m.normalize(&b.clean, &b.corrupted);
+                    (c, m)
+                })
+                .collect();
+            sink(WorkerMsg::SweepProgress {
+                job,
+                done: p.done,
+                total: p.total,
+                elapsed: p.elapsed,
+                eta: p.eta,
+                finished,
+                baselines: p.baselines,
+            });
+        };
+        let opts = EngineOptions::default();
+        match run_sweep(
+            &m.model,
+            &pairs,
+            spec,
+            &opts,
+            Some(&self.cancel),
+            &mut on_progress,
+        ) {
+            Ok(result) => (self.sink)(WorkerMsg::SweepDone {
+                job,
+                result: Box::new(result),
+                computed_at: rfc3339(SystemTime::now()),
+            }),
+            Err(SweepError::Cancelled) => (self.sink)(fail("sweep cancelled".into(), true)),
+            Err(e) => (self.sink)(fail(e.to_string(), false)),
+        }
+    }
+
+    fn drill(
+        &self,
+        input: &PairsInput,
+        pair: usize,
+        target: DrillTarget,
+    ) -> Result<DrillData, String> {
+        let (m, pairs) = self.prepared(input)?;
+        let p = pairs.get(pair).or(pairs.first()).ok_or("no prompt pairs")?;
+        let r = match target {
+            DrillTarget::Head { layer, head } => {
+                analysis::head::head(m, p, layer, head).map(DrillData::Head)
+            }
+            DrillTarget::Mlp { layer, .. } => analysis::mlp::mlp(m, p, layer).map(DrillData::Mlp),
+            DrillTarget::Attn { layer, .. } => {
+                analysis::mlp::attn_layer(m, p, layer).map(DrillData::Attn)
+            }
+            DrillTarget::Lens { hook, pos } => {
+                analysis::lens::logit_lens(m, p, hook, pos).map(DrillData::Lens)
+            }
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
