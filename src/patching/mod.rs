@@ -8,6 +8,8 @@
 //! - `runs`: the unpatched runs and the activations patched between them;
 //! - `engine`: naive and fast execution, progress and cancellation;
 //! - `metrics`, `result`: what a patched run scores and how it is stored;
+//! - `reference`: an independent one-forward-per-cell reference sharing no
+//!   planning code with the engine, for tests;
 //! - `output`: the machine-readable JSON/CSV contract and the text table.
 
 pub mod attribution;
@@ -17,6 +19,7 @@ pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod prepare;
+pub mod reference;
 pub mod result;
 pub mod runs;
 pub mod spec;
