@@ -7,6 +7,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// What a sweep patches, with TransformerLens `patching.py` semantics.
+///
+/// Each variant has one row in [`TARGETS`], in declaration order (checked
+/// when compiling; a variant added after `TraceAttn` moves that check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
@@ -38,81 +41,156 @@ pub enum Target {
     TraceAttn,
 }
 
-pub const ALL_TARGETS: &[Target] = &[
-    Target::ResidPre,
-    Target::ResidMid,
-    Target::ResidPost,
-    Target::AttnOut,
-    Target::MlpOut,
-    Target::HeadOut,
-    Target::HeadQ,
-    Target::HeadK,
-    Target::HeadV,
-    Target::HeadPattern,
-    Target::HeadOutByPos,
-    Target::HeadQByPos,
-    Target::HeadKByPos,
-    Target::HeadVByPos,
-    Target::HeadPatternByPos,
-    Target::HeadsEvery,
-    Target::BlockEvery,
-    Target::TraceHidden,
-    Target::TraceMlp,
-    Target::TraceAttn,
+/// One target: its name (in sessions, outputs and `--target`) and a
+/// one-line description for help screens.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetDef {
+    pub target: Target,
+    pub name: &'static str,
+    pub about: &'static str,
+}
+
+/// Every target, in declaration order (the order menus offer them).
+pub const TARGETS: &[TargetDef] = &[
+    TargetDef {
+        target: Target::ResidPre,
+        name: "resid_pre",
+        about: "residual stream entering each block, per position",
+    },
+    TargetDef {
+        target: Target::ResidMid,
+        name: "resid_mid",
+        about: "residual stream between attention and MLP, per position",
+    },
+    TargetDef {
+        target: Target::ResidPost,
+        name: "resid_post",
+        about: "residual stream leaving each block, per position",
+    },
+    TargetDef {
+        target: Target::AttnOut,
+        name: "attn_out",
+        about: "attention output of each block, per position",
+    },
+    TargetDef {
+        target: Target::MlpOut,
+        name: "mlp_out",
+        about: "MLP output of each block, per position",
+    },
+    TargetDef {
+        target: Target::HeadOut,
+        name: "head_out",
+        about: "each head's output (hook_z) at all positions",
+    },
+    TargetDef {
+        target: Target::HeadQ,
+        name: "head_q",
+        about: "each head's queries at all positions",
+    },
+    TargetDef {
+        target: Target::HeadK,
+        name: "head_k",
+        about: "each key head's keys at all positions",
+    },
+    TargetDef {
+        target: Target::HeadV,
+        name: "head_v",
+        about: "each value head's values at all positions",
+    },
+    TargetDef {
+        target: Target::HeadPattern,
+        name: "head_pattern",
+        about: "each head's attention pattern, all positions",
+    },
+    TargetDef {
+        target: Target::HeadOutByPos,
+        name: "head_out_by_pos",
+        about: "each head's output at each position",
+    },
+    TargetDef {
+        target: Target::HeadQByPos,
+        name: "head_q_by_pos",
+        about: "each head's queries at each position",
+    },
+    TargetDef {
+        target: Target::HeadKByPos,
+        name: "head_k_by_pos",
+        about: "each key head's keys at each position",
+    },
+    TargetDef {
+        target: Target::HeadVByPos,
+        name: "head_v_by_pos",
+        about: "each value head's values at each position",
+    },
+    TargetDef {
+        target: Target::HeadPatternByPos,
+        name: "head_pattern_by_pos",
+        about: "each head's attention row at each destination position",
+    },
+    TargetDef {
+        target: Target::HeadsEvery,
+        name: "heads_every",
+        about: "output, q, k, v and pattern of every head",
+    },
+    TargetDef {
+        target: Target::BlockEvery,
+        name: "block_every",
+        about: "resid_pre, attn_out and mlp_out at every layer and position",
+    },
+    TargetDef {
+        target: Target::TraceHidden,
+        name: "trace_hidden",
+        about: "ROME causal trace: restore one hidden state",
+    },
+    TargetDef {
+        target: Target::TraceMlp,
+        name: "trace_mlp",
+        about: "ROME causal trace: restore MLP outputs in a window of layers",
+    },
+    TargetDef {
+        target: Target::TraceAttn,
+        name: "trace_attn",
+        about: "ROME causal trace: restore attention outputs in a window of layers",
+    },
 ];
 
+// One row per variant, in declaration order, so `Target as usize` indexes
+// the table: a variant added without its row fails to compile here
+// (`TraceAttn` is the last variant).
+const _: () = {
+    assert!(TARGETS.len() == Target::TraceAttn as usize + 1);
+    let mut i = 0;
+    while i < TARGETS.len() {
+        assert!(TARGETS[i].target as usize == i);
+        i += 1;
+    }
+};
+
+const TARGET_LIST: [Target; TARGETS.len()] = {
+    let mut out = [Target::ResidPre; TARGETS.len()];
+    let mut i = 0;
+    while i < TARGETS.len() {
+        out[i] = TARGETS[i].target;
+        i += 1;
+    }
+    out
+};
+
+/// Every target, in [`TARGETS`] order.
+pub const ALL_TARGETS: &[Target] = &TARGET_LIST;
+
 impl Target {
+    pub fn def(&self) -> &'static TargetDef {
+        &TARGETS[*self as usize]
+    }
+
     pub fn name(&self) -> &'static str {
-        match self {
-            Target::ResidPre => "resid_pre",
-            Target::ResidMid => "resid_mid",
-            Target::ResidPost => "resid_post",
-            Target::AttnOut => "attn_out",
-            Target::MlpOut => "mlp_out",
-            Target::HeadOut => "head_out",
-            Target::HeadQ => "head_q",
-            Target::HeadK => "head_k",
-            Target::HeadV => "head_v",
-            Target::HeadPattern => "head_pattern",
-            Target::HeadOutByPos => "head_out_by_pos",
-            Target::HeadQByPos => "head_q_by_pos",
-            Target::HeadKByPos => "head_k_by_pos",
-            Target::HeadVByPos => "head_v_by_pos",
-            Target::HeadPatternByPos => "head_pattern_by_pos",
-            Target::HeadsEvery => "heads_every",
-            Target::BlockEvery => "block_every",
-            Target::TraceHidden => "trace_hidden",
-            Target::TraceMlp => "trace_mlp",
-            Target::TraceAttn => "trace_attn",
-        }
+        self.def().name
     }
 
     /// One-line description for help screens.
     pub fn about(&self) -> &'static str {
-        match self {
-            Target::ResidPre => "residual stream entering each block, per position",
-            Target::ResidMid => "residual stream between attention and MLP, per position",
-            Target::ResidPost => "residual stream leaving each block, per position",
-            Target::AttnOut => "attention output of each block, per position",
-            Target::MlpOut => "MLP output of each block, per position",
-            Target::HeadOut => "each head's output (hook_z) at all positions",
-            Target::HeadQ => "each head's queries at all positions",
-            Target::HeadK => "each key head's keys at all positions",
-            Target::HeadV => "each value head's values at all positions",
-            Target::HeadPattern => "each head's attention pattern, all positions",
-            Target::HeadOutByPos => "each head's output at each position",
-            Target::HeadQByPos => "each head's queries at each position",
-            Target::HeadKByPos => "each key head's keys at each position",
-            Target::HeadVByPos => "each value head's values at each position",
-            Target::HeadPatternByPos => "each head's attention row at each destination position",
-            Target::HeadsEvery => "output, q, k, v and pattern of every head",
-            Target::BlockEvery => "resid_pre, attn_out and mlp_out at every layer and position",
-            Target::TraceHidden => "ROME causal trace: restore one hidden state",
-            Target::TraceMlp => "ROME causal trace: restore MLP outputs in a window of layers",
-            Target::TraceAttn => {
-                "ROME causal trace: restore attention outputs in a window of layers"
-            }
-        }
+        self.def().about
     }
 
     /// Whether results are laid out layers × positions (for the table view).
@@ -291,6 +369,18 @@ impl SweepSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Target names are serde's names, so sessions and outputs agree.
+    #[test]
+    fn target_names_are_the_serialised_names() {
+        for t in ALL_TARGETS {
+            let yaml = serde_yaml::to_string(t).unwrap();
+            assert_eq!(yaml.trim_end(), t.name());
+            assert_eq!(t.name().parse::<Target>(), Ok(*t));
+            assert!(!t.about().is_empty());
+        }
+        assert_eq!(ALL_TARGETS.len(), 20);
+    }
 
     /// `Corruption::KINDS` lists exactly serde's tags, in any order, and
     /// each kind builds a corruption of that kind.
