@@ -180,7 +180,13 @@ fn several_pairs_store_mean_and_per_pair_values() {
 fn patching_clean_into_clean_changes_nothing() {
     for model in ["gpt2-tiny", "llama-tiny"] {
         let m = load(model);
-        let same = ioi("When Mary and John went to the store, John gave a drink to");
+        // No corrupted prompt: the "corrupted" run is the clean prompt
+        // itself (a corrupted prompt identical to the clean one is refused
+        // by `prepare_pairs`, since a user never means it).
+        let same = PromptPair {
+            corrupted: None,
+            ..ioi("When Mary and John went to the store, John gave a drink to")
+        };
         for target in [
             Target::ResidPre,
             Target::HeadOutByPos,

@@ -16,22 +16,26 @@
 //! ordered layer group by layer group, so finished cells can be reported
 //! (and drawn) while the rest runs, and the cancel flag is checked between
 //! batches.
+//!
+//! `run_sweep` reads as its steps: check the inputs, plan the cells, run
+//! the unpatched runs, evaluate the cells (exactly, or by attribution),
+//! assemble the result. Batching lives in `batches.rs`, the forwards of a
+//! batch in `execute.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::{Result as CResult, Tensor};
+use crate::model::{HookPoint, Transformer};
 
-use crate::model::forward::Packing;
-use crate::model::{ForwardOptions, HookPoint, StartState, Transformer};
-
-use super::masks::{batch_hooks, packed_hooks};
-use super::metrics::{self, Metrics};
-use super::plan::{plan, PatchOp, Plan};
-use super::prepare::PreparedPair;
+use super::batches::{batch_cells, first_changed, ChangeCache};
+use super::error::SweepError;
+use super::execute::{fast_batch, naive_cell};
+use super::metrics::Metrics;
+use super::plan::{plan, Plan};
+use super::prepare::{PairError, PreparedPair};
 use super::result::{assemble, mean_baselines, Baselines, SweepResult};
-use super::runs::{build_runs, RunPair};
+use super::runs::{build_runs, PairBaselines, RunPair};
 use super::spec::SweepSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,18 +94,6 @@ pub struct Progress {
     pub baselines: Baselines,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SweepError {
-    #[error("sweep cancelled")]
-    Cancelled,
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Spec(#[from] super::validate::SpecError),
-    #[error("tensor operation failed during the sweep: {0}")]
-    Candle(#[from] candle_core::Error),
-}
-
 /// Runs `spec` over `pairs`.
 pub fn run_sweep(
     model: &Transformer,
@@ -112,16 +104,47 @@ pub fn run_sweep(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<SweepResult, SweepError> {
     let start = Instant::now();
+    let n_pos = check_inputs(model, pairs, spec)?;
+    let plan = plan(&model.cfg, n_pos, spec);
+    let (runs, baselines, passes) = build_runs(model, pairs, spec, &patched_hooks(&plan))?;
+    let mut sweep = Sweep {
+        model,
+        plan: &plan,
+        runs: &runs,
+        means: mean_baselines(&baselines),
+        start,
+        passes,
+        cancel,
+        on_progress,
+    };
+    let values = match opts.method {
+        Method::Attribution => sweep.attribution()?,
+        Method::Fast | Method::Naive => sweep.exact(opts)?,
+    };
+    Ok(finish(sweep, &baselines, values, opts.method))
+}
+
+/// Everything that must hold before any forward pass: a sensible spec, a
+/// target the model has, prompt pairs of one length within the context.
+/// Returns the prompt length.
+fn check_inputs(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    spec: &SweepSpec,
+) -> Result<usize, SweepError> {
     spec.validate()?;
     spec.check_model(&model.cfg)?;
-    if pairs.is_empty() {
-        return Err(SweepError::Invalid("no prompt pairs".into()));
-    }
-    let n_pos = pairs[0].n_pos();
-    if pairs.iter().any(|p| p.n_pos() != n_pos) {
-        return Err(SweepError::Invalid(
-            "all prompt pairs must have the same token length".into(),
-        ));
+    let Some(first) = pairs.first() else {
+        return Err(PairError::NoPairs.into());
+    };
+    let n_pos = first.n_pos();
+    if let Some((index, p)) = pairs.iter().enumerate().find(|(_, p)| p.n_pos() != n_pos) {
+        return Err(PairError::PairsDiffer {
+            first: n_pos,
+            index,
+            other: p.n_pos(),
+        }
+        .into());
     }
     if n_pos > model.cfg.n_ctx {
         return Err(SweepError::Invalid(format!(
@@ -129,135 +152,172 @@ pub fn run_sweep(
             model.cfg.n_ctx
         )));
     }
-    let plan = plan(&model.cfg, n_pos, spec);
-    let hooks: HashSet<HookPoint> = plan
-        .cells
+    Ok(n_pos)
+}
+
+/// Every hook some cell patches: the unpatched runs capture these.
+fn patched_hooks(plan: &Plan) -> HashSet<HookPoint> {
+    plan.cells
         .iter()
         .flatten()
         .flatten()
         .map(|o| o.hook)
-        .collect();
-    let (runs, baselines, mut passes) =
-        build_runs(model, pairs, spec, &hooks).map_err(SweepError::Invalid)?;
-    let means = mean_baselines(&baselines);
+        .collect()
+}
 
-    if opts.method == Method::Attribution {
-        let mut values = Vec::with_capacity(runs.len());
-        for (i, run) in runs.iter().enumerate() {
-            if cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                return Err(SweepError::Cancelled);
-            }
-            values.push(super::attribution::estimate(model, &plan, run)?);
-            passes += 1;
-            let elapsed = start.elapsed();
-            on_progress(&Progress {
-                done: (i + 1) * plan.n_cells(),
-                total: runs.len() * plan.n_cells(),
-                elapsed,
-                eta: eta(elapsed, i + 1, runs.len()),
-                forward_passes: passes,
-                finished: vec![],
-                baselines: means,
-            });
+/// A sweep in progress: the plan, the unpatched runs, and the bookkeeping
+/// progress reports need.
+struct Sweep<'a> {
+    model: &'a Transformer,
+    plan: &'a Plan,
+    runs: &'a [RunPair],
+    means: Baselines,
+    start: Instant,
+    passes: usize,
+    cancel: Option<&'a AtomicBool>,
+    on_progress: &'a mut dyn FnMut(&Progress),
+}
+
+impl Sweep<'_> {
+    fn check_cancel(&self) -> Result<(), SweepError> {
+        match self.cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            true => Err(SweepError::Cancelled),
+            false => Ok(()),
         }
-        let mut result = assemble(
-            &plan,
-            &runs,
-            &baselines,
-            values,
-            passes,
-            start.elapsed(),
-            model.device(),
-        );
-        result.method = "attribution".into();
-        return Ok(result);
     }
 
-    // values[run][cell]; cells outside `opts.cells` stay NaN.
-    let nan = Metrics::nan();
-    let mut values: Vec<Vec<Metrics>> = vec![vec![nan; plan.n_cells()]; runs.len()];
-    let groups = layer_groups(&plan, opts.cells.as_deref());
-    let total = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * runs.len();
-    let mut done = 0;
-    let mut changed: Vec<ChangeCache> = runs.iter().map(|_| ChangeCache::default()).collect();
-    for (_layer, cells) in groups {
-        for (ri, run) in runs.iter().enumerate() {
-            let batches = match opts.method {
-                Method::Naive => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
-                Method::Fast | Method::Attribution => {
-                    let mut active = Vec::new();
-                    for &c in &cells {
-                        let ops = plan.cells[c].as_ref().expect("grouped cells exist");
-                        match first_changed(run, ops, &mut changed[ri])? {
-                            Some(p0) => active.push((c, p0)),
-                            None => {
-                                values[ri][c] = run.base_metrics;
-                                done += 1;
-                            }
-                        }
-                    }
-                    batch_cells(active, model, &plan, n_pos, opts)
-                }
-            };
-            for batch in batches {
-                if cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                    return Err(SweepError::Cancelled);
-                }
-                let ms = match opts.method {
-                    Method::Naive => vec![naive_cell(
-                        model,
-                        run,
-                        plan.cells[batch[0].0].as_ref().unwrap(),
-                    )?],
-                    Method::Fast | Method::Attribution => {
-                        fast_batch(model, run, &plan, &batch, opts.packed)?
-                    }
-                };
-                passes += 1;
-                for ((c, _), m) in batch.iter().zip(ms) {
-                    values[ri][*c] = m;
-                }
-                done += batch.len();
-                let elapsed = start.elapsed();
-                on_progress(&Progress {
-                    done,
-                    total,
-                    elapsed,
-                    eta: eta(elapsed, done, total),
-                    forward_passes: passes,
-                    finished: vec![],
-                    baselines: means,
-                });
-            }
-        }
-        let elapsed = start.elapsed();
-        let finished = cells
-            .iter()
-            .map(|&c| {
-                let mut m = Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>());
-                m.normalize(&means.clean, &means.corrupted);
-                (c, m)
-            })
-            .collect();
-        on_progress(&Progress {
+    fn report(&mut self, done: usize, total: usize, finished: Vec<(usize, Metrics)>) {
+        let elapsed = self.start.elapsed();
+        (self.on_progress)(&Progress {
             done,
             total,
             elapsed,
             eta: eta(elapsed, done, total),
-            forward_passes: passes,
+            forward_passes: self.passes,
             finished,
-            baselines: means,
+            baselines: self.means,
         });
     }
-    Ok(assemble(
-        &plan,
-        &runs,
-        &baselines,
+
+    /// First-order estimates: one backward pass per run.
+    fn attribution(&mut self) -> Result<Vec<Vec<Metrics>>, SweepError> {
+        let (n_runs, n_cells) = (self.runs.len(), self.plan.n_cells());
+        let mut values = Vec::with_capacity(n_runs);
+        for (i, run) in self.runs.iter().enumerate() {
+            self.check_cancel()?;
+            values.push(super::attribution::estimate(self.model, self.plan, run)?);
+            self.passes += 1;
+            self.report((i + 1) * n_cells, n_runs * n_cells, vec![]);
+        }
+        Ok(values)
+    }
+
+    /// Exact patching, layer group by layer group; `values[run][cell]`,
+    /// with cells outside `opts.cells` left NaN.
+    fn exact(&mut self, opts: &EngineOptions) -> Result<Vec<Vec<Metrics>>, SweepError> {
+        let nan = Metrics::nan();
+        let mut values = vec![vec![nan; self.plan.n_cells()]; self.runs.len()];
+        let groups = layer_groups(self.plan, opts.cells.as_deref());
+        let total = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * self.runs.len();
+        let mut done = 0;
+        let mut changed: Vec<ChangeCache> = self.runs.iter().map(|_| Default::default()).collect();
+        for (_layer, cells) in groups {
+            for (ri, run) in self.runs.iter().enumerate() {
+                let batches = match opts.method {
+                    Method::Fast => {
+                        let (active, unchanged) =
+                            split_unchanged(self.plan, run, &cells, &mut changed[ri])?;
+                        for c in unchanged {
+                            values[ri][c] = run.base_metrics;
+                            done += 1;
+                        }
+                        let n_pos = run.base_tokens.len();
+                        batch_cells(active, &self.model.cfg, self.plan, n_pos, opts)
+                    }
+                    _ => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
+                };
+                for batch in batches {
+                    self.check_cancel()?;
+                    let ms = match opts.method {
+                        Method::Fast => {
+                            fast_batch(self.model, run, self.plan, &batch, opts.packed)?
+                        }
+                        _ => {
+                            let ops = self.plan.cells[batch[0].0]
+                                .as_ref()
+                                .expect("grouped cells exist");
+                            vec![naive_cell(self.model, run, ops)?]
+                        }
+                    };
+                    self.passes += 1;
+                    for ((c, _), m) in batch.iter().zip(ms) {
+                        values[ri][*c] = m;
+                    }
+                    done += batch.len();
+                    self.report(done, total, vec![]);
+                }
+            }
+            let finished = self.finished(&values, &cells);
+            self.report(done, total, finished);
+        }
+        Ok(values)
+    }
+
+    /// The final values of `cells`: averaged over runs, normalised.
+    fn finished(&self, values: &[Vec<Metrics>], cells: &[usize]) -> Vec<(usize, Metrics)> {
+        cells
+            .iter()
+            .map(|&c| {
+                let mut m = Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>());
+                m.normalize(&self.means.clean, &self.means.corrupted);
+                (c, m)
+            })
+            .collect()
+    }
+}
+
+/// Cells whose patch changes something, with their first changed position.
+type Active = Vec<(usize, usize)>;
+
+/// Splits `cells` into those whose patch changes something, with their
+/// first changed position, and those that reproduce the base run.
+fn split_unchanged(
+    plan: &Plan,
+    run: &RunPair,
+    cells: &[usize],
+    memo: &mut ChangeCache,
+) -> Result<(Active, Vec<usize>), SweepError> {
+    let (mut active, mut unchanged) = (Vec::new(), Vec::new());
+    for &c in cells {
+        let ops = plan.cells[c].as_ref().expect("grouped cells exist");
+        match first_changed(run, ops, memo)? {
+            Some(p0) => active.push((c, p0)),
+            None => unchanged.push(c),
+        }
+    }
+    Ok((active, unchanged))
+}
+
+/// The stored result of a finished sweep.
+fn finish(
+    sweep: Sweep<'_>,
+    baselines: &[PairBaselines],
+    values: Vec<Vec<Metrics>>,
+    method: Method,
+) -> SweepResult {
+    let mut result = assemble(
+        sweep.plan,
+        sweep.runs,
+        baselines,
         values,
-        passes,
-        start.elapsed(),
-        model.device(),
-    ))
+        sweep.passes,
+        sweep.start.elapsed(),
+        sweep.model.device(),
+    );
+    if method == Method::Attribution {
+        result.method = "attribution".into();
+    }
+    result
 }
 
 fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
@@ -267,7 +327,7 @@ fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
 /// Existing cells (of `only`, if given) grouped by the block where their
 /// earliest patch sits.
 fn layer_groups(plan: &Plan, only: Option<&[usize]>) -> Vec<(usize, Vec<usize>)> {
-    let mut by_layer: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    let mut by_layer: BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, c) in plan.cells.iter().enumerate() {
         if only.is_some_and(|o| !o.contains(&i)) {
             continue;
@@ -278,215 +338,4 @@ fn layer_groups(plan: &Plan, only: Option<&[usize]>) -> Vec<(usize, Vec<usize>)>
         }
     }
     by_layer.into_iter().collect()
-}
-
-/// Per-run memo of which positions differ between source and base at a
-/// hook (for one head, or all).
-#[derive(Default)]
-struct ChangeCache(HashMap<(HookPoint, Option<usize>), Vec<bool>>);
-
-/// The first position a cell's patch actually changes, or `None` if the
-/// patch writes the values the base run already has.
-fn first_changed(run: &RunPair, ops: &[PatchOp], memo: &mut ChangeCache) -> CResult<Option<usize>> {
-    let mut first: Option<usize> = None;
-    for op in ops {
-        let key = (op.hook, op.head);
-        let changed = match memo.0.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(changed_positions(run, op.hook, op.head)?)
-            }
-        };
-        let p = match op.pos {
-            Some(p) => changed[p].then_some(p),
-            None => changed.iter().position(|&c| c),
-        };
-        if let Some(p) = p {
-            first = Some(first.map_or(p, |f: usize| f.min(p)));
-        }
-    }
-    Ok(first)
-}
-
-/// For each position: does the source differ from the base at `hook` (head)?
-fn changed_positions(run: &RunPair, hook: HookPoint, head: Option<usize>) -> CResult<Vec<bool>> {
-    let base = run
-        .base
-        .get(hook)
-        .expect("base run captured every patched hook");
-    let src = &run.source[&hook];
-    let mut diff = (src - base)?.abs()?.squeeze(0)?; // remove batch
-                                                     // Bring to [pos, ...] with heads selectable.
-    let is_pattern = matches!(hook, HookPoint::Pattern(_) | HookPoint::AttnScores(_));
-    if is_pattern {
-        // [head, q, k] -> [q, head, k]
-        diff = diff.transpose(0, 1)?;
-    }
-    if let Some(h) = head {
-        diff = diff.narrow(1, h, 1)?;
-    }
-    let n_pos = diff.dim(0)?;
-    let per_pos = diff
-        .reshape((n_pos, ()))?
-        .max(1)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1::<f32>()?;
-    Ok(per_pos.iter().map(|&d| d > 0.0).collect())
-}
-
-/// Rough bytes one batch row needs when recomputing `t_local` positions.
-fn row_bytes(model: &Transformer, t_local: usize, n_pos: usize) -> usize {
-    let c = &model.cfg;
-    let per_pos = 12 * c.d_model + 4 * c.d_mlp + 4 * c.n_heads * n_pos + 6 * c.n_heads * c.d_head;
-    let kv = 4 * c.n_kv_heads * n_pos * c.d_head;
-    4 * (t_local * per_pos + kv + 4 * c.d_vocab)
-}
-
-/// Chunks active `(cell, first_changed_pos)` pairs into batches bounded by
-/// memory and token budgets. Packed batches cost the sum of their rows'
-/// lengths; dense ones (pattern patches) cost rows × the longest row, so
-/// cells with similar start positions go together.
-fn batch_cells(
-    mut active: Vec<(usize, usize)>,
-    model: &Transformer,
-    plan: &Plan,
-    n_pos: usize,
-    opts: &EngineOptions,
-) -> Vec<Vec<(usize, usize)>> {
-    active.sort_by_key(|&(c, p0)| (std::cmp::Reverse(p0), c));
-    let mut out: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut cur: Vec<(usize, usize)> = Vec::new();
-    let mut cur_tokens = 0;
-    for item in active {
-        let packed =
-            opts.packed && is_packable(&[plan.cells[item.0].as_ref().expect("active cells exist")]);
-        let tokens = if packed {
-            cur_tokens + n_pos - item.1
-        } else {
-            (cur.len() + 1) * (n_pos - item.1.min(cur.last().map_or(usize::MAX, |l| l.1)))
-        };
-        let per_token = row_bytes(model, 1, n_pos);
-        let fits = tokens <= opts.max_batch_tokens && tokens * per_token <= opts.max_batch_mem;
-        if !cur.is_empty() && !fits {
-            out.push(std::mem::take(&mut cur));
-            cur_tokens = 0;
-        }
-        cur_tokens += n_pos - item.1;
-        cur.push(item);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// The reference: one full forward of the base run with the cell patched.
-fn naive_cell(model: &Transformer, run: &RunPair, ops: &[PatchOp]) -> CResult<Metrics> {
-    let n_pos = run.base_tokens.len();
-    let mut spec = batch_hooks(model, run, &[&ops.to_vec()], n_pos)?;
-    if let Some(e) = &run.base_embed_edit {
-        spec = spec.intervene(HookPoint::Embed, e.clone());
-    }
-    let tokens = Tensor::new(run.base_tokens.as_slice(), model.device())?.unsqueeze(0)?;
-    let out = model.forward(Some(&tokens), &spec, &ForwardOptions::default())?;
-    let logits = out.logits.expect("full forward has logits");
-    let last = logits.narrow(1, n_pos - 1, 1)?.squeeze(1)?;
-    Ok(metrics::compute(&last, &run.clean_logprobs, run.answer, run.wrong)?[0])
-}
-
-/// One batched, resumed forward for cells sharing a start layer.
-///
-/// Rows are packed (each recomputes only its own positions) unless a cell
-/// patches attention patterns, whose `[head, query, key]` layout has no
-/// packed form; those use a dense block from the batch's first position.
-fn fast_batch(
-    model: &Transformer,
-    run: &RunPair,
-    plan: &Plan,
-    batch: &[(usize, usize)],
-    packed: bool,
-) -> CResult<Vec<Metrics>> {
-    let n_pos = run.base_tokens.len();
-    let cells: Vec<&Vec<PatchOp>> = batch
-        .iter()
-        .map(|(c, _)| plan.cells[*c].as_ref().unwrap())
-        .collect();
-    let layer = cells
-        .iter()
-        .flat_map(|ops| ops.iter().filter_map(|o| o.hook.layer()))
-        .min()
-        .unwrap_or(0);
-    let base_resid = run
-        .base
-        .get(HookPoint::ResidPre(layer))
-        .expect("resid_pre cached for every layer");
-    let logits = if packed && is_packable(&cells) && packing_pays(batch, n_pos) {
-        let packing = Packing::new(batch.iter().map(|b| b.1).collect(), n_pos);
-        let tokens = packing.tokens();
-        let pos_idx = Tensor::new(
-            tokens.iter().map(|&(_, p)| p as u32).collect::<Vec<_>>(),
-            model.device(),
-        )?;
-        let spec = packed_hooks(model, run, &cells, &tokens, &pos_idx)?;
-        let resid = base_resid
-            .squeeze(0)?
-            .contiguous()?
-            .index_select(&pos_idx, 0)?
-            .unsqueeze(0)?;
-        let opts = ForwardOptions {
-            start: Some(StartState {
-                layer,
-                resid,
-                pos_offset: 0,
-                past: Some(&run.base_kv),
-                batch: batch.len(),
-                packing: Some(&packing),
-            }),
-            last_pos_only: true,
-            ..Default::default()
-        };
-        model.forward(None, &spec, &opts)?.logits
-    } else {
-        let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
-        let spec = batch_hooks(model, run, &cells, n_pos)?;
-        let opts = ForwardOptions {
-            start: Some(StartState {
-                layer,
-                resid: base_resid.narrow(1, p0, n_pos - p0)?,
-                pos_offset: p0,
-                past: Some(&run.base_kv),
-                batch: batch.len(),
-                packing: None,
-            }),
-            last_pos_only: true,
-            ..Default::default()
-        };
-        model.forward(None, &spec, &opts)?.logits
-    };
-    metrics::compute(
-        &logits.expect("logits"),
-        &run.clean_logprobs,
-        run.answer,
-        run.wrong,
-    )
-}
-
-/// Packing saves the padding of a dense block but makes attention
-/// quadratic in the packed length (every token is masked against every
-/// other row's), so it is used only when the dense block would waste more
-/// than a fifth of its positions — e.g. `resid_pre` cells of many start
-/// positions, but not `head_out` cells that all start at one position.
-fn packing_pays(batch: &[(usize, usize)], n_pos: usize) -> bool {
-    let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
-    let dense = batch.len() * (n_pos - p0);
-    let packed: usize = batch.iter().map(|b| n_pos - b.1).sum();
-    dense * 5 > packed * 6
-}
-
-/// Whether every patched hook of these cells has a per-token layout.
-fn is_packable(cells: &[&Vec<PatchOp>]) -> bool {
-    cells
-        .iter()
-        .flat_map(|ops| ops.iter())
-        .all(|o| !matches!(o.hook, HookPoint::Pattern(_) | HookPoint::AttnScores(_)))
 }

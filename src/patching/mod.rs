@@ -6,6 +6,7 @@
 //! - `prepare`: prompt pairs to validated token ids;
 //! - `plan`: the cells of a target;
 //! - `runs`: the unpatched runs and the activations patched between them;
+//! - `corrupt`: noise and ablation corruptions of the clean prompt;
 //! - `engine`: naive and fast execution, progress and cancellation;
 //! - `metrics`, `result`: what a patched run scores and how it is stored;
 //! - `reference`: an independent one-forward-per-cell reference sharing no
@@ -13,7 +14,11 @@
 //! - `output`: the machine-readable JSON/CSV contract and the text table.
 
 pub mod attribution;
+pub(crate) mod batches;
+pub(crate) mod corrupt;
 pub mod engine;
+pub mod error;
+pub(crate) mod execute;
 pub mod masks;
 pub mod metrics;
 pub mod output;
@@ -25,7 +30,8 @@ pub mod runs;
 pub mod spec;
 pub mod validate;
 
-pub use engine::{run_sweep, EngineOptions, Method, Progress, SweepError};
+pub use engine::{run_sweep, EngineOptions, Method, Progress};
+pub use error::SweepError;
 pub use metrics::{Metrics, METRICS};
 pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};
 pub use result::SweepResult;

@@ -3,6 +3,12 @@
 //! Position-wise patching needs the clean and corrupted prompts to have the
 //! same number of tokens, and the metrics need single-token answers; both
 //! are checked here with messages that show what the tokenizer produced.
+//!
+//! Inputs that would run but give wrong results are refused too: a word the
+//! tokenizer maps to its unknown token (the demo vocabulary is lower-case
+//! words, so "Mary" and "John" are both `<unk>` and the IOI pair becomes two
+//! identical prompts), and clean and corrupted prompts that tokenise
+//! identically (patching between them changes nothing).
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +81,122 @@ pub enum PairError {
     },
     #[error("no prompt pairs given")]
     NoPairs,
+    #[error(
+        "pair {index}: the tokenizer does not know {} in the {part} ({}): it maps {} to its \
+         unknown token, which the model cannot tell apart — {hint}",
+        if words.len() == 1 { "a word" } else { "words" },
+        quoted(words),
+        if words.len() == 1 { "it" } else { "them all" },
+    )]
+    UnknownWords {
+        index: usize,
+        part: &'static str,
+        words: Vec<String>,
+        hint: String,
+    },
+    #[error(
+        "pair {index}: the clean and corrupted prompts tokenise identically ({}), so patching \
+         between them changes nothing and every normalised value is NaN — make the corrupted \
+         prompt differ in a token, or omit it and use a gaussian, zero or mean corruption",
+        show(tokens)
+    )]
+    IdenticalPrompts { index: usize, tokens: Vec<String> },
+}
+
+fn quoted(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("{w:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl PairError {
+    /// The same error for the pair numbered `at(index)` (a subset of a
+    /// session's pairs is prepared with indices of the subset).
+    pub fn reindex(self, at: impl Fn(usize) -> usize) -> PairError {
+        use PairError::*;
+        match self {
+            LengthMismatch {
+                index,
+                clean,
+                corrupted,
+            } => LengthMismatch {
+                index: at(index),
+                clean,
+                corrupted,
+            },
+            Answer { index, message } => Answer {
+                index: at(index),
+                message,
+            },
+            Tokenize { index, message } => Tokenize {
+                index: at(index),
+                message,
+            },
+            Empty { index } => Empty { index: at(index) },
+            SameAnswer { index, token } => SameAnswer {
+                index: at(index),
+                token,
+            },
+            PairsDiffer {
+                first,
+                index,
+                other,
+            } => PairsDiffer {
+                first,
+                index: at(index),
+                other,
+            },
+            NoPairs => NoPairs,
+            UnknownWords {
+                index,
+                part,
+                words,
+                hint,
+            } => UnknownWords {
+                index: at(index),
+                part,
+                words,
+                hint,
+            },
+            IdenticalPrompts { index, tokens } => IdenticalPrompts {
+                index: at(index),
+                tokens,
+            },
+        }
+    }
+}
+
+/// Refuses text with words the tokenizer maps to its unknown token.
+fn check_known(
+    tok: &Tokenizer,
+    text: &str,
+    part: &'static str,
+    index: usize,
+) -> Result<(), PairError> {
+    let words = tok.unknown_words(text).map_err(|e| PairError::Tokenize {
+        index,
+        message: e.to_string(),
+    })?;
+    if words.is_empty() {
+        return Ok(());
+    }
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let hint = if lower
+        .iter()
+        .all(|w| tok.unknown_words(w).is_ok_and(|u| u.is_empty()))
+    {
+        format!("the vocabulary is lower-case: write {}", quoted(&lower))
+    } else {
+        "use words from the model's vocabulary".to_owned()
+    };
+    Err(PairError::UnknownWords {
+        index,
+        part,
+        words,
+        hint,
+    })
 }
 
 fn show(tokens: &[String]) -> String {
@@ -103,8 +225,12 @@ pub fn prepare_pair(
     if clean.is_empty() {
         return Err(PairError::Empty { index });
     }
+    check_known(tok, &pair.clean, "clean prompt", index)?;
     let corrupted = match &pair.corrupted {
-        Some(c) => enc(c)?,
+        Some(c) => {
+            check_known(tok, c, "corrupted prompt", index)?;
+            enc(c)?
+        }
         None => clean.clone(),
     };
     if clean.len() != corrupted.len() {
@@ -120,8 +246,16 @@ pub fn prepare_pair(
             message: format!("{what}: {e}"),
         })
     };
+    check_known(tok, &pair.answer, "answer", index)?;
+    check_known(tok, &pair.wrong, "wrong answer", index)?;
     let a = answer(&pair.answer, "answer")?;
     let w = answer(&pair.wrong, "wrong answer")?;
+    if pair.corrupted.is_some() && clean == corrupted {
+        return Err(PairError::IdenticalPrompts {
+            index,
+            tokens: tok.token_strs(&clean),
+        });
+    }
     if a == w {
         return Err(PairError::SameAnswer {
             index,

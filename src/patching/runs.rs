@@ -8,15 +8,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{DType, Result as CResult, Tensor, D};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
+use candle_core::{DType, Result as CResult, Tensor};
 
 use crate::model::{
     ActivationCache, Edit, ForwardOptions, HookPoint, HookSpec, KvCache, Transformer,
 };
 
+use super::corrupt::{
+    ablation_sources, gaussian_noise, noise_positions, position_mask, tensor_std,
+};
+use super::error::SweepError;
 use super::metrics::{self, Metrics};
 use super::prepare::PreparedPair;
 use super::spec::{Corruption, Direction, SweepSpec};
@@ -57,241 +58,317 @@ pub fn build_runs(
     pairs: &[PreparedPair],
     spec: &SweepSpec,
     hooks: &HashSet<HookPoint>,
-) -> Result<(Vec<RunPair>, Vec<PairBaselines>, usize), String> {
-    let dev = model.device();
-    let cfg = &model.cfg;
-    let mut capture = HookSpec::new();
-    for l in 0..cfg.n_layers {
-        capture = capture.capture(HookPoint::ResidPre(l));
-    }
-    for h in hooks {
-        capture = capture.capture(*h);
-    }
-    let opts = ForwardOptions {
-        last_pos_only: true,
-        return_kv: true,
-        ..Default::default()
-    };
-    let mut passes = 0;
-    let run = |tokens: &[u32],
-               edit: Option<&Edit>,
-               passes: &mut usize|
-     -> CResult<(ActivationCache, KvCache, Tensor)> {
-        let t = Tensor::new(tokens, dev)?.unsqueeze(0)?;
-        let mut spec = capture.clone();
-        if let Some(e) = edit {
-            spec = spec.intervene(HookPoint::Embed, e.clone());
-        }
-        let out = model.forward(Some(&t), &spec, &opts)?;
-        *passes += 1;
-        Ok((
-            out.cache,
-            out.kv.expect("kv requested"),
-            out.logits.expect("logits").squeeze(0)?,
-        ))
-    };
-    let e = |e: candle_core::Error| e.to_string();
-    let mut runs = Vec::new();
-    let mut baselines = Vec::new();
-    let embed_std = if matches!(spec.corruption, Corruption::Gaussian { scale: None, .. }) {
-        Some(tensor_std(&model.w_e).map_err(e)?)
-    } else {
-        None
-    };
-    let mean_embed = if matches!(spec.corruption, Corruption::Mean { .. }) {
-        Some(
-            model
-                .w_e
-                .to_dtype(DType::F32)
-                .map_err(e)?
-                .mean(0)
-                .map_err(e)?,
-        )
-    } else {
-        None
-    };
+) -> Result<(Vec<RunPair>, Vec<PairBaselines>, usize), SweepError> {
+    let mut b = Builder::new(model, spec, hooks)?;
     for (pi, p) in pairs.iter().enumerate() {
-        let (clean_cache, clean_kv, clean_logits) = run(&p.clean, None, &mut passes).map_err(e)?;
-        let clean_lp = metrics::log_softmax(&clean_logits).map_err(e)?;
-        let score = |logits: &Tensor| -> Result<Metrics, String> {
-            Ok(metrics::compute(
-                &logits.unsqueeze(0).map_err(e)?,
-                &clean_lp,
-                p.answer,
-                p.wrong,
-            )
-            .map_err(e)?[0])
-        };
-        let clean_metrics = score(&clean_logits)?;
-        let n_pos = p.clean.len();
+        let clean = b.clean_run(pi, p)?;
         let positions = noise_positions(&spec.corruption, p)?;
         match &spec.corruption {
-            Corruption::Prompt => {
-                let (corr_cache, corr_kv, corr_logits) =
-                    run(&p.corrupted, None, &mut passes).map_err(e)?;
-                let corr_metrics = score(&corr_logits)?;
-                baselines.push(PairBaselines {
-                    clean: clean_metrics,
-                    corrupted: corr_metrics,
-                });
-                let (base, base_kv, base_metrics, base_tokens, src) = match spec.direction {
-                    Direction::Denoise => (
-                        corr_cache,
-                        corr_kv,
-                        corr_metrics,
-                        p.corrupted.clone(),
-                        clean_cache,
-                    ),
-                    Direction::Noise => (
-                        clean_cache,
-                        clean_kv,
-                        clean_metrics,
-                        p.clean.clone(),
-                        corr_cache,
-                    ),
-                };
-                runs.push(RunPair {
-                    pair: pi,
-                    base_tokens,
-                    base_embed_edit: None,
-                    base,
-                    base_kv,
-                    base_metrics,
-                    source: pick(&src, hooks),
-                    clean_logprobs: clean_lp.clone(),
-                    answer: p.answer,
-                    wrong: p.wrong,
-                });
-            }
+            Corruption::Prompt => b.prompt_runs(pi, p, clean)?,
             Corruption::Gaussian {
                 scale,
                 samples,
                 seed,
                 ..
-            } => {
-                let scale = scale.unwrap_or_else(|| 3.0 * embed_std.unwrap_or(1.0));
-                let mut corr = Vec::new();
-                for s in 0..(*samples).max(1) {
-                    let noise =
-                        gaussian_noise(n_pos, cfg.d_model, &positions, scale, *seed, pi, s, dev)
-                            .map_err(e)?;
-                    let edit = Edit::Add(noise);
-                    let (nc, nkv, nl) = run(&p.clean, Some(&edit), &mut passes).map_err(e)?;
-                    let noised_metrics = score(&nl)?;
-                    corr.push(noised_metrics);
-                    let rp = match spec.direction {
-                        Direction::Denoise => RunPair {
-                            pair: pi,
-                            base_tokens: p.clean.clone(),
-                            base_embed_edit: Some(edit),
-                            base: nc,
-                            base_kv: nkv,
-                            base_metrics: noised_metrics,
-                            source: pick(&clean_cache, hooks),
-                            clean_logprobs: clean_lp.clone(),
-                            answer: p.answer,
-                            wrong: p.wrong,
-                        },
-                        Direction::Noise => RunPair {
-                            pair: pi,
-                            base_tokens: p.clean.clone(),
-                            base_embed_edit: None,
-                            base: clean_cache.clone(),
-                            base_kv: clean_kv.clone(),
-                            base_metrics: clean_metrics,
-                            source: pick(&nc, hooks),
-                            clean_logprobs: clean_lp.clone(),
-                            answer: p.answer,
-                            wrong: p.wrong,
-                        },
-                    };
-                    runs.push(rp);
-                }
-                baselines.push(PairBaselines {
-                    clean: clean_metrics,
-                    corrupted: Metrics::mean(&corr),
-                });
-            }
+            } => b.noise_runs(pi, p, clean, &positions, *scale, *samples, *seed)?,
             Corruption::Zero { .. } | Corruption::Mean { .. } => {
-                if spec.direction == Direction::Denoise {
-                    return Err(format!(
-                        "{} ablation replaces activations of the clean run, so it only runs with direction noise",
-                        spec.corruption.name()
-                    ));
-                }
-                // Baseline: the clean prompt with the embeddings at `positions` ablated.
-                let mask = position_mask(n_pos, &positions, dev).map_err(e)?;
-                let value = match &mean_embed {
-                    Some(m) => m
-                        .to_dtype(model.dtype())
-                        .map_err(e)?
-                        .reshape((1, 1, cfg.d_model))
-                        .map_err(e)?,
-                    None => Tensor::zeros((1, 1, cfg.d_model), model.dtype(), dev).map_err(e)?,
-                };
-                let edit = Edit::Replace { mask, value };
-                let (_, _, al) = run(&p.clean, Some(&edit), &mut passes).map_err(e)?;
-                baselines.push(PairBaselines {
-                    clean: clean_metrics,
-                    corrupted: score(&al)?,
-                });
-                runs.push(RunPair {
-                    pair: pi,
-                    base_tokens: p.clean.clone(),
-                    base_embed_edit: None,
-                    base: clean_cache.clone(),
-                    base_kv: clean_kv,
-                    base_metrics: clean_metrics,
-                    source: HashMap::new(), // filled below: means span all pairs
-                    clean_logprobs: clean_lp.clone(),
-                    answer: p.answer,
-                    wrong: p.wrong,
-                });
+                b.ablation_run(pi, p, clean, &positions)?
             }
         }
     }
-    if spec.corruption.is_ablation() {
-        let ablated = ablation_sources(
-            &runs,
-            hooks,
-            matches!(spec.corruption, Corruption::Mean { .. }),
-        )
-        .map_err(e)?;
-        for r in runs.iter_mut() {
-            r.source = ablated.clone();
-        }
-    }
-    Ok((runs, baselines, passes))
+    b.fill_ablation_sources()?;
+    Ok((b.runs, b.baselines, b.passes))
 }
 
-/// Positions whose embeddings a Gaussian/ablation corruption touches.
-fn noise_positions(c: &Corruption, p: &PreparedPair) -> Result<Vec<usize>, String> {
-    let given = match c {
-        Corruption::Prompt => return Ok(vec![]),
-        Corruption::Gaussian { positions, .. }
-        | Corruption::Zero { positions }
-        | Corruption::Mean { positions } => positions,
-    };
-    let positions = if given.is_empty() {
-        p.differing_positions()
-    } else {
-        given.clone()
-    };
-    if positions.is_empty() {
-        return Err(format!(
-            "{} corruption needs positions to corrupt: give noise positions (e.g. the subject tokens), \
-             or a corrupted prompt that differs from the clean one",
-            c.name()
-        ));
+/// One unpatched forward: what it captured, its keys/values, last-position logits.
+struct Run {
+    cache: ActivationCache,
+    kv: KvCache,
+    logits: Tensor,
+}
+
+/// The clean run of a pair, scored.
+struct Clean {
+    run: Run,
+    logprobs: Tensor,
+    metrics: Metrics,
+}
+
+/// Accumulates run pairs and baselines pair by pair.
+struct Builder<'a> {
+    model: &'a Transformer,
+    spec: &'a SweepSpec,
+    hooks: &'a HashSet<HookPoint>,
+    /// `resid_pre` of every layer (to resume from) and the patched hooks.
+    capture: HookSpec,
+    /// 3 × this is the default Gaussian noise scale.
+    embed_std: Option<f32>,
+    /// The mean token embedding, for mean ablation.
+    mean_embed: Option<Tensor>,
+    runs: Vec<RunPair>,
+    baselines: Vec<PairBaselines>,
+    passes: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        model: &'a Transformer,
+        spec: &'a SweepSpec,
+        hooks: &'a HashSet<HookPoint>,
+    ) -> Result<Self, SweepError> {
+        let mut capture = HookSpec::new();
+        for l in 0..model.cfg.n_layers {
+            capture = capture.capture(HookPoint::ResidPre(l));
+        }
+        for h in hooks {
+            capture = capture.capture(*h);
+        }
+        let embed_std = match spec.corruption {
+            Corruption::Gaussian { scale: None, .. } => Some(tensor_std(&model.w_e)?),
+            _ => None,
+        };
+        let mean_embed = match spec.corruption {
+            Corruption::Mean { .. } => Some(model.w_e.to_dtype(DType::F32)?.mean(0)?),
+            _ => None,
+        };
+        Ok(Self {
+            model,
+            spec,
+            hooks,
+            capture,
+            embed_std,
+            mean_embed,
+            runs: Vec::new(),
+            baselines: Vec::new(),
+            passes: 0,
+        })
     }
-    if let Some(&bad) = positions.iter().find(|&&q| q >= p.clean.len()) {
-        return Err(format!(
-            "noise position {bad} is outside the prompt, which has {} tokens (positions 0..{})",
-            p.clean.len(),
-            p.clean.len() - 1
-        ));
+
+    /// An unpatched forward of `tokens` (with an embedding edit), refused
+    /// if its logits are not finite: it is a baseline every cell is
+    /// measured against.
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        edit: Option<&Edit>,
+        pair: usize,
+        what: &'static str,
+    ) -> Result<Run, SweepError> {
+        let t = Tensor::new(tokens, self.model.device())?.unsqueeze(0)?;
+        let mut hooks = self.capture.clone();
+        if let Some(e) = edit {
+            hooks = hooks.intervene(HookPoint::Embed, e.clone());
+        }
+        let opts = ForwardOptions {
+            last_pos_only: true,
+            return_kv: true,
+            ..Default::default()
+        };
+        let out = self.model.forward(Some(&t), &hooks, &opts)?;
+        self.passes += 1;
+        let logits = out.logits.expect("logits").squeeze(0)?;
+        if !all_finite(&logits)? {
+            return Err(SweepError::NonFiniteBaseline { pair, run: what });
+        }
+        Ok(Run {
+            cache: out.cache,
+            kv: out.kv.expect("kv requested"),
+            logits,
+        })
     }
-    Ok(positions)
+
+    fn score(&self, logits: &Tensor, clean_lp: &Tensor, p: &PreparedPair) -> CResult<Metrics> {
+        Ok(metrics::compute(&logits.unsqueeze(0)?, clean_lp, p.answer, p.wrong)?[0])
+    }
+
+    fn clean_run(&mut self, pi: usize, p: &PreparedPair) -> Result<Clean, SweepError> {
+        let run = self.run(&p.clean, None, pi, "clean")?;
+        let logprobs = metrics::log_softmax(&run.logits)?;
+        let metrics = self.score(&run.logits, &logprobs, p)?;
+        Ok(Clean {
+            run,
+            logprobs,
+            metrics,
+        })
+    }
+
+    /// A run pair patching between the base run and a source cache.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        pi: usize,
+        p: &PreparedPair,
+        clean: &Clean,
+        base: Run,
+        base_metrics: Metrics,
+        base_tokens: &[u32],
+        base_embed_edit: Option<Edit>,
+        source: &ActivationCache,
+    ) {
+        self.runs.push(RunPair {
+            pair: pi,
+            base_tokens: base_tokens.to_vec(),
+            base_embed_edit,
+            base: base.cache,
+            base_kv: base.kv,
+            base_metrics,
+            source: pick(source, self.hooks),
+            clean_logprobs: clean.logprobs.clone(),
+            answer: p.answer,
+            wrong: p.wrong,
+        });
+    }
+
+    /// Patching between the clean and the corrupted prompt.
+    fn prompt_runs(&mut self, pi: usize, p: &PreparedPair, clean: Clean) -> Result<(), SweepError> {
+        let corr = self.run(&p.corrupted, None, pi, "corrupted")?;
+        let corr_metrics = self.score(&corr.logits, &clean.logprobs, p)?;
+        self.baselines.push(PairBaselines {
+            clean: clean.metrics,
+            corrupted: corr_metrics,
+        });
+        match self.spec.direction {
+            Direction::Denoise => {
+                let src = clean.run.cache.clone();
+                self.push(pi, p, &clean, corr, corr_metrics, &p.corrupted, None, &src)
+            }
+            Direction::Noise => {
+                let base = Run {
+                    cache: clean.run.cache.clone(),
+                    kv: clean.run.kv.clone(),
+                    logits: clean.run.logits.clone(),
+                };
+                self.push(
+                    pi,
+                    p,
+                    &clean,
+                    base,
+                    clean.metrics,
+                    &p.clean,
+                    None,
+                    &corr.cache,
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// ROME: `samples` seeded noise draws on the clean prompt's embeddings.
+    #[allow(clippy::too_many_arguments)]
+    fn noise_runs(
+        &mut self,
+        pi: usize,
+        p: &PreparedPair,
+        clean: Clean,
+        positions: &[usize],
+        scale: Option<f32>,
+        samples: usize,
+        seed: u64,
+    ) -> Result<(), SweepError> {
+        let (n_pos, d_model) = (p.clean.len(), self.model.cfg.d_model);
+        let scale = scale.unwrap_or_else(|| 3.0 * self.embed_std.unwrap_or(1.0));
+        let mut noised = Vec::new();
+        for s in 0..samples.max(1) {
+            let dev = self.model.device();
+            let noise = gaussian_noise(n_pos, d_model, positions, scale, seed, pi, s, dev)?;
+            let edit = Edit::Add(noise);
+            let run = self.run(&p.clean, Some(&edit), pi, "noised")?;
+            let m = self.score(&run.logits, &clean.logprobs, p)?;
+            noised.push(m);
+            match self.spec.direction {
+                Direction::Denoise => {
+                    let src = clean.run.cache.clone();
+                    self.push(pi, p, &clean, run, m, &p.clean, Some(edit), &src)
+                }
+                Direction::Noise => {
+                    let base = Run {
+                        cache: clean.run.cache.clone(),
+                        kv: clean.run.kv.clone(),
+                        logits: clean.run.logits.clone(),
+                    };
+                    self.push(
+                        pi,
+                        p,
+                        &clean,
+                        base,
+                        clean.metrics,
+                        &p.clean,
+                        None,
+                        &run.cache,
+                    )
+                }
+            }
+        }
+        self.baselines.push(PairBaselines {
+            clean: clean.metrics,
+            corrupted: Metrics::mean(&noised),
+        });
+        Ok(())
+    }
+
+    /// Zero / mean ablation: the baseline ablates the embeddings at
+    /// `positions`; sources (zeros or means over all pairs) come later.
+    fn ablation_run(
+        &mut self,
+        pi: usize,
+        p: &PreparedPair,
+        clean: Clean,
+        positions: &[usize],
+    ) -> Result<(), SweepError> {
+        if self.spec.direction == Direction::Denoise {
+            return Err(SweepError::Invalid(format!(
+                "{} ablation replaces activations of the clean run, so it only runs with direction noise",
+                self.spec.corruption.name()
+            )));
+        }
+        let (dev, d_model) = (self.model.device(), self.model.cfg.d_model);
+        let mask = position_mask(p.clean.len(), positions, dev)?;
+        let value = match &self.mean_embed {
+            Some(m) => m.to_dtype(self.model.dtype())?.reshape((1, 1, d_model))?,
+            None => Tensor::zeros((1, 1, d_model), self.model.dtype(), dev)?,
+        };
+        let edit = Edit::Replace { mask, value };
+        let ablated = self.run(&p.clean, Some(&edit), pi, "ablated")?;
+        self.baselines.push(PairBaselines {
+            clean: clean.metrics,
+            corrupted: self.score(&ablated.logits, &clean.logprobs, p)?,
+        });
+        let Clean { run, metrics, .. } = &clean;
+        let base = Run {
+            cache: run.cache.clone(),
+            kv: run.kv.clone(),
+            logits: run.logits.clone(),
+        };
+        // Sources are filled by `fill_ablation_sources`: means span all pairs.
+        self.push(
+            pi,
+            p,
+            &clean,
+            base,
+            *metrics,
+            &p.clean,
+            None,
+            &ActivationCache::default(),
+        );
+        Ok(())
+    }
+
+    fn fill_ablation_sources(&mut self) -> Result<(), SweepError> {
+        if !self.spec.corruption.is_ablation() {
+            return Ok(());
+        }
+        let mean = matches!(self.spec.corruption, Corruption::Mean { .. });
+        let ablated = ablation_sources(&self.runs, self.hooks, mean)?;
+        for r in self.runs.iter_mut() {
+            r.source = ablated.clone();
+        }
+        Ok(())
+    }
+}
+
+fn all_finite(t: &Tensor) -> CResult<bool> {
+    let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(v.iter().all(|x| x.is_finite()))
 }
 
 fn pick(cache: &ActivationCache, hooks: &HashSet<HookPoint>) -> HashMap<HookPoint, Tensor> {
@@ -299,72 +376,4 @@ fn pick(cache: &ActivationCache, hooks: &HashSet<HookPoint>) -> HashMap<HookPoin
         .iter()
         .filter_map(|h| cache.get(*h).map(|t| (*h, t.clone())))
         .collect()
-}
-
-/// Zeros, or the mean over positions and pairs of the clean activations.
-fn ablation_sources(
-    runs: &[RunPair],
-    hooks: &HashSet<HookPoint>,
-    mean: bool,
-) -> CResult<HashMap<HookPoint, Tensor>> {
-    let mut out = HashMap::new();
-    for h in hooks {
-        let acts: Vec<&Tensor> = runs.iter().filter_map(|r| r.base.get(*h)).collect();
-        let Some(first) = acts.first() else { continue };
-        let v = if mean {
-            let pd = h.pos_dim();
-            let mut sum = acts[0].mean_keepdim(pd)?;
-            for a in &acts[1..] {
-                sum = (sum + a.mean_keepdim(pd)?)?;
-            }
-            let avg = (sum / acts.len() as f64)?;
-            avg.broadcast_as(first.shape())?.contiguous()?
-        } else {
-            first.zeros_like()?
-        };
-        out.insert(*h, v);
-    }
-    Ok(out)
-}
-
-/// `[1, n_pos, 1]` with ones at `positions`.
-fn position_mask(n_pos: usize, positions: &[usize], dev: &candle_core::Device) -> CResult<Tensor> {
-    let v: Vec<f32> = (0..n_pos)
-        .map(|i| if positions.contains(&i) { 1.0 } else { 0.0 })
-        .collect();
-    Tensor::from_vec(v, (1, n_pos, 1), dev)
-}
-
-/// Seeded noise `[1, n_pos, d_model]`, non-zero only at `positions`.
-#[allow(clippy::too_many_arguments)]
-fn gaussian_noise(
-    n_pos: usize,
-    d_model: usize,
-    positions: &[usize],
-    scale: f32,
-    seed: u64,
-    pair: usize,
-    sample: usize,
-    dev: &candle_core::Device,
-) -> CResult<Tensor> {
-    let mix = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add((pair as u64) << 32)
-        .wrapping_add(sample as u64);
-    let mut rng = StdRng::seed_from_u64(mix);
-    let mut v = vec![0f32; n_pos * d_model];
-    for &p in positions {
-        for x in &mut v[p * d_model..(p + 1) * d_model] {
-            *x = scale * rng.sample::<f32, _>(StandardNormal);
-        }
-    }
-    Tensor::from_vec(v, (1, n_pos, d_model), dev)
-}
-
-/// Standard deviation of all elements.
-fn tensor_std(t: &Tensor) -> CResult<f32> {
-    let t = t.to_dtype(DType::F32)?.flatten_all()?;
-    let mean = t.mean_all()?;
-    let var = t.broadcast_sub(&mean)?.sqr()?.mean(D::Minus1)?;
-    var.sqrt()?.to_scalar::<f32>()
 }

@@ -82,41 +82,7 @@ pub fn prepare_entry(
 }
 
 fn renumber(e: PairError, idx: &[usize]) -> PairError {
-    let at = |i: usize| idx.get(i).copied().unwrap_or(i);
-    match e {
-        PairError::LengthMismatch {
-            index,
-            clean,
-            corrupted,
-        } => PairError::LengthMismatch {
-            index: at(index),
-            clean,
-            corrupted,
-        },
-        PairError::Answer { index, message } => PairError::Answer {
-            index: at(index),
-            message,
-        },
-        PairError::Tokenize { index, message } => PairError::Tokenize {
-            index: at(index),
-            message,
-        },
-        PairError::Empty { index } => PairError::Empty { index: at(index) },
-        PairError::SameAnswer { index, token } => PairError::SameAnswer {
-            index: at(index),
-            token,
-        },
-        PairError::PairsDiffer {
-            first,
-            index,
-            other,
-        } => PairError::PairsDiffer {
-            first,
-            index: at(index),
-            other,
-        },
-        PairError::NoPairs => PairError::NoPairs,
-    }
+    e.reindex(|i| idx.get(i).copied().unwrap_or(i))
 }
 
 /// Digest of everything `entry` of `session` is computed from.

@@ -342,6 +342,43 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The id the model maps text it does not know to (a word-level or
+    /// WordPiece `unk_token`, a BPE `unk_token` without byte fallback), if any.
+    pub fn unk_token_id(&self) -> Option<u32> {
+        use tokenizers::models::ModelWrapper;
+        let name = match self.inner.get_model() {
+            ModelWrapper::WordLevel(m) => Some(m.unk_token.clone()),
+            ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+            ModelWrapper::BPE(m) => m.unk_token.clone(),
+            ModelWrapper::Unigram(_) => None,
+        }?;
+        self.inner.token_to_id(&name)
+    }
+
+    /// The pieces of `text` (as written) that become the unknown token: a
+    /// model sees them all as one and the same token, so a prompt that
+    /// contains them does not say what the user wrote.
+    pub fn unknown_words(&self, text: &str) -> Result<Vec<String>, TokenizerError> {
+        let Some(unk) = self.unk_token_id() else {
+            return Ok(vec![]);
+        };
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode {
+                text: text.to_owned(),
+                origin: self.origin.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_offsets())
+            .filter(|(&id, _)| id == unk)
+            .map(|(_, &(a, b))| text.get(a..b).unwrap_or(text).to_owned())
+            .collect())
+    }
+
     /// One token as a reader wants to see it: "Ġthe" is " the", "Ċ" is `\n`
     /// (escaped, so a token row stays one line), a lone byte of a multi-byte
     /// character is `\xC3`, an unknown id is `<id N>`.
