@@ -7,7 +7,9 @@
 #   head -> save -> quit -> reopen the saved session -> the same heatmap is
 #   shown at once, without recomputing -> export it as SVG -> edit a prompt
 #   and see the result marked stale -> quit; then unsaved work survives a
-#   killed terminal through the autosave, offered back at the next start.
+#   killed terminal through the autosave, offered back at the next start;
+#   a panic in a sweep (injected) is reported and the next sweep runs; a
+#   panic on the UI thread (injected) restores the terminal.
 #
 # Installs tmux with apt-get when it is missing. PATCHBENCH_BIN names the
 # binary (default: target/debug/patchbench, built if absent).
@@ -29,6 +31,8 @@ cleanup() {
   tmux kill-session -t "$SESSION" 2>/dev/null || true
   tmux kill-session -t "$SESSION-2" 2>/dev/null || true
   tmux kill-session -t "$SESSION-3" 2>/dev/null || true
+  tmux kill-session -t "$SESSION-4" 2>/dev/null || true
+  tmux kill-session -t "$SESSION-5" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -175,6 +179,9 @@ ls "$WORK"/data/patchbench/autosave/*.yaml >/dev/null
 tmux new-session -d -s "$S3" -x 100 -y 32 \
   "env $ENVS $BIN --model tests/fixtures/gpt2-tiny --color none; echo EXITED \$?; sleep 30"
 wait_for "$S3" "Restore autosave?"
+# Answer once the model is in, so its "loaded" message does not replace
+# the one this checks.
+wait_for "$S3" "loaded in"
 send "$S3" y
 wait_for "$S3" "pair 2/2"
 wait_for "$S3" "restored the autosave"
@@ -182,4 +189,42 @@ send "$S3" q
 wait_for "$S3" "Unsaved changes"
 send "$S3" y
 wait_for "$S3" "EXITED 0"
+
+# (Own data directories: no autosave from above is offered.)
+# A panic in a sweep (injected) is reported in a popup; the session and
+# the terminal stay, and the next sweep runs. Its message is printed to
+# stderr once the terminal is restored.
+S4="$SESSION-4"
+tmux new-session -d -s "$S4" -x 100 -y 32 \
+  "env $ENVS XDG_DATA_HOME=$WORK/data4 PATCHBENCH_INJECT_PANIC=worker $BIN --model tests/fixtures/gpt2-tiny --color none 2>$WORK/s4.err; echo EXITED \$?; sleep 30"
+wait_for "$S4" "ready to run"
+send "$S4" r
+wait_for "$S4" "internal error"
+wait_for "$S4" "injected panic in the sweep"
+send "$S4" n
+wait_for "$S4" "pair 1/1"
+send "$S4" r
+wait_for "$S4" "sweep done"
+send "$S4" q
+wait_for "$S4" "Unsaved changes"
+send "$S4" y
+wait_for "$S4" "EXITED 0"
+grep -qF "injected panic in the sweep" "$WORK/s4.err"
+echo "e2e: ok: a failed sweep is reported and the next one runs"
+
+# A panic on the UI thread (injected) restores the terminal before its
+# message is printed.
+S5="$SESSION-5"
+tmux new-session -d -s "$S5" -x 100 -y 32 \
+  "env $ENVS XDG_DATA_HOME=$WORK/data5 PATCHBENCH_INJECT_PANIC=ui $BIN --model tests/fixtures/gpt2-tiny --color none; echo EXITED \$?; sleep 30"
+wait_for "$S5" "ready to run"
+send "$S5" r
+wait_for "$S5" "EXITED 101"
+wait_for "$S5" "injected panic on the UI thread"
+if [ "$(tmux display -p -t "$S5" '#{alternate_on}')" != 0 ]; then
+  echo "e2e: FAILED: the alternate screen is still up after a UI panic" >&2
+  screen "$S5" >&2
+  exit 1
+fi
+echo "e2e: ok: the terminal is restored after a UI panic"
 echo "e2e: all steps passed"

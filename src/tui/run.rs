@@ -8,16 +8,23 @@
 //! `PATCHBENCH_LATENCY_LOG=FILE` records, for every key, the time from
 //! reading it to the end of the frame that shows its effect, and writes the
 //! samples and a summary to FILE on exit.
+//!
+//! `PATCHBENCH_INJECT_PANIC=worker` or `=ui` is a test hook
+//! (`scripts/e2e-tmux.sh`): the first sweep panics, in the model thread's
+//! job or on the UI thread, to check in a real terminal that the first is
+//! reported and survived and that the second restores the terminal.
 
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::Event;
 
+use crate::app::guard::Faults;
 use crate::app::messages::{LoadSpec, Request, WorkerMsg};
 use crate::app::state::Level;
 use crate::app::worker::Worker;
@@ -192,9 +199,13 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
     state.size = (size.width, size.height);
     let (tx, rx) = channel::<LoopEvent>();
     let wtx = tx.clone();
-    let worker = Worker::spawn(Arc::new(move |m| {
-        let _ = wtx.send(LoopEvent::Worker(m));
-    }));
+    let inject = std::env::var("PATCHBENCH_INJECT_PANIC").unwrap_or_default();
+    let worker = Worker::spawn_with_faults(
+        Arc::new(move |m| {
+            let _ = wtx.send(LoopEvent::Worker(m));
+        }),
+        injected_faults(&inject),
+    );
     worker.send(Request::Load(state.model.load.clone()));
     std::thread::Builder::new()
         .name("patchbench-input".into())
@@ -231,6 +242,9 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
                 autosaves.follow(path);
             }
             for c in update(&mut state, a) {
+                if inject == "ui" && matches!(c, Command::Worker(Request::Sweep { .. })) {
+                    panic!("injected panic on the UI thread (PATCHBENCH_INJECT_PANIC=ui)");
+                }
                 execute(c, &worker, &mut autosaves, &mut queue);
             }
             dirty = true;
@@ -290,6 +304,23 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
     drop(worker);
     latency.write()?;
     Ok(())
+}
+
+/// The model thread's test hook for `PATCHBENCH_INJECT_PANIC=worker`: the
+/// first sweep panics inside its job.
+fn injected_faults(inject: &str) -> Faults {
+    if inject != "worker" {
+        return Faults::default();
+    }
+    let fired = AtomicBool::new(false);
+    Faults {
+        in_job: Some(Arc::new(move |r: &Request| {
+            if matches!(r, Request::Sweep { .. }) && !fired.swap(true, Ordering::SeqCst) {
+                panic!("injected panic in the sweep (PATCHBENCH_INJECT_PANIC=worker)");
+            }
+        })),
+        outside_job: None,
+    }
 }
 
 fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut VecDeque<Action>) {
