@@ -17,6 +17,10 @@ use crate::patching::{SweepSpec, METRICS};
 
 use super::model::StoredResult;
 
+mod layout;
+
+use layout::{Grid, Layout};
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SvgError {
     #[error("unknown metric {name:?}; metrics are {}", METRICS.join(", "))]
@@ -31,6 +35,10 @@ const FONT: &str = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
 
 /// The heatmap of `metric` of a stored result. `model` is the session's
 /// model source, shown in the subtitle.
+///
+/// In steps: the metric's values and the grid they fill ([`Grid::of`]),
+/// the axis labels, the sizes of everything ([`Layout::of`]), then the
+/// header, one panel per slice and the colour bar.
 pub fn heatmap_svg(
     model: &str,
     spec: &SweepSpec,
@@ -38,7 +46,47 @@ pub fn heatmap_svg(
     metric: &str,
 ) -> Result<String, SvgError> {
     let r = &stored.result;
-    let values = r.metrics.get(metric).ok_or_else(|| {
+    let values = metric_values(stored, metric)?;
+    let grid = Grid::of(stored, values)?;
+    let label = |axis: usize, i: usize| axis_label(stored, &r.axes[axis], i);
+    let row_labels: Vec<String> = (0..grid.nr).map(|i| label(grid.rows_axis, i)).collect();
+    let col_labels: Vec<String> = (0..grid.nc).map(|j| label(grid.cols_axis, j)).collect();
+    let scale = values
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f32, |m, x| m.max(x.abs()))
+        .max(1e-9);
+    let layout = Layout::of(&grid, &row_labels, &col_labels);
+    let (title, sub) = titles(model, spec, stored, metric);
+    let fig = Figure {
+        stored,
+        values,
+        grid,
+        layout,
+        row_labels,
+        col_labels,
+        scale,
+    };
+    let mut s = String::new();
+    fig.header(&mut s, &title, &sub);
+    for p in 0..fig.grid.n_panels {
+        fig.panel(&mut s, p);
+    }
+    colour_bar(
+        &mut s,
+        fig.layout.bar_x,
+        fig.layout.top,
+        fig.layout.bar_h,
+        scale,
+        metric,
+    );
+    s.push_str("</svg>\n");
+    Ok(s)
+}
+
+/// The values of `metric`, or why there are none.
+fn metric_values<'a>(stored: &'a StoredResult, metric: &str) -> Result<&'a [f32], SvgError> {
+    let values = stored.result.metrics.get(metric).ok_or_else(|| {
         let name = metric.to_string();
         if METRICS.contains(&metric) {
             SvgError::MissingMetric { name }
@@ -46,57 +94,12 @@ pub fn heatmap_svg(
             SvgError::UnknownMetric { name }
         }
     })?;
-    if r.axes.len() != r.shape.len() {
-        return Err(SvgError::Shape(r.axes.clone()));
-    }
-    let (n_panels, rows_axis) = match r.shape.len() {
-        2 => (1, 0),
-        3 => (r.shape[0], 1),
-        _ => return Err(SvgError::Shape(r.axes.clone())),
-    };
-    let cols_axis = rows_axis + 1;
-    let (nr, nc) = (r.shape[rows_axis], r.shape[cols_axis]);
-    let cells = n_panels.checked_mul(nr).and_then(|x| x.checked_mul(nc));
-    if cells.is_none_or(|c| values.len() < c) {
-        return Err(SvgError::Shape(r.axes.clone()));
-    }
-    let label = |axis: usize, i: usize| axis_label(stored, &r.axes[axis], i);
-    let row_labels: Vec<String> = (0..nr).map(|i| label(rows_axis, i)).collect();
-    let col_labels: Vec<String> = (0..nc).map(|j| label(cols_axis, j)).collect();
+    Ok(values)
+}
 
-    let scale = values
-        .iter()
-        .filter(|x| x.is_finite())
-        .fold(0f32, |m, x| m.max(x.abs()))
-        .max(1e-9);
-    let cw = if nc <= 40 {
-        30.0
-    } else {
-        (1200.0 / nc as f32).max(8.0)
-    };
-    let ch = if nr <= 40 {
-        22.0
-    } else {
-        (900.0 / nr as f32).max(6.0)
-    };
-    let rotate = col_labels.iter().any(|l| l.chars().count() > 3);
-    let char_w = 6.6;
-    let longest = |ls: &[String]| ls.iter().map(|l| l.chars().count()).max().unwrap_or(1) as f32;
-    let left = 56.0 + longest(&row_labels) * char_w;
-    let col_band = if rotate {
-        longest(&col_labels) * char_w * 0.75 + 16.0
-    } else {
-        18.0
-    };
-    let top = 64.0;
-    let panel_title = if n_panels > 1 { 20.0 } else { 0.0 };
-    let grid_w = cw * nc as f32;
-    let grid_h = ch * nr as f32;
-    let panel_h = panel_title + grid_h + col_band + 28.0;
-    let bar_x = left + grid_w + 30.0;
-    let bar_h = grid_h.clamp(120.0, 320.0);
-    let height = (top + panel_h * n_panels as f32 + 10.0).max(top + bar_h + 40.0);
-
+/// The title (what was patched, how, which metric) and the subtitle
+/// (model, baselines, answers).
+fn titles(model: &str, spec: &SweepSpec, stored: &StoredResult, metric: &str) -> (String, String) {
     let title = format!(
         "{} · {} · {} corruption — {}",
         spec.target,
@@ -104,7 +107,7 @@ pub fn heatmap_svg(
         spec.corruption.name(),
         metric
     );
-    let b = &r.baselines;
+    let b = &stored.result.baselines;
     let sub = format!(
         "model {} · clean {}, corrupted {} · answer {} vs {}",
         model,
@@ -113,34 +116,57 @@ pub fn heatmap_svg(
         quote(&stored.answer),
         quote(&stored.wrong)
     );
-    let mut s = String::new();
-    // Wide enough for the title and subtitle as well as the grid and bar.
-    let text_w = |t: &str, px: f32| left + t.chars().count() as f32 * px + 20.0;
-    let width = (bar_x + 130.0)
-        .max(text_w(&title, 9.0))
-        .max(text_w(&sub, 6.4));
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-         viewBox=\"0 0 {width:.0} {height:.0}\" {FONT} font-size=\"11\">"
-    );
-    let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-    let _ = writeln!(
-        s,
-        "<text x=\"{left:.1}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">{}</text>",
-        esc(&title)
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{left:.1}\" y=\"44\" font-size=\"11\" fill=\"#444\">{}</text>",
-        esc(&sub)
-    );
+    (title, sub)
+}
 
-    let show_values = cw >= 30.0 && ch >= 18.0 && nr * nc <= 900;
-    for p in 0..n_panels {
-        let y0 = top + p as f32 * panel_h + panel_title;
-        if n_panels > 1 {
-            let name = axis_label(stored, &r.axes[0], p);
+/// Everything a panel is drawn from.
+struct Figure<'a> {
+    stored: &'a StoredResult,
+    values: &'a [f32],
+    grid: Grid,
+    layout: Layout,
+    row_labels: Vec<String>,
+    col_labels: Vec<String>,
+    scale: f32,
+}
+
+impl Figure<'_> {
+    /// The `<svg>` element, a white background, the title and subtitle.
+    fn header(&self, s: &mut String, title: &str, sub: &str) {
+        let l = &self.layout;
+        let left = l.left;
+        // Wide enough for the title and subtitle as well as the grid and bar.
+        let text_w = |t: &str, px: f32| left + t.chars().count() as f32 * px + 20.0;
+        let width = (l.bar_x + 130.0)
+            .max(text_w(title, 9.0))
+            .max(text_w(sub, 6.4));
+        let height = l.height;
+        let _ = writeln!(
+            s,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+             viewBox=\"0 0 {width:.0} {height:.0}\" {FONT} font-size=\"11\">"
+        );
+        let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+        let _ = writeln!(
+            s,
+            "<text x=\"{left:.1}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">{}</text>",
+            esc(title)
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{left:.1}\" y=\"44\" font-size=\"11\" fill=\"#444\">{}</text>",
+            esc(sub)
+        );
+    }
+
+    /// Panel `p`: its name (for three-axis results), rows of cells, column
+    /// labels and axis titles.
+    fn panel(&self, s: &mut String, p: usize) {
+        let l = &self.layout;
+        let r = &self.stored.result;
+        let y0 = l.top + p as f32 * l.panel_h + l.panel_title;
+        if self.grid.n_panels > 1 {
+            let name = axis_label(self.stored, &r.axes[0], p);
             let name = if r.axes[0] == "component" {
                 name
             } else {
@@ -148,60 +174,79 @@ pub fn heatmap_svg(
             };
             let _ = writeln!(
                 s,
-                "<text x=\"{left:.1}\" y=\"{:.1}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
+                l.left,
                 y0 - 6.0,
                 esc(&name)
             );
         }
-        for (i, rl) in row_labels.iter().enumerate() {
-            let y = y0 + ch * i as f32;
+        for i in 0..self.grid.nr {
+            self.row(s, p, i, y0);
+        }
+        self.column_labels(s, y0);
+        self.axis_titles(s, y0);
+    }
+
+    /// Row `i` of panel `p`: its label and its cells (colour, hover title,
+    /// and the value when the cells are large enough to hold it).
+    fn row(&self, s: &mut String, p: usize, i: usize, y0: f32) {
+        let l = &self.layout;
+        let (g, r) = (&self.grid, &self.stored.result);
+        let (cw, ch) = (l.cw, l.ch);
+        let rl = &self.row_labels[i];
+        let show_values = cw >= 30.0 && ch >= 18.0 && g.nr * g.nc <= 900;
+        let y = y0 + ch * i as f32;
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" dominant-baseline=\"central\" xml:space=\"preserve\">{}</text>",
+            l.left - 6.0,
+            y + ch / 2.0,
+            esc(rl)
+        );
+        for (j, cl) in self.col_labels.iter().enumerate() {
+            let x = l.left + cw * j as f32;
+            let v = self.values[(p * g.nr + i) * g.nc + j];
+            let fill = if v.is_finite() {
+                let (rr, gg, bb) = diverging(v / self.scale);
+                format!("#{rr:02x}{gg:02x}{bb:02x}")
+            } else {
+                "#d9d9d9".into()
+            };
+            let tip = format!(
+                "{} {rl}, {} {cl}: {}",
+                r.axes[g.rows_axis],
+                r.axes[g.cols_axis],
+                fmt_val(v)
+            );
             let _ = writeln!(
                 s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" dominant-baseline=\"central\" xml:space=\"preserve\">{}</text>",
-                left - 6.0,
-                y + ch / 2.0,
-                esc(rl)
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cw:.1}\" height=\"{ch:.1}\" fill=\"{fill}\" stroke=\"white\" stroke-width=\"0.5\"><title>{}</title></rect>",
+                esc(&tip)
             );
-            for (j, cl) in col_labels.iter().enumerate() {
-                let x = left + cw * j as f32;
-                let v = values[(p * nr + i) * nc + j];
-                let fill = if v.is_finite() {
-                    let (rr, gg, bb) = diverging(v / scale);
-                    format!("#{rr:02x}{gg:02x}{bb:02x}")
+            if show_values && v.is_finite() {
+                let ink = if (v / self.scale).abs() > 0.6 {
+                    "white"
                 } else {
-                    "#d9d9d9".into()
+                    "#222"
                 };
-                let tip = format!(
-                    "{} {rl}, {} {cl}: {}",
-                    r.axes[rows_axis],
-                    r.axes[cols_axis],
-                    fmt_val(v)
-                );
                 let _ = writeln!(
                     s,
-                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cw:.1}\" height=\"{ch:.1}\" fill=\"{fill}\" stroke=\"white\" stroke-width=\"0.5\"><title>{}</title></rect>",
-                    esc(&tip)
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" dominant-baseline=\"central\" font-size=\"8\" fill=\"{ink}\">{}</text>",
+                    x + cw / 2.0,
+                    y + ch / 2.0,
+                    compact(v)
                 );
-                if show_values && v.is_finite() {
-                    let ink = if (v / scale).abs() > 0.6 {
-                        "white"
-                    } else {
-                        "#222"
-                    };
-                    let _ = writeln!(
-                        s,
-                        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" dominant-baseline=\"central\" font-size=\"8\" fill=\"{ink}\">{}</text>",
-                        x + cw / 2.0,
-                        y + ch / 2.0,
-                        compact(v)
-                    );
-                }
             }
         }
-        let yb = y0 + grid_h + 4.0;
-        for (j, cl) in col_labels.iter().enumerate() {
-            let x = left + cw * (j as f32 + 0.5);
-            if rotate {
+    }
+
+    /// Column labels under the grid, rotated when they are long.
+    fn column_labels(&self, s: &mut String, y0: f32) {
+        let l = &self.layout;
+        let yb = y0 + l.grid_h + 4.0;
+        for (j, cl) in self.col_labels.iter().enumerate() {
+            let x = l.left + l.cw * (j as f32 + 0.5);
+            if l.rotate {
                 let _ = writeln!(
                     s,
                     "<text transform=\"translate({x:.1},{:.1}) rotate(-45)\" text-anchor=\"end\" xml:space=\"preserve\">{}</text>",
@@ -217,23 +262,27 @@ pub fn heatmap_svg(
                 );
             }
         }
+    }
+
+    /// The column axis title below the labels, the row axis title on the left.
+    fn axis_titles(&self, s: &mut String, y0: f32) {
+        let l = &self.layout;
+        let (g, r) = (&self.grid, &self.stored.result);
+        let yb = y0 + l.grid_h + 4.0;
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
-            left + grid_w / 2.0,
-            yb + col_band + 12.0,
-            esc(&axis_title(&r.axes[cols_axis]))
+            l.left + l.grid_w / 2.0,
+            yb + l.col_band + 12.0,
+            esc(&axis_title(&r.axes[g.cols_axis]))
         );
         let _ = writeln!(
             s,
             "<text transform=\"translate(16,{:.1}) rotate(-90)\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
-            y0 + grid_h / 2.0,
-            esc(&axis_title(&r.axes[rows_axis]))
+            y0 + l.grid_h / 2.0,
+            esc(&axis_title(&r.axes[g.rows_axis]))
         );
     }
-    colour_bar(&mut s, bar_x, top, bar_h, scale, metric);
-    s.push_str("</svg>\n");
-    Ok(s)
 }
 
 /// A vertical gradient from -scale (bottom) through 0 to +scale (top).
