@@ -124,6 +124,21 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, Mod
     })
 }
 
+/// Everything the header alone determines: the architecture check, the
+/// canonical config and the tokenizer. The fuzzer drives this after
+/// [`parse_bytes`](super::gguf_header::parse_bytes), so every metadata path
+/// a hostile file can reach before tensor data is exercised.
+pub fn config_and_tokenizer(
+    content: &Content,
+    path: &Path,
+) -> Result<(ModelConfig, Tokenizer), ModelError> {
+    let m = Meta { content, path };
+    check_architecture(&m)?;
+    let config = read_config(&m)?;
+    let tokenizer = Tokenizer::from_gguf_vocab(vocab_from_metadata(&m)?)?;
+    Ok((config, tokenizer))
+}
+
 /// Opens the file (a regular file only: a FIFO or device is refused at once)
 /// and parses its header with every size checked.
 fn open(path: &Path) -> Result<(Content, BufReader<File>), ModelError> {

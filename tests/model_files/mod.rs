@@ -6,9 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device};
 use patchbench::model::gguf_header;
+use patchbench::model::loaded::LoadOptions;
+use patchbench::model::LoadedModel;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -236,4 +242,96 @@ fn put_value(b: &mut Vec<u8>, v: &Value) {
         Value::I64(x) => b.extend(x.to_le_bytes()),
         Value::F64(x) => b.extend(x.to_le_bytes()),
     }
+}
+
+pub fn cpu() -> LoadOptions {
+    LoadOptions {
+        device: Device::Cpu,
+        dtype: DType::F32,
+    }
+}
+
+/// Loads `path` expecting a refusal whose message names the file and
+/// contains every one of `needles`.
+pub fn refused(path: &Path, needles: &[&str]) -> String {
+    let e = match LoadedModel::load(path.to_str().unwrap(), &cpu()) {
+        Ok(_) => panic!("{} loaded but should be refused", path.display()),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(path.to_str().unwrap()),
+        "message does not name {}: {e}",
+        path.display()
+    );
+    for n in needles {
+        assert!(e.contains(n), "message lacks {n:?}: {e}");
+    }
+    e
+}
+
+/// Runs `patchbench sweep --model MODEL` under `ulimit -v` (4 GB) with a
+/// deadline, asserting a prompt, clean refusal.
+pub fn cli_refuses(model: &Path, needle: &str) {
+    let bin = env!("CARGO_BIN_EXE_patchbench");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 4000000; exec \"$0\" \"$@\"")
+        .arg(bin)
+        .args(["sweep", "--model", model.to_str().unwrap()])
+        .args(["--clean", "a b c", "--corrupted", "a c b", "--answer", " a"])
+        .args(["--wrong", " b", "--target", "resid_pre"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("{}: patchbench hung", model.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}: accepted", model.display());
+    assert!(
+        out.status.code().is_some(),
+        "{}: killed by a signal: {err}",
+        model.display()
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+    let name = model.file_name().unwrap().to_str().unwrap();
+    assert!(
+        err.contains(name),
+        "{}: message does not name it: {err}",
+        model.display()
+    );
+    assert!(
+        err.contains(needle),
+        "{}: lacks {needle:?}: {err}",
+        model.display()
+    );
+}
+
+/// The committed GGUF with one edit, written to `tmp/label.gguf`.
+pub fn gguf_case(tmp: &Path, label: &str, edit: impl FnOnce(&mut Gguf)) -> PathBuf {
+    let mut g = Gguf::fixture();
+    edit(&mut g);
+    g.write(tmp, &format!("{label}.gguf"))
+}
+
+pub fn safetensors_dir(tmp: &Path, label: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let dir = tmp.join(label);
+    copy_model("gpt2-tiny", &dir);
+    let p = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    edit(&mut bytes);
+    std::fs::write(&p, bytes).unwrap();
+    dir
 }
