@@ -24,20 +24,30 @@ HookedTransformer's logits equal the Hugging Face model's (eager attention,
 float32) within 1e-4 at every position of both prompts.
 
 TransformerLens 4.0 removed HookedTransformer (its `patching.py` runs on
-TransformerBridge); this script needs the last 3.x release, which still has it:
+TransformerBridge); this script needs the last 3.x release, which still has it
+(the fixtures were written with TransformerLens 3.9.0, torch 2.15.0 and
+transformers 5.24.0, the CPU being enough):
 
-    python3 -m venv --system-site-packages /tmp/tl3venv
-    /tmp/tl3venv/bin/pip install "transformer_lens==3.9.0"
+    python3 -m venv /tmp/tl3venv
+    /tmp/tl3venv/bin/pip install torch transformers "transformer_lens==3.9.0"
     /tmp/tl3venv/bin/python tools/patching_reference.py
-
-(`--system-site-packages` reuses the installed torch / transformers.)
 
 The sweeps are TransformerLens's own functions, run in the denoising direction
 (the clean cache patched into the corrupted run, which is what `patching.py`
-does): get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out,
-get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_pattern_all_pos,
-get_act_patch_attn_head_out_by_pos and get_act_patch_block_every, each run
-three times, once per metric (TransformerLens 3.x takes one scalar metric):
+does), one per activation-patching target patchbench shares with it:
+get_act_patch_resid_pre, get_act_patch_resid_mid, get_act_patch_attn_out,
+get_act_patch_mlp_out, get_act_patch_attn_head_{out,q,k,v,pattern}_all_pos,
+get_act_patch_attn_head_{out,q,k,v,pattern}_by_pos,
+get_act_patch_attn_head_all_pos_every and get_act_patch_block_every.
+TransformerLens 3.9.0 has no get_act_patch_resid_post; resid_post is its
+generic_activation_patch with its layer_pos_patch_setter on
+blocks.{l}.hook_resid_post (exactly how its resid_pre/resid_mid functions are
+built). Not written, for want of a patchbench target:
+get_act_patch_attn_head_by_pos_every (the five *_by_pos sweeps, stacked) and
+get_act_patch_attn_head_pattern_dest_src_pos. ROME's traces (patchbench's
+trace_* targets) are not TransformerLens functions. TransformerLens 3.x takes
+one scalar metric: each sweep runs once with logit_diff as its metric, which
+also records the other metrics of every patched run (see all_metrics):
 
   logit_diff  logits[0, -1, answer] - logits[0, -1, wrong]
   logprob     log_softmax(logits[0, -1])[answer]
@@ -48,9 +58,14 @@ The model runs in float32, as patchbench's test does; the metrics are then
 evaluated in float64 from the float32 logits.
 
 Layouts are TransformerLens's, which are also patchbench's (no conversion):
-resid_pre / attn_out / mlp_out [layer, pos]; head_out / head_pattern
-[layer, head]; head_out_by_pos [layer, pos, head]; block_every
-[component, layer, pos] with components resid_pre, attn_out, mlp_out.
+resid_* / attn_out / mlp_out [layer, pos]; head_* [layer, head] (key/value
+heads: n_key_value_heads of them under grouped-query attention, an axis
+patchbench calls kv_head); *_by_pos [layer, pos, head] except
+head_pattern_by_pos [layer, head, dest_pos]; heads_every [component, layer,
+head] with components output, query, key, value, pattern (TransformerLens pads
+the key/value rows with 0.0 beyond n_key_value_heads; null is written there,
+where patchbench has no cell); block_every [component, layer, pos] with
+components resid_pre, attn_out, mlp_out.
 
 Tokens: each fixture's tokenizer.json with its default special-token handling
 (llama-tiny's post-processor prepends <s>; gpt2-tiny adds nothing), checked
@@ -102,12 +117,22 @@ ANSWER = " Mary"
 WRONG = " John"
 LOGIT_TOL = 1e-4
 
-# Sweep name -> (TransformerLens function, axes, hook name per layer).
+# Sweep name (= patchbench target) -> (TransformerLens function, axes, hook name per
+# layer). Every activation-patching target patchbench and TransformerLens share; `None`
+# as the function means TransformerLens 3.9.0 has no ready-made function for it and
+# the sweep is `patching.generic_activation_patch` with TransformerLens's own patch
+# setter on the hook (see GENERIC). The key/value head axes are `kv_head` when the
+# model has fewer key/value heads than query heads (patchbench's name), else `head`.
 SWEEPS = {
     "resid_pre": ("get_act_patch_resid_pre", ["layer", "pos"], "blocks.{l}.hook_resid_pre"),
+    "resid_mid": ("get_act_patch_resid_mid", ["layer", "pos"], "blocks.{l}.hook_resid_mid"),
+    "resid_post": (None, ["layer", "pos"], "blocks.{l}.hook_resid_post"),
     "attn_out": ("get_act_patch_attn_out", ["layer", "pos"], "blocks.{l}.hook_attn_out"),
     "mlp_out": ("get_act_patch_mlp_out", ["layer", "pos"], "blocks.{l}.hook_mlp_out"),
     "head_out": ("get_act_patch_attn_head_out_all_pos", ["layer", "head"], "blocks.{l}.attn.hook_z"),
+    "head_q": ("get_act_patch_attn_head_q_all_pos", ["layer", "head"], "blocks.{l}.attn.hook_q"),
+    "head_k": ("get_act_patch_attn_head_k_all_pos", ["layer", "KV"], "blocks.{l}.attn.hook_k"),
+    "head_v": ("get_act_patch_attn_head_v_all_pos", ["layer", "KV"], "blocks.{l}.attn.hook_v"),
     "head_pattern": (
         "get_act_patch_attn_head_pattern_all_pos",
         ["layer", "head"],
@@ -118,12 +143,47 @@ SWEEPS = {
         ["layer", "pos", "head"],
         "blocks.{l}.attn.hook_z",
     ),
+    "head_q_by_pos": (
+        "get_act_patch_attn_head_q_by_pos",
+        ["layer", "pos", "head"],
+        "blocks.{l}.attn.hook_q",
+    ),
+    "head_k_by_pos": (
+        "get_act_patch_attn_head_k_by_pos",
+        ["layer", "pos", "KV"],
+        "blocks.{l}.attn.hook_k",
+    ),
+    "head_v_by_pos": (
+        "get_act_patch_attn_head_v_by_pos",
+        ["layer", "pos", "KV"],
+        "blocks.{l}.attn.hook_v",
+    ),
+    "head_pattern_by_pos": (
+        "get_act_patch_attn_head_pattern_by_pos",
+        ["layer", "head", "dest_pos"],
+        "blocks.{l}.attn.hook_pattern",
+    ),
+    "heads_every": (
+        "get_act_patch_attn_head_all_pos_every",
+        ["component", "layer", "head"],
+        "blocks.{l}.attn.hook_z | hook_q | hook_k | hook_v | hook_pattern",
+    ),
     "block_every": (
         "get_act_patch_block_every",
         ["component", "layer", "pos"],
         "blocks.{l}.hook_resid_pre | hook_attn_out | hook_mlp_out",
     ),
 }
+# Sweeps without a get_act_patch_* function in TransformerLens 3.9.0:
+# (activation name for utils.get_act_name, patch setter, index axis names).
+GENERIC = {
+    "resid_post": ("resid_post", "layer_pos_patch_setter", ("layer", "pos")),
+}
+# TransformerLens functions with no patchbench target, not written:
+# get_act_patch_attn_head_by_pos_every (the five *_by_pos sweeps stacked, which are
+# written one by one) and get_act_patch_attn_head_pattern_dest_src_pos (one cell per
+# (head, dest, src) entry of the pattern).
+HEADS_EVERY_COMPONENTS = ["output", "query", "key", "value", "pattern"]
 BLOCK_COMPONENTS = ["resid_pre", "attn_out", "mlp_out"]
 
 
@@ -286,6 +346,124 @@ def kl(logits, clean_lp):
     return (clean_lp.exp() * (clean_lp - lp)).sum()
 
 
+# --------------------------------------------------------------------------- sweeps
+
+
+def sweep_function(sweep: str, fn_name):
+    """The TransformerLens function that runs `sweep`, and its name for the JSON."""
+    if fn_name is not None:
+        return getattr(patching, fn_name), f"transformer_lens.patching.{fn_name}"
+    act_name, setter, axes = GENERIC[sweep]
+    fn = partial(
+        patching.generic_activation_patch,
+        patch_setter=getattr(patching, setter),
+        activation_name=act_name,
+        index_axis_names=axes,
+    )
+    desc = (
+        f"transformer_lens.patching.generic_activation_patch(patch_setter={setter}, "
+        f"activation_name={act_name!r}, index_axis_names={axes!r})"
+    )
+    return fn, desc
+
+
+def all_metrics(fn, model, corrupted, clean_cache, metric_fns: dict, sweep: str) -> dict:
+    """Runs TransformerLens's sweep function once, with logit_diff as its metric, and
+    records every metric of each patched run's logits as TransformerLens calls the
+    metric (once per cell, in its index order: row-major, the stacked sweeps of the
+    *_every functions one after another). The logit_diff TransformerLens returns
+    must equal the recorded one cell by cell, which checks the order. (Running the
+    sweep once per metric gives the same numbers at three times the cost.)"""
+    recorded = []
+
+    def metric(logits):
+        values = {m: f(logits) for m, f in metric_fns.items()}
+        recorded.append(values)
+        return values["logit_diff"]
+
+    ld = fn(model, corrupted, clean_cache, metric)
+    # Cells TransformerLens fills with padding instead of a patched run.
+    flat = ld.flatten()
+    real = torch.ones_like(flat, dtype=torch.bool)
+    if sweep == "heads_every":
+        nkv = n_kv(model.cfg)
+        pad = torch.zeros(ld.shape, dtype=torch.bool)
+        pad[2:4, :, nkv:] = True
+        real = ~pad.flatten()
+    assert int(real.sum()) == len(recorded), (sweep, int(real.sum()), len(recorded))
+    out = {}
+    for m in metric_fns:
+        vals = torch.zeros_like(flat)
+        vals[real] = torch.tensor([r[m].item() for r in recorded], dtype=flat.dtype)
+        out[m] = vals.reshape(ld.shape)
+    assert torch.equal(out["logit_diff"], ld), f"{sweep}: recorded metrics out of order"
+    return out
+
+
+def n_kv(cfg) -> int:
+    return cfg.n_key_value_heads or cfg.n_heads
+
+
+def kv_axis(cfg) -> str:
+    return "kv_head" if n_kv(cfg) < cfg.n_heads else "head"
+
+
+def expected_shape(sweep: str, cfg, n_pos: int) -> list[int]:
+    nl, nh, nkv = cfg.n_layers, cfg.n_heads, n_kv(cfg)
+    return {
+        "resid_pre": [nl, n_pos],
+        "resid_mid": [nl, n_pos],
+        "resid_post": [nl, n_pos],
+        "attn_out": [nl, n_pos],
+        "mlp_out": [nl, n_pos],
+        "head_out": [nl, nh],
+        "head_q": [nl, nh],
+        "head_k": [nl, nkv],
+        "head_v": [nl, nkv],
+        "head_pattern": [nl, nh],
+        "head_out_by_pos": [nl, n_pos, nh],
+        "head_q_by_pos": [nl, n_pos, nh],
+        "head_k_by_pos": [nl, n_pos, nkv],
+        "head_v_by_pos": [nl, n_pos, nkv],
+        "head_pattern_by_pos": [nl, nh, n_pos],
+        "heads_every": [5, nl, nh],
+        "block_every": [3, nl, n_pos],
+    }[sweep]
+
+
+def absent_kv_heads(values: list, cfg) -> list:
+    """get_act_patch_attn_head_all_pos_every pads the key and value rows with 0.0 for
+    head indices beyond n_key_value_heads (GQA), where no key/value head exists; write
+    null there (patchbench reports NaN for a cell that does not exist)."""
+    nkv = n_kv(cfg)
+    for comp in (2, 3):  # key, value
+        for row in values[comp]:
+            for h in range(nkv, len(row)):
+                assert row[h] == 0.0, f"expected TL's zero padding, found {row[h]}"
+                row[h] = None
+    return values
+
+
+def check_consistency(sweeps: dict, baselines: dict, toks: dict, n_pos: int) -> None:
+    """Cheap sanity checks of TransformerLens's results against each other."""
+    for i, comp in enumerate(BLOCK_COMPONENTS):
+        got, want = sweeps["block_every"]["logit_diff"][i], sweeps[comp]["logit_diff"]
+        assert got == want, f"block_every[{comp}] != {comp}"
+    for i, sweep in enumerate(["head_out", "head_q", "head_k", "head_v", "head_pattern"]):
+        for got, want in zip(sweeps["heads_every"]["logit_diff"][i], sweeps[sweep]["logit_diff"]):
+            assert got[: len(want)] == want, f"heads_every[{sweep}] != {sweep}"
+    # The residual leaving block l is the one entering block l + 1.
+    post, pre = sweeps["resid_post"]["logit_diff"], sweeps["resid_pre"]["logit_diff"]
+    for l in range(len(post) - 1):
+        for p in range(n_pos):
+            assert math.isclose(post[l][p], pre[l + 1][p], abs_tol=1e-5), (l, p)
+    # Patching resid_pre at layer 0 where the two prompts share a token changes nothing.
+    same = [p for p in range(n_pos) if toks["clean_ids"][p] == toks["corrupted_ids"][p]]
+    for p in same:
+        v = sweeps["resid_pre"]["logit_diff"][0][p]
+        assert math.isclose(v, baselines["corrupted"]["logit_diff"], abs_tol=1e-5), (p, v)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -336,49 +514,39 @@ def run_fixture(name: str) -> dict:
     sweeps = {}
     with torch.no_grad():
         for sweep, (fn_name, axes, hook) in SWEEPS.items():
-            fn = getattr(patching, fn_name)
+            fn, tl_function = sweep_function(sweep, fn_name)
             entry = {
-                "axes": axes,
-                "tl_function": f"transformer_lens.patching.{fn_name}",
+                "axes": [kv_axis(model.cfg) if a == "KV" else a for a in axes],
+                "tl_function": tl_function,
                 "hook": hook,
             }
             if sweep == "block_every":
                 entry["components"] = BLOCK_COMPONENTS
+            if sweep == "heads_every":
+                entry["components"] = HEADS_EVERY_COMPONENTS
             shape = None
-            for metric, mfn in metric_fns.items():
-                out = fn(model, corrupted, clean_cache, mfn)
-                shape = list(out.shape)
-                entry[metric] = nested(out)
-            n_heads = model.cfg.n_heads
-            expected = {
-                "resid_pre": [model.cfg.n_layers, n_pos],
-                "attn_out": [model.cfg.n_layers, n_pos],
-                "mlp_out": [model.cfg.n_layers, n_pos],
-                "head_out": [model.cfg.n_layers, n_heads],
-                "head_pattern": [model.cfg.n_layers, n_heads],
-                "head_out_by_pos": [model.cfg.n_layers, n_pos, n_heads],
-                "block_every": [3, model.cfg.n_layers, n_pos],
-            }[sweep]
+            out = all_metrics(fn, model, corrupted, clean_cache, metric_fns, sweep)
+            shape = list(out["logit_diff"].shape)
+            for metric, values in out.items():
+                entry[metric] = nested(values)
+                if sweep == "heads_every":
+                    entry[metric] = absent_kv_heads(entry[metric], model.cfg)
+            expected = expected_shape(sweep, model.cfg, n_pos)
             assert shape == expected, f"{sweep}: TL shape {shape}, expected {expected}"
             entry["shape"] = shape
             sweeps[sweep] = entry
             print(f"{name}: {sweep} {shape}")
 
-    # Self-consistency of TransformerLens's results (cheap sanity checks).
-    be = sweeps["block_every"]
-    for i, comp in enumerate(BLOCK_COMPONENTS):
-        assert be["logit_diff"][i] == sweeps[comp]["logit_diff"], f"block_every[{comp}] != {comp}"
-    # Patching resid_pre at layer 0 where the two prompts share a token changes nothing.
-    same = [p for p in range(n_pos) if toks["clean_ids"][p] == toks["corrupted_ids"][p]]
-    for p in same:
-        v = sweeps["resid_pre"]["logit_diff"][0][p]
-        assert math.isclose(v, baselines["corrupted"]["logit_diff"], abs_tol=1e-5), (p, v)
+    check_consistency(sweeps, baselines, toks, n_pos)
 
     return {
         "fixture": name,
         "implementation": "transformer_lens.HookedTransformer + transformer_lens.patching "
         f"(TransformerLens {transformer_lens_version()}), every sweep",
-        "implementation_per_sweep": {s: "transformer_lens" for s in SWEEPS},
+        "implementation_per_sweep": {
+            s: ("transformer_lens" if f else "transformer_lens generic_activation_patch")
+            for s, (f, _, _) in SWEEPS.items()
+        },
         "versions": versions(),
         "direction": "denoise (clean activations patched into the corrupted run)",
         "model": info,
@@ -393,7 +561,9 @@ def run_fixture(name: str) -> dict:
             "TransformerLens 3.x stores each result in a float32 tensor",
         },
         "layout": "TransformerLens's own, no conversion: [layer,pos], [layer,head], "
-        "by_pos [layer,pos,head], block_every [component,layer,pos]",
+        "by_pos [layer,pos,head], head_pattern_by_pos [layer,head,dest_pos], "
+        "heads_every [component,layer,head] (null where a key/value head does not exist), "
+        "block_every [component,layer,pos]",
         "baselines": baselines,
         "sweeps": sweeps,
     }
@@ -416,6 +586,8 @@ def versions() -> dict:
 
 def main() -> None:
     torch.set_grad_enabled(False)
+    # The models are tiny: one thread is as fast and does not fight other work.
+    torch.set_num_threads(1)
     for name in FIXTURES:
         ref = run_fixture(name)
         out = REPO / "tests" / "fixtures" / name / "patching_reference.json"
