@@ -377,3 +377,111 @@ fn sizes_from_arguments_are_bounded() {
     }
     run_all(cases);
 }
+
+/// Unknown devices, dtypes and model sources, missing and clashing
+/// arguments: each named, with what to give instead.
+#[test]
+fn clear_words_for_bad_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("model.gguf");
+    hostile_support::mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap().to_string();
+    let s = repo("sessions/ioi-demo.yaml");
+    let s = s.to_str().unwrap();
+    let target = ["--target", "resid_pre"];
+    // The base sweep names --model demo --device cpu; a case that gives its
+    // own drops those (clap refuses an argument given twice).
+    let with = |extra: &[&str]| {
+        let mut a = sweep(&[&target[..], extra].concat());
+        if extra.iter().any(|x| *x == "--model" || *x == "--device") {
+            a.drain(1..5);
+        }
+        a
+    };
+    let cases = vec![
+        Case::new("sweep-device", with(&["--device", "tpu"])).expect(["tpu", "cpu"]),
+        Case::new("sweep-device-index", with(&["--device", "cuda:99"])).expect(["cuda:99"]),
+        Case::new("sweep-dtype", with(&["--dtype", "f8"])).expect(["f8", "f32"]),
+        Case::new("sweep-random-preset", with(&["--model", "random:nope"]))
+            .expect(["nope", "gpt2-tiny"]),
+        Case::new("sweep-model-dev-zero", with(&["--model", "/dev/zero"])).expect(["/dev/zero"]),
+        Case::new("sweep-model-fifo", with(&["--model", &fifo]))
+            .expect(["model.gguf"])
+            .untouched([d]),
+        Case::new(
+            "sweep-model-empty-dir",
+            with(&["--model", d.to_str().unwrap()]),
+        )
+        .expect(["config.json"])
+        .untouched([d]),
+        Case::new(
+            "sweep-model-missing",
+            with(&["--model", "/nonexistent/model.gguf"]),
+        )
+        .expect(["/nonexistent/model.gguf"]),
+        Case::new("sweep-nothing", ["sweep"]).expect(["--clean", "--session"]),
+        Case::new(
+            "sweep-no-corrupted",
+            [
+                "sweep",
+                "--clean",
+                "a",
+                "--answer",
+                "a",
+                "--wrong",
+                "b",
+                "--target",
+                "resid_pre",
+            ],
+        )
+        .expect(["--corrupted", "gaussian"]),
+        Case::new("sweep-write-without-session", with(&["--write"]))
+            .expect(["--write", "--session"]),
+        Case::new(
+            "sweep-session-and-clean",
+            ["sweep", "--session", s, "--clean", "x"],
+        )
+        .expect(["--session", "--clean"])
+        .untouched([s]),
+        Case::new(
+            "sweep-unknown-word-answer",
+            [
+                "sweep",
+                "--clean",
+                CLEAN,
+                "--corrupted",
+                CORRUPTED,
+                "--answer",
+                "Mary",
+                "--wrong",
+                "john",
+                "--target",
+                "resid_pre",
+            ],
+        )
+        .expect(["Mary", "mary"]),
+        Case::new(
+            "check-load-model-device",
+            ["check", "--load-model", "--device", "tpu", s],
+        )
+        .expect(["tpu"])
+        .untouched([s]),
+        Case::new(
+            "check-load-model-dtype",
+            ["check", "--load-model", "--dtype", "f8", s],
+        )
+        .expect(["f8"])
+        .untouched([s]),
+        Case::new("check-nothing", ["check"]).expect(["FILE"]),
+        Case::new("export-no-format", ["export", s])
+            .expect(["--format"])
+            .untouched([s]),
+        Case::new("run-empty-prompt", ["run", "-p", ""]).expect(["prompt"]),
+        Case::new("run-model-fifo", ["run", "-p", "mary", "--model", &fifo])
+            .expect(["model.gguf"])
+            .untouched([d]),
+        Case::new("unknown-subcommand", ["frobnicate"]).expect(["frobnicate"]),
+    ];
+    run_all(cases);
+}

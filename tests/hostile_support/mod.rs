@@ -29,6 +29,27 @@
 //!
 //! Cases that should be accepted ([`Outcome::Succeeds`], e.g. a session with
 //! a UTF-8 BOM) get the same checks except that the exit status must be 0.
+//!
+//! # The corpus
+//! Issue 11's classes of hostile input, and where their cases live (run one
+//! file with `cargo test --test FILE -- --nocapture` to see its case count):
+//! - *data loss*: `hostile_cli.rs` (`--out` naming an input however spelled,
+//!   another session, the model file), and `untouched` on every case;
+//! - *panics* and *aborts/unbounded memory*: every case (exit by signal,
+//!   `panicked`); sizes in `hostile_cli.rs` (bounded arguments) and
+//!   `hostile_sessions.rs` (absurd numbers, shapes, zero-length axes);
+//!   model files in `hostile_models.rs`;
+//! - *hangs*: FIFOs, devices and links to them in `hostile_session_files.rs`
+//!   and `hostile_cli.rs`, under the timeout;
+//! - *wrong results passed off as right*: stored results off their tokens
+//!   or axes (`hostile_sessions.rs`), unknown words (`hostile_cli.rs`);
+//! - *terminal safety*: control characters and 100k-character strings in
+//!   every kind of session string (`hostile_sessions.rs`), and the raw-ESC
+//!   and length checks on every case;
+//! - *clear words*: every refusal lists the words it must say; every field
+//!   of the example sessions removed or retyped (`hostile_session_fields.rs`),
+//!   damaged and misencoded files (`hostile_session_files.rs`), unknown
+//!   values (`hostile_cli.rs`).
 
 #![allow(dead_code)]
 
@@ -435,6 +456,8 @@ pub fn run_all(cases: Vec<Case>) {
     });
     let mut failures = failures.into_inner().unwrap();
     if failures.is_empty() {
+        // Shown with --nocapture: the size of the corpus.
+        eprintln!("{total} hostile cases failed well");
         return;
     }
     failures.sort();
