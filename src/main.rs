@@ -14,6 +14,9 @@ fn main() {
             cli::bench::bench_forward(a)
         }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Sweep(a))) => cli::bench::bench_sweep(a),
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Estimate(a))) => {
+            cli::bench::bench_estimate(a)
+        }
         Some(cli::Command::TrainDemo(a)) => cli::train::train_demo(a),
         Some(cli::Command::Check(a)) => cli::session::check(a),
         Some(cli::Command::Export(a)) => cli::session::export(a),

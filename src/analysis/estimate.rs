@@ -4,15 +4,27 @@
 //! patch is at block `l` and position `p0` recomputes `(n_layers − l)` blocks
 //! at `n_pos − p0` positions; cells that change nothing cost nothing. The
 //! work, in rows of a full forward, times the measured per-row cost of a
-//! batched forward at this prompt length gives the time.
+//! batched forward at this prompt length gives the time ([`estimate`]: no
+//! forward beyond two timing runs, but blind to batch shapes).
+//!
+//! [`measure`] is the calibrated estimate shown before a sweep: it plans
+//! the batches with the engine's own change detection and batching and
+//! times a few of them, so packed versus dense attention, per-batch
+//! overhead and the start layers of windowed ROME traces are all priced as
+//! they will run. (Counting rows of a batch-16 full forward made a ROME
+//! trace on SmolLM2 look half as long as it took.)
 
 use std::time::Instant;
 
 use candle_core::Tensor;
 
 use crate::model::{ForwardOptions, HookSpec, ModelConfig, Transformer};
-use crate::patching::plan::plan;
-use crate::patching::{Corruption, EngineOptions, PreparedPair, SweepSpec};
+use crate::patching::batches::{batch_cells, ChangeCache};
+use crate::patching::engine::{check_inputs, layer_groups, patched_hooks, split_unchanged};
+use crate::patching::execute::{fast_batch, naive_cell};
+use crate::patching::plan::{plan, Plan};
+use crate::patching::runs::{build_runs, RunPair};
+use crate::patching::{Corruption, EngineOptions, Method, PreparedPair, SweepError, SweepSpec};
 
 /// Measured forward cost at one prompt length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,4 +140,167 @@ pub fn estimate(
         passes: batches * runs + base_runs,
         seconds: (rows * runs as f64 * timing.row_ms + base_runs as f64 * timing.single_ms) / 1e3,
     }
+}
+
+/// How many of a sweep's planned batches [`measure`] times.
+const TIMED_BATCHES: usize = 6;
+
+/// Estimates the cost of `spec` over `pairs` from what the engine actually
+/// runs: the unpatched runs of the first pair (timed), the engine's own
+/// change detection and batching of its cells (so the batch shapes are the
+/// ones the sweep will run), and a forward of a few of those batches, spread
+/// from the cheapest to the most expensive. The timed batches fit
+/// `time = a + b × (blocks × recomputed tokens)`, which prices the rest;
+/// the other pairs and noise samples repeat the first one's work.
+///
+/// Costs about two unpatched forwards and [`TIMED_BATCHES`] batches — a
+/// small fraction of any sweep worth estimating.
+pub fn measure(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    spec: &SweepSpec,
+    opts: &EngineOptions,
+) -> Result<Estimate, SweepError> {
+    let n_pos = check_inputs(model, pairs, spec)?;
+    let p = plan(&model.cfg, n_pos, spec);
+    let samples = match spec.corruption {
+        Corruption::Gaussian { samples, .. } => samples.max(1),
+        _ => 1,
+    };
+    let mut one = spec.clone();
+    if let Corruption::Gaussian { samples, .. } = &mut one.corruption {
+        *samples = 1;
+    }
+    let start = Instant::now();
+    let (runs, _, base_passes) = build_runs(model, &pairs[..1], &one, &patched_hooks(&p))?;
+    let per_base = start.elapsed().as_secs_f64() / base_passes.max(1) as f64;
+    let run = &runs[0];
+
+    let start = Instant::now();
+    let batches = planned_batches(model, &p, run, opts)?;
+    let detect = start.elapsed().as_secs_f64();
+    let timed = time_batches(model, &p, run, &batches, opts)?;
+    let per_run = detect + fit_total(&timed, &batches, &model.cfg, n_pos);
+
+    let n_runs = pairs.len() * samples;
+    let base_forwards = pairs.len() * (1 + samples);
+    let cells = p.cells.iter().flatten().count();
+    Ok(Estimate {
+        cells,
+        evaluations: cells * n_runs,
+        naive_passes: cells * n_runs + base_forwards,
+        passes: batches.len() * n_runs + base_forwards,
+        seconds: base_forwards as f64 * per_base + n_runs as f64 * per_run,
+    })
+}
+
+/// One planned batch: its start block and `(cell, first changed position)` rows.
+struct PlannedBatch {
+    layer: usize,
+    rows: Vec<(usize, usize)>,
+}
+
+/// The batches the engine runs for `run`, by the engine's own functions.
+fn planned_batches(
+    model: &Transformer,
+    p: &Plan,
+    run: &RunPair,
+    opts: &EngineOptions,
+) -> Result<Vec<PlannedBatch>, SweepError> {
+    let n_pos = run.base_tokens.len();
+    let mut memo = ChangeCache::default();
+    let mut out = Vec::new();
+    for (layer, cells) in layer_groups(p, opts.cells.as_deref()) {
+        let batches = match opts.method {
+            Method::Fast => {
+                let (active, _) = split_unchanged(p, run, &cells, &mut memo)?;
+                batch_cells(active, &model.cfg, p, n_pos, opts)
+            }
+            Method::Naive | Method::Attribution => cells.iter().map(|&c| vec![(c, 0)]).collect(),
+        };
+        out.extend(batches.into_iter().map(|rows| PlannedBatch { layer, rows }));
+    }
+    Ok(out)
+}
+
+/// Work of a batch: blocks run × positions recomputed over its rows.
+fn work(b: &PlannedBatch, cfg: &ModelConfig, n_pos: usize) -> f64 {
+    let tokens: usize = b.rows.iter().map(|r| n_pos - r.1.min(n_pos)).sum();
+    ((cfg.n_layers - b.layer.min(cfg.n_layers)) * tokens.max(1)) as f64
+}
+
+/// Times up to [`TIMED_BATCHES`] batches spread over the range of work, as
+/// `(work, seconds)`, after one untimed warm-up.
+fn time_batches(
+    model: &Transformer,
+    p: &Plan,
+    run: &RunPair,
+    batches: &[PlannedBatch],
+    opts: &EngineOptions,
+) -> Result<Vec<(f64, f64)>, SweepError> {
+    let n_pos = run.base_tokens.len();
+    let mut order: Vec<usize> = (0..batches.len()).collect();
+    order.sort_by(|&a, &b| {
+        work(&batches[a], &model.cfg, n_pos).total_cmp(&work(&batches[b], &model.cfg, n_pos))
+    });
+    let k = TIMED_BATCHES.min(order.len());
+    let picks: Vec<usize> = (0..k)
+        .map(|i| {
+            order[if k == 1 {
+                0
+            } else {
+                i * (order.len() - 1) / (k - 1)
+            }]
+        })
+        .collect();
+    let exec = |b: &PlannedBatch| -> Result<(), SweepError> {
+        match opts.method {
+            Method::Fast => {
+                fast_batch(model, run, p, &b.rows, opts.packed)?;
+            }
+            Method::Naive => {
+                naive_cell(model, run, p.cells[b.rows[0].0].as_ref().expect("planned"))?;
+            }
+            Method::Attribution => {}
+        }
+        Ok(())
+    };
+    if let Some(&first) = picks.first() {
+        exec(&batches[first])?;
+    }
+    picks
+        .iter()
+        .map(|&i| {
+            let start = Instant::now();
+            exec(&batches[i])?;
+            Ok((
+                work(&batches[i], &model.cfg, n_pos),
+                start.elapsed().as_secs_f64(),
+            ))
+        })
+        .collect()
+}
+
+/// Seconds for all `batches` from the timed ones: a least-squares line
+/// `a + b × work` (both kept non-negative), or the mean time per unit of
+/// work when the timed batches all do the same work.
+fn fit_total(timed: &[(f64, f64)], batches: &[PlannedBatch], cfg: &ModelConfig, n: usize) -> f64 {
+    if timed.is_empty() {
+        return 0.0;
+    }
+    let k = timed.len() as f64;
+    let (mx, my) = (
+        timed.iter().map(|t| t.0).sum::<f64>() / k,
+        timed.iter().map(|t| t.1).sum::<f64>() / k,
+    );
+    let sxx: f64 = timed.iter().map(|t| (t.0 - mx).powi(2)).sum();
+    let sxy: f64 = timed.iter().map(|t| (t.0 - mx) * (t.1 - my)).sum();
+    let (a, b) = if sxx > 0.0 {
+        let b = (sxy / sxx).max(0.0);
+        let a = (my - b * mx).max(0.0);
+        (a, b)
+    } else {
+        (0.0, my / mx.max(1.0))
+    };
+    batches.iter().map(|bt| a + b * work(bt, cfg, n)).sum()
 }

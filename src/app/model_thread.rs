@@ -209,21 +209,9 @@ impl ModelThread {
         spec: &crate::patching::SweepSpec,
     ) -> Result<analysis::Estimate, String> {
         let (m, pairs) = self.prepared(input)?;
-        let n = pairs[0].n_pos();
-        let timing = match self.timings.get(&n) {
-            Some(t) => *t,
-            None => analysis::estimate::measure_forward(&m.model, &pairs[0].clean)
-                .map_err(|e| e.to_string())?,
-        };
-        let est = analysis::estimate::estimate(
-            m.config(),
-            &pairs,
-            spec,
-            &timing,
-            &EngineOptions::default(),
-        );
-        self.timings.insert(n, timing);
-        Ok(est)
+        // Calibrated on the batch shapes this sweep will run.
+        analysis::estimate::measure(&m.model, &pairs, spec, &EngineOptions::default())
+            .map_err(|e| e.to_string())
     }
 
     fn sweep(&mut self, job: JobId, input: &PairsInput, spec: &crate::patching::SweepSpec) {

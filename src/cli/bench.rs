@@ -6,8 +6,13 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use clap::{Args, Subcommand};
 
+use patchbench::analysis::estimate::{estimate, measure, measure_forward};
 use patchbench::model::device::device_name;
 use patchbench::model::{ForwardOptions, HookSpec};
+use patchbench::patching::{
+    prepare_pairs, run_sweep, Corruption, EngineOptions, PromptPair, SweepSpec, Target,
+};
+use patchbench::util::mem::check_elements;
 
 use super::ModelArgs;
 
@@ -17,6 +22,35 @@ pub enum BenchCommand {
     Forward(BenchForwardArgs),
     /// Run one sweep with the fast and the naive method and compare.
     Sweep(BenchSweepArgs),
+    /// The time estimate shown before a sweep against the measured time,
+    /// for one target of each family.
+    Estimate(BenchEstimateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchEstimateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub clean: String,
+    #[arg(long)]
+    pub corrupted: String,
+    #[arg(long)]
+    pub answer: String,
+    #[arg(long)]
+    pub wrong: String,
+    #[command(flatten)]
+    pub bos: super::BosArgs,
+    /// Targets to time (default: one of each family).
+    #[arg(long, value_delimiter = ',', value_parser = parse_target)]
+    pub targets: Vec<Target>,
+    /// Gaussian noise samples of the ROME traces.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
 }
 
 #[derive(Args, Debug)]
@@ -49,13 +83,40 @@ pub struct BenchForwardArgs {
     pub batch: usize,
 }
 
+/// The most timed repetitions `bench forward` runs.
+const MAX_ITERS: usize = 100_000;
+
 pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch 0: batch must be at least 1 (the number of sequences run together)");
+    }
+    if args.tokens == 0 {
+        bail!("--tokens 0: a forward pass needs at least 1 token");
+    }
+    if args.iters == 0 || args.iters > MAX_ITERS {
+        bail!(
+            "--iters {}: timed repetitions must be between 1 and {MAX_ITERS}",
+            args.iters
+        );
+    }
     let m = args.model.load()?;
     let cfg = m.config().clone();
-    let n = args.tokens.max(1);
+    let n = args.tokens;
     if n > cfg.n_ctx {
         bail!("--tokens {n} exceeds the model's context of {}", cfg.n_ctx);
     }
+    // The largest tensors of the pass: the logits at every position, and a
+    // few d_mlp-wide activations per block that live at once.
+    check_elements(
+        "bench forward: --batch x --tokens logits",
+        &[args.batch, n, cfg.d_vocab],
+        4,
+    )?;
+    check_elements(
+        "bench forward: --batch x --tokens activations",
+        &[args.batch, n, cfg.d_mlp.max(cfg.d_model), 4],
+        4,
+    )?;
     let ids: Vec<u32> = (0..args.batch * n)
         .map(|i| ((i * 7919 + 13) % cfg.d_vocab) as u32)
         .collect();
@@ -74,7 +135,7 @@ pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
     };
     forward()?;
     let mut times = Vec::with_capacity(args.iters);
-    for _ in 0..args.iters.max(1) {
+    for _ in 0..args.iters {
         let t = Instant::now();
         forward()?;
         times.push(t.elapsed().as_secs_f64());
@@ -198,6 +259,83 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
     );
     if let (Some(fast), Some(all)) = (fast_peak, peak_rss_mib()) {
         println!("peak RSS {fast:.0} MiB after load + fast sweep, {all:.0} MiB after all methods");
+    }
+    Ok(())
+}
+
+/// The targets `bench estimate` times by default: one per family of cell
+/// layout and batching (packed layer × position, dense heads, per-position
+/// heads, attention patterns, the composite sweeps, ROME traces).
+const ESTIMATE_TARGETS: &[Target] = &[
+    Target::ResidPre,
+    Target::AttnOut,
+    Target::HeadOut,
+    Target::HeadOutByPos,
+    Target::HeadPattern,
+    Target::BlockEvery,
+    Target::HeadsEvery,
+    Target::TraceHidden,
+    Target::TraceMlp,
+];
+
+pub fn bench_estimate(args: &BenchEstimateArgs) -> Result<()> {
+    let m = args.model.load()?;
+    let pair = PromptPair {
+        clean: args.clean.clone(),
+        corrupted: Some(args.corrupted.clone()),
+        answer: args.answer.clone(),
+        wrong: args.wrong.clone(),
+    };
+    let pairs = prepare_pairs(&m.tokenizer, &[pair], args.bos.choice())?;
+    let targets = if args.targets.is_empty() {
+        ESTIMATE_TARGETS.to_vec()
+    } else {
+        args.targets.clone()
+    };
+    println!(
+        "model {}  {} tokens  ({} threads)",
+        m.source,
+        pairs[0].n_pos(),
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "{:<16} {:<9} {:>6} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "target", "corrupt", "cells", "est (s)", "old (s)", "took (s)", "took/est", "took/old"
+    );
+    let opts = EngineOptions::default();
+    let timing = measure_forward(&m.model, &pairs[0].clean)?;
+    for target in targets {
+        let mut spec = SweepSpec::new(target);
+        if matches!(
+            target,
+            Target::TraceHidden | Target::TraceMlp | Target::TraceAttn
+        ) {
+            spec.corruption = Corruption::Gaussian {
+                positions: vec![],
+                scale: None,
+                samples: args.samples,
+                seed: 0,
+            };
+        }
+        if spec.check_model(m.config()).is_err() {
+            continue;
+        }
+        let est = measure(&m.model, &pairs, &spec, &opts)?;
+        let old = estimate(m.config(), &pairs, &spec, &timing, &opts);
+        let start = Instant::now();
+        run_sweep(&m.model, &pairs, &spec, &opts, None, &mut |_| {})?;
+        let took = start.elapsed().as_secs_f64();
+        println!(
+            "{:<16} {:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>8.2} {:>8.2}",
+            target.name(),
+            spec.corruption.name(),
+            est.cells,
+            est.seconds,
+            old.seconds,
+            took,
+            took / est.seconds,
+            took / old.seconds
+        );
     }
     Ok(())
 }

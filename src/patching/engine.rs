@@ -127,7 +127,7 @@ pub fn run_sweep(
 /// Everything that must hold before any forward pass: a sensible spec, a
 /// target the model has, prompt pairs of one length within the context.
 /// Returns the prompt length.
-fn check_inputs(
+pub(crate) fn check_inputs(
     model: &Transformer,
     pairs: &[PreparedPair],
     spec: &SweepSpec,
@@ -156,7 +156,7 @@ fn check_inputs(
 }
 
 /// Every hook some cell patches: the unpatched runs capture these.
-fn patched_hooks(plan: &Plan) -> HashSet<HookPoint> {
+pub(crate) fn patched_hooks(plan: &Plan) -> HashSet<HookPoint> {
     plan.cells
         .iter()
         .flatten()
@@ -281,7 +281,7 @@ type Active = Vec<(usize, usize)>;
 
 /// Splits `cells` into those whose patch changes something, with their
 /// first changed position, and those that reproduce the base run.
-fn split_unchanged(
+pub(crate) fn split_unchanged(
     plan: &Plan,
     run: &RunPair,
     cells: &[usize],
@@ -326,7 +326,7 @@ fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
 
 /// Existing cells (of `only`, if given) grouped by the block where their
 /// earliest patch sits.
-fn layer_groups(plan: &Plan, only: Option<&[usize]>) -> Vec<(usize, Vec<usize>)> {
+pub(crate) fn layer_groups(plan: &Plan, only: Option<&[usize]>) -> Vec<(usize, Vec<usize>)> {
     let mut by_layer: BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, c) in plan.cells.iter().enumerate() {
         if only.is_some_and(|o| !o.contains(&i)) {
