@@ -5,8 +5,10 @@
 //! - `run`: the event loop, `input`: events to actions, `terminal`: setup
 //!   and restoration (panic hook included), `latency`: key-to-frame timing;
 //! - `render`, `layout`, `widgets`, `panes/`: drawing, one file per pane;
-//! - `keymap` (defaults in `keymap.yaml`), `theme` (`themes/*.yaml`).
+//! - `keymap` (defaults in `keymap.yaml`), `theme` (`themes/*.yaml`),
+//!   `colour` (colour values and what the terminal can show).
 
+mod colour;
 pub mod input;
 pub mod keymap;
 pub mod latency;
