@@ -485,3 +485,43 @@ fn clear_words_for_bad_choices() {
     ];
     run_all(cases);
 }
+
+/// An output path that cannot be written is named with the fix, and no
+/// partial file is left.
+#[test]
+fn unwritable_outputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = repo("sessions/ioi-demo.yaml");
+    let s = s.to_str().unwrap();
+    let missing = d.join("no-such-dir/out.csv");
+    let export = |out: &str| -> Vec<String> {
+        ["export", s, "--sweep", "0", "--format", "csv", "--out", out]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let cases = vec![
+        Case::new("export-out-directory", export(d.to_str().unwrap()))
+            .expect(["--out", "is a directory", "sweep.csv"])
+            .untouched([d]),
+        Case::new("export-out-missing-dir", export(missing.to_str().unwrap()))
+            .expect(["no-such-dir", "does not exist"])
+            .untouched([d]),
+        // Devices are written in place, never replaced by a renamed file
+        // (as root that replaced /dev/full itself).
+        Case::new("export-out-dev-full", export("/dev/full"))
+            .expect(["/dev/full", "No space left"])
+            .untouched(["/dev/full"]),
+        Case::new("export-out-dev-null", export("/dev/null"))
+            .succeeds()
+            .untouched(["/dev/null"]),
+        Case::new(
+            "sweep-out-directory",
+            sweep(&["--target", "resid_pre", "--out", d.to_str().unwrap()]),
+        )
+        .expect(["--out", "is a directory"])
+        .untouched([d]),
+    ];
+    run_all(cases);
+}

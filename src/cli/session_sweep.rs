@@ -138,7 +138,8 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
 /// Saves atomically, unless someone else changed the file since we read
 /// it: then the results go to a sibling file rather than overwrite theirs.
 fn write_back(path: &Path, session: &Session, on_disk: &mut Vec<u8>) -> Result<()> {
-    let now = std::fs::read(path).unwrap_or_default();
+    // Read as the session was: a path swapped for a FIFO must not block.
+    let now = io::read_checked(path).unwrap_or_default();
     let text = session::to_yaml(session);
     if now != *on_disk {
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
