@@ -379,3 +379,28 @@ fn fifos_and_devices_as_model_files_are_refused_at_once() {
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     cli_refuses(&zero, "character device");
 }
+
+#[test]
+fn a_hostile_shard_index_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (label, shard) in [
+        ("climbs", "../model.safetensors"),
+        ("absolute", "/dev/zero"),
+        ("empty", ""),
+    ] {
+        let dir = tmp.path().join(label);
+        copy_model("gpt2-tiny", &dir);
+        std::fs::rename(
+            dir.join("model.safetensors"),
+            dir.join("model-00001.safetensors"),
+        )
+        .unwrap();
+        let index = json!({"weight_map": {"transformer.wte.weight": shard}});
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        refused(&dir, &["not a file name in the model directory"]);
+    }
+}

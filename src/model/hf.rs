@@ -116,6 +116,16 @@ pub fn find_files(dir: &Path) -> Result<HfFiles, ModelError> {
         let shards: BTreeSet<&str> = map.values().filter_map(|s| s.as_str()).collect();
         let mut paths = Vec::new();
         for s in shards {
+            // A shard is a file beside the index: an absolute path or one
+            // that climbs out of the directory is a hostile index.
+            let plain = Path::new(s)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain || s.is_empty() {
+                return Err(bad(format!(
+                    "shard {s:?} listed in model.safetensors.index.json is not a file name in the model directory"
+                )));
+            }
             let p = dir.join(s);
             if !p.exists() {
                 return Err(bad(format!(
@@ -205,7 +215,8 @@ fn repo_dir(cache: &Path, id: &str) -> PathBuf {
 /// the most recently modified snapshot that has a `config.json`.
 pub fn cached_snapshot(cache: &Path, id: &str) -> Option<PathBuf> {
     let repo = repo_dir(cache, id);
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
+    // Capped and regular-file only: a FIFO planted in the cache cannot hang a lookup.
+    if let Ok(rev) = read_text_capped(&repo.join("refs").join("main"), 4096, "cache ref") {
         let snap = repo.join("snapshots").join(rev.trim());
         if snap.join("config.json").is_file() {
             return Some(snap);
