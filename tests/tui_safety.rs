@@ -130,3 +130,19 @@ fn messages_are_capped_and_one_line() {
     }
     assert_no_controls(&draw(&s));
 }
+
+#[test]
+fn token_strings_from_a_session_render_escaped_in_the_heatmap() {
+    let mut s = ready();
+    run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    // The token under the cursor (the last position) comes from the file.
+    let pos = s.heatmap.cursor[1];
+    let stored = s.sweeps[0].stored.as_mut().expect("a stored result");
+    stored.clean_tokens.strings[pos] = format!("tok{ESC_CLEAR}");
+    s.focus = patchbench::app::Focus::Heatmap;
+    let screen = draw(&s);
+    assert_no_controls(&screen);
+    let all = screen.join("\n");
+    let readout = format!("pos {pos} \"tok\\e[2J");
+    assert!(all.contains(&readout), "the cursor readout: {all}");
+}

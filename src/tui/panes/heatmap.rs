@@ -17,6 +17,7 @@ use crate::patching::metrics::{Format, REGISTRY};
 
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, fit_right, heat_cell, num, pane_block, trunc};
+use crate::util::text::one_line;
 
 pub struct HeatmapPane<'a> {
     pub state: &'a AppState,
@@ -140,7 +141,7 @@ fn draw_banners(
                 format!(
                     "◀ {} {} ({}/{}) ▶",
                     g.axis_name(p),
-                    g.label(p, cur[p]),
+                    one_line(&g.label(p, cur[p])),
                     cur[p] + 1,
                     g.shape[p]
                 ),
@@ -364,8 +365,8 @@ fn draw_readout(g: &GridRef<'_>, v: &View<'_>, th: &Theme, inner: Rect, buf: &mu
 /// An axis value for the readout: token strings quoted, with their index.
 fn quote(g: &GridRef<'_>, ax: usize, i: usize) -> String {
     match g.axis_name(ax) {
-        "pos" | "dest_pos" => format!("{i} \"{}\"", g.label(ax, i)),
-        _ => g.label(ax, i),
+        "pos" | "dest_pos" => format!("{i} \"{}\"", one_line(&g.label(ax, i))),
+        _ => one_line(&g.label(ax, i)).into_owned(),
     }
 }
 
