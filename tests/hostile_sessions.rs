@@ -128,6 +128,18 @@ fn damaged_stored_results_fail_check() {
             "rerun",
         ],
     ));
+    // Absurd sizes are refused on load, before `sweep --session` allocates.
+    let samples = with_field(
+        "facts-demo.yaml",
+        "sweeps.3.spec.corruption.samples",
+        "1000000000",
+    );
+    let samples = write(d, "samples.yaml", samples);
+    cases.extend(every_command(
+        "samples-billion",
+        &samples,
+        &["samples.yaml", "sweeps[3].spec.corruption.samples", "10000"],
+    ));
     run_all(cases);
 }
 
