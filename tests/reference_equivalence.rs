@@ -89,6 +89,26 @@ impl Worst {
             None => self.0.push((metric.to_string(), d)),
         }
     }
+
+    fn merge(&mut self, other: &Worst) {
+        for (m, d) in &other.0 {
+            self.see(m, *d);
+        }
+    }
+
+    /// The largest difference over the metrics compared absolutely (not the
+    /// normalised ones, which divide by the baselines' spread).
+    fn absolute(&self) -> f32 {
+        let normalised = |m: &str| {
+            REGISTRY
+                .iter()
+                .any(|d| d.name == m && matches!(d.compute, Compute::Normalized { .. }))
+        };
+        self.0
+            .iter()
+            .filter(|(m, _)| !normalised(m))
+            .fold(0f32, |a, (_, d)| a.max(*d))
+    }
 }
 
 /// Tolerance for metric `def` at reference value `want`, given the two
@@ -180,6 +200,7 @@ fn check_family(name: &str) {
     let m = load(name);
     let pairs = prepare_pairs(&m.tokenizer, &[ioi(CLEAN, CORRUPTED)], None).unwrap();
     let mut worst = Worst::default();
+    let mut per_target = Worst::default();
     let mut skipped = Vec::new();
     for (corruption, direction, window) in corruptions() {
         for &target in ALL_TARGETS {
@@ -213,9 +234,17 @@ fn check_family(name: &str) {
             }
             let reference =
                 reference_sweep(&m.model, &pairs, &spec).unwrap_or_else(|e| panic!("{what}: {e}"));
-            compare(&fast(&m, &pairs, &spec), &reference, &what, &mut worst);
+            let mut here = Worst::default();
+            compare(&fast(&m, &pairs, &spec), &reference, &what, &mut here);
+            worst.merge(&here);
+            per_target.see(target.name(), here.absolute());
         }
     }
+    eprintln!(
+        "{name}: max |fast - reference| per target over every direction, corruption and \
+         non-normalised metric: {:?}",
+        per_target.0
+    );
     eprintln!(
         "{name}: max |fast - reference| {:?}; skipped {skipped:?}",
         worst.0
