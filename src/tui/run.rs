@@ -228,25 +228,7 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
     let mut next_autosave = Instant::now() + autosave_every;
     let mut last_draw = Instant::now();
     loop {
-        while let Some(a) = queue.pop_front() {
-            if let Action::Saved {
-                path,
-                kind: SaveKind::Save | SaveKind::SaveAs { .. },
-                result: Ok(()),
-            }
-            | Action::SessionLoaded {
-                path,
-                result: Ok(_),
-            } = &a
-            {
-                autosaves.follow(path);
-            }
-            for c in update(&mut state, a) {
-                if inject == "ui" && matches!(c, Command::Worker(Request::Sweep { .. })) {
-                    panic!("injected panic on the UI thread (PATCHBENCH_INJECT_PANIC=ui)");
-                }
-                execute(c, &worker, &mut autosaves, &mut queue);
-            }
+        if apply_all(&mut queue, &mut state, &worker, &mut autosaves, &inject) {
             dirty = true;
         }
         if state.quit {
@@ -281,6 +263,9 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        // Each event is applied before the next is mapped to an action:
+        // keys typed quickly after one that changes focus or mode (Tab,
+        // then l) arrive in one batch and must be read in the new context.
         for ev in std::iter::once(first).chain(rx.try_iter()) {
             match ev {
                 LoopEvent::Input(ev, t) => {
@@ -294,6 +279,12 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
                 }
                 LoopEvent::Worker(m) => queue.push_back(Action::Worker(m)),
             }
+            if apply_all(&mut queue, &mut state, &worker, &mut autosaves, &inject) {
+                dirty = true;
+            }
+            if state.quit {
+                break;
+            }
         }
         // Keys that mapped to nothing still get a frame (and a sample).
         if !keys_waiting.is_empty() {
@@ -304,6 +295,40 @@ pub fn run(opts: TuiOptions) -> io::Result<()> {
     drop(worker);
     latency.write()?;
     Ok(())
+}
+
+/// Applies every queued action through `update` and carries out the
+/// commands (whose outcomes may queue more); whether anything was applied.
+fn apply_all(
+    queue: &mut VecDeque<Action>,
+    state: &mut AppState,
+    worker: &Worker,
+    autosaves: &mut Autosaves,
+    inject: &str,
+) -> bool {
+    let mut any = false;
+    while let Some(a) = queue.pop_front() {
+        if let Action::Saved {
+            path,
+            kind: SaveKind::Save | SaveKind::SaveAs { .. },
+            result: Ok(()),
+        }
+        | Action::SessionLoaded {
+            path,
+            result: Ok(_),
+        } = &a
+        {
+            autosaves.follow(path);
+        }
+        for c in update(state, a) {
+            if inject == "ui" && matches!(c, Command::Worker(Request::Sweep { .. })) {
+                panic!("injected panic on the UI thread (PATCHBENCH_INJECT_PANIC=ui)");
+            }
+            execute(c, worker, autosaves, queue);
+        }
+        any = true;
+    }
+    any
 }
 
 /// The model thread's test hook for `PATCHBENCH_INJECT_PANIC=worker`: the
