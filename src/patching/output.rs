@@ -7,6 +7,13 @@
 //! order) and `timing`. Missing cells (NaN) are `null`. CSV: one row per
 //! cell, a column per axis and per metric.
 //!
+//! Strings from the model (token and answer strings, component labels,
+//! the model source) can hold any character: the table escapes control
+//! characters ([`one_line`]) so a vocabulary entry cannot drive the
+//! terminal, and CSV cells are escaped the same way and then quoted per
+//! RFC 4180 when they hold a comma or a quote ([`csv_field`]), so every row
+//! stays one line with the columns its header names.
+//!
 //! Metrics are written in registry order ([`METRICS`]); a stored result
 //! that lacks one of them (computed by a build with fewer metrics) has it
 //! written as missing cells rather than failing.
@@ -15,6 +22,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
+
+use crate::util::text::one_line;
 
 use super::metrics::{Metrics, METRICS};
 use super::result::SweepResult;
@@ -67,6 +76,17 @@ fn metrics_nested(metrics: &BTreeMap<String, Vec<f32>>, shape: &[usize]) -> Map<
         .iter()
         .map(|m| (m.to_string(), nest(&column(metrics, m, n), shape)))
         .collect()
+}
+
+/// `s` as one CSV field: control characters (newlines included) escaped,
+/// then quoted with doubled quotes when it holds a comma or a quote.
+pub fn csv_field(s: &str) -> Cow<'_, str> {
+    let s = one_line(s);
+    if s.contains([',', '"']) {
+        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        s
+    }
 }
 
 /// Nests a row-major vector by `shape`.
@@ -149,7 +169,7 @@ impl SweepReport<'_> {
         let header: Vec<String> = r
             .axes
             .iter()
-            .cloned()
+            .map(|a| csv_field(a).into_owned())
             .chain(METRICS.iter().map(|s| s.to_string()))
             .collect();
         out.push_str(&header.join(","));
@@ -170,7 +190,7 @@ impl SweepReport<'_> {
                     if a == "component" {
                         r.components
                             .get(i)
-                            .cloned()
+                            .map(|c| csv_field(c).into_owned())
                             .unwrap_or_else(|| i.to_string())
                     } else {
                         i.to_string()
@@ -202,7 +222,7 @@ impl SweepReport<'_> {
             self.spec.target,
             self.spec.direction,
             self.spec.corruption.name(),
-            self.model,
+            one_line(self.model),
             metric,
             b.clean.get(metric).unwrap_or(f32::NAN),
             b.corrupted.get(metric).unwrap_or(f32::NAN),
@@ -221,7 +241,14 @@ impl SweepReport<'_> {
         let (nr, nc) = (r.shape[rows_axis], r.shape[cols_axis]);
         let col_label = |j: usize| -> String {
             match r.axes[cols_axis].as_str() {
-                "pos" | "dest_pos" => self.clean.strings.get(j).cloned().unwrap_or_default(),
+                // A newline token is common enough to get a readable mark;
+                // every other control character is escaped.
+                "pos" | "dest_pos" => self
+                    .clean
+                    .strings
+                    .get(j)
+                    .map(|t| one_line(&t.replace('\n', "⏎")).into_owned())
+                    .unwrap_or_default(),
                 a => format!("{}{j}", &a[..1].to_uppercase()),
             }
         };
@@ -230,14 +257,13 @@ impl SweepReport<'_> {
                 let name = r
                     .components
                     .get(blk)
-                    .cloned()
+                    .map(|c| one_line(c).into_owned())
                     .unwrap_or_else(|| format!("{} {blk}", r.axes[0]));
                 out.push_str(&format!("\n[{name}]\n"));
             }
             out.push_str(&format!("{:>8}", r.axes[rows_axis]));
             for j in 0..nc {
-                let mut l: String = col_label(j).chars().take(7).collect();
-                l = l.replace('\n', "⏎");
+                let l: String = col_label(j).chars().take(7).collect();
                 out.push_str(&format!(" {l:>7}"));
             }
             out.push('\n');
