@@ -2,7 +2,9 @@
 //! `Faults`) is reported as that job's failure plus a `WorkerFailed`
 //! message, the model stays loaded, and the next job succeeds; a panic
 //! that takes the model thread down is reported and the thread restarts,
-//! reloading the model, with the next request. Then the UI side: `update`
+//! reloading the model, with the next request; a panic that takes the
+//! tokenizer thread down is reported, its lost job answered, and the thread
+//! restarts by itself so token rows keep updating. Then the UI side: `update`
 //! shows the message in a popup, escaped, and keeps the session.
 
 mod app_support;
@@ -155,6 +157,87 @@ fn a_dead_model_thread_is_restarted_with_the_model_reloaded() {
     };
     assert!(reloaded, "the model is loaded again before the sweep");
     assert!(cells > 0);
+}
+
+/// A hook that panics on the first tokenisation request only.
+fn panic_on_first_tokenize() -> Arc<dyn Fn(&Request) + Send + Sync> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |r: &Request| {
+        if matches!(r, Request::Tokenize { .. }) && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("injected failure \u{1b}[2J in the tokenizer");
+        }
+    })
+}
+
+fn tokenize(job: u64) -> Request {
+    Request::Tokenize {
+        job,
+        input: PairsInput {
+            pairs: vec![patchbench::app::example_pair(FIXTURE)],
+            prepend_bos: None,
+        },
+    }
+}
+
+#[test]
+fn a_dead_tokenizer_thread_is_reported_and_restarted() {
+    let (w, rx) = spawn(Faults {
+        in_job: None,
+        outside_job: Some(panic_on_first_tokenize()),
+    });
+    w.send(load());
+    wait_loaded(&rx);
+    w.send(tokenize(1));
+    // The job in flight is answered with the error, then the popup message
+    // (not `thread_stopped`: the model thread and its jobs are untouched).
+    let mut answered = false;
+    let error = loop {
+        match next(&rx) {
+            WorkerMsg::Tokenized { job: 1, result } => {
+                assert!(result.pairs.is_empty(), "{result:?}");
+                assert!(
+                    result.problems[0].contains("tokenizer thread stopped"),
+                    "{result:?}"
+                );
+                answered = true;
+            }
+            WorkerMsg::WorkerFailed {
+                error,
+                thread_stopped: false,
+            } => break error,
+            other => panic!("expected the failure of job 1, got {other:?}"),
+        }
+    };
+    assert!(
+        answered,
+        "the lost job is answered before the popup message"
+    );
+    assert!(error.contains("tokenizer thread stopped"), "{error}");
+    assert!(
+        error.contains("injected failure \\e[2J"),
+        "escaped: {error}"
+    );
+    assert!(error.contains("has restarted"), "{error}");
+    // The restarted thread kept the tokenizer and answers the next request.
+    w.send(tokenize(2));
+    match next(&rx) {
+        WorkerMsg::Tokenized { job: 2, result } => {
+            assert!(result.problems.is_empty(), "{result:?}");
+            assert_eq!(result.pairs.len(), 1);
+            assert!(!result.pairs[0].clean.is_empty());
+        }
+        other => panic!("expected job 2's tokens, got {other:?}"),
+    }
+    // And the model thread was never disturbed: a sweep runs without a reload.
+    w.send(sweep(3));
+    loop {
+        match next(&rx) {
+            WorkerMsg::ModelLoaded(_) => panic!("the model was reloaded"),
+            WorkerMsg::SweepDone { job: 3, .. } => break,
+            WorkerMsg::SweepFailed { job: 3, error, .. } => panic!("{error}"),
+            _ => {}
+        }
+    }
 }
 
 #[test]

@@ -22,13 +22,14 @@ use super::messages::Request;
 /// The longest panic message carried in a reply.
 const MAX_PANIC_CHARS: usize = 500;
 
-/// A hook run on the model thread with each request.
+/// A hook run on a worker thread with each request.
 pub type FaultHook = Arc<dyn Fn(&Request) + Send + Sync>;
 
-/// Test hooks: code run with each request on the model thread. A hook that
-/// panics simulates a bug there. `in_job` runs inside the job boundary (a
-/// failed job); `outside_job` runs outside it (the thread dies, and the
-/// worker must restart it).
+/// Test hooks: code run with each request on the model thread (and with
+/// each `Tokenize` request on the tokenizer thread). A hook that panics
+/// simulates a bug there. `in_job` runs inside the job boundary (a failed
+/// job); `outside_job` runs outside it (the thread dies, and must be
+/// restarted).
 #[derive(Clone, Default)]
 pub struct Faults {
     pub in_job: Option<FaultHook>,

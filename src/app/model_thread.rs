@@ -40,7 +40,7 @@ fn coalesce(queue: Vec<Request>) -> Vec<Request> {
     [load, est, drill, sweep].into_iter().flatten().collect()
 }
 
-/// A request to the tokenizer thread (which `worker` runs).
+/// A request to the tokenizer thread (`tokenize::tokenizer_thread`).
 pub(crate) enum TokRequest {
     SetTokenizer(Arc<Tokenizer>),
     Tokenize { job: JobId, input: PairsInput },

@@ -11,17 +11,15 @@
 //! between batches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, SendError, Sender};
+use std::sync::mpsc::{channel, SendError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::model::Tokenizer;
-
-use super::guard::{guarded, Faults};
+use super::guard::Faults;
 use super::messages::*;
 use super::model_thread::{ModelThread, TokRequest};
-use super::tokenize::tokenize_pairs;
+use super::tokenize::tokenizer_thread;
 
 pub use super::messages::Sink;
 
@@ -51,7 +49,8 @@ pub struct Worker {
     tok_thread: Option<JoinHandle<()>>,
 }
 
-/// Tells the UI when a thread dies of a panic outside the job boundary.
+/// Tells the UI when the model thread dies of a panic outside the job
+/// boundary. (The tokenizer thread restarts itself: see `tokenize`.)
 struct Sentinel(Sink, &'static str);
 
 impl Drop for Sentinel {
@@ -106,13 +105,10 @@ impl Worker {
             faults,
         };
         let model = spawn_model_thread(&shared);
-        let sentinel = Sentinel(sink.clone(), "tokenizer");
+        let tok_faults = shared.faults.clone();
         let tok_thread = std::thread::Builder::new()
             .name("patchbench-tokenize".into())
-            .spawn(move || {
-                let _sentinel = sentinel;
-                tokenizer_thread(tok_rx, sink)
-            })
+            .spawn(move || tokenizer_thread(tok_rx, sink, tok_faults))
             .expect("spawning the tokenizer thread");
         Worker {
             shared,
@@ -207,34 +203,4 @@ fn lower_priority() {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
     let _ = rayon::ThreadPoolBuilder::new().build_global();
-}
-
-fn tokenizer_thread(rx: Receiver<TokRequest>, sink: Sink) {
-    let mut tok: Option<Arc<Tokenizer>> = None;
-    while let Ok(first) = rx.recv() {
-        let mut last = None;
-        for r in std::iter::once(first).chain(rx.try_iter()) {
-            match r {
-                TokRequest::SetTokenizer(t) => tok = Some(t),
-                TokRequest::Tokenize { job, input } => last = Some((job, input)),
-            }
-        }
-        if let (Some(t), Some((job, input))) = (&tok, last) {
-            match guarded("tokenising the prompts", || tokenize_pairs(t, &input)) {
-                Ok(result) => sink(WorkerMsg::Tokenized { job, result }),
-                Err(error) => {
-                    let problems = vec![error.clone()];
-                    let result = Tokenized {
-                        problems,
-                        ..Default::default()
-                    };
-                    sink(WorkerMsg::Tokenized { job, result });
-                    sink(WorkerMsg::WorkerFailed {
-                        error,
-                        thread_stopped: false,
-                    });
-                }
-            }
-        }
-    }
 }
