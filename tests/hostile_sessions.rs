@@ -185,6 +185,12 @@ fn strings_from_the_file_reach_the_terminal_escaped_and_clipped() {
 #[test]
 fn absurd_numbers_are_refused_with_the_field() {
     let gauss = "sweeps.3.spec.corruption";
+    // Values serde cannot read are reported at the field inside the
+    // corruption, not at the enclosing spec.
+    const SAMPLES: &str = "sweeps[3].spec.corruption.samples";
+    const SCALE: &str = "sweeps[3].spec.corruption.scale";
+    const SEED: &str = "sweeps[3].spec.corruption.seed";
+    const POSITIONS: &str = "sweeps[3].spec.corruption.positions";
     let table: &[(&str, &str, &str, &[&str])] = &[
         ("facts", "version", "-1", &["version", "version: 1"]),
         ("facts", "version", "0", &["version", "version: 1"]),
@@ -200,25 +206,20 @@ fn absurd_numbers_are_refused_with_the_field() {
             "18446744073709551615",
             &["samples", "10000"],
         ),
-        ("facts", "samples", "18446744073709551616", &["samples"]),
-        ("facts", "samples", "-1", &["samples", "-1"]),
-        ("facts", "samples", ".nan", &["samples"]),
-        ("facts", "samples", "1e400", &["samples"]),
+        ("facts", "samples", "18446744073709551616", &[SAMPLES]),
+        ("facts", "samples", "-1", &[SAMPLES, "-1"]),
+        ("facts", "samples", ".nan", &[SAMPLES]),
+        ("facts", "samples", "1e400", &[SAMPLES]),
         ("facts", "scale", "0", &["scale", "positive"]),
         ("facts", "scale", "-1.5", &["scale", "positive"]),
         ("facts", "scale", ".nan", &["scale", "positive"]),
         ("facts", "scale", ".inf", &["scale", "positive"]),
         ("facts", "scale", "-.inf", &["scale", "positive"]),
-        ("facts", "scale", "1e400", &["sweeps[3].spec", "1e400"]),
-        ("facts", "seed", "-1", &["seed"]),
-        ("facts", "seed", "18446744073709551616", &["seed"]),
-        ("facts", "positions", "[-1]", &["positions"]),
-        (
-            "facts",
-            "positions",
-            "[99999999999999999999]",
-            &["positions"],
-        ),
+        ("facts", "scale", "1e400", &[SCALE, "1e400"]),
+        ("facts", "seed", "-1", &[SEED]),
+        ("facts", "seed", "18446744073709551616", &[SEED]),
+        ("facts", "positions", "[-1]", &[POSITIONS]),
+        ("facts", "positions", "[99999999999999999999]", &[POSITIONS]),
         ("facts", "sweeps.3.spec.window", "-1", &["window"]),
         ("facts", "sweeps.3.spec.window", "1e400", &["window"]),
         (

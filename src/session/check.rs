@@ -13,6 +13,7 @@ use serde_yaml::Value;
 
 use crate::patching::PromptPair;
 
+use super::corruption_path;
 use super::diagnose::from_serde;
 use super::error::{Problem, SessionError};
 use super::io::{check_version, parse_tree, read_checked, strip_bom};
@@ -91,7 +92,8 @@ pub fn check_bytes(bytes: &[u8], origin: &Path) -> CheckReport {
             }
         }
         Err(e) => {
-            let first = from_serde(&e, &text, false);
+            let mut first = from_serde(&e, &text, false);
+            corruption_path::refine(&mut first, &tree);
             // A section's own parse stops at the same first error (without
             // the inner path), so the section holding it is not repeated.
             let covered = |p: &Problem| {
@@ -103,6 +105,10 @@ pub fn check_bytes(bytes: &[u8], origin: &Path) -> CheckReport {
             let rest: Vec<Problem> = sections(&tree)
                 .into_iter()
                 .filter(|p| !covered(p) && (version_ok || !about_version(p)))
+                .map(|mut p| {
+                    corruption_path::refine(&mut p, &tree);
+                    p
+                })
                 .collect();
             if version_ok || !about_version(&first) {
                 problems.push(first);

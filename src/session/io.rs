@@ -28,7 +28,7 @@ use crate::util::fs as fs_util;
 
 use super::error::{Problem, SessionError, MAX_SESSION_BYTES};
 use super::model::{Session, READABLE_VERSIONS, SESSION_VERSION};
-use super::{diagnose, emit, validate};
+use super::{corruption_path, diagnose, emit, validate};
 
 /// A loaded session and the repairs made while loading it.
 #[derive(Debug, Clone)]
@@ -104,8 +104,11 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Loaded, SessionError> {
     };
     let tree = parse_tree(text).map_err(|p| invalid(vec![p]))?;
     check_version(&tree).map_err(|p| invalid(vec![p]))?;
-    let mut session: Session = serde_yaml::from_str(text)
-        .map_err(|e| invalid(vec![diagnose::from_serde(&e, text, false)]))?;
+    let mut session: Session = serde_yaml::from_str(text).map_err(|e| {
+        let mut p = diagnose::from_serde(&e, text, false);
+        corruption_path::refine(&mut p, &tree);
+        invalid(vec![p])
+    })?;
     let problems = validate::semantics(&mut session);
     let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.is_error());
     if !errors.is_empty() {

@@ -4,7 +4,8 @@
 //! - `io`: every read and write of session YAML — checked loading with
 //!   precise errors, the diff-friendly layout of `emit`, atomic saves;
 //! - `diagnose`, `validate`, `check`: parser errors with hints, semantic
-//!   checks, and the every-problem report of `patchbench check`;
+//!   checks, and the every-problem report of `patchbench check`
+//!   (`corruption_path` names the bad field inside a sweep's corruption);
 //! - `results`: storing a finished sweep, staleness, the export report;
 //! - `autosave`: crash recovery; `dirs`: where sessions live and the
 //!   browser's listing; `svg`: the heatmap figure; `time`: timestamps.
@@ -13,6 +14,7 @@
 
 pub mod autosave;
 pub mod check;
+mod corruption_path;
 mod diagnose;
 pub mod dirs;
 mod emit;
