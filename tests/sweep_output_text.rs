@@ -1,11 +1,12 @@
 //! Sweep outputs with hostile vocabulary strings: a token (or a component
 //! label, or the model source) holding ESC, other control characters, a
 //! comma, a quote or a newline never reaches the terminal raw in the table,
-//! and is a single valid field in CSV.
+//! is a single valid field in CSV, and is escaped in JSON without changing
+//! the string it parses back to.
 
 use std::collections::BTreeMap;
 
-use patchbench::patching::output::{csv_field, SweepReport, TokenList};
+use patchbench::patching::output::{csv_field, json_text, SweepReport, TokenList};
 use patchbench::patching::result::{Baselines, Timing};
 use patchbench::patching::{Metrics, SweepResult, SweepSpec, Target, METRICS};
 
@@ -176,4 +177,26 @@ fn csv_field_leaves_plain_text_alone() {
     assert_eq!(csv_field("x,y"), "\"x,y\"");
     assert_eq!(csv_field("\"q\""), "\"\"\"q\"\"\"");
     assert_eq!(csv_field("a\r\nb"), "a\\r\\nb");
+}
+
+#[test]
+fn json_escapes_what_serde_leaves_raw_and_keeps_the_strings_exact() {
+    let r = result(&["layer", "pos"], &[1, 3], &[]);
+    let spec = SweepSpec::new(Target::ResidPre);
+    let toks = [HOSTILE, "\u{9b}2J\u{7f}", "x\u{202e}y"];
+    let rep = report(&r, &spec, &toks);
+    let text = json_text(&rep.to_json());
+    assert_no_controls(&text);
+    assert!(!text.contains('\u{202e}'), "{text}");
+    assert!(text.contains("\\u009b"), "{text}");
+    let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let strings: Vec<&str> = back["clean_tokens"]["strings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(strings, toks);
+    assert_eq!(back["wrong"]["string"], "\u{9b}31m");
+    assert_eq!(back, rep.to_json());
 }

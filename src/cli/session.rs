@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use patchbench::model::device::{parse_device, parse_dtype};
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
+use patchbench::patching::output::json_text;
 use patchbench::patching::METRICS;
 use patchbench::session::{
     self, dirs::resolve_model_source, io, results, Problem, Session, Severity,
@@ -180,7 +181,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     }
     let report = results::report(&s, entry).context("stored result")?;
     let text = match args.format {
-        ExportFormat::Json => serde_json::to_string_pretty(&report.to_json())? + "\n",
+        ExportFormat::Json => json_text(&report.to_json()) + "\n",
         ExportFormat::Csv => report.to_csv(),
         ExportFormat::Svg => {
             let metric = args.metric.as_deref().unwrap_or(&s.ui.metric);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+use patchbench::patching::output::json_text;
 use patchbench::patching::{run_sweep, Method};
 use patchbench::session::{self, io, results, Session};
 
@@ -167,8 +168,8 @@ fn print_reports(cmd: &SweepCmd, path: &Path, session: &Session, ran: &[usize]) 
             serde_json::to_string_pretty(&reports[0].to_json())? + "\n"
         }
         SweepFormat::Json => {
-            let all: Vec<_> = reports.iter().map(|r| r.to_json()).collect();
-            serde_json::to_string_pretty(&all)? + "\n"
+            let all = reports.iter().map(|r| r.to_json()).collect();
+            json_text(&serde_json::Value::Array(all)) + "\n"
         }
         SweepFormat::Csv if reports.len() == 1 => reports[0].to_csv(),
         SweepFormat::Csv => bail!(

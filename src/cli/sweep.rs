@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use patchbench::model::LoadedModel;
-use patchbench::patching::output::{SweepReport, TokenList};
+use patchbench::patching::output::{json_text, SweepReport, TokenList};
 use patchbench::patching::{
     prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair,
     PromptPair, SweepResult, SweepSpec, Target, MAX_SAMPLES, METRICS,
@@ -305,7 +305,7 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     let result = result?;
     let rep = report(&m, &spec, &pairs[0], &result);
     let text = match cmd.format {
-        SweepFormat::Json => serde_json::to_string_pretty(&rep.to_json())? + "\n",
+        SweepFormat::Json => json_text(&rep.to_json()) + "\n",
         SweepFormat::Csv => rep.to_csv(),
         SweepFormat::Table => {
             let color = cmd.out.is_none()

@@ -12,7 +12,10 @@
 //! characters ([`one_line`]) so a vocabulary entry cannot drive the
 //! terminal, and CSV cells are escaped the same way and then quoted per
 //! RFC 4180 when they hold a comma or a quote ([`csv_field`]), so every row
-//! stays one line with the columns its header names.
+//! stays one line with the columns its header names. JSON keeps strings
+//! exact: serde escapes C0 controls, and [`json_text`] also writes DEL, the
+//! C1 controls (0x9B is CSI) and bidirectional overrides as `\uXXXX`,
+//! which parse back to the same string.
 //!
 //! Metrics are written in registry order ([`METRICS`]); a stored result
 //! that lacks one of them (computed by a build with fewer metrics) has it
@@ -87,6 +90,31 @@ pub fn csv_field(s: &str) -> Cow<'_, str> {
     } else {
         s
     }
+}
+
+/// `v` as pretty JSON with nothing a terminal acts on: serde_json leaves
+/// DEL, C1 controls and bidirectional overrides raw, so they are written as
+/// `\uXXXX` escapes (inside strings, the only place they can occur).
+pub fn json_text(v: &Value) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
+    let unsafe_char = |c: char| {
+        c != '\n'
+            && (c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    };
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        // Newlines and indentation are serde's own layout, never inside a
+        // string (where serde has escaped them).
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Nests a row-major vector by `shape`.
