@@ -13,4 +13,21 @@ cargo clippy --all-targets -- -D warnings
 if command -v nvcc >/dev/null 2>&1; then
   cargo check --features cuda
 fi
+# A short fuzz pass over the parsers that read user files (GGUF header and
+# metadata, safetensors header, tokenizer, session YAML); a crash fails the
+# run and leaves its input in tools/fuzz/artifacts/. cargo-fuzz is installed
+# when missing; only a failed install (no registry) skips the pass.
+fuzz_seconds="${PATCHBENCH_FUZZ_SECONDS:-30}"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked ||
+    echo "test.sh: cargo-fuzz could not be installed; skipping the fuzz pass" >&2
+fi
+if command -v cargo-fuzz >/dev/null 2>&1; then
+  RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir tools/fuzz
+  for target in gguf_header safetensors_header tokenizer session_yaml; do
+    scripts/fuzz.sh "$target" "$fuzz_seconds"
+  done
+fi
+
 cargo test --all-targets
+

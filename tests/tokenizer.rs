@@ -18,6 +18,24 @@ use tokenizers::{AddedToken, PaddingParams, PaddingStrategy};
 
 // ---------------------------------------------------------------- GPT-2
 
+/// Found by fuzzing (`scripts/fuzz.sh tokenizer`): a raw control character
+/// in a string of the `decoder` object made the tokenizers crate panic.
+#[test]
+fn a_json_syntax_error_inside_the_decoder_is_an_error_not_a_panic() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny/tokenizer.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let bad = text.replacen("\"type\": \"ByteLevel\"", "\"type\": \"Byte\u{1}Level\"", 1);
+    assert_ne!(bad, text, "the fixture's decoder moved; update this test");
+    let err = Tokenizer::from_json_bytes(bad.as_bytes(), "bad tokenizer.json").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TokenizerError::Invalid { .. }), "{msg}");
+    assert!(
+        msg.contains("bad tokenizer.json") && msg.contains("control character"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn gpt2_matches_transformers() {
     let t = Tokenizer::gpt2();

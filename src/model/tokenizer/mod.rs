@@ -147,14 +147,21 @@ impl Tokenizer {
 
     /// Parses the contents of a `tokenizer.json`; `origin` names it in errors.
     pub fn from_json_bytes(bytes: &[u8], origin: &str) -> Result<Self, TokenizerError> {
+        let invalid = |reason: String| TokenizerError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+            fix: "use the model's Hugging Face tokenizer.json (not tokenizer_config.json), \
+                  re-downloaded if it may be truncated"
+                .to_owned(),
+        };
+        // The tokenizers crate panics (an `expect` in its decoder
+        // deserialiser) on a JSON syntax error inside the `decoder` object,
+        // found by fuzzing. Checking the whole text is well-formed JSON first
+        // (without building it) turns every such file into an error.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| invalid(e.to_string()))?;
         let mut inner =
-            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Invalid {
-                origin: origin.to_owned(),
-                reason: e.to_string(),
-                fix: "use the model's Hugging Face tokenizer.json (not tokenizer_config.json), \
-                      re-downloaded if it may be truncated"
-                    .to_owned(),
-            })?;
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
         // A saved tokenizer may pad or truncate; a prompt must stay exactly its tokens.
         inner.with_padding(None);
         let _ = inner.with_truncation(None);
