@@ -25,15 +25,27 @@ fn a_json_syntax_error_inside_the_decoder_is_an_error_not_a_panic() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny/tokenizer.json");
     let text = std::fs::read_to_string(path).unwrap();
-    let bad = text.replacen("\"type\": \"ByteLevel\"", "\"type\": \"Byte\u{1}Level\"", 1);
-    assert_ne!(bad, text, "the fixture's decoder moved; update this test");
-    let err = Tokenizer::from_json_bytes(bad.as_bytes(), "bad tokenizer.json").unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, TokenizerError::Invalid { .. }), "{msg}");
+    let decoder = "\"decoder\": {\n    \"type\": \"ByteLevel\"";
     assert!(
-        msg.contains("bad tokenizer.json") && msg.contains("control character"),
-        "{msg}"
+        text.contains(decoder),
+        "the fixture's decoder moved; update this test"
     );
+    // A raw control character, then a lone surrogate escape, in a string of
+    // the decoder object.
+    for broken in ["Byte\u{1}Level", "\\udc00"] {
+        let bad = text.replacen(
+            decoder,
+            &format!("\"decoder\": {{\n    \"type\": \"{broken}\""),
+            1,
+        );
+        let err = Tokenizer::from_json_bytes(bad.as_bytes(), "bad tokenizer.json").unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TokenizerError::Invalid { .. }), "{msg}");
+        assert!(
+            msg.contains("bad tokenizer.json") && msg.contains("line 30"),
+            "{msg}"
+        );
+    }
 }
 
 #[test]

@@ -155,11 +155,12 @@ impl Tokenizer {
                 .to_owned(),
         };
         // The tokenizers crate panics (an `expect` in its decoder
-        // deserialiser) on a JSON syntax error inside the `decoder` object,
-        // found by fuzzing. Checking the whole text is well-formed JSON first
-        // (without building it) turns every such file into an error.
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-            .map_err(|e| invalid(e.to_string()))?;
+        // deserialiser) on any JSON error inside the `decoder` object: a raw
+        // control character, a lone surrogate escape (both found by
+        // fuzzing). Parsing the whole text as JSON first, strings decoded,
+        // turns every such file into an error; a skim that does not decode
+        // strings misses the surrogates.
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut inner =
             tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
         // A saved tokenizer may pad or truncate; a prompt must stay exactly its tokens.
