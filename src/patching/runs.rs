@@ -81,6 +81,7 @@ pub fn build_runs(
 }
 
 /// One unpatched forward: what it captured, its keys/values, last-position logits.
+#[derive(Clone)]
 struct Run {
     cache: ActivationCache,
     kv: KvCache,
@@ -233,11 +234,7 @@ impl<'a> Builder<'a> {
                 self.push(pi, p, &clean, corr, corr_metrics, &p.corrupted, None, &src)
             }
             Direction::Noise => {
-                let base = Run {
-                    cache: clean.run.cache.clone(),
-                    kv: clean.run.kv.clone(),
-                    logits: clean.run.logits.clone(),
-                };
+                let base = clean.run.clone();
                 self.push(
                     pi,
                     p,
@@ -281,11 +278,7 @@ impl<'a> Builder<'a> {
                     self.push(pi, p, &clean, run, m, &p.clean, Some(edit), &src)
                 }
                 Direction::Noise => {
-                    let base = Run {
-                        cache: clean.run.cache.clone(),
-                        kv: clean.run.kv.clone(),
-                        logits: clean.run.logits.clone(),
-                    };
+                    let base = clean.run.clone();
                     self.push(
                         pi,
                         p,
