@@ -13,11 +13,12 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::app::grid::GridRef;
 use crate::app::{AppState, Focus};
-use crate::patching::metrics::{Format, REGISTRY};
-
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{fit, fit_right, heat_cell, num, pane_block, trunc};
+use crate::tui::widgets::{fit, fit_right, heat_cell, pane_block, trunc};
 use crate::util::text::one_line;
+
+mod readout;
+use readout::draw_readout;
 
 pub struct HeatmapPane<'a> {
     pub state: &'a AppState,
@@ -319,89 +320,4 @@ fn cell(
         };
     }
     (text, style)
-}
-
-/// Below the grid: the legend, where the cursor is, and every metric of
-/// the cell under it.
-fn draw_readout(g: &GridRef<'_>, v: &View<'_>, th: &Theme, inner: Rect, buf: &mut Buffer) {
-    let y = inner.bottom() - FOOTER;
-    let view = (v.r0, v.r1, v.c0, v.c1);
-    let l0 = legend(v.centre, v.half, v.metric, v.nr, v.nc, view, th);
-    put_line(buf, inner, y, l0);
-    let cell = g.index(&v.cur);
-    let mut where_ = Vec::new();
-    for ax in [v.page_ax, Some(v.row_ax), Some(v.col_ax)]
-        .into_iter()
-        .flatten()
-    {
-        where_.push(format!("{} {}", g.axis_name(ax), quote(g, ax, v.cur[ax])));
-    }
-    let mut l1 = vec![Span::styled(where_.join(" · "), th.style("axis.cursor"))];
-    let l2 = match g.metrics(cell) {
-        Some(m) => {
-            let mut spans = Vec::new();
-            for (def, x) in REGISTRY.iter().zip(m.values()) {
-                let st = if def.name == v.metric {
-                    th.style("field.selected")
-                } else {
-                    th.style("text")
-                };
-                spans.push(Span::styled(format!("{} ", def.short), th.style("muted")));
-                let shown = match def.format {
-                    Format::Integer => format!("{x:.0}"),
-                    Format::Real => num(x),
-                };
-                spans.push(Span::styled(format!("{shown}  "), st));
-            }
-            l1.push(Span::styled("  Enter drills down", th.style("hint")));
-            Line::from(spans)
-        }
-        None => Line::styled("not computed yet", th.style("muted")),
-    };
-    put_line(buf, inner, y + 1, Line::from(l1));
-    put_line(buf, inner, y + 2, l2);
-}
-
-/// An axis value for the readout: token strings quoted, with their index.
-fn quote(g: &GridRef<'_>, ax: usize, i: usize) -> String {
-    match g.axis_name(ax) {
-        "pos" | "dest_pos" => format!("{i} \"{}\"", one_line(&g.label(ax, i))),
-        _ => one_line(&g.label(ax, i)).into_owned(),
-    }
-}
-
-fn legend<'a>(
-    centre: f32,
-    half: f32,
-    metric: &str,
-    nr: usize,
-    nc: usize,
-    view: (usize, usize, usize, usize),
-    th: &Theme,
-) -> Line<'a> {
-    let mut spans = vec![Span::styled(
-        format!("{} ", num(centre - half)),
-        th.style("muted"),
-    )];
-    for k in -5..=5 {
-        let t = k as f32 / 5.0;
-        let (text, st) = heat_cell(t, None, 2, th);
-        spans.push(Span::styled(text, st));
-    }
-    spans.push(Span::styled(
-        format!(" {}", num(centre + half)),
-        th.style("muted"),
-    ));
-    spans.push(Span::styled(
-        format!("  no effect = {} ({metric})", num(centre)),
-        th.style("hint"),
-    ));
-    let (r0, r1, c0, c1) = view;
-    if r1 - r0 < nr || c1 - c0 < nc {
-        spans.push(Span::styled(
-            format!("  rows {}-{}/{nr} cols {}-{}/{nc}", r0, r1 - 1, c0, c1 - 1),
-            th.style("hint"),
-        ));
-    }
-    Line::from(spans)
 }
