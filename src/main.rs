@@ -14,6 +14,9 @@ fn main() {
             cli::bench::bench_forward(a)
         }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Sweep(a))) => cli::bench::bench_sweep(a),
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Load(a))) => {
+            cli::bench_load::bench_load(a)
+        }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Estimate(a))) => {
             cli::bench::bench_estimate(a)
         }

@@ -19,10 +19,7 @@ use patchbench::patching::{
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2-tiny");
 
 fn setup() -> (LoadedModel, Vec<patchbench::patching::PreparedPair>) {
-    let opts = LoadOptions {
-        device: candle_core::Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     let m = LoadedModel::load(FIXTURE, &opts).expect("the gpt2-tiny fixture loads");
     let pair = patchbench::app::example_pair(FIXTURE);
     let pairs = prepare_pairs(&m.tokenizer, &[pair], None).unwrap();
@@ -143,7 +140,7 @@ fn the_worker_streams_normalised_cells_for_every_corruption() {
     worker.send(Request::Load(LoadSpec {
         source: FIXTURE.into(),
         device: "cpu".into(),
-        dtype: "f32".into(),
+        weights: "f32".into(),
     }));
     loop {
         match next() {

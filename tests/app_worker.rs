@@ -28,7 +28,7 @@ fn load() -> Request {
     Request::Load(LoadSpec {
         source: FIXTURE.into(),
         device: "cpu".into(),
-        dtype: "f32".into(),
+        weights: "f32".into(),
     })
 }
 

@@ -15,10 +15,7 @@ const CLEAN: &str = "When Mary and John went to the store, John gave a drink to"
 const CORRUPTED: &str = "When John and Mary went to the store, John gave a drink to";
 
 fn load(name: &str) -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(fixture(name).to_str().unwrap(), &opts).unwrap()
 }
 

@@ -5,7 +5,6 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device};
 use patchbench::demo::{circuits, eval, train};
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -14,10 +13,7 @@ use patchbench::patching::{
 };
 
 fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    }
+    LoadOptions::cpu()
 }
 
 fn demo() -> &'static LoadedModel {

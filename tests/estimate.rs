@@ -7,7 +7,6 @@ mod common;
 
 use std::process::Command;
 
-use candle_core::{DType, Device};
 use common::fixture;
 use patchbench::analysis::estimate::measure;
 use patchbench::model::loaded::LoadOptions;
@@ -19,10 +18,7 @@ use patchbench::patching::{
 
 #[test]
 fn the_estimate_counts_the_passes_the_engine_runs() {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     for family in ["gpt2-tiny", "llama-tiny"] {
         let m = LoadedModel::load(fixture(family).to_str().unwrap(), &opts).unwrap();
         let pair = PromptPair {

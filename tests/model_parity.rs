@@ -11,10 +11,7 @@ use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{ForwardOptions, HookPoint, HookSpec, LoadedModel};
 
 fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    }
+    LoadOptions::cpu()
 }
 
 /// Loads a fixture, checks tokenisation, runs it capturing the reference

@@ -4,7 +4,6 @@
 
 mod common;
 
-use candle_core::Device;
 use common::fixture;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -15,10 +14,7 @@ use patchbench::patching::{
 };
 
 fn load(name: &str) -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(fixture(name).to_str().unwrap(), &opts).unwrap()
 }
 

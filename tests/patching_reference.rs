@@ -19,7 +19,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device};
 use common::fixture;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -240,14 +239,8 @@ fn check_fixture(name: &str) {
     assert_eq!(prompts["answer"], ANSWER);
     assert_eq!(prompts["wrong"], WRONG);
 
-    let m = LoadedModel::load(
-        fixture(name).to_str().unwrap(),
-        &LoadOptions {
-            device: Device::Cpu,
-            dtype: DType::F32,
-        },
-    )
-    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let m = LoadedModel::load(fixture(name).to_str().unwrap(), &LoadOptions::cpu())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let pair = PromptPair {
         clean: CLEAN.into(),
         corrupted: Some(CORRUPTED.into()),

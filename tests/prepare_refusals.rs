@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use common::fixture;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -18,10 +18,7 @@ use patchbench::patching::{
 };
 
 fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    }
+    LoadOptions::cpu()
 }
 
 fn pair(clean: &str, corrupted: Option<&str>, answer: &str, wrong: &str) -> PromptPair {

@@ -11,7 +11,6 @@
 
 mod common;
 
-use candle_core::{DType, Device};
 use common::fixture;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -32,10 +31,7 @@ use patchbench::patching::{
 const TOL: f32 = 1e-5;
 
 fn load(name: &str) -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(fixture(name).to_str().unwrap(), &opts)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }

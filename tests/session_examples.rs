@@ -7,7 +7,6 @@
 mod common;
 mod session_support;
 
-use candle_core::Device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{LoadedModel, Tokenizer};
 use patchbench::session::{self, results};
@@ -32,10 +31,7 @@ fn the_smollm2_example_stores_what_the_model_computes() {
     let path = repo("sessions/factual-recall-smollm2.yaml");
     let s = session::load(&path).unwrap().session;
     let gguf = common::smollm2_gguf();
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     let m = LoadedModel::load(gguf.to_str().unwrap(), &opts).unwrap();
     assert!(
         results::stale_results(&s, Some(&m.fingerprint)).is_empty(),
@@ -59,10 +55,7 @@ fn the_smollm2_example_stores_what_the_model_computes() {
 /// here, with the command that refreshes them.
 #[test]
 fn the_demo_examples_store_what_the_embedded_model_computes() {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     let m = LoadedModel::load("demo", &opts).unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(repo("sessions")).unwrap() {

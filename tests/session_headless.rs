@@ -10,7 +10,6 @@ mod session_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use candle_core::Device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{LoadedModel, ModelSource};
 use patchbench::patching::prepare_pairs;
@@ -35,10 +34,7 @@ fn fixture() -> PathBuf {
 }
 
 fn tiny() -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(fixture().to_str().unwrap(), &opts).unwrap()
 }
 

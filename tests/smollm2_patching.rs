@@ -5,7 +5,6 @@
 
 mod common;
 
-use candle_core::Device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
 use patchbench::patching::{
@@ -15,10 +14,7 @@ use patchbench::patching::{
 #[test]
 fn eiffel_tower_resid_pre_sweep_has_the_factual_recall_shape() {
     let path = common::smollm2_gguf();
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     let m = LoadedModel::load(path.to_str().unwrap(), &opts).unwrap();
     let pair = PromptPair {
         clean: "The Eiffel Tower is located in the city of".into(),

@@ -13,10 +13,7 @@ use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{ForwardOptions, HookSpec, LoadedModel, ModelSource};
 
 fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    }
+    LoadOptions::cpu()
 }
 
 fn load(s: &str) -> Result<LoadedModel, String> {

@@ -7,7 +7,6 @@ mod common;
 
 use std::process::{Command, Output};
 
-use candle_core::Device;
 use common::fixture;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -31,10 +30,7 @@ const CLEAN: &str = "When Mary and John went to the store, John gave a drink to"
 const CORRUPTED: &str = "When John and Mary went to the store, John gave a drink to";
 
 fn load(name: &str) -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: candle_core::DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(fixture(name).to_str().unwrap(), &opts).unwrap()
 }
 

@@ -149,7 +149,7 @@ fn a_keymap_cannot_unbind_every_way_to_quit() {
 fn a_configuration_problem_stays_visible_while_the_model_loads() {
     let opts = TuiOptions {
         device: "cpu".into(),
-        dtype: "f32".into(),
+        weights: "f32".into(),
         ..Default::default()
     };
     let warning = "/home/u/.config/patchbench/keymap.yaml: unknown action \"fly\"";

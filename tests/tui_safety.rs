@@ -77,7 +77,7 @@ fn a_session_name_model_and_error_with_escapes_render_escaped() {
         load: patchbench::app::messages::LoadSpec {
             source: format!("evil{ESC_CLEAR}model"),
             device: "cpu".into(),
-            dtype: "f32".into(),
+            weights: "f32".into(),
         },
         pairs: vec![hostile_pair()],
         autosave: None,

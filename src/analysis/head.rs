@@ -95,7 +95,12 @@ fn head_run(
         .squeeze(0)?
         .narrow(0, head, 1)?; // [1, d_head]
     let dh = cfg.d_head;
-    let w_o = model.blocks[layer].attn.o.w.narrow(0, head * dh, dh)?;
+    let w_o = model.blocks[layer]
+        .attn
+        .o
+        .w
+        .to_dense()?
+        .narrow(0, head * dh, dh)?;
     let write = flat(&z.to_dtype(w_o.dtype())?.matmul(&w_o)?)?;
     let resid = at_pos(&captured(&out, HookPoint::ResidPost(last_layer))?, n - 1)?;
     let dir = logit_diff_direction(model, pair.answer, pair.wrong, norm_scale(model, &resid))?;

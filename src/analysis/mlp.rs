@@ -93,7 +93,7 @@ pub fn mlp(m: &LoadedModel, pair: &PreparedPair, layer: usize) -> Result<MlpDril
 
     let act_c = at_pos(&captured(&c, HookPoint::MlpPost(layer))?, n - 1)?;
     let act_k = at_pos(&captured(&k, HookPoint::MlpPost(layer))?, n - 1)?;
-    let w_out = &model.blocks[layer].mlp.w_out.w; // [d_mlp, d_model]
+    let w_out = &model.blocks[layer].mlp.w_out.w.to_dense()?; // [d_mlp, d_model]
     let d = Tensor::from_vec(dir_c.clone(), (cfg.d_model, 1), model.device())?
         .to_dtype(w_out.dtype())?;
     let direct = flat(&w_out.matmul(&d)?)?;
@@ -167,7 +167,7 @@ pub fn attn_layer(
             .squeeze(0)?
             .narrow(0, n - 1, 1)?
             .squeeze(0)?;
-        let w_o = &model.blocks[layer].attn.o.w;
+        let w_o = &model.blocks[layer].attn.o.w.to_dense()?;
         let dh = cfg.d_head;
         let mut dla = Vec::with_capacity(cfg.n_heads);
         for h in 0..cfg.n_heads {

@@ -22,8 +22,8 @@ pub struct LoadSpec {
     pub source: String,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
-    /// `f32`, `bf16` or `f16`.
-    pub dtype: String,
+    /// `f32`, `bf16`, `f16` or `quantized` (`--weights`).
+    pub weights: String,
 }
 
 /// Prompt pairs as the user wrote them, with the BOS choice.

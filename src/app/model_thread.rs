@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analysis::{self, ForwardTiming};
-use crate::model::device::{device_name, parse_device, parse_dtype};
+use crate::model::device::{device_name, parse_device};
 use crate::model::loaded::LoadOptions;
+use crate::model::WeightsMode;
 use crate::model::{LoadedModel, Tokenizer};
 use crate::patching::output::TokenList;
 use crate::patching::plan::plan;
@@ -162,8 +163,11 @@ impl ModelThread {
         });
         self.model = None;
         self.timings.clear();
-        let opts = match (parse_device(&spec.device), parse_dtype(&spec.dtype)) {
-            (Ok(device), Ok(dtype)) => LoadOptions { device, dtype },
+        let opts = match (
+            parse_device(&spec.device),
+            spec.weights.parse::<WeightsMode>(),
+        ) {
+            (Ok(device), Ok(weights)) => LoadOptions { device, weights },
             (Err(e), _) | (_, Err(e)) => {
                 (self.sink)(WorkerMsg::ModelFailed {
                     source: spec.source,

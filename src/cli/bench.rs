@@ -25,6 +25,8 @@ pub enum BenchCommand {
     /// The time estimate shown before a sweep against the measured time,
     /// for one target of each family.
     Estimate(BenchEstimateArgs),
+    /// Load time and peak resident memory of one --weights mode.
+    Load(super::bench_load::BenchLoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +68,10 @@ pub struct BenchSweepArgs {
     /// Upper bound on recomputed tokens per batch.
     #[arg(long, default_value_t = 512)]
     pub max_batch_tokens: usize,
+    /// Only the fast exact sweep: no attribution, no naive method (for
+    /// large models, where a backward pass or a naive sweep costs minutes).
+    #[arg(long)]
+    pub exact_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +182,16 @@ pub fn bench_forward(args: &BenchForwardArgs) -> Result<()> {
     Ok(())
 }
 
+/// Row-major index -> coordinates along `shape`.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut out = vec![0; shape.len()];
+    for (k, &n) in shape.iter().enumerate().rev() {
+        out[k] = i % n.max(1);
+        i /= n.max(1);
+    }
+    out
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -196,9 +212,25 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
         pairs[0].n_pos(),
         candle_core::utils::get_num_threads()
     );
-    println!("load  {:.0} ms", m.load_ms);
-    let mut methods = vec![Method::Fast, Method::Attribution];
-    if !args.skip_naive {
+    println!(
+        "load  {:.0} ms, weights {}{}",
+        m.load_ms,
+        args.sweep.model.weights,
+        if m.model.is_quantized() {
+            " (matrices quantized)"
+        } else {
+            ""
+        }
+    );
+    if let Some((rss, peak)) = super::bench_load::rss_mib() {
+        println!("rss   {rss:.0} MiB after load (peak {peak:.0} MiB)");
+    }
+    let mut methods = vec![Method::Fast];
+    // Attribution takes gradients, which quantized weights do not carry.
+    if !args.exact_only && !m.model.is_quantized() {
+        methods.push(Method::Attribution);
+    }
+    if !args.skip_naive && !args.exact_only {
         methods.push(Method::Naive);
     }
     let mut runs: Vec<(Method, f64, SweepResult)> = Vec::new();
@@ -238,7 +270,31 @@ pub fn bench_sweep(args: &BenchSweepArgs) -> Result<()> {
             max_diff(fast, naive)
         );
     }
-    let attr = &runs[1].2;
+    let argmax = fast.metrics["logit_diff_normalized"]
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, v)| (i, *v));
+    if let Some((i, v)) = argmax {
+        let cell: Vec<String> = unravel(i, &fast.shape)
+            .iter()
+            .zip(&fast.axes)
+            .map(|(x, a)| format!("{a} {x}"))
+            .collect();
+        println!(
+            "argmax cell {} (logit_diff_normalized {v:.3}); baselines clean {:.3}, corrupted {:.3}",
+            cell.join(", "),
+            fast.baselines.clean.logit_diff(),
+            fast.baselines.corrupted.logit_diff()
+        );
+    }
+    let Some((_, _, attr)) = runs.iter().find(|r| r.0 == Method::Attribution) else {
+        if let Some(peak) = fast_peak {
+            println!("peak RSS {peak:.0} MiB after load + fast sweep");
+        }
+        return Ok(());
+    };
     let base = match spec.direction {
         patchbench::patching::Direction::Denoise => fast.baselines.corrupted.logit_diff(),
         patchbench::patching::Direction::Noise => fast.baselines.clean.logit_diff(),

@@ -19,6 +19,7 @@ macro_rules! report {
 }
 
 pub mod bench;
+pub mod bench_load;
 pub mod bounds;
 pub mod output;
 pub mod progress;
@@ -35,9 +36,9 @@ use candle_core::{Tensor, D};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use patchbench::model::device::{parse_device, parse_dtype};
+use patchbench::model::device::parse_device;
 use patchbench::model::loaded::LoadOptions;
-use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel};
+use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel, WeightsMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,16 +83,19 @@ pub struct ModelArgs {
     /// cpu, cuda, cuda:N or auto (CUDA when built with it and present).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// How weights are held: f32 (default), bf16 or f16 (half the memory;
+    /// metrics still accumulate in f32), or quantized (a GGUF file's
+    /// matrices kept quantized, `random:` presets quantized to Q4_0;
+    /// exact patching only, no attribution). `--dtype` is an alias.
+    #[arg(long, alias = "dtype", default_value = "f32")]
+    pub weights: String,
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
         let opts = LoadOptions {
             device: parse_device(&self.device)?,
-            dtype: parse_dtype(&self.dtype)?,
+            weights: self.weights.parse::<WeightsMode>()?,
         };
         LoadedModel::load(&self.model, &opts)
             .with_context(|| format!("loading model {:?}", self.model))

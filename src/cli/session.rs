@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use patchbench::model::device::{parse_device, parse_dtype};
+use patchbench::model::device::parse_device;
 use patchbench::model::loaded::LoadOptions;
-use patchbench::model::LoadedModel;
+use patchbench::model::{LoadedModel, WeightsMode};
 use patchbench::patching::output::json_text;
 use patchbench::patching::METRICS;
 use patchbench::session::{
@@ -18,10 +18,10 @@ use patchbench::session::{
 
 use super::output::write_output;
 
-pub fn load_model(source: &str, file: &Path, device: &str, dtype: &str) -> Result<LoadedModel> {
+pub fn load_model(source: &str, file: &Path, device: &str, weights: &str) -> Result<LoadedModel> {
     let opts = LoadOptions {
         device: parse_device(device)?,
-        dtype: parse_dtype(dtype)?,
+        weights: weights.parse::<WeightsMode>()?,
     };
     let resolved = resolve_model_source(source, file);
     LoadedModel::load(&resolved, &opts)
@@ -49,8 +49,9 @@ pub struct CheckArgs {
     pub load_model: bool,
     #[arg(long, default_value = "auto")]
     pub device: String,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// How weights are held: f32, bf16, f16 or quantized.
+    #[arg(long, alias = "dtype", default_value = "f32")]
+    pub weights: String,
 }
 
 /// Validates session files, printing every problem; fails if any.
@@ -92,7 +93,7 @@ fn check_one(path: &Path, args: &CheckArgs) -> Result<(Vec<Problem>, Option<Stri
         s.sweeps.len()
     );
     let current = if args.load_model {
-        let m = load_model(&s.model.source, path, &args.device, &args.dtype)?;
+        let m = load_model(&s.model.source, path, &args.device, &args.weights)?;
         for i in 0..s.sweeps.len() {
             if let Err(e) = results::prepare_entry(&s, i, &m.tokenizer) {
                 problems.push(Problem::error(format!("sweeps[{i}]"), e.to_string()));

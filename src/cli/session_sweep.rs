@@ -46,7 +46,7 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
         &session.model.source,
         path,
         &cmd.sweep.model.device,
-        &cmd.sweep.model.dtype,
+        &cmd.sweep.model.weights,
     )?;
     if let Some(old) = session
         .model

@@ -159,14 +159,8 @@ pub fn train_demo(args: &TrainDemoArgs) -> Result<()> {
     .with_context(|| format!("saving the demo model to {}", args.out.display()))?;
 
     let dir = args.out.to_string_lossy().to_string();
-    let loaded = LoadedModel::load(
-        &dir,
-        &LoadOptions {
-            device: candle_core::Device::Cpu,
-            dtype: candle_core::DType::F32,
-        },
-    )
-    .with_context(|| format!("reloading the saved model from {dir}"))?;
+    let loaded = LoadedModel::load(&dir, &LoadOptions::cpu())
+        .with_context(|| format!("reloading the saved model from {dir}"))?;
     let b = eval::behaviour(&loaded.model, &loaded.tokenizer, 1)?;
     let tail = &trained.losses[trained.losses.len().saturating_sub(100)..];
     println!("saved      {}", args.out.display());

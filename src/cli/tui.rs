@@ -17,9 +17,10 @@ pub struct TuiArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// How weights are held: f32, bf16, f16 (half the memory) or quantized
+    /// (GGUF matrices kept quantized; no gradient methods).
+    #[arg(long, alias = "dtype", default_value = "f32")]
+    pub weights: String,
     /// Theme: dark, light, high-contrast, colorblind, a theme in the config
     /// directory's themes/ folder, or a path to a YAML file.
     #[arg(long)]
@@ -74,7 +75,7 @@ pub fn start(a: &TuiArgs, open: Option<&Path>) -> Result<()> {
     let opts = patchbench::tui::TuiOptions {
         model: a.model.clone(),
         device: a.device.clone(),
-        dtype: a.dtype.clone(),
+        weights: a.weights.clone(),
         theme: a.theme.clone(),
         color: a.color.clone(),
         open: open.map(Path::to_path_buf),

@@ -30,6 +30,16 @@ pub use super::layout::Packing;
 use super::rotary::{Rotary, TokenPositions};
 use block::Sites;
 
+/// A gradient method asked of a model with quantized weights.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{what} needs gradients, which quantized weights do not carry; load the model with \
+     float weights (--weights f32, or --weights bf16 for half the memory)"
+)]
+pub struct NeedsFloatWeights {
+    pub what: String,
+}
+
 /// What the blocks of one pass produced.
 struct BlocksRun {
     x: Tensor,
@@ -108,8 +118,32 @@ impl Transformer {
         &self.device
     }
 
+    /// The dtype of activations (and of float weights).
     pub fn dtype(&self) -> DType {
         self.w_e.dtype()
+    }
+
+    /// True when projection matrices are held quantized (`--weights quantized`).
+    pub fn is_quantized(&self) -> bool {
+        self.blocks.iter().any(|b| {
+            let (a, m) = (&b.attn, &b.mlp);
+            [&a.q, &a.k, &a.v, &a.o, &m.w_in, &m.w_out]
+                .into_iter()
+                .chain(m.w_gate.as_ref())
+                .any(|l| l.w.is_quantized())
+        })
+    }
+
+    /// Refuses a quantized model for a method that takes gradients: no
+    /// gradient flows through a quantized matmul, so the method would
+    /// silently see zeros. `what` names the method in the message.
+    pub fn require_float_weights(&self, what: &str) -> Result<(), NeedsFloatWeights> {
+        if self.is_quantized() {
+            return Err(NeedsFloatWeights {
+                what: what.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the model: the start (embedding, or a given residual at a
@@ -331,10 +365,6 @@ impl Transformer {
     /// # Shapes
     /// `x: [.., d_model]` -> `[.., d_vocab]`
     pub fn unembed(&self, x: &Tensor) -> CResult<Tensor> {
-        Linear {
-            w: self.w_u.clone(),
-            b: self.b_u.clone(),
-        }
-        .forward(x)
+        Linear::dense(self.w_u.clone(), self.b_u.clone()).forward(x)
     }
 }

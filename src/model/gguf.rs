@@ -5,18 +5,27 @@
 //! rotary embedding can rotate adjacent pairs; we undo that permutation and
 //! use the same half-split rotary as the Hugging Face model, so a GGUF model
 //! and its Hugging Face original give the same activations at every hook.
+//!
+//! With `--weights quantized` the projection matrices stay in their blocks
+//! (`quantized.rs`, which undoes the Q/K permutation on whole rows of
+//! blocks); everything else is dequantised to f32. Either way tensors are
+//! read and converted one at a time, so the file's weights are never held
+//! twice.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
 
 use super::config::{
     Activation, ModelConfig, NormKind, Positions, RopeScaling, RotaryConfig, RotaryStyle,
 };
 use super::gguf_header::{integer, read_content};
+use super::precision::WeightsMode;
+use super::quantized::{is_block_quantized, unpermute_heads};
 use super::tokenizer::{GgufVocab, Tokenizer};
 use super::weights::{check_finite, CanonicalWeights};
 use super::ModelError;
@@ -107,7 +116,7 @@ impl Meta<'_> {
 }
 
 /// Reads a GGUF file into canonical config, weights and tokenizer.
-pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, ModelError> {
+pub fn load(path: &Path, device: &Device, mode: WeightsMode) -> Result<GgufModel, ModelError> {
     let (content, mut reader) = open(path)?;
     let m = Meta {
         content: &content,
@@ -115,7 +124,7 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel, Mod
     };
     check_architecture(&m)?;
     let config = read_config(&m)?;
-    let weights = read_weights(&m, &mut reader, &config, device, dtype)?;
+    let weights = read_weights(&m, &mut reader, &config, device, mode)?;
     let tokenizer = Tokenizer::from_gguf_vocab(vocab_from_metadata(&m)?)?;
     Ok(GgufModel {
         config,
@@ -240,63 +249,123 @@ fn read_config(m: &Meta) -> Result<ModelConfig, ModelError> {
     Ok(config)
 }
 
-/// Dequantises every tensor, refusing non-finite values (named by their
-/// GGUF name), and renames them canonically.
+/// Dequantises every tensor (or, with `--weights quantized`, keeps the
+/// projection matrices quantized), refusing non-finite values (named by
+/// their GGUF name), and renames them canonically.
 fn read_weights(
     m: &Meta,
     reader: &mut BufReader<File>,
     config: &ModelConfig,
     device: &Device,
-    dtype: DType,
+    mode: WeightsMode,
 ) -> Result<CanonicalWeights, ModelError> {
-    let path = m.path;
-    let origin = path.display().to_string();
-    let corrupt = |e: &dyn std::fmt::Display| ModelError::CorruptWeights {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let mut r = TensorReader {
+        m,
+        reader,
+        device,
+        mode,
     };
-    let mut get = |name: &str| -> Result<Tensor, ModelError> {
-        if !m.content.tensor_infos.contains_key(name) {
-            return Err(m.missing(name));
-        }
-        let q = m
-            .content
-            .tensor(reader, name, device)
-            .map_err(|e| corrupt(&e))?;
-        let t = q.dequantize(device).map_err(|e| corrupt(&e))?;
-        check_finite(name, &t, &origin)?;
-        Ok(t.to_dtype(dtype)?)
-    };
-    // [out, in] -> canonical [in, out]
-    let lin = |t: Tensor| -> Result<Tensor, ModelError> { Ok(t.t()?.contiguous()?) };
-    let mut w = CanonicalWeights::new(origin.clone());
-    w.insert("embed.W_E", get("token_embd.weight")?);
+    let mut w = CanonicalWeights::new(m.path.display().to_string());
+    w.insert("embed.W_E", r.float("token_embd.weight")?);
     for l in 0..config.n_layers {
         let (g, b) = (format!("blk.{l}"), format!("blocks.{l}"));
-        w.insert(format!("{b}.ln1.w"), get(&format!("{g}.attn_norm.weight"))?);
-        w.insert(format!("{b}.ln2.w"), get(&format!("{g}.ffn_norm.weight"))?);
-        let q = unpermute(&get(&format!("{g}.attn_q.weight"))?, config.n_heads)?;
-        let k = unpermute(&get(&format!("{g}.attn_k.weight"))?, config.n_kv_heads)?;
-        w.insert(format!("{b}.attn.W_Q"), lin(q)?);
-        w.insert(format!("{b}.attn.W_K"), lin(k)?);
-        for (ours, theirs) in [
-            ("attn.W_V", "attn_v"),
-            ("attn.W_O", "attn_output"),
-            ("mlp.W_gate", "ffn_gate"),
-            ("mlp.W_in", "ffn_up"),
-            ("mlp.W_out", "ffn_down"),
+        w.insert(
+            format!("{b}.ln1.w"),
+            r.float(&format!("{g}.attn_norm.weight"))?,
+        );
+        w.insert(
+            format!("{b}.ln2.w"),
+            r.float(&format!("{g}.ffn_norm.weight"))?,
+        );
+        for (ours, theirs, heads) in [
+            ("attn.W_Q", "attn_q", Some(config.n_heads)),
+            ("attn.W_K", "attn_k", Some(config.n_kv_heads)),
+            ("attn.W_V", "attn_v", None),
+            ("attn.W_O", "attn_output", None),
+            ("mlp.W_gate", "ffn_gate", None),
+            ("mlp.W_in", "ffn_up", None),
+            ("mlp.W_out", "ffn_down", None),
         ] {
-            w.insert(
+            r.matrix(
+                &mut w,
                 format!("{b}.{ours}"),
-                lin(get(&format!("{g}.{theirs}.weight"))?)?,
-            );
+                &format!("{g}.{theirs}.weight"),
+                heads,
+            )?;
         }
     }
-    w.insert("ln_final.w", get("output_norm.weight")?);
+    w.insert("ln_final.w", r.float("output_norm.weight")?);
     if !config.tied_unembed {
-        w.insert("unembed.W_U", lin(get("output.weight")?)?);
+        // The unembedding stays a float matrix: direct logit attribution
+        // reads its columns.
+        w.insert("unembed.W_U", r.float("output.weight")?.t()?.contiguous()?);
     }
     Ok(w)
+}
+
+/// Reads tensors one at a time, each checked finite through a dequantised
+/// copy that is dropped before the next is read.
+struct TensorReader<'a> {
+    m: &'a Meta<'a>,
+    reader: &'a mut BufReader<File>,
+    device: &'a Device,
+    mode: WeightsMode,
+}
+
+impl TensorReader<'_> {
+    fn corrupt(&self, e: impl std::fmt::Display) -> ModelError {
+        ModelError::CorruptWeights {
+            path: self.m.path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+
+    fn read(&mut self, name: &str) -> Result<(QTensor, Tensor), ModelError> {
+        if !self.m.content.tensor_infos.contains_key(name) {
+            return Err(self.m.missing(name));
+        }
+        let q = self
+            .m
+            .content
+            .tensor(self.reader, name, self.device)
+            .map_err(|e| self.corrupt(e))?;
+        let t = q.dequantize(self.device).map_err(|e| self.corrupt(e))?;
+        check_finite(name, &t, &self.m.path.display().to_string())?;
+        Ok((q, t))
+    }
+
+    /// A tensor dequantised to the activations' dtype.
+    fn float(&mut self, name: &str) -> Result<Tensor, ModelError> {
+        Ok(self.read(name)?.1.to_dtype(self.mode.dtype())?)
+    }
+
+    /// A projection `[out, in]` as canonical `[in, out]` floats, or kept
+    /// quantized; `heads` undoes the Q/K row permutation.
+    fn matrix(
+        &mut self,
+        w: &mut CanonicalWeights,
+        ours: String,
+        theirs: &str,
+        heads: Option<usize>,
+    ) -> Result<(), ModelError> {
+        let (q, t) = self.read(theirs)?;
+        if self.mode.is_quantized() && is_block_quantized(q.dtype()) {
+            drop(t);
+            let q = match heads {
+                Some(n) => unpermute_heads(&q, n).map_err(|e| self.corrupt(e))?,
+                None => q,
+            };
+            w.insert_quantized(ours, q);
+        } else {
+            drop(q);
+            let t = match heads {
+                Some(n) => unpermute(&t, n)?,
+                None => t,
+            };
+            w.insert(ours, t.t()?.contiguous()?.to_dtype(self.mode.dtype())?);
+        }
+        Ok(())
+    }
 }
 
 /// Undoes llama.cpp's `permute` of Q/K rows (`[out, in]`):

@@ -1,36 +1,12 @@
-//! The building blocks of the canonical transformer: projections, norms,
-//! the attention and MLP weight sets, and small tensor helpers. All written
-//! with gradient-carrying ops (see `forward.rs`).
+//! The building blocks of the canonical transformer: norms, the attention
+//! and MLP weight sets (projections are [`Linear`], float or quantized, in
+//! `linear.rs`), and small tensor helpers. All written with
+//! gradient-carrying ops (see `forward.rs`).
 
 use candle_core::{DType, Device, Result as CResult, Tensor, D};
 
 use super::config::{Activation, NormKind};
-
-/// `y = x W + b` with `W` stored `[d_in, d_out]`.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    pub w: Tensor,
-    pub b: Option<Tensor>,
-}
-
-impl Linear {
-    /// # Shapes
-    /// `x: [.., d_in]` -> `[.., d_out]`
-    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let dims = x.dims().to_vec();
-        let d_in = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, d_in))?.matmul(&self.w)?;
-        let y = match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = dims;
-        let last = out.len() - 1;
-        out[last] = self.w.dim(1)?;
-        y.reshape(out)
-    }
-}
+pub use super::linear::{Linear, Matrix};
 
 #[derive(Debug, Clone)]
 pub struct Norm {

@@ -6,23 +6,42 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 
 use super::forward::Transformer;
+use super::linear::Matrix;
 use super::source::ModelSource;
 use super::tokenizer::Tokenizer;
 use super::weights::CanonicalWeights;
-use super::{embedded, gguf, hf, random, ModelConfig, ModelError};
+use super::{embedded, gguf, hf, random, ModelConfig, ModelError, WeightsMode};
 
-/// How to load: device and precision.
+/// How to load: device and how the weights are held (`--weights`).
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: Device,
-    pub dtype: DType,
+    pub weights: WeightsMode,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             device: super::device::best_device(),
-            dtype: DType::F32,
+            weights: WeightsMode::F32,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// f32 weights on the CPU: what tests and training use.
+    pub fn cpu() -> Self {
+        Self {
+            device: Device::Cpu,
+            weights: WeightsMode::F32,
+        }
+    }
+
+    /// `weights` on the CPU.
+    pub fn cpu_with(weights: WeightsMode) -> Self {
+        Self {
+            device: Device::Cpu,
+            weights,
         }
     }
 }
@@ -56,17 +75,26 @@ impl LoadedModel {
 
     pub fn load_source(src: &ModelSource, opts: &LoadOptions) -> Result<Self, ModelError> {
         let start = Instant::now();
-        let (dev, dtype) = (&opts.device, opts.dtype);
+        let (dev, mode, dtype) = (&opts.device, opts.weights, opts.weights.dtype());
+        if mode.is_quantized() {
+            if let ModelSource::Demo | ModelSource::HfDir(_) | ModelSource::Hub(_) = src {
+                return Err(ModelError::Source(format!(
+                    "{src}: --weights quantized keeps a GGUF file's quantized matrices as they are, \
+                     and this model's weights are safetensors floats; load it with --weights bf16 \
+                     (half the memory of f32) or f32, or give a .gguf file"
+                )));
+            }
+        }
         let (cfg, weights, tokenizer) = match src {
             ModelSource::Demo => hf::load_bytes(&embedded::DEMO, dev, dtype)?,
             ModelSource::Random { preset, seed } => {
                 let cfg = random::preset_config(preset)?;
-                let w = random::random_weights(&cfg, *seed, dev, dtype)?;
+                let w = random::random_weights_as(&cfg, *seed, dev, mode)?;
                 let tok = random::preset_tokenizer(&cfg)?;
                 (cfg, w, tok)
             }
             ModelSource::Gguf(path) => {
-                let g = gguf::load(path, dev, dtype)?;
+                let g = gguf::load(path, dev, mode)?;
                 (g.config, g.weights, g.tokenizer)
             }
             ModelSource::HfDir(dir) => hf::load_dir(dir, dev, dtype)?,
@@ -120,7 +148,7 @@ fn fingerprint(model: &Transformer, tok: &Tokenizer) -> Result<String, ModelErro
             .as_bytes(),
     );
     h.write(tok.to_json().as_bytes());
-    let mut sample = |t: &Tensor| -> Result<(), ModelError> {
+    let sample = |h: &mut Fnv, t: &Tensor| -> Result<(), ModelError> {
         let flat = t.flatten_all()?.to_dtype(DType::F32)?;
         let n = flat.dim(0)?;
         let step = (n / 4096).max(1);
@@ -130,24 +158,37 @@ fn fingerprint(model: &Transformer, tok: &Tokenizer) -> Result<String, ModelErro
         }
         Ok(())
     };
-    sample(&model.w_e)?;
+    sample(&mut h, &model.w_e)?;
     for b in &model.blocks {
-        for t in [
+        for m in [
             &b.attn.q.w,
             &b.attn.k.w,
             &b.attn.v.w,
             &b.attn.o.w,
             &b.mlp.w_in.w,
             &b.mlp.w_out.w,
-            &b.ln1.w,
-            &b.ln2.w,
         ] {
-            sample(t)?;
+            match m {
+                Matrix::Dense(t) => sample(&mut h, t)?,
+                // The quantized blocks themselves, strided: dequantising
+                // a 7B model to fingerprint it would cost seconds.
+                Matrix::Quantized(q) => {
+                    h.write(format!("{:?}", q.dtype()).as_bytes());
+                    let data = q.data()?;
+                    let step = (data.len() / 16384).max(1);
+                    for byte in data.iter().step_by(step) {
+                        h.write(&[*byte]);
+                    }
+                }
+            }
+        }
+        for t in [&b.ln1.w, &b.ln2.w] {
+            sample(&mut h, t)?;
         }
     }
-    sample(&model.ln_final.w)?;
+    sample(&mut h, &model.ln_final.w)?;
     if !model.cfg.tied_unembed {
-        sample(&model.w_u)?;
+        sample(&mut h, &model.w_u)?;
     }
     Ok(format!("{:016x}", h.finish()))
 }

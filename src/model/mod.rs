@@ -20,7 +20,10 @@ pub mod hf;
 pub mod hooks;
 pub mod layers;
 pub mod layout;
+pub mod linear;
 pub mod loaded;
+pub mod precision;
+pub mod quantized;
 pub mod random;
 pub mod rotary;
 pub mod safetensors_io;
@@ -32,6 +35,7 @@ pub use config::ModelConfig;
 pub use forward::{ForwardOptions, ForwardOutput, KvCache, StartState, Transformer};
 pub use hooks::{ActivationCache, Edit, HookPoint, HookSpec};
 pub use loaded::LoadedModel;
+pub use precision::WeightsMode;
 pub use source::ModelSource;
 pub use tokenizer::Tokenizer;
 

@@ -4,6 +4,12 @@
 //! Weights are drawn N(0, 0.02) like GPT-2's initialisation (norm weights
 //! 1, biases 0) from a seeded generator, so the same source string always
 //! yields the same model. Each preset carries a real tokenizer of its family.
+//!
+//! Weights are generated one tensor at a time and converted at once to the
+//! `--weights` mode (bf16/f16, or Q4_0 blocks for `quantized`), so a
+//! 7B-shape preset never exists in f32: the largest transient is one f32
+//! matrix. The same seed gives the same draws in every mode, so a
+//! quantized or half-precision preset is its f32 twin rounded.
 
 use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
@@ -11,6 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
 use super::config::{Activation, ModelConfig, NormKind, Positions, RotaryConfig, RotaryStyle};
+use super::precision::WeightsMode;
+use super::quantized::{quantize_canonical, RANDOM_QUANT};
 use super::tokenizer::Tokenizer;
 use super::weights::CanonicalWeights;
 use super::ModelError;
@@ -38,6 +46,11 @@ pub const PRESETS: &[(&str, &str)] = &[
     (
         "smollm2-135m",
         "SmolLM2-135M shape: 30 layers, d_model 576, GQA 9/3 heads",
+    ),
+    (
+        "llama-2-7b",
+        "Llama-2-7B shape: 32 layers, d_model 4096, 32 heads, d_mlp 11008, untied (6.9B with the SmolLM2 \
+         vocabulary of 49152); use --weights quantized (about 4.5 GB) or bf16 (about 14 GB)",
     ),
 ];
 
@@ -112,6 +125,12 @@ pub fn preset_config(name: &str) -> Result<ModelConfig, ModelError> {
         "gpt2-medium" => gpt2(24, 1024, 16, 1024),
         "llama-tiny" => llama(2, 64, 4, 2, 128, 10000.0, 512),
         "smollm2-135m" => llama(30, 576, 9, 3, 1536, 100000.0, 8192),
+        // Llama 2's own vocabulary is 32000; the preset keeps the embedded
+        // SmolLM2 tokenizer, so its embeddings have 49152 rows.
+        "llama-2-7b" => ModelConfig {
+            tied_unembed: false,
+            ..llama(32, 4096, 32, 32, 11008, 10000.0, 4096)
+        },
         other => {
             let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
             return Err(ModelError::Source(format!(
@@ -130,22 +149,42 @@ pub fn preset_tokenizer(cfg: &ModelConfig) -> Result<Tokenizer, ModelError> {
     })
 }
 
-/// Seeded random canonical weights for `cfg`.
+/// Seeded random canonical weights for `cfg`, held as `mode` says.
+pub fn random_weights_as(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+    mode: WeightsMode,
+) -> Result<CanonicalWeights, ModelError> {
+    check_memory(cfg, mode)?;
+    generate(cfg, seed, device, mode.dtype(), mode.is_quantized())
+}
+
+/// Seeded random canonical float weights for `cfg` in `dtype` (f64 too,
+/// for gradient checks).
 pub fn random_weights(
     cfg: &ModelConfig,
     seed: u64,
     device: &Device,
     dtype: DType,
 ) -> Result<CanonicalWeights, ModelError> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut w = CanonicalWeights::new(format!("random weights (seed {seed})"));
-    let mut normal = |shape: &[usize]| -> Result<Tensor, ModelError> {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| 0.02 * rng.sample::<f32, _>(StandardNormal))
-            .collect();
-        Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+    generate(cfg, seed, device, dtype, false)
+}
+
+fn generate(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+    dtype: DType,
+    quantize: bool,
+) -> Result<CanonicalWeights, ModelError> {
+    let mut g = Draws {
+        rng: StdRng::seed_from_u64(seed),
+        device,
+        dtype,
+        quantize,
     };
+    let mut w = CanonicalWeights::new(format!("random weights (seed {seed})"));
     let ones = |n: usize| -> Result<Tensor, ModelError> { Ok(Tensor::ones(n, dtype, device)?) };
     let zeros = |n: usize| -> Result<Tensor, ModelError> { Ok(Tensor::zeros(n, dtype, device)?) };
     let (d, dh, h, hkv, dm) = (
@@ -156,9 +195,9 @@ pub fn random_weights(
         cfg.d_mlp,
     );
     let layer_norm = cfg.norm == NormKind::LayerNorm;
-    w.insert("embed.W_E", normal(&[cfg.d_vocab, d])?);
+    w.insert("embed.W_E", g.normal(&[cfg.d_vocab, d])?);
     if cfg.positions == Positions::Learned {
-        w.insert("pos_embed.W_pos", normal(&[cfg.n_ctx, d])?);
+        w.insert("pos_embed.W_pos", g.normal(&[cfg.n_ctx, d])?);
     }
     for l in 0..cfg.n_layers {
         let b = format!("blocks.{l}");
@@ -168,15 +207,15 @@ pub fn random_weights(
                 w.insert(format!("{b}.{ln}.b"), zeros(d)?);
             }
         }
-        w.insert(format!("{b}.attn.W_Q"), normal(&[d, h * dh])?);
-        w.insert(format!("{b}.attn.W_K"), normal(&[d, hkv * dh])?);
-        w.insert(format!("{b}.attn.W_V"), normal(&[d, hkv * dh])?);
-        w.insert(format!("{b}.attn.W_O"), normal(&[h * dh, d])?);
-        w.insert(format!("{b}.mlp.W_in"), normal(&[d, dm])?);
+        g.matrix(&mut w, format!("{b}.attn.W_Q"), d, h * dh)?;
+        g.matrix(&mut w, format!("{b}.attn.W_K"), d, hkv * dh)?;
+        g.matrix(&mut w, format!("{b}.attn.W_V"), d, hkv * dh)?;
+        g.matrix(&mut w, format!("{b}.attn.W_O"), h * dh, d)?;
+        g.matrix(&mut w, format!("{b}.mlp.W_in"), d, dm)?;
         if cfg.gated_mlp {
-            w.insert(format!("{b}.mlp.W_gate"), normal(&[d, dm])?);
+            g.matrix(&mut w, format!("{b}.mlp.W_gate"), d, dm)?;
         }
-        w.insert(format!("{b}.mlp.W_out"), normal(&[dm, d])?);
+        g.matrix(&mut w, format!("{b}.mlp.W_out"), dm, d)?;
         if layer_norm {
             for (n, size) in [
                 ("b_Q", h * dh),
@@ -196,7 +235,77 @@ pub fn random_weights(
         w.insert("ln_final.b", zeros(d)?);
     }
     if !cfg.tied_unembed {
-        w.insert("unembed.W_U", normal(&[d, cfg.d_vocab])?);
+        w.insert("unembed.W_U", g.normal(&[d, cfg.d_vocab])?);
     }
     Ok(w)
+}
+
+/// One seeded stream of N(0, 0.02) draws, made on the CPU in f32 one
+/// tensor at a time and converted at once.
+struct Draws<'a> {
+    rng: StdRng,
+    device: &'a Device,
+    /// Of float weights.
+    dtype: DType,
+    /// Projection matrices quantized to [`RANDOM_QUANT`].
+    quantize: bool,
+}
+
+impl Draws<'_> {
+    fn draw(&mut self, shape: &[usize]) -> Result<Tensor, ModelError> {
+        let n: usize = shape.iter().product();
+        let rng = &mut self.rng;
+        let v: Vec<f32> = (0..n)
+            .map(|_| 0.02 * rng.sample::<f32, _>(StandardNormal))
+            .collect();
+        Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+    }
+
+    /// A float tensor in the activations' dtype.
+    fn normal(&mut self, shape: &[usize]) -> Result<Tensor, ModelError> {
+        Ok(self
+            .draw(shape)?
+            .to_device(self.device)?
+            .to_dtype(self.dtype)?)
+    }
+
+    /// A projection `[d_in, d_out]`: float, or quantized as soon as drawn.
+    fn matrix(
+        &mut self,
+        w: &mut CanonicalWeights,
+        name: String,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<(), ModelError> {
+        if self.quantize {
+            let t = self.draw(&[d_in, d_out])?;
+            w.insert_quantized(name, quantize_canonical(&t, RANDOM_QUANT, self.device)?);
+        } else {
+            let t = self.normal(&[d_in, d_out])?;
+            w.insert(name, t);
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a preset the machine cannot hold in `mode` before a minute is
+/// spent drawing it (a 7B preset is 28 GB in f32).
+fn check_memory(cfg: &ModelConfig, mode: WeightsMode) -> Result<(), ModelError> {
+    let (d, dm) = (cfg.d_model as u128, cfg.d_mlp as u128);
+    let q = (cfg.n_heads * cfg.d_head) as u128;
+    let kv = (cfg.n_kv_heads * cfg.d_head) as u128;
+    let gates = if cfg.gated_mlp { 3 } else { 2 };
+    let matrices = cfg.n_layers as u128 * (d * (2 * q + 2 * kv) + gates * d * dm);
+    let tables = cfg.d_vocab as u128 * d * if cfg.tied_unembed { 1 } else { 2 };
+    let float = mode.dtype().size_in_bytes() as u128;
+    // Q4_0: 18 bytes per block of 32 weights.
+    let bytes = match mode {
+        WeightsMode::Quantized => matrices * 18 / 32 + tables * float,
+        _ => (matrices + tables) * float,
+    };
+    crate::util::mem::check_bytes(&format!("random weights in {mode}"), bytes).map_err(|e| {
+        ModelError::Source(format!(
+            "{e}; --weights quantized (Q4_0) or bf16 need far less than f32"
+        ))
+    })
 }

@@ -9,7 +9,11 @@
 //! the process can hold and each value checked to be finite.
 //!
 //! Files are mapped (`memmap2`) rather than read: a multi-gigabyte shard is
-//! paged in as tensors are copied, never held twice.
+//! paged in as tensors are copied, and each tensor's pages are released
+//! (`MADV_DONTNEED`) once it is converted, so the process never holds the
+//! file's weights twice: mapped pages count towards resident memory until
+//! released, so without the release the peak would be the whole file plus
+//! the converted weights.
 
 use std::path::Path;
 
@@ -42,6 +46,18 @@ pub fn tensors(
     dtype: DType,
     into: &mut RawWeights,
 ) -> Result<(), ModelError> {
+    tensors_releasing(st, path, device, dtype, into, None)
+}
+
+/// [`tensors`], releasing each tensor's pages of `map` once it is copied.
+fn tensors_releasing(
+    st: &SafeTensors<'_>,
+    path: &Path,
+    device: &Device,
+    dtype: DType,
+    into: &mut RawWeights,
+    map: Option<&memmap2::Mmap>,
+) -> Result<(), ModelError> {
     let origin = path.display().to_string();
     for (name, view) in st.iter() {
         let what = format!("{origin}: tensor {name:?}");
@@ -55,6 +71,9 @@ pub fn tensors(
             path: path.to_path_buf(),
             message: format!("tensor {name:?}: {e}"),
         })?;
+        if let Some(map) = map {
+            release(map, view.data());
+        }
         check_finite(name, &t, &origin)?;
         let t = t.to_dtype(dtype)?;
         if into.insert(name.to_string(), t).is_some() {
@@ -80,6 +99,21 @@ pub fn read_file(
     // truncated by another process while mapped would fault; that is the
     // accepted trade for not reading multi-gigabyte shards into memory twice.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+    // Reading front to back: let the kernel read ahead.
+    let _ = map.advise(memmap2::Advice::Sequential);
     let st = check(&map, path)?;
-    tensors(&st, path, device, dtype, into)
+    tensors_releasing(&st, path, device, dtype, into, Some(&map))
+}
+
+/// Drops the pages of `data` (a slice of `map`) from this process; they
+/// stay in the page cache and a later touch reads them again.
+fn release(map: &memmap2::Mmap, data: &[u8]) {
+    let offset = data.as_ptr() as usize - map.as_ptr() as usize;
+    // SAFETY: the mapping is a read-only, file-backed one, so discarding
+    // its pages loses nothing (they are re-read from the file if touched),
+    // and the tensor was already copied out. A failure only means the
+    // pages stay resident until the map is dropped.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len())
+    };
 }

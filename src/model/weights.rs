@@ -20,17 +20,27 @@
 //! | `unembed.W_U`, `unembed.b_U` | `[d_model, d_vocab]`, `[d_vocab]` (absent when tied) |
 //!
 //! Biases are optional everywhere; a missing bias means zero.
+//!
+//! A projection matrix may instead be held quantized (`--weights
+//! quantized`): then it is a GGUF `QTensor` in ggml layout `[d_out, d_in]`,
+//! inserted with [`CanonicalWeights::insert_quantized`] and taken with
+//! [`CanonicalWeights::take_matrix`] like a float one.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Tensor};
 
+use super::linear::Matrix;
 use super::ModelError;
 
 /// Named tensors in canonical layout, consumed by `Transformer::new`.
 #[derive(Debug, Default)]
 pub struct CanonicalWeights {
     map: BTreeMap<String, Tensor>,
+    /// Quantized projection matrices, `[d_out, d_in]`.
+    quantized: BTreeMap<String, Arc<QTensor>>,
     /// Where the weights came from, for error messages.
     pub origin: String,
 }
@@ -39,6 +49,7 @@ impl CanonicalWeights {
     pub fn new(origin: impl Into<String>) -> Self {
         Self {
             map: BTreeMap::new(),
+            quantized: BTreeMap::new(),
             origin: origin.into(),
         }
     }
@@ -47,12 +58,40 @@ impl CanonicalWeights {
         self.map.insert(name.into(), t);
     }
 
+    /// A projection matrix kept quantized, in ggml layout `[d_out, d_in]`.
+    pub fn insert_quantized(&mut self, name: impl Into<String>, q: QTensor) {
+        self.quantized.insert(name.into(), Arc::new(q));
+    }
+
     pub fn contains(&self, name: &str) -> bool {
-        self.map.contains_key(name)
+        self.map.contains_key(name) || self.quantized.contains_key(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.map.keys()
+        self.map.keys().chain(self.quantized.keys())
+    }
+
+    /// Removes a required projection matrix, float `[d_in, d_out]` or
+    /// quantized `[d_out, d_in]`, checking its shape.
+    pub fn take_matrix(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Matrix, ModelError> {
+        if let Some(q) = self.quantized.remove(name) {
+            let dims = q.shape().dims().to_vec();
+            if dims != [d_out, d_in] {
+                return Err(ModelError::ShapeMismatch {
+                    name: name.to_string(),
+                    expected: vec![d_out, d_in],
+                    found: dims,
+                    origin: self.origin.clone(),
+                });
+            }
+            return Ok(Matrix::Quantized(q));
+        }
+        Ok(Matrix::Dense(self.take(name, &[d_in, d_out])?))
     }
 
     /// Removes a required tensor, checking its shape.
@@ -87,7 +126,7 @@ impl CanonicalWeights {
 
     /// Names left over after construction: a sign of a mapping bug.
     pub fn leftover(&self) -> Vec<String> {
-        self.map.keys().cloned().collect()
+        self.names().cloned().collect()
     }
 }
 

@@ -104,6 +104,9 @@ pub fn run_sweep(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<SweepResult, SweepError> {
     let start = Instant::now();
+    if opts.method == Method::Attribution {
+        model.require_float_weights("attribution patching")?;
+    }
     let n_pos = check_inputs(model, pairs, spec)?;
     let plan = plan(&model.cfg, n_pos, spec);
     let (runs, baselines, passes) = build_runs(model, pairs, spec, &patched_hooks(&plan))?;

@@ -20,9 +20,12 @@ pub enum SweepError {
     #[error(
         "pair {pair}: the {run} run's logits are not finite (NaN or infinite), so no patching \
          result against it would mean anything — the weights may be damaged, or a low-precision \
-         dtype overflowed (try --dtype f32)"
+         dtype overflowed (try --weights f32)"
     )]
     NonFiniteBaseline { pair: usize, run: &'static str },
+    /// Attribution asked of a quantized model.
+    #[error(transparent)]
+    NeedsFloatWeights(#[from] crate::model::forward::NeedsFloatWeights),
     #[error("tensor operation failed during the sweep: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::model::loaded::LoadOptions;
 use crate::model::{ForwardOptions, HookSpec, LoadedModel};
@@ -18,10 +18,7 @@ use super::{
 /// The tiny GPT-2 fixture.
 pub(crate) fn tiny() -> LoadedModel {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    };
+    let opts = LoadOptions::cpu();
     LoadedModel::load(dir.to_str().unwrap(), &opts).unwrap()
 }
 

@@ -48,7 +48,7 @@ pub struct TuiOptions {
     /// Model source; `None` = the session's, else `demo`.
     pub model: Option<String>,
     pub device: String,
-    pub dtype: String,
+    pub weights: String,
     /// Theme name or path; `None` = dark.
     pub theme: Option<String>,
     /// `truecolor`, `256` or `none`; `None` = from the environment.
@@ -83,7 +83,7 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
         load: LoadSpec {
             source: source.clone(),
             device: opts.device.clone(),
-            dtype: opts.dtype.clone(),
+            weights: opts.weights.clone(),
         },
         pairs: vec![example_pair(&source)],
         autosave: autosave_dir().ok(),

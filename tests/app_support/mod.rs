@@ -21,7 +21,7 @@ pub fn state() -> AppState {
         load: LoadSpec {
             source: "random:gpt2-tiny".into(),
             device: "cpu".into(),
-            dtype: "f32".into(),
+            weights: "f32".into(),
         },
         pairs: vec![example_pair("random:gpt2-tiny")],
         autosave: Some("/tmp/patchbench-test-autosave.yaml".into()),

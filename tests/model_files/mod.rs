@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::GgmlDType;
-use candle_core::{DType, Device};
 use patchbench::model::gguf_header;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::LoadedModel;
@@ -245,10 +244,7 @@ fn put_value(b: &mut Vec<u8>, v: &Value) {
 }
 
 pub fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    }
+    LoadOptions::cpu()
 }
 
 /// Loads `path` expecting a refusal whose message names the file and

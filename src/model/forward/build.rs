@@ -50,7 +50,7 @@ impl Transformer {
         };
         let linear = |w: &mut CanonicalWeights, wn: &str, bn: &str, i: usize, o: usize| {
             Ok::<_, ModelError>(Linear {
-                w: w.take(wn, &[i, o])?,
+                w: w.take_matrix(wn, i, o)?,
                 b: w.take_opt(bn, &[o])?,
             })
         };
@@ -80,10 +80,13 @@ impl Transformer {
             let mlp = Mlp {
                 w_in: linear(&mut w, &format!("{m}.W_in"), &format!("{m}.b_in"), d, dm)?,
                 w_gate: if cfg.gated_mlp {
-                    Some(Linear {
-                        w: w.take(&format!("{m}.W_gate"), &[d, dm])?,
-                        b: w.take_opt(&format!("{m}.b_gate"), &[dm])?,
-                    })
+                    Some(linear(
+                        &mut w,
+                        &format!("{m}.W_gate"),
+                        &format!("{m}.b_gate"),
+                        d,
+                        dm,
+                    )?)
                 } else {
                     None
                 },
