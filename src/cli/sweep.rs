@@ -292,12 +292,16 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     }
     let (m, pairs) = args.prepare()?;
     let spec = args.spec();
+    let method = match cmd.method {
+        MethodArg::Exact => Method::Fast,
+        MethodArg::Attribution => Method::Attribution,
+    };
     let mut bar = ProgressLine::new();
     let result = run_sweep(
         &m.model,
         &pairs,
         &spec,
-        &args.engine(Method::Fast),
+        &args.engine(method),
         None,
         &mut |p| bar.update(p),
     );
