@@ -314,6 +314,49 @@ fn corrupt_safetensors_are_refused_naming_the_file() {
     }
 }
 
+/// A tensor candle cannot read (a dtype it does not support) keeps
+/// candle's error as the source, with the file and the tensor named.
+#[test]
+fn a_tensor_candle_cannot_read_keeps_its_typed_error() {
+    use patchbench::model::ModelError;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = safetensors_dir(tmp.path(), "bool", |b| {
+        let (mut h, data) = safetensors_parts(b);
+        let t = &mut h["transformer.ln_f.bias"];
+        let n: u64 = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .product();
+        // The same bytes, one per element.
+        t["dtype"] = json!("BOOL");
+        t["shape"] = json!([n * 4]);
+        *b = safetensors_bytes(&h, &data);
+    });
+    let e = LoadedModel::load(dir.to_str().unwrap(), &cpu()).unwrap_err();
+    let ModelError::TensorRead {
+        path,
+        tensor,
+        source,
+    } = &e
+    else {
+        panic!("wrong error: {e:?}");
+    };
+    assert_eq!(path, &dir.join("model.safetensors"));
+    assert_eq!(tensor, "transformer.ln_f.bias");
+    assert!(
+        matches!(**source, candle_core::Error::UnsupportedSafeTensorDtype(_)),
+        "{source:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"transformer.ln_f.bias\"") && msg.contains("BOOL"),
+        "{msg}"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+}
+
 #[test]
 fn the_cli_refuses_hostile_models_under_a_memory_limit() {
     let tmp = tempfile::tempdir().unwrap();

@@ -313,10 +313,12 @@ struct TensorReader<'a> {
 }
 
 impl TensorReader<'_> {
-    fn corrupt(&self, e: impl std::fmt::Display) -> ModelError {
-        ModelError::CorruptWeights {
+    /// Candle could not read tensor `name`; its error stays the source.
+    fn corrupt(&self, name: &str, source: candle_core::Error) -> ModelError {
+        ModelError::TensorRead {
             path: self.m.path.to_path_buf(),
-            message: e.to_string(),
+            tensor: name.to_owned(),
+            source: Box::new(source),
         }
     }
 
@@ -328,8 +330,10 @@ impl TensorReader<'_> {
             .m
             .content
             .tensor(self.reader, name, self.device)
-            .map_err(|e| self.corrupt(e))?;
-        let t = q.dequantize(self.device).map_err(|e| self.corrupt(e))?;
+            .map_err(|e| self.corrupt(name, e))?;
+        let t = q
+            .dequantize(self.device)
+            .map_err(|e| self.corrupt(name, e))?;
         check_finite(name, &t, &self.m.path.display().to_string())?;
         Ok((q, t))
     }
@@ -352,7 +356,7 @@ impl TensorReader<'_> {
         if self.mode.is_quantized() && is_block_quantized(q.dtype()) {
             drop(t);
             let q = match heads {
-                Some(n) => unpermute_heads(&q, n).map_err(|e| self.corrupt(e))?,
+                Some(n) => unpermute_heads(&q, n).map_err(|e| self.corrupt(theirs, e))?,
                 None => q,
             };
             w.insert_quantized(ours, q);

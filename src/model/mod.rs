@@ -73,8 +73,22 @@ pub enum ModelError {
     },
     #[error("{origin}: weights not used by the model mapping (is this the right architecture?): {}", names.join(", "))]
     UnusedTensors { origin: String, names: Vec<String> },
-    #[error("{path}: cannot read weights ({message}); the file may be truncated or not a safetensors/GGUF file")]
-    CorruptWeights { path: PathBuf, message: String },
+    #[error("{path}: cannot read tensor {tensor:?} ({source}); the file may be truncated or not a safetensors/GGUF file")]
+    TensorRead {
+        path: PathBuf,
+        tensor: String,
+        /// Boxed: candle's error is large, and every loader result carries it.
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+    #[error("{path}: {source}")]
+    TensorTooLarge {
+        path: PathBuf,
+        #[source]
+        source: crate::util::mem::AllocError,
+    },
+    #[error("{path}: tensor {tensor:?} appears in more than one shard; the shards overlap, so use the set of shards that came with the model")]
+    DuplicateTensor { path: PathBuf, tensor: String },
     #[error("{path}: not a readable GGUF file: {source}")]
     Gguf {
         path: PathBuf,

@@ -60,16 +60,17 @@ fn tensors_releasing(
 ) -> Result<(), ModelError> {
     let origin = path.display().to_string();
     for (name, view) in st.iter() {
-        let what = format!("{origin}: tensor {name:?}");
-        check_elements(&what, view.shape(), view.dtype().bitsize().div_ceil(8)).map_err(|e| {
-            ModelError::CorruptWeights {
+        let what = format!("tensor {name:?}");
+        check_elements(&what, view.shape(), view.dtype().bitsize().div_ceil(8)).map_err(
+            |source| ModelError::TensorTooLarge {
                 path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
-        let t = view.load(device).map_err(|e| ModelError::CorruptWeights {
+                source,
+            },
+        )?;
+        let t = view.load(device).map_err(|source| ModelError::TensorRead {
             path: path.to_path_buf(),
-            message: format!("tensor {name:?}: {e}"),
+            tensor: name.to_string(),
+            source: Box::new(source),
         })?;
         if let Some(map) = map {
             release(map, view.data());
@@ -77,9 +78,9 @@ fn tensors_releasing(
         check_finite(name, &t, &origin)?;
         let t = t.to_dtype(dtype)?;
         if into.insert(name.to_string(), t).is_some() {
-            return Err(ModelError::CorruptWeights {
+            return Err(ModelError::DuplicateTensor {
                 path: path.to_path_buf(),
-                message: format!("tensor {name:?} appears in more than one shard"),
+                tensor: name.to_string(),
             });
         }
     }
