@@ -216,3 +216,30 @@ fn non_finite_baselines_are_an_error_that_says_so() {
         other => panic!("expected a non-finite clean baseline, got {other:?}"),
     }
 }
+
+/// An answer that is not one token keeps the tokenizer's typed error (its
+/// pieces and hint), reachable as the pair error's source.
+#[test]
+fn an_answer_error_carries_the_typed_tokenizer_error() {
+    use patchbench::model::tokenizer::{Tokenizer, TokenizerError};
+    let tok = Tokenizer::gpt2();
+    let p = pair("The tower is in", None, " Eiffel", " Paris");
+    let e = prepare_pairs(&tok, &[p], None).unwrap_err();
+    let PairError::Answer {
+        index: 0,
+        what: "answer",
+        source: TokenizerError::NotSingleToken { text, pieces, .. },
+    } = &e
+    else {
+        panic!("wrong error: {e:?}");
+    };
+    assert_eq!(text, " Eiffel");
+    assert_eq!(pieces.len(), 3, "{pieces:?}");
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(source.to_string().contains("single token"), "{source}");
+    assert!(
+        e.to_string()
+            .starts_with("pair 0: answer: answer \" Eiffel\""),
+        "{e}"
+    );
+}

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::tokenizer::TokenizerError;
 use crate::model::Tokenizer;
 
 /// A clean/corrupted prompt pair with its answers, as the user writes it.
@@ -52,7 +53,7 @@ impl PreparedPair {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PairError {
     #[error(
         "pair {index}: the clean and corrupted prompts have different token lengths ({} vs {}), \
@@ -65,10 +66,20 @@ pub enum PairError {
         clean: Vec<String>,
         corrupted: Vec<String>,
     },
-    #[error("pair {index}: {message}")]
-    Answer { index: usize, message: String },
-    #[error("pair {index}: {message}")]
-    Tokenize { index: usize, message: String },
+    /// The answer or wrong answer (`what`) is not one token.
+    #[error("pair {index}: {what}: {source}")]
+    Answer {
+        index: usize,
+        what: &'static str,
+        #[source]
+        source: TokenizerError,
+    },
+    #[error("pair {index}: {source}")]
+    Tokenize {
+        index: usize,
+        #[source]
+        source: TokenizerError,
+    },
     #[error("pair {index}: the clean prompt is empty")]
     Empty { index: usize },
     #[error("pair {index}: answer and wrong answer are the same token {token:?}, so the logit difference is always 0")]
@@ -126,13 +137,18 @@ impl PairError {
                 clean,
                 corrupted,
             },
-            Answer { index, message } => Answer {
+            Answer {
+                index,
+                what,
+                source,
+            } => Answer {
                 index: at(index),
-                message,
+                what,
+                source,
             },
-            Tokenize { index, message } => Tokenize {
+            Tokenize { index, source } => Tokenize {
                 index: at(index),
-                message,
+                source,
             },
             Empty { index } => Empty { index: at(index) },
             SameAnswer { index, token } => SameAnswer {
@@ -175,10 +191,9 @@ fn check_known(
     part: &'static str,
     index: usize,
 ) -> Result<(), PairError> {
-    let words = tok.unknown_words(text).map_err(|e| PairError::Tokenize {
-        index,
-        message: e.to_string(),
-    })?;
+    let words = tok
+        .unknown_words(text)
+        .map_err(|source| PairError::Tokenize { index, source })?;
     if words.is_empty() {
         return Ok(());
     }
@@ -216,10 +231,7 @@ pub fn prepare_pair(
 ) -> Result<PreparedPair, PairError> {
     let enc = |text: &str| {
         tok.encode(text, prepend_bos)
-            .map_err(|e| PairError::Tokenize {
-                index,
-                message: e.to_string(),
-            })
+            .map_err(|source| PairError::Tokenize { index, source })
     };
     let clean = enc(&pair.clean)?;
     if clean.is_empty() {
@@ -240,10 +252,11 @@ pub fn prepare_pair(
             corrupted: tok.token_strs(&corrupted),
         });
     }
-    let answer = |text: &str, what: &str| {
-        tok.single_token(text).map_err(|e| PairError::Answer {
+    let answer = |text: &str, what: &'static str| {
+        tok.single_token(text).map_err(|source| PairError::Answer {
             index,
-            message: format!("{what}: {e}"),
+            what,
+            source,
         })
     };
     check_known(tok, &pair.answer, "answer", index)?;
