@@ -179,6 +179,52 @@ fn csv_field_leaves_plain_text_alone() {
     assert_eq!(csv_field("a\r\nb"), "a\\r\\nb");
 }
 
+/// A component label or token string that a spreadsheet would evaluate
+/// (formula injection) is written as text; the metric numbers, negative
+/// ones included, stay numbers.
+#[test]
+fn csv_text_that_looks_like_a_formula_is_quoted_as_text() {
+    for (label, cell) in [
+        (
+            "=HYPERLINK(\"http://x\")",
+            "\"'=HYPERLINK(\"\"http://x\"\")\"",
+        ),
+        ("+1", "'+1"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\\tx"),
+        ("\r=1", "'\\r=1"),
+        ("=1,2", "\"'=1,2\""),
+    ] {
+        assert_eq!(csv_field(label), cell, "{label:?}");
+    }
+    assert_eq!(csv_field("a=b"), "a=b", "only a leading sign is a formula");
+
+    let labels = ["=cmd|' /C calc'!A0", "-embed"];
+    let mut r = result(&["component", "pos"], &[2, 1], &labels);
+    for x in r.metrics.values_mut().flatten() {
+        *x -= 1.0;
+    }
+    let spec = SweepSpec::new(Target::ResidPre);
+    let rep = report(&r, &spec, &[" a"]);
+    let csv = rep.to_csv();
+    let rows: Vec<Vec<String>> = csv.lines().skip(1).map(parse_csv_line).collect();
+    assert_eq!(rows[0][0], "'=cmd|' /C calc'!A0", "{csv}");
+    assert_eq!(rows[1][0], "'-embed", "{csv}");
+    let negative = rows
+        .iter()
+        .flat_map(|r| &r[2..])
+        .filter(|c| c.starts_with('-'))
+        .count();
+    assert!(negative > 0, "some metrics are negative: {csv}");
+    for c in rows.iter().flat_map(|r| &r[2..]).filter(|c| !c.is_empty()) {
+        assert!(
+            c.parse::<f32>().is_ok(),
+            "metric cell {c:?} is a plain number"
+        );
+    }
+}
+
 #[test]
 fn json_escapes_what_serde_leaves_raw_and_keeps_the_strings_exact() {
     let r = result(&["layer", "pos"], &[1, 3], &[]);

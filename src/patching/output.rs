@@ -12,7 +12,8 @@
 //! characters ([`one_line`]) so a vocabulary entry cannot drive the
 //! terminal, and CSV cells are escaped the same way and then quoted per
 //! RFC 4180 when they hold a comma or a quote ([`csv_field`]), so every row
-//! stays one line with the columns its header names. JSON keeps strings
+//! stays one line with the columns its header names; a text cell that a
+//! spreadsheet would take for a formula gets a leading apostrophe. JSON keeps strings
 //! exact: serde escapes C0 controls, and [`json_text`] also writes DEL, the
 //! C1 controls (0x9B is CSI) and bidirectional overrides as `\uXXXX`,
 //! which parse back to the same string.
@@ -81,10 +82,18 @@ fn metrics_nested(metrics: &BTreeMap<String, Vec<f32>>, shape: &[usize]) -> Map<
         .collect()
 }
 
-/// `s` as one CSV field: control characters (newlines included) escaped,
-/// then quoted with doubled quotes when it holds a comma or a quote.
+/// `s` as one text CSV field: control characters (newlines included)
+/// escaped, then quoted with doubled quotes when it holds a comma or a
+/// quote. Text that a spreadsheet would read as a formula (it begins with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return, as a token string such as
+/// "=SUM(A1)" can) gets a leading apostrophe, so opening the CSV runs
+/// nothing; numbers never pass through here and stay numbers.
 pub fn csv_field(s: &str) -> Cow<'_, str> {
-    let s = one_line(s);
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let mut s = one_line(s);
+    if formula {
+        s = Cow::Owned(format!("'{s}"));
+    }
     if s.contains([',', '"']) {
         Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
     } else {
