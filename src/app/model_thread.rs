@@ -3,13 +3,12 @@
 //! inside the job boundary of `guard` so that a panic fails that job alone.
 //! `worker` starts it (and restarts it should it die) and queues requests.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::analysis::{self, ForwardTiming};
+use crate::analysis;
 use crate::model::device::{device_name, parse_device};
 use crate::model::loaded::LoadOptions;
 use crate::model::WeightsMode;
@@ -51,8 +50,6 @@ pub(crate) struct ModelThread {
     sink: Sink,
     tok_tx: Sender<TokRequest>,
     model: Option<LoadedModel>,
-    /// Measured forward cost by prompt length.
-    timings: HashMap<usize, ForwardTiming>,
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
     faults: Faults,
@@ -102,7 +99,6 @@ impl ModelThread {
             sink,
             tok_tx,
             model: None,
-            timings: HashMap::new(),
             cancel,
             cancelled_upto,
             faults,
@@ -162,7 +158,6 @@ impl ModelThread {
             source: spec.source.clone(),
         });
         self.model = None;
-        self.timings.clear();
         let opts = match (
             parse_device(&spec.device),
             spec.weights.parse::<WeightsMode>(),
