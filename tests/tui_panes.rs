@@ -193,6 +193,51 @@ fn without_colour_the_heatmap_uses_signs_and_shade_glyphs() {
     }
 }
 
+/// Colours show a cell's effect on the task: for KL (lower is better) a
+/// cell whose KL rose above the baseline is marked as a loss, as a fall in
+/// logit difference is, and the legend says which way is better.
+#[test]
+fn a_lower_is_better_metric_is_coloured_by_its_effect() {
+    let mut s = ready();
+    key(&mut s, Intent::RunSweep);
+    let job = s.running.as_ref().expect("running").job;
+    let (axes, shape) = (["layer", "pos"], [2, 6]);
+    let start = Box::new(start(&axes, &shape));
+    worker(&mut s, WorkerMsg::SweepStarted { job, start });
+    let mut result = result(&axes, &shape);
+    let kl = result.metrics.get_mut("kl").unwrap();
+    // The baseline is 0.1; every later cell is worse.
+    for (i, x) in kl.iter_mut().enumerate() {
+        *x = 0.1 + 0.2 * i as f32;
+    }
+    let done = WorkerMsg::SweepDone {
+        job,
+        result: Box::new(result),
+        computed_at: "2025-01-01T00:00:00Z".into(),
+    };
+    worker(&mut s, done);
+    s.heatmap.metric = patchbench::patching::metrics::id("kl").0;
+    let buf = draw(&s, ColorMode::NoColor, 80, 24);
+    let l = lines(&buf);
+    let row = l.iter().find(|l| l.starts_with("│     1 ")).unwrap();
+    assert!(row.contains('-') && !row.contains('+'), "{row}");
+    let text = screen(&buf);
+    assert!(text.contains("(kl, lower is better)"), "{text}");
+    // The better end of the scale (the baseline minus the range) is on the right.
+    let legend = l.iter().find(|l| l.contains("no effect =")).unwrap();
+    assert!(
+        legend
+            .trim_start_matches('│')
+            .trim_start()
+            .starts_with("2.3"),
+        "{legend}"
+    );
+
+    s.heatmap.metric = patchbench::patching::metrics::id("logit_diff").0;
+    let text = screen(&draw(&s, ColorMode::NoColor, 80, 24));
+    assert!(text.contains("(logit_diff)"), "{text}");
+}
+
 #[test]
 fn colour_modes_give_truecolor_or_256_colour_cells() {
     let s = with_sweep();

@@ -169,6 +169,26 @@ impl MetricId {
     }
 }
 
+impl MetricDef {
+    /// +1 when a larger value means the model does the task better, -1
+    /// when a smaller one does (KL, rank): multiplying a change by it gives
+    /// the change's effect on the task, so "toward the answer" reads the
+    /// same way on every metric.
+    pub fn effect_sign(&self) -> f32 {
+        if self.higher_is_better {
+            1.0
+        } else {
+            -1.0
+        }
+    }
+}
+
+/// [`MetricDef::effect_sign`] of metric `name`; +1 for a name this build
+/// does not know (a stored metric from another build is shown as it is).
+pub fn effect_sign(name: &str) -> f32 {
+    lookup(name).map_or(1.0, |(_, d)| d.effect_sign())
+}
+
 /// The id of metric `name`; a compile error when used in a constant with a
 /// name the registry lacks.
 pub const fn id(name: &str) -> MetricId {

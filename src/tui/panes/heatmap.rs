@@ -13,6 +13,7 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::app::grid::GridRef;
 use crate::app::{AppState, Focus};
+use crate::patching::metrics::effect_sign;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, fit_right, heat_cell, pane_block, trunc};
 use crate::util::text::one_line;
@@ -94,6 +95,9 @@ struct View<'m> {
     cw: usize,
     centre: f32,
     half: f32,
+    /// The metric's effect sign: colours show the effect on the task, so a
+    /// fall in KL or rank is coloured as a rise in logit difference is.
+    sign: f32,
 }
 
 /// The grid in four steps: the banners above it (page, staleness), the
@@ -209,6 +213,7 @@ fn view<'m>(
         cw,
         centre,
         half,
+        sign: effect_sign(metric),
     }
 }
 
@@ -294,7 +299,7 @@ fn cell(
     let cw = v.cw;
     let (mut text, mut style) = match g.value(v.metric, cell) {
         Some(x) => {
-            let t = (x - v.centre) / v.half;
+            let t = v.sign * (x - v.centre) / v.half;
             heat_cell(t, (cw >= 5).then_some(x), cw, th)
         }
         None => (

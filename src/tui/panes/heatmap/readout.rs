@@ -25,7 +25,7 @@ pub(super) fn draw_readout(
 ) {
     let y = inner.bottom() - super::FOOTER;
     let view = (v.r0, v.r1, v.c0, v.c1);
-    let l0 = legend(v.centre, v.half, v.metric, v.nr, v.nc, view, th);
+    let l0 = legend(v.centre, v.sign * v.half, v.metric, v.nr, v.nc, view, th);
     put_line(buf, inner, y, l0);
     let cell = g.index(&v.cur);
     let mut where_ = Vec::new();
@@ -69,6 +69,9 @@ fn quote(g: &GridRef<'_>, ax: usize, i: usize) -> String {
     }
 }
 
+/// The colour scale from `centre - half` to `centre + half`; `half` is
+/// negative for a metric where lower is better, whose better end is then
+/// still on the right.
 fn legend<'a>(
     centre: f32,
     half: f32,
@@ -91,8 +94,9 @@ fn legend<'a>(
         format!(" {}", num(centre + half)),
         th.style("muted"),
     ));
+    let lower = if half < 0.0 { ", lower is better" } else { "" };
     spans.push(Span::styled(
-        format!("  no effect = {} ({metric})", num(centre)),
+        format!("  no effect = {} ({metric}{lower})", num(centre)),
         th.style("hint"),
     ));
     let (r0, r1, c0, c1) = view;
