@@ -93,7 +93,7 @@ pub fn check_bytes(bytes: &[u8], origin: &Path) -> CheckReport {
         }
         Err(e) => {
             let mut first = from_serde(&e, &text, false);
-            corruption_path::refine(&mut first, &tree);
+            corruption_path::refine(&mut first, &tree, &text);
             // A section's own parse stops at the same first error (without
             // the inner path), so the section holding it is not repeated.
             let covered = |p: &Problem| {
@@ -106,7 +106,7 @@ pub fn check_bytes(bytes: &[u8], origin: &Path) -> CheckReport {
                 .into_iter()
                 .filter(|p| !covered(p) && (version_ok || !about_version(p)))
                 .map(|mut p| {
-                    corruption_path::refine(&mut p, &tree);
+                    corruption_path::refine(&mut p, &tree, &text);
                     p
                 })
                 .collect();

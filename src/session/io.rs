@@ -106,7 +106,7 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Loaded, SessionError> {
     check_version(&tree).map_err(|p| invalid(vec![p]))?;
     let mut session: Session = serde_yaml::from_str(text).map_err(|e| {
         let mut p = diagnose::from_serde(&e, text, false);
-        corruption_path::refine(&mut p, &tree);
+        corruption_path::refine(&mut p, &tree, text);
         invalid(vec![p])
     })?;
     let problems = validate::semantics(&mut session);
