@@ -16,6 +16,8 @@ use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, PaddingParams, PaddingStrategy};
 
+mod tokenizer_guards;
+
 // ---------------------------------------------------------------- GPT-2
 
 /// Found by fuzzing (`scripts/fuzz.sh tokenizer`): a raw control character

@@ -34,6 +34,8 @@
 //! same reason. That builder lives in `gguf.rs`.
 
 mod gguf;
+mod guards;
+mod post_processor;
 
 use gguf::gguf_byte_level_bpe;
 pub use gguf::GgufVocab;
@@ -160,9 +162,19 @@ impl Tokenizer {
         // fuzzing). Parsing the whole text as JSON first, strings decoded,
         // turns every such file into an error; a skim that does not decode
         // strings misses the surrogates.
-        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| invalid(e.to_string()))?;
+        let json = serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_err(|e| invalid(e.to_string()))?;
+        // Parts the crate panics on, when loading or later (guards.rs).
+        let refused = |r: guards::Refusal| TokenizerError::Invalid {
+            origin: origin.to_owned(),
+            reason: r.reason,
+            fix: r.fix,
+        };
+        guards::check_json(&json).map_err(refused)?;
         let mut inner =
             tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
+        guards::check_decoder(inner.get_decoder()).map_err(refused)?;
+        post_processor::check(&inner, |id| inner.id_to_token(id).is_some()).map_err(refused)?;
         // A saved tokenizer may pad or truncate; a prompt must stay exactly its tokens.
         inner.with_padding(None);
         let _ = inner.with_truncation(None);
