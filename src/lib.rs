@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod app;
+pub mod circuits;
 pub mod demo;
 pub mod model;
 pub mod patching;

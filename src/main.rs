@@ -10,12 +10,16 @@ fn main() {
         Some(cli::Command::Run(a)) => cli::run(a),
         Some(cli::Command::Models) => cli::models(),
         Some(cli::Command::Sweep(a)) => cli::sweep_command(a),
+        Some(cli::Command::Circuit(a)) => cli::circuit::circuit(a),
         Some(cli::Command::Bench(cli::bench::BenchCommand::Forward(a))) => {
             cli::bench::bench_forward(a)
         }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Sweep(a))) => cli::bench::bench_sweep(a),
         Some(cli::Command::Bench(cli::bench::BenchCommand::Load(a))) => {
             cli::bench_load::bench_load(a)
+        }
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Circuit(a))) => {
+            cli::bench_circuit::bench_circuit(a)
         }
         Some(cli::Command::Bench(cli::bench::BenchCommand::Estimate(a))) => {
             cli::bench::bench_estimate(a)

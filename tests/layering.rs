@@ -118,12 +118,16 @@ fn layers_point_one_way() {
     bad.extend(forbid_modules(
         "model",
         &[
-            "demo", "patching", "session", "app", "tui", "cli", "analysis",
+            "demo", "patching", "session", "app", "tui", "cli", "analysis", "circuits",
         ],
     ));
     bad.extend(forbid_modules(
         "patching",
-        &["demo", "session", "app", "tui", "cli"],
+        &["demo", "session", "app", "tui", "cli", "circuits"],
+    ));
+    bad.extend(forbid_modules(
+        "circuits",
+        &["demo", "session", "app", "tui", "cli", "analysis"],
     ));
     bad.extend(forbid_modules("session", &["app", "tui", "cli"]));
     bad.extend(forbid_modules(
@@ -140,7 +144,7 @@ fn layers_point_one_way() {
 #[test]
 fn only_the_interface_layers_draw_and_the_tui_never_touches_tensors() {
     let mut bad = Vec::new();
-    for layer in ["model", "patching", "session", "util"] {
+    for layer in ["model", "patching", "circuits", "session", "util"] {
         bad.extend(forbid_words(
             layer,
             &["ratatui", "crossterm", "tui_textarea"],

@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Forward(BenchForwardArgs),
     /// Run one sweep with the fast and the naive method and compare.
     Sweep(BenchSweepArgs),
+    /// Circuit methods on one pair: times, peak memory, EAP against exact.
+    Circuit(super::bench_circuit::BenchCircuitArgs),
     /// The time estimate shown before a sweep against the measured time,
     /// for one target of each family.
     Estimate(BenchEstimateArgs),

@@ -19,8 +19,10 @@ macro_rules! report {
 }
 
 pub mod bench;
+pub mod bench_circuit;
 pub mod bench_load;
 pub mod bounds;
+pub mod circuit;
 pub mod output;
 pub mod progress;
 pub mod session;
@@ -64,6 +66,9 @@ pub enum Command {
     Models,
     /// Run a patching sweep headless and print the result.
     Sweep(sweep::SweepCmd),
+    /// Find a circuit: score every edge (EAP, EAP-IG or exact edge
+    /// patching), check the top edges exactly, measure faithfulness.
+    Circuit(circuit::CircuitCmd),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),

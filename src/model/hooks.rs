@@ -54,6 +54,18 @@ pub enum HookPoint {
     MlpPost(usize),
     /// Final normalised residual `[batch, pos, d_model]`.
     LnFinal,
+    /// The residual stream as each query head reads it, before `ln1`
+    /// `[batch, pos, n_heads, d_model]` (TransformerLens `hook_q_input`).
+    /// A split-input hook: see [`HookPoint::is_split`].
+    QInput(usize),
+    /// The residual stream as each KV head's keys read it `[batch, pos, n_kv_heads, d_model]`.
+    KInput(usize),
+    /// The residual stream as each KV head's values read it `[batch, pos, n_kv_heads, d_model]`.
+    VInput(usize),
+    /// The residual stream as the MLP reads it, before `ln2` `[batch, pos, d_model]`.
+    MlpIn(usize),
+    /// Each head's output `z_h W_O^h` (without `b_O`) `[batch, pos, n_heads, d_model]`.
+    AttnResult(usize),
 }
 
 /// The per-layer hook kinds, in forward order, with their TransformerLens suffixes.
@@ -74,6 +86,11 @@ const LAYER_HOOKS: &[(&str, LayerHook)] = &[
     ("mlp.hook_post", HookPoint::MlpPost),
     ("hook_mlp_out", HookPoint::MlpOut),
     ("hook_resid_post", HookPoint::ResidPost),
+    ("hook_q_input", HookPoint::QInput),
+    ("hook_k_input", HookPoint::KInput),
+    ("hook_v_input", HookPoint::VInput),
+    ("hook_mlp_in", HookPoint::MlpIn),
+    ("attn.hook_result", HookPoint::AttnResult),
 ];
 
 impl HookPoint {
@@ -83,7 +100,8 @@ impl HookPoint {
         match *self {
             Embed | PosEmbed | LnFinal => None,
             ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | Q(l) | K(l)
-            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | MlpPre(l) | MlpPost(l) => Some(l),
+            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | MlpPre(l) | MlpPost(l) | QInput(l)
+            | KInput(l) | VInput(l) | MlpIn(l) | AttnResult(l) => Some(l),
         }
     }
 
@@ -107,7 +125,30 @@ impl HookPoint {
             Embed => "hook_embed",
             PosEmbed => "hook_pos_embed",
             LnFinal => "ln_final.hook_normalized",
+            QInput(_) => "hook_q_input",
+            KInput(_) => "hook_k_input",
+            VInput(_) => "hook_v_input",
+            MlpIn(_) => "hook_mlp_in",
+            AttnResult(_) => "attn.hook_result",
         }
+    }
+
+    /// Split-input hooks (`hook_q_input`, `hook_k_input`, `hook_v_input`,
+    /// `hook_mlp_in`, `attn.hook_result`) exist only when a spec names them,
+    /// as TransformerLens's `use_split_qkv_input` / `use_attn_result`: the
+    /// per-head copies of the residual stream cost memory and a per-head
+    /// norm, so `capture_all` does not visit them. They are what edge-level
+    /// circuit methods edit: a receiver's input is the residual stream it
+    /// reads, and a sender's output is what it writes.
+    pub fn is_split(&self) -> bool {
+        matches!(
+            self,
+            HookPoint::QInput(_)
+                | HookPoint::KInput(_)
+                | HookPoint::VInput(_)
+                | HookPoint::MlpIn(_)
+                | HookPoint::AttnResult(_)
+        )
     }
 
     /// Every valid name pattern, for error messages.
@@ -257,9 +298,17 @@ impl HookSpec {
     /// Whether the forward pass must visit `hook` at all; lets it skip
     /// computing activations nobody reads (like full attention scores).
     pub fn wants(&self, hook: HookPoint) -> bool {
+        if hook.is_split() {
+            return self.names(hook);
+        }
         self.capture_all
             || self.captures.contains(&hook)
             || self.interventions.iter().any(|i| i.hook == hook)
+    }
+
+    /// Whether `hook` is captured or edited by name (not through `capture_all`).
+    pub fn names(&self, hook: HookPoint) -> bool {
+        self.captures.contains(&hook) || self.edits(hook)
     }
 
     /// Whether an intervention edits `hook`.
@@ -393,6 +442,11 @@ mod tests {
         }
         assert_eq!(HookPoint::Z(2).to_string(), "blocks.2.attn.hook_z");
         assert_eq!(HookPoint::MlpOut(0).to_string(), "blocks.0.hook_mlp_out");
+        assert_eq!(HookPoint::QInput(3).to_string(), "blocks.3.hook_q_input");
+        assert_eq!(
+            HookPoint::AttnResult(1).to_string(),
+            "blocks.1.attn.hook_result"
+        );
     }
 
     #[test]

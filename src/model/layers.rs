@@ -3,10 +3,78 @@
 //! `linear.rs`), and small tensor helpers. All written with
 //! gradient-carrying ops (see `forward.rs`).
 
-use candle_core::{DType, Device, Result as CResult, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Shape, Storage};
+use candle_core::{Result as CResult, Tensor, D};
 
 use super::config::{Activation, NormKind};
 pub use super::linear::{Linear, Matrix};
+
+/// `x @ w` where `w` is a weight. When `x` carries a gradient and `w` is
+/// not a variable, the product is a custom op whose backward yields only
+/// `x`'s gradient: candle's own matmul backward always computes the
+/// right-hand side's gradient too, which for a model's weights is a full
+/// weight-sized tensor per matrix (hundreds of MB on gpt2-small, thrown
+/// away) — circuit and attribution gradients are taken with respect to
+/// activations only. Training (weights are `Var`s) and inference (nothing
+/// tracked) take candle's matmul unchanged.
+///
+/// # Shapes
+/// `x: [.., m, k]`, `w: [.., k, n]` (same leading dims) -> `[.., m, n]`
+pub fn matmul_weight(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
+    if x.track_op() && !w.track_op() {
+        x.apply_op1(WeightMatmul { w: w.clone() })
+    } else {
+        x.matmul(w)
+    }
+}
+
+/// The op behind [`matmul_weight`]: a constant right-hand side.
+struct WeightMatmul {
+    w: Tensor,
+}
+
+impl WeightMatmul {
+    /// `(batch, m, n, k)` and the output shape for an input of `x_shape`.
+    fn dims(&self, x_shape: &Shape) -> CResult<((usize, usize, usize, usize), Shape)> {
+        let (a, b) = (x_shape.dims(), self.w.dims());
+        let r = a.len();
+        if r < 2 || b.len() != r || a[r - 1] != b[r - 2] || a[..r - 2] != b[..r - 2] {
+            candle_core::bail!("weight matmul: shapes {a:?} and {b:?} do not multiply");
+        }
+        let batch = a[..r - 2].iter().product();
+        let out = Shape::from(&a[..r - 2]).extend(&[a[r - 2], b[r - 1]]);
+        Ok(((batch, a[r - 2], b[r - 1], a[r - 1]), out))
+    }
+}
+
+impl CustomOp1 for WeightMatmul {
+    fn name(&self) -> &'static str {
+        "weight-matmul"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let (bmnk, out) = self.dims(l.shape())?;
+        let (w, wl) = self.w.storage_and_layout();
+        match &*w {
+            Storage::Cpu(w) => Ok((x.matmul(w, bmnk, l, wl)?, out)),
+            _ => candle_core::bail!("weight matmul: the weight is not on the CPU"),
+        }
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, l: &Layout) -> CResult<(CudaStorage, Shape)> {
+        let (bmnk, out) = self.dims(l.shape())?;
+        let (w, wl) = self.w.storage_and_layout();
+        match &*w {
+            Storage::Cuda(w) => Ok((x.matmul(w, bmnk, l, wl)?, out)),
+            _ => candle_core::bail!("weight matmul: the weight is not on the GPU"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w.t()?)?))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Norm {

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Result as CResult, Tensor};
 
+use super::layers::matmul_weight;
+
 /// A projection matrix, float or quantized.
 #[derive(Debug, Clone)]
 pub enum Matrix {
@@ -78,7 +80,7 @@ impl Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, d_in))?;
         let (y, d_out) = match &self.w {
-            Matrix::Dense(w) => (x2.matmul(w)?, w.dim(1)?),
+            Matrix::Dense(w) => (matmul_weight(&x2, w)?, w.dim(1)?),
             Matrix::Quantized(q) => {
                 // candle's quantized kernels take f32 activations on every
                 // device; a quantized model runs its activations in f32.
@@ -95,5 +97,29 @@ impl Linear {
         let last = out.len() - 1;
         out[last] = d_out;
         y.reshape(out)
+    }
+}
+
+impl Linear {
+    /// Per-head projection of per-head inputs: head `h` of `x` goes through
+    /// columns `h * d_head .. (h + 1) * d_head` of `W` (and of `b`). With
+    /// `x` the same for every head this equals [`Self::forward`] reshaped.
+    ///
+    /// # Shapes
+    /// `x: [batch, pos, heads, d_in]` -> `[batch, pos, heads, d_out / heads]`
+    pub fn forward_heads(&self, x: &Tensor) -> CResult<Tensor> {
+        let (b, t, h, d_in) = x.dims4()?;
+        // A quantized matrix is dequantised (no gradient flows through it anyway).
+        let w = self.w.to_dense()?;
+        let dh = w.dim(1)? / h;
+        // [heads, d_in, d_head]
+        let w = w.reshape((d_in, h, dh))?.transpose(0, 1)?.contiguous()?;
+        let xs = x.transpose(0, 2)?.reshape((h, t * b, d_in))?; // [h, t*b, d_in]
+        let y = matmul_weight(&xs.contiguous()?, &w)?; // [h, t*b, dh]
+        let y = match &self.b {
+            Some(bias) => y.broadcast_add(&bias.reshape((h, 1, dh))?)?,
+            None => y,
+        };
+        y.reshape((h, t, b, dh))?.transpose(0, 2)
     }
 }

@@ -130,7 +130,7 @@ pub fn run_sweep(
 /// Everything that must hold before any forward pass: a sensible spec, a
 /// target the model has, prompt pairs of one length within the context.
 /// Returns the prompt length.
-pub(crate) fn check_inputs(
+pub fn check_inputs(
     model: &Transformer,
     pairs: &[PreparedPair],
     spec: &SweepSpec,

@@ -72,6 +72,12 @@ pub struct MetricDef {
     /// Whether a larger value means the model does the task better.
     pub higher_is_better: bool,
     pub format: Format,
+    /// The metric's gradient with respect to the last-position logits
+    /// (written into the slice, `[d_vocab]`), for gradient-based circuit
+    /// estimates; `None` for metrics without one (ranks are piecewise
+    /// constant) and for normalised metrics (estimated from the metric they
+    /// normalise).
+    pub grad: Option<fn(&RunView, &mut [f32])>,
 }
 
 /// Every metric this build computes, in stored and shown order.
@@ -83,6 +89,11 @@ pub const REGISTRY: &[MetricDef] = &[
         compute: Compute::Run(|r| r.logits[r.answer] - r.logits[r.wrong]),
         higher_is_better: true,
         format: Format::Real,
+        grad: Some(|r, g| {
+            g.fill(0.0);
+            g[r.answer] += 1.0;
+            g[r.wrong] -= 1.0;
+        }),
     },
     MetricDef {
         name: "logit_diff_normalized",
@@ -91,6 +102,7 @@ pub const REGISTRY: &[MetricDef] = &[
         compute: Compute::Normalized { of: "logit_diff" },
         higher_is_better: true,
         format: Format::Real,
+        grad: None,
     },
     MetricDef {
         name: "logprob",
@@ -99,6 +111,10 @@ pub const REGISTRY: &[MetricDef] = &[
         compute: Compute::Run(|r| r.logprobs[r.answer]),
         higher_is_better: true,
         format: Format::Real,
+        grad: Some(|r, g| {
+            softmax_into(r.logprobs, g, -1.0);
+            g[r.answer] += 1.0;
+        }),
     },
     MetricDef {
         name: "prob",
@@ -107,6 +123,11 @@ pub const REGISTRY: &[MetricDef] = &[
         compute: Compute::Run(|r| r.logprobs[r.answer].exp()),
         higher_is_better: true,
         format: Format::Real,
+        grad: Some(|r, g| {
+            let p = r.logprobs[r.answer].exp();
+            softmax_into(r.logprobs, g, -p);
+            g[r.answer] += p;
+        }),
     },
     MetricDef {
         name: "kl",
@@ -115,6 +136,12 @@ pub const REGISTRY: &[MetricDef] = &[
         compute: Compute::Run(kl),
         higher_is_better: false,
         format: Format::Real,
+        grad: Some(|r, g| {
+            softmax_into(r.logprobs, g, 1.0);
+            for (x, c) in g.iter_mut().zip(r.clean_probs) {
+                *x -= c;
+            }
+        }),
     },
     MetricDef {
         name: "rank",
@@ -126,6 +153,7 @@ pub const REGISTRY: &[MetricDef] = &[
         }),
         higher_is_better: false,
         format: Format::Integer,
+        grad: None,
     },
     #[cfg(test)]
     tests::ANSWER_LOGIT,
@@ -413,6 +441,14 @@ pub fn compute(
         .collect())
 }
 
+/// `out = factor * softmax`, from log-probabilities (a gradient helper:
+/// d logprob(a) / d logits = e_a - softmax).
+fn softmax_into(logprobs: &[f32], out: &mut [f32], factor: f32) {
+    for (o, lp) in out.iter_mut().zip(logprobs) {
+        *o = factor * lp.exp();
+    }
+}
+
 /// Log-softmax over the last (vocabulary) axis.
 pub fn log_softmax(logits: &Tensor) -> CResult<Tensor> {
     let logits = logits.to_dtype(DType::F32)?;
@@ -438,6 +474,10 @@ pub(crate) mod tests {
         compute: Compute::Run(|r| r.logits[r.answer]),
         higher_is_better: true,
         format: Format::Real,
+        grad: Some(|r, g| {
+            g.fill(0.0);
+            g[r.answer] = 1.0;
+        }),
     };
 
     #[test]

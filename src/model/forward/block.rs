@@ -5,7 +5,8 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::super::hooks::{ActivationCache, HookPoint, HookSpec};
-use super::super::layers::{activate, broadcast_rows, repeat_kv, softmax_last_dim, Block};
+use super::super::layers::{activate, broadcast_rows, matmul_weight, repeat_kv, softmax_last_dim};
+use super::super::layers::{Block, Linear};
 use super::super::layout::Layout;
 use super::super::rotary::TokenPositions;
 use super::Transformer;
@@ -37,6 +38,13 @@ impl<'a> Sites<'a> {
     }
 }
 
+/// A block's input: the residual stream and its `ln1` normalisation.
+#[derive(Clone, Copy)]
+pub(super) struct Inputs<'a> {
+    pub(super) x: &'a Tensor,
+    pub(super) normed: &'a Tensor,
+}
+
 /// Applies `sites` when there are any (the last-position shortcut has none
 /// after keys and values).
 fn maybe(
@@ -66,17 +74,23 @@ impl Transformer {
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
         let normed = block.ln1.forward(&x)?;
-        let (k, v) = self.keys_values(l, block, &normed, layout, Some(sites), cache)?;
-        let q = self.queries(l, block, &normed, &layout.positions, Some(sites), cache)?;
+        let inputs = Inputs {
+            x: &x,
+            normed: &normed,
+        };
+        let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
+        let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
         let attn_out = self.attend(l, block, &q, &k, &v, &layout.mask, Some(sites), cache)?;
         let attn_out = sites.apply(HookPoint::AttnOut(l), attn_out, cache)?;
         let x = if self.cfg.parallel_attn_mlp {
-            let mlp_out = self.mlp(l, block, &block.ln2.forward(&x)?, Some(sites), cache)?;
+            let mlp_in = self.mlp_input(l, block, &x, sites, cache)?;
+            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
             let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
             (x + attn_out)?.add(&mlp_out)?
         } else {
             let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
-            let mlp_out = self.mlp(l, block, &block.ln2.forward(&mid)?, Some(sites), cache)?;
+            let mlp_in = self.mlp_input(l, block, &mid, sites, cache)?;
+            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
             let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
             (mid + mlp_out)?
         };
@@ -102,7 +116,8 @@ impl Transformer {
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
         let normed = block.ln1.forward(x)?;
-        let (k, v) = self.keys_values(l, block, &normed, layout, Some(sites), cache)?;
+        let inputs = Inputs { x, normed: &normed };
+        let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
         let (x_last, normed_last, mask) = match &layout.last_tokens {
             Some(idx) => {
                 let pick = |a: &Tensor| {
@@ -125,7 +140,11 @@ impl Transformer {
         let qt = x_last.dim(1)?;
         let last = Tensor::new(vec![layout.last_pos as u32; qt], self.device())?;
         let positions = TokenPositions::Index(last);
-        let q = self.queries(l, block, &normed_last, &positions, None, cache)?;
+        let inputs = Inputs {
+            x: &x_last,
+            normed: &normed_last,
+        };
+        let q = self.queries(l, block, inputs, &positions, None, cache)?;
         let attn_out = self.attend(l, block, &q, &k, &v, &mask, None, cache)?;
         let out = if self.cfg.parallel_attn_mlp {
             let m = self.mlp(l, block, &block.ln2.forward(&x_last)?, None, cache)?;
@@ -147,16 +166,31 @@ impl Transformer {
         &self,
         l: usize,
         block: &Block,
-        normed: &Tensor,
+        inputs: Inputs<'_>,
         layout: &Layout<'_>,
         sites: Option<Sites<'_>>,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, Tensor)> {
-        let (b, t, _) = normed.dims3()?;
-        let (hkv, dh) = (self.cfg.n_kv_heads, self.cfg.d_head);
-        let k = block.attn.k.forward(normed)?.reshape((b, t, hkv, dh))?;
+        let (hkv, b) = (self.cfg.n_kv_heads, inputs.x.dim(0)?);
+        let k = self.project(
+            HookPoint::KInput(l),
+            &block.attn.k,
+            block,
+            inputs,
+            hkv,
+            sites,
+            cache,
+        )?;
         let k = maybe(sites, HookPoint::K(l), k, cache)?;
-        let v = block.attn.v.forward(normed)?.reshape((b, t, hkv, dh))?;
+        let v = self.project(
+            HookPoint::VInput(l),
+            &block.attn.v,
+            block,
+            inputs,
+            hkv,
+            sites,
+            cache,
+        )?;
         let v = maybe(sites, HookPoint::V(l), v, cache)?;
         let mut k = k.transpose(1, 2)?.contiguous()?;
         let mut v = v.transpose(1, 2)?.contiguous()?;
@@ -181,14 +215,21 @@ impl Transformer {
         &self,
         l: usize,
         block: &Block,
-        normed: &Tensor,
+        inputs: Inputs<'_>,
         positions: &TokenPositions,
         sites: Option<Sites<'_>>,
         cache: &mut ActivationCache,
     ) -> CResult<Tensor> {
-        let (b, t, _) = normed.dims3()?;
-        let (h, dh) = (self.cfg.n_heads, self.cfg.d_head);
-        let q = block.attn.q.forward(normed)?.reshape((b, t, h, dh))?;
+        let h = self.cfg.n_heads;
+        let q = self.project(
+            HookPoint::QInput(l),
+            &block.attn.q,
+            block,
+            inputs,
+            h,
+            sites,
+            cache,
+        )?;
         let q = maybe(sites, HookPoint::Q(l), q, cache)?;
         let q = q.transpose(1, 2)?.contiguous()?;
         match &self.rotary {
@@ -234,7 +275,85 @@ impl Transformer {
         )?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]
         let z = maybe(sites, HookPoint::Z(l), z, cache)?;
-        block.attn.o.forward(&z.reshape((b, t, h * dh))?)
+        let hp = HookPoint::AttnResult(l);
+        match sites.filter(|s| s.hooks.wants(hp)) {
+            Some(s) => {
+                let result = s.apply(hp, self.head_results(block, &z)?, cache)?;
+                if !s.hooks.edits(hp) {
+                    return block.attn.o.forward(&z.reshape((b, t, h * dh))?);
+                }
+                // The edited per-head outputs are what the residual receives.
+                let out = result.sum(2)?;
+                match &block.attn.o.b {
+                    Some(bias) => out.broadcast_add(bias),
+                    None => Ok(out),
+                }
+            }
+            None => block.attn.o.forward(&z.reshape((b, t, h * dh))?),
+        }
+    }
+
+    /// Each head's share of the output projection, `z_h W_O^h` (no bias):
+    /// `attn.hook_result`.
+    ///
+    /// # Shapes
+    /// `z: [batch, pos, n_heads, d_head]` -> `[batch, pos, n_heads, d_model]`
+    fn head_results(&self, block: &Block, z: &Tensor) -> CResult<Tensor> {
+        let (b, t, h, dh) = z.dims4()?;
+        let d = self.cfg.d_model;
+        let w = block.attn.o.w.to_dense()?.reshape((h, dh, d))?;
+        let zs = z.transpose(0, 2)?.contiguous()?.reshape((h, t * b, dh))?;
+        matmul_weight(&zs, &w)?
+            .reshape((h, t, b, d))?
+            .transpose(0, 2)
+    }
+
+    /// Queries, keys or values `[batch, pos, heads, d_head]` (before rotary):
+    /// from the block's shared normalised input, or — when a spec names the
+    /// split-input hook `hp` — from each head's own copy of the residual
+    /// stream, hooked, then normalised and projected per head (so an edit of
+    /// one head's input reaches that head alone, through its own norm).
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        hp: HookPoint,
+        proj: &Linear,
+        block: &Block,
+        inputs: Inputs<'_>,
+        heads: usize,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let (b, t, d) = inputs.x.dims3()?;
+        match sites.filter(|s| s.hooks.wants(hp)) {
+            Some(s) => {
+                let per_head = inputs.x.unsqueeze(2)?.broadcast_as((b, t, heads, d))?;
+                let per_head = s.apply(hp, per_head, cache)?;
+                proj.forward_heads(&block.ln1.forward(&per_head)?)
+            }
+            None => proj
+                .forward(inputs.normed)?
+                .reshape((b, t, heads, self.cfg.d_head)),
+        }
+    }
+
+    /// The MLP's input before `ln2`, hooked at `hook_mlp_in` when a spec
+    /// names it (an edit there reaches the MLP only, not the residual
+    /// stream), then normalised.
+    fn mlp_input(
+        &self,
+        l: usize,
+        block: &Block,
+        resid: &Tensor,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let hp = HookPoint::MlpIn(l);
+        if sites.hooks.wants(hp) {
+            block.ln2.forward(&sites.apply(hp, resid.clone(), cache)?)
+        } else {
+            block.ln2.forward(resid)
+        }
     }
 
     /// # Shapes

@@ -1,0 +1,385 @@
+//! Scoring every edge with one method, checking the top edges exactly,
+//! and the faithfulness curve of the top-k circuits.
+//!
+//! Scores are averaged over run pairs (prompt pairs, noise samples), like
+//! sweep cells; a normalised metric's score is the score of the metric it
+//! normalises divided by `clean − corrupted` of the mean baselines.
+//!
+//! Faithfulness follows the EAP literature: the clean run with every edge
+//! *outside* the circuit carrying the corrupted run's value (whatever the
+//! scoring direction), scored by the ranking metric normalised between the
+//! baselines (1 = the clean behaviour fully recovered, 0 = none of it). The
+//! empty circuit is the corrupted run and the full graph the clean run
+//! (tests hold both). The curve is measured at `k` on a log grid.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Transformer;
+use crate::patching::metrics::{Compute, MetricId, Metrics, REGISTRY};
+use crate::patching::{Corruption, Direction, PreparedPair};
+
+use super::graph::{Graph, ReceiverId, SenderId};
+use super::runs::{self, CircuitSpecRuns, Runs};
+use super::{eap, exact, patched, CircuitError};
+
+/// How edges are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// First-order estimate from one backward pass (Syed et al. 2023).
+    Eap,
+    /// EAP with gradients integrated along interpolated input embeddings.
+    EapIg,
+    /// Every edge patched exactly (one forward row per edge).
+    Exact,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Eap => "eap",
+            Method::EapIg => "eap-ig",
+            Method::Exact => "exact",
+        }
+    }
+
+    pub fn is_estimate(self) -> bool {
+        self != Method::Exact
+    }
+}
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub struct CircuitOptions {
+    pub method: Method,
+    pub direction: Direction,
+    pub corruption: Corruption,
+    /// EAP-IG interpolation steps.
+    pub ig_steps: usize,
+    /// The metric edges are ranked by (`|score|`) and faithfulness is read in.
+    pub metric: MetricId,
+    /// Top edges patched exactly to measure an estimate's error.
+    pub check_exact: usize,
+    /// Points of the faithfulness curve's log grid (0: no curve).
+    pub faithfulness_points: usize,
+    /// Batch rows per forward pass.
+    pub max_rows: usize,
+}
+
+impl Default for CircuitOptions {
+    fn default() -> Self {
+        Self {
+            method: Method::Eap,
+            direction: Direction::Denoise,
+            corruption: Corruption::Prompt,
+            ig_steps: 5,
+            metric: crate::patching::metrics::LOGIT_DIFF,
+            check_exact: 100,
+            faithfulness_points: 10,
+            max_rows: 32,
+        }
+    }
+}
+
+/// One edge's scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeScore {
+    pub sender: String,
+    pub receiver: String,
+    /// Metric -> the method's value (change of the metric when the edge
+    /// alone is patched).
+    pub scores: Metrics,
+    /// Metric -> the exact change, for edges checked exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<Metrics>,
+}
+
+/// One point of the faithfulness curve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaithPoint {
+    /// Edges kept.
+    pub k: usize,
+    /// The ranking metric normalised between the baselines.
+    pub recovered: f32,
+    /// Every metric of the circuit run (means over run pairs).
+    pub metrics: Metrics,
+}
+
+/// Wall-clock times of the stages, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CircuitTiming {
+    pub runs_ms: u64,
+    pub scores_ms: u64,
+    pub exact_ms: u64,
+    pub faithfulness_ms: u64,
+}
+
+/// Everything a circuit search produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CircuitResult {
+    pub method: Method,
+    pub direction: Direction,
+    pub metric: String,
+    pub n_edges: usize,
+    pub baselines: Baselines,
+    /// Every edge, by decreasing `|score|` of the ranking metric.
+    pub edges: Vec<EdgeScore>,
+    pub faithfulness: Vec<FaithPoint>,
+    /// The first grid `k` whose circuit recovers at least 80% / 90%.
+    pub edges_for_80: Option<usize>,
+    pub edges_for_90: Option<usize>,
+    pub timing: CircuitTiming,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Baselines {
+    pub clean: Metrics,
+    pub corrupted: Metrics,
+}
+
+/// Scores every edge of `model` on `pairs` with `opts.method`.
+pub fn run_circuit(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+) -> Result<CircuitResult, CircuitError> {
+    let graph = Graph::new(&model.cfg);
+    if opts.method.is_estimate() {
+        model
+            .require_float_weights(opts.method.name())
+            .map_err(|e| CircuitError::Invalid(e.to_string()))?;
+    }
+    if opts.method.is_estimate() && estimate_of(opts.metric).is_none() {
+        return Err(CircuitError::Invalid(format!(
+            "metric {} has no gradient, so {} cannot estimate it; rank by another metric or use --method exact",
+            opts.metric.def().name,
+            opts.method.name()
+        )));
+    }
+    let t0 = Instant::now();
+    let spec = CircuitSpecRuns {
+        direction: opts.direction,
+        corruption: opts.corruption.clone(),
+    };
+    let runs = runs::build(model, &graph, pairs, &spec)?;
+    let (clean, corrupted) = runs.mean_baselines();
+    let runs_ms = ms(t0);
+    let edges = graph.edges();
+    let t1 = Instant::now();
+    let scores = match opts.method {
+        Method::Exact => exact_scores(model, &graph, &runs, &edges, opts.max_rows)?,
+        Method::Eap | Method::EapIg => {
+            let steps = if opts.method == Method::Eap {
+                1
+            } else {
+                opts.ig_steps
+            };
+            let mut per_run = Vec::new();
+            for run in &runs.runs {
+                let dense = eap::eap_ig(model, &graph, run, steps)?;
+                per_run.push(
+                    edges
+                        .iter()
+                        .map(|&(s, r)| {
+                            Metrics::from_values(std::array::from_fn(|m| dense[m][graph.idx(s, r)]))
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            mean_rows(&per_run)
+        }
+    };
+    let scores: Vec<Metrics> = scores
+        .into_iter()
+        .map(|m| derive(m, &clean, &corrupted))
+        .collect();
+    let scores_ms = ms(t1);
+    let key = |m: &Metrics| {
+        let v = m[opts.metric];
+        if v.is_finite() {
+            v.abs()
+        } else {
+            -1.0
+        }
+    };
+    let mut order: Vec<usize> = (0..edges.len()).collect();
+    order.sort_by(|&a, &b| key(&scores[b]).total_cmp(&key(&scores[a])));
+    let t2 = Instant::now();
+    let mut exact_of = vec![None; edges.len()];
+    if opts.method.is_estimate() && opts.check_exact > 0 {
+        let top: Vec<usize> = order.iter().copied().take(opts.check_exact).collect();
+        let picked: Vec<_> = top.iter().map(|&i| edges[i]).collect();
+        let ex = exact_scores(model, &graph, &runs, &picked, opts.max_rows)?;
+        for (i, m) in top.into_iter().zip(ex) {
+            exact_of[i] = Some(derive(m, &clean, &corrupted));
+        }
+    } else if opts.method == Method::Exact {
+        exact_of = scores.iter().map(|m| Some(*m)).collect();
+    }
+    let exact_ms = ms(t2);
+    let t3 = Instant::now();
+    let ranked: Vec<(SenderId, ReceiverId)> = order.iter().map(|&i| edges[i]).collect();
+    let faithfulness = if opts.faithfulness_points > 0 {
+        let ks = log_grid(edges.len(), opts.faithfulness_points);
+        faithfulness_curve(model, &graph, pairs, opts, &ranked, &ks)?
+    } else {
+        Vec::new()
+    };
+    let faithfulness_ms = ms(t3);
+    let first = |x: f32| faithfulness.iter().find(|p| p.recovered >= x).map(|p| p.k);
+    Ok(CircuitResult {
+        method: opts.method,
+        direction: opts.direction,
+        metric: opts.metric.def().name.to_string(),
+        n_edges: edges.len(),
+        baselines: Baselines { clean, corrupted },
+        edges: order
+            .iter()
+            .map(|&i| EdgeScore {
+                sender: graph.sender_name(edges[i].0),
+                receiver: graph.receiver_name(edges[i].1),
+                scores: scores[i],
+                exact: exact_of[i],
+            })
+            .collect(),
+        edges_for_80: first(0.8),
+        edges_for_90: first(0.9),
+        faithfulness,
+        timing: CircuitTiming {
+            runs_ms,
+            scores_ms,
+            exact_ms,
+            faithfulness_ms,
+        },
+    })
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// The metric whose estimate a metric's estimate is derived from: itself
+/// when it has a gradient, the normalised metric's source otherwise.
+fn estimate_of(m: MetricId) -> Option<MetricId> {
+    match m.def().compute {
+        Compute::Normalized { of } => estimate_of(crate::patching::metrics::id(of)),
+        Compute::Run(_) => m.def().grad.map(|_| m),
+    }
+}
+
+/// Fills normalised metrics' scores: a change of `of` divided by the
+/// baselines' difference in it.
+fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Metrics {
+    for (i, d) in REGISTRY.iter().enumerate() {
+        if let Compute::Normalized { of } = d.compute {
+            let of = crate::patching::metrics::id(of);
+            let denom = clean[of] - corrupted[of];
+            m[MetricId(i)] = if denom.abs() < 1e-12 {
+                f32::NAN
+            } else {
+                m[of] / denom
+            };
+        }
+    }
+    m
+}
+
+/// Exact changes of every metric, averaged over run pairs.
+fn exact_scores(
+    model: &Transformer,
+    graph: &Graph,
+    runs: &Runs,
+    edges: &[(SenderId, ReceiverId)],
+    max_rows: usize,
+) -> Result<Vec<Metrics>, CircuitError> {
+    let mut per_run = Vec::new();
+    for run in &runs.runs {
+        let m = exact::exact_edges(model, graph, run, edges, max_rows)?;
+        per_run.push(m.into_iter().map(|m| minus(m, &run.base_metrics)).collect());
+    }
+    Ok(mean_rows(&per_run))
+}
+
+fn minus(a: Metrics, b: &Metrics) -> Metrics {
+    let (a, b) = (a.values(), b.values());
+    Metrics::from_values(std::array::from_fn(|i| a[i] - b[i]))
+}
+
+/// Element-wise mean over runs of per-edge metrics.
+fn mean_rows(per_run: &[Vec<Metrics>]) -> Vec<Metrics> {
+    let n = per_run.first().map_or(0, |r| r.len());
+    (0..n)
+        .map(|i| Metrics::mean(&per_run.iter().map(|r| r[i]).collect::<Vec<_>>()))
+        .collect()
+}
+
+/// About `points` values of `k` from 1 to `n`, evenly spaced in log scale,
+/// always including 0 (the empty circuit) and `n` (the full graph).
+pub fn log_grid(n: usize, points: usize) -> Vec<usize> {
+    let mut ks = vec![0];
+    let p = points.max(2);
+    for i in 0..p {
+        let k = (n as f64).powf(i as f64 / (p - 1) as f64).round() as usize;
+        ks.push(k.clamp(1, n.max(1)));
+    }
+    ks.push(n);
+    ks.dedup();
+    ks
+}
+
+/// Real forward passes of the top-`k` circuits: the clean run, every edge
+/// outside the circuit patched from the corrupted run.
+pub fn faithfulness_curve(
+    model: &Transformer,
+    graph: &Graph,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+    ranked: &[(SenderId, ReceiverId)],
+    ks: &[usize],
+) -> Result<Vec<FaithPoint>, CircuitError> {
+    let spec = CircuitSpecRuns {
+        direction: Direction::Noise,
+        corruption: opts.corruption.clone(),
+    };
+    let runs = runs::build(model, graph, pairs, &spec)?;
+    let (clean, corrupted) = runs.mean_baselines();
+    let (ns, nr) = (graph.n_senders(), graph.n_receivers());
+    let weights: Vec<Vec<f32>> = ks
+        .iter()
+        .map(|&k| {
+            let mut w = vec![0f32; ns * nr];
+            for &(s, r) in &ranked[k..] {
+                w[graph.idx(s, r)] = 1.0;
+            }
+            w
+        })
+        .collect();
+    let mut per_run = Vec::new();
+    for run in &runs.runs {
+        let mut rows = Vec::new();
+        for chunk in weights.chunks(opts.max_rows.max(1)) {
+            rows.extend(patched::patched_runs(model, graph, run, chunk)?);
+        }
+        per_run.push(rows);
+    }
+    let means = mean_rows(&per_run);
+    let rank_by = opts.metric;
+    Ok(ks
+        .iter()
+        .zip(means)
+        .map(|(&k, mut m)| {
+            m.normalize(&clean, &corrupted);
+            let of = match rank_by.def().compute {
+                Compute::Normalized { of } => crate::patching::metrics::id(of),
+                Compute::Run(_) => rank_by,
+            };
+            FaithPoint {
+                k,
+                recovered: crate::patching::metrics::normalized(m[of], clean[of], corrupted[of]),
+                metrics: m,
+            }
+        })
+        .collect())
+}

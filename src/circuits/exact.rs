@@ -1,0 +1,141 @@
+//! Exact edge patching: the reference every estimate is measured against.
+//!
+//! Patching the edge `u -> v` alone changes one thing: the input `v`
+//! reads becomes `resid − out_u(base) + out_u(source)`, normalised by `v`'s
+//! own norm (recomputed on the edited input, as in the EAP literature);
+//! every other component reads the residual stream as it is, so the
+//! change flows on through `v`'s output. Nothing upstream of `v` changes,
+//! so `out_u(base)` is the base run's and the edit is the fixed tensor
+//! `Δ_u = out_u(source) − out_u(base)` added at `v`'s split-input hook
+//! (`hook_q_input` / `hook_k_input` / `hook_v_input` for that head only,
+//! `hook_mlp_in`, or the final residual for `logits`).
+//!
+//! Batched and with prefix reuse: edges are grouped by the block of
+//! their receiver, each batch row patches one edge, and the pass starts at
+//! that block from the base run's cached `resid_pre` (the logits receiver
+//! starts at the last block). [`super::patched`] computes the same numbers
+//! by a different route (a layer-by-layer pass with a per-row edge mask);
+//! tests hold the two equal.
+
+use candle_core::{DType, Result as CResult, Tensor};
+
+use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::patching::metrics::{self, Metrics};
+use crate::patching::runs::RunPair;
+
+use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
+use super::runs::base_and_source;
+
+/// One exact patched run per edge: every registry metric of the base run
+/// with that edge alone carrying the source run's value (normalised
+/// metrics are left NaN for the caller, who knows the baselines).
+pub fn exact_edges(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    edges: &[(SenderId, ReceiverId)],
+    max_rows: usize,
+) -> CResult<Vec<Metrics>> {
+    let (base, src) = base_and_source(graph, run)?;
+    let delta = (src - base)?.to_dtype(model.dtype())?; // [senders, pos, d]
+    let mut order: Vec<usize> = (0..edges.len()).collect();
+    let start = |i: usize| graph.receiver_layer(edges[i].1).min(graph.n_layers - 1);
+    order.sort_by_key(|&i| start(i));
+    let mut out = vec![Metrics::nan(); edges.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let l = start(order[i]);
+        let mut j = i;
+        while j < order.len() && j - i < max_rows.max(1) && start(order[j]) == l {
+            j += 1;
+        }
+        let chunk: Vec<(SenderId, ReceiverId)> = order[i..j].iter().map(|&k| edges[k]).collect();
+        let m = run_chunk(model, graph, run, &delta, l, &chunk)?;
+        for (&k, v) in order[i..j].iter().zip(m) {
+            out[k] = v;
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+/// Which split-input hook a receiver reads through, and its head axis.
+pub(crate) fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<(usize, usize)>) {
+    match graph.receiver(r) {
+        Receiver::Head { layer, head, port } => match port {
+            Qkv::Q => (HookPoint::QInput(layer), Some((head, graph.n_heads))),
+            Qkv::K => (HookPoint::KInput(layer), Some((head, graph.n_kv_heads))),
+            Qkv::V => (HookPoint::VInput(layer), Some((head, graph.n_kv_heads))),
+        },
+        Receiver::Mlp { layer } => (HookPoint::MlpIn(layer), None),
+        Receiver::Logits => (HookPoint::ResidPost(graph.n_layers - 1), None),
+    }
+}
+
+/// Patched runs of edges whose receivers are in (or, for logits, after) block `l`.
+fn run_chunk(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    delta: &Tensor,
+    l: usize,
+    chunk: &[(SenderId, ReceiverId)],
+) -> CResult<Vec<Metrics>> {
+    let (dev, dtype) = (model.device(), model.dtype());
+    let (t, d) = (delta.dim(1)?, delta.dim(2)?);
+    let rows = chunk.len();
+    // Per hook: the rows' edits.
+    let mut edits: Vec<(HookPoint, Option<usize>, Vec<Tensor>)> = Vec::new();
+    for (row, &(s, r)) in chunk.iter().enumerate() {
+        let (hp, head) = receiver_hook(graph, r);
+        let k = match edits.iter().position(|(h, _, _)| *h == hp) {
+            Some(k) => k,
+            None => {
+                let zero = match head {
+                    Some((_, n)) => Tensor::zeros((t, n, d), dtype, dev)?,
+                    None => Tensor::zeros((t, d), dtype, dev)?,
+                };
+                edits.push((hp, head.map(|(_, n)| n), vec![zero; rows]));
+                edits.len() - 1
+            }
+        };
+        let du = delta.get(s.0 as usize)?; // [pos, d]
+        edits[k].2[row] = match head {
+            Some((h, n)) => {
+                let mut onehot = vec![0f32; n];
+                onehot[h] = 1.0;
+                let onehot = Tensor::from_vec(onehot, (1, n, 1), dev)?.to_dtype(dtype)?;
+                du.unsqueeze(1)?.broadcast_mul(&onehot)?
+            }
+            None => du,
+        };
+    }
+    let mut spec = HookSpec::new();
+    for (hp, _, rows_t) in edits {
+        spec = spec.intervene(hp, Edit::Add(Tensor::stack(&rows_t, 0)?));
+    }
+    let resid = run
+        .base
+        .get(HookPoint::ResidPre(l))
+        .expect("base run captured resid_pre")
+        .clone();
+    let opts = ForwardOptions {
+        start: Some(StartState {
+            layer: l,
+            resid,
+            pos_offset: 0,
+            past: None,
+            batch: rows,
+            packing: None,
+        }),
+        last_pos_only: true,
+        ..Default::default()
+    };
+    let logits = model.forward(None, &spec, &opts)?.logits.expect("logits");
+    metrics::compute(
+        &logits.to_dtype(DType::F32)?,
+        &run.clean_logprobs,
+        run.answer,
+        run.wrong,
+    )
+}

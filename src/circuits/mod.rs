@@ -1,0 +1,40 @@
+//! Circuits: which component talks to which, found by patching edges.
+//!
+//! A layer above `patching/` (it reuses the sweep machinery's prompt
+//! preparation, unpatched runs and metric registry) and below `session/`.
+//!
+//! - `graph`: senders, receivers and edges of a model's residual stream;
+//! - `runs`: the unpatched runs and every sender's output in them;
+//! - `exact`: exact edge patching, one batched row per edge (the reference);
+//! - `patched`: runs with any set of edges patched (circuits, faithfulness);
+//! - `eap`: EAP and EAP-IG estimates from one backward pass;
+//! - `circuit`: scoring every edge with a method, top-k circuits and the
+//!   faithfulness curve.
+//!
+//! Every method yields, per edge and per registry metric, the change of the
+//! metric when that edge alone is patched from the source run into the
+//! base run (denoising: clean into corrupted; noising: corrupted into clean).
+
+pub mod circuit;
+pub mod eap;
+pub mod exact;
+pub mod graph;
+pub mod output;
+pub mod patched;
+pub mod runs;
+
+pub use circuit::{run_circuit, CircuitOptions, CircuitResult, EdgeScore, Method};
+pub use graph::{Graph, ReceiverId, SenderId};
+
+use crate::patching::SweepError;
+
+/// What can go wrong finding a circuit.
+#[derive(Debug, thiserror::Error)]
+pub enum CircuitError {
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("tensor operation failed while finding the circuit: {0}")]
+    Candle(#[from] candle_core::Error),
+}

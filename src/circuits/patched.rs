@@ -1,0 +1,142 @@
+//! Patched runs with any set of edges patched at once: circuits.
+//!
+//! Row `b` of a batch carries a weight `W_b[u, v]` per edge (1 = the edge
+//! carries the source run's value, 0 = this run's own). Receiver `v` reads
+//! `resid + Σ_u W_b[u, v] · (out_u(source) − out_u(this run))`, where
+//! `out_u(this run)` is what `u` wrote *in this patched run* — upstream
+//! patches change it — so the pass goes block by block, capturing every
+//! head's and MLP's output (`attn.hook_result`, `hook_mlp_out`) before
+//! computing the edits of the next block's receivers. An MLP reads the
+//! heads of its own block (sequential blocks), so those blocks run twice:
+//! once to learn what the heads wrote, once with the MLP's input edited.
+//! This is the construction of the EAP-IG library's evaluation (Hanna et
+//! al. 2024): a circuit's faithfulness is a real forward pass.
+//!
+//! A row with one weight set is exact edge patching; tests hold it equal
+//! to [`super::exact`].
+
+use candle_core::{DType, Result as CResult, Tensor};
+
+use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::patching::metrics::{self, Metrics};
+use crate::patching::runs::RunPair;
+
+use super::graph::Graph;
+use super::runs::base_and_source;
+
+/// Every registry metric (normalised ones NaN) of each row's patched run.
+/// `weights[b]` is dense `[sender][receiver]`.
+pub fn patched_runs(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    weights: &[Vec<f32>],
+) -> CResult<Vec<Metrics>> {
+    let (dev, dtype) = (model.device(), model.dtype());
+    let rows = weights.len();
+    let (ns, nr) = (graph.n_senders(), graph.n_receivers());
+    let (base, src) = base_and_source(graph, run)?;
+    let (t, d) = (base.dim(1)?, base.dim(2)?);
+    let src = src.reshape((1, ns, t * d))?;
+    let flat: Vec<f32> = weights.iter().flatten().copied().collect();
+    let w = Tensor::from_vec(flat, (rows, ns, nr), dev)?;
+    let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
+    // This run's sender outputs so far, [rows, senders so far, t*d].
+    let mut actual = base
+        .get(0)?
+        .reshape((1, 1, t * d))?
+        .broadcast_as((rows, 1, t * d))?
+        .contiguous()?;
+    let mut x = run
+        .base
+        .get(HookPoint::ResidPre(0))
+        .expect("base run captured resid_pre")
+        .broadcast_as((rows, t, d))?
+        .contiguous()?;
+    // Σ_u W[u, receivers] (source − actual) over the senders in `actual`.
+    let edits = |actual: &Tensor, recv: std::ops::Range<usize>| -> CResult<Tensor> {
+        let n = actual.dim(1)?;
+        let diff = src.narrow(1, 0, n)?.broadcast_sub(actual)?;
+        let wl = w.narrow(1, 0, n)?.narrow(2, recv.start, recv.len())?;
+        wl.transpose(1, 2)?.contiguous()?.matmul(&diff) // [rows, receivers, t*d]
+    };
+    let per_head = |e: Tensor| -> CResult<Tensor> {
+        let n = e.dim(1)?;
+        e.reshape((rows, n, t, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .to_dtype(dtype)
+    };
+    for l in 0..graph.n_layers {
+        let recv = graph.receivers_of(l);
+        let attn = edits(&actual, recv.start..recv.end - 1)?;
+        let q = per_head(attn.narrow(1, 0, h)?)?;
+        let k = per_head(attn.narrow(1, h, hkv)?)?;
+        let v = per_head(attn.narrow(1, h + hkv, hkv)?)?;
+        let qkv = HookSpec::new()
+            .intervene(HookPoint::QInput(l), Edit::Add(q))
+            .intervene(HookPoint::KInput(l), Edit::Add(k))
+            .intervene(HookPoint::VInput(l), Edit::Add(v))
+            .capture(HookPoint::AttnResult(l))
+            .capture(HookPoint::MlpOut(l))
+            .capture(HookPoint::ResidPost(l));
+        let block = |spec: &HookSpec| {
+            let opts = ForwardOptions {
+                start: Some(StartState {
+                    layer: l,
+                    resid: x.clone(),
+                    pos_offset: 0,
+                    past: None,
+                    batch: rows,
+                    packing: None,
+                }),
+                last_pos_only: true,
+                stop_before_layer: Some(l + 1),
+                ..Default::default()
+            };
+            model.forward(None, spec, &opts)
+        };
+        let heads_of = |c: &crate::model::ActivationCache| -> CResult<Tensor> {
+            let r = c.get(HookPoint::AttnResult(l)).expect("captured");
+            r.to_dtype(DType::F32)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((rows, h, t * d))
+        };
+        let mlp_recv = recv.end - 1..recv.end;
+        let out = if graph.parallel {
+            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
+            block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?
+        } else {
+            let first = block(&qkv)?;
+            let with_heads = Tensor::cat(&[&actual, &heads_of(&first.cache)?], 1)?;
+            let m = edits(&with_heads, mlp_recv)?.reshape((rows, t, d))?;
+            block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?
+        };
+        let mlp = out
+            .cache
+            .get(HookPoint::MlpOut(l))
+            .expect("captured")
+            .to_dtype(DType::F32)?
+            .reshape((rows, 1, t * d))?;
+        actual = Tensor::cat(&[&actual, &heads_of(&out.cache)?, &mlp], 1)?;
+        x = out
+            .cache
+            .get(HookPoint::ResidPost(l))
+            .expect("captured")
+            .clone();
+    }
+    let e = edits(&actual, graph.receivers_of(graph.n_layers))?.reshape((rows, t, d))?;
+    let last = (x.to_dtype(DType::F32)? + e)?
+        .narrow(1, t - 1, 1)?
+        .to_dtype(dtype)?;
+    let logits = model
+        .unembed(&model.ln_final.forward(&last)?)?
+        .reshape((rows, model.cfg.d_vocab))?;
+    metrics::compute(
+        &logits.to_dtype(DType::F32)?,
+        &run.clean_logprobs,
+        run.answer,
+        run.wrong,
+    )
+}

@@ -1,0 +1,180 @@
+//! `patchbench bench circuit`: how long each circuit method takes on one
+//! pair, the peak memory, and how far EAP is from exact patching on the
+//! top edges.
+//!
+//! `--weights-as-vars` makes every projection weight a gradient variable,
+//! which reproduces what the backward pass cost before gradients were
+//! restricted to activations (candle's matmul backward then computes each
+//! weight's gradient): run the command with and without it, in separate
+//! processes, to compare peak memory and time.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Var;
+use clap::Args;
+
+use patchbench::circuits::graph::Graph;
+use patchbench::circuits::runs::{self, CircuitSpecRuns};
+use patchbench::circuits::{eap, exact, CircuitOptions};
+use patchbench::model::forward::Linear;
+use patchbench::model::linear::Matrix;
+use patchbench::model::Transformer;
+use patchbench::patching::metrics::LOGIT_DIFF;
+use patchbench::patching::{prepare_pairs, Corruption, Direction, PromptPair};
+
+use super::bench::peak_rss_mib;
+use super::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct BenchCircuitArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub clean: String,
+    #[arg(long)]
+    pub corrupted: String,
+    #[arg(long)]
+    pub answer: String,
+    #[arg(long)]
+    pub wrong: String,
+    /// Top EAP edges patched exactly.
+    #[arg(long, default_value_t = 100)]
+    pub check_exact: usize,
+    /// Make projection weights gradient variables (the old backward's cost).
+    #[arg(long)]
+    pub weights_as_vars: bool,
+    /// Only time EAP (one backward), for the memory comparison.
+    #[arg(long)]
+    pub eap_only: bool,
+}
+
+fn tracked(l: &mut Linear) -> Result<()> {
+    if let Matrix::Dense(w) = &l.w {
+        l.w = Matrix::Dense(Var::from_tensor(w)?.as_tensor().clone());
+    }
+    Ok(())
+}
+
+/// Every projection weight (and the unembedding) as a gradient variable.
+fn track_weights(model: &mut Transformer) -> Result<()> {
+    for b in model.blocks.iter_mut() {
+        for l in [&mut b.attn.q, &mut b.attn.k, &mut b.attn.v, &mut b.attn.o] {
+            tracked(l)?;
+        }
+        for l in [&mut b.mlp.w_in, &mut b.mlp.w_out] {
+            tracked(l)?;
+        }
+        if let Some(g) = b.mlp.w_gate.as_mut() {
+            tracked(g)?;
+        }
+    }
+    model.w_u = Var::from_tensor(&model.w_u)?.as_tensor().clone();
+    Ok(())
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
+    let t = Instant::now();
+    let mut m = args.model.load()?;
+    println!("load: {:.2} s", secs(t));
+    if args.weights_as_vars {
+        track_weights(&mut m.model)?;
+    }
+    let pair = PromptPair {
+        clean: args.clean.clone(),
+        corrupted: Some(args.corrupted.clone()),
+        answer: args.answer.clone(),
+        wrong: args.wrong.clone(),
+    };
+    let pairs = prepare_pairs(&m.tokenizer, &[pair], None)?;
+    let model = &m.model;
+    let g = Graph::new(&model.cfg);
+    let edges = g.edges();
+    println!(
+        "{} tokens, {} senders, {} receivers, {} edges",
+        pairs[0].n_pos(),
+        g.n_senders(),
+        g.n_receivers(),
+        edges.len()
+    );
+    let rss = || {
+        peak_rss_mib()
+            .map(|v| format!("{v:.0} MiB"))
+            .unwrap_or("?".into())
+    };
+    println!("peak RSS after load: {}", rss());
+    let spec = CircuitSpecRuns {
+        direction: Direction::Denoise,
+        corruption: Corruption::Prompt,
+    };
+    let t = Instant::now();
+    let built = runs::build(model, &g, &pairs, &spec)?;
+    let run = &built.runs[0];
+    println!("unpatched runs: {:.3} s", secs(t));
+    let t = Instant::now();
+    let e1 = eap::eap_ig(model, &g, run, 1)?;
+    println!(
+        "EAP, all edges, every differentiable metric: {:.3} s; peak RSS {}",
+        secs(t),
+        rss()
+    );
+    if args.eap_only {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let _ = eap::eap_ig(model, &g, run, 5)?;
+    println!("EAP-IG m = 5: {:.3} s; peak RSS {}", secs(t), rss());
+    let ld = &e1[LOGIT_DIFF.0];
+    let mut order: Vec<usize> = (0..edges.len()).collect();
+    let score = |i: usize| ld[g.idx(edges[i].0, edges[i].1)];
+    order.sort_by(|&a, &b| score(b).abs().total_cmp(&score(a).abs()));
+    let top: Vec<_> = order
+        .iter()
+        .take(args.check_exact)
+        .map(|&i| edges[i])
+        .collect();
+    let t = Instant::now();
+    let ex = exact::exact_edges(model, &g, run, &top, 32)?;
+    println!(
+        "exact, top {} edges: {:.3} s; peak RSS {}",
+        top.len(),
+        secs(t),
+        rss()
+    );
+    let base = run.base_metrics.logit_diff();
+    let (mut max_gap, mut sum_gap, mut sum_abs) = (0f32, 0f32, 0f32);
+    for (k, &i) in order.iter().take(top.len()).enumerate() {
+        let x = ex[k].logit_diff() - base;
+        let gap = (score(i) - x).abs();
+        max_gap = max_gap.max(gap);
+        sum_gap += gap;
+        sum_abs += x.abs();
+    }
+    let n = top.len().max(1) as f32;
+    println!(
+        "EAP vs exact on those edges (logit_diff): mean |gap| {:.4}, max |gap| {:.4}, mean |exact| {:.4}",
+        sum_gap / n,
+        max_gap,
+        sum_abs / n
+    );
+    let opts = CircuitOptions::default();
+    let ranked: Vec<_> = order.iter().map(|&i| edges[i]).collect();
+    let ks = patchbench::circuits::circuit::log_grid(edges.len(), 10);
+    let t = Instant::now();
+    let curve =
+        patchbench::circuits::circuit::faithfulness_curve(model, &g, &pairs, &opts, &ranked, &ks)?;
+    println!(
+        "faithfulness curve, {} values of k: {:.3} s; peak RSS {}",
+        curve.len(),
+        secs(t),
+        rss()
+    );
+    for p in &curve {
+        println!("  k = {:>6}: {:.4}", p.k, p.recovered);
+    }
+    Ok(())
+}

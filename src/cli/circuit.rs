@@ -1,0 +1,205 @@
+//! `patchbench circuit`: score every edge of the model's graph with one
+//! method, check the top edges exactly, measure the faithfulness curve,
+//! and print JSON, Graphviz DOT, CSV or a ranked table.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+
+use patchbench::circuits::output::CircuitReport;
+use patchbench::circuits::{run_circuit, CircuitOptions, Graph, Method};
+use patchbench::patching::metrics::lookup;
+use patchbench::patching::output::{json_text, TokenList};
+use patchbench::patching::{
+    prepare_pairs, Corruption, Direction, PromptPair, MAX_SAMPLES, METRICS,
+};
+
+use super::bounds::{count, positive_finite, MAX_POSITION};
+use super::output::{refuse_clobber, write_output};
+use super::sweep::{CorruptionKind, DirectionArg};
+use super::{BosArgs, ModelArgs};
+
+/// Largest `--top`, `--check-exact` and `--ig-steps`.
+const MAX_EDGES_ARG: usize = 10_000_000;
+const MAX_IG_STEPS: usize = 1024;
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum CircuitFormat {
+    Json,
+    Dot,
+    Csv,
+    Table,
+}
+
+impl CircuitFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            CircuitFormat::Json => "json",
+            CircuitFormat::Dot => "dot",
+            CircuitFormat::Csv => "csv",
+            CircuitFormat::Table => "txt",
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum MethodChoice {
+    /// Edge attribution patching: one forward per run, one backward.
+    Eap,
+    /// EAP with integrated gradients over interpolated input embeddings.
+    EapIg,
+    /// Exact patching of every edge (one forward row per edge).
+    Exact,
+}
+
+#[derive(Args, Debug)]
+pub struct CircuitCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The clean prompt (the behaviour under study).
+    #[arg(long)]
+    pub clean: String,
+    /// The corrupted prompt (same token length); optional for gaussian/zero/mean.
+    #[arg(long)]
+    pub corrupted: Option<String>,
+    /// The clean run's answer, one token.
+    #[arg(long)]
+    pub answer: String,
+    /// The competing answer, one token.
+    #[arg(long)]
+    pub wrong: String,
+    #[arg(long, value_enum, default_value = "eap")]
+    pub method: MethodChoice,
+    /// Edges listed in the output (0: every edge).
+    #[arg(long, default_value_t = 20, value_parser = count::<0, MAX_EDGES_ARG>)]
+    pub top: usize,
+    /// Top edges patched exactly to measure an estimate's error.
+    #[arg(long, default_value_t = 100, value_parser = count::<0, MAX_EDGES_ARG>)]
+    pub check_exact: usize,
+    /// EAP-IG interpolation steps.
+    #[arg(long, default_value_t = 5, value_parser = count::<1, MAX_IG_STEPS>)]
+    pub ig_steps: usize,
+    /// Points of the faithfulness curve's log grid over k (0: no curve).
+    #[arg(long, default_value_t = 10, value_parser = count::<0, 1000>)]
+    pub faithfulness_points: usize,
+    /// The metric edges are ranked by.
+    #[arg(long, default_value = "logit_diff")]
+    pub metric: String,
+    #[arg(long, value_enum, default_value = "denoise")]
+    pub direction: DirectionArg,
+    #[arg(long, value_enum, default_value = "prompt")]
+    pub corruption: CorruptionKind,
+    /// Token positions to corrupt (gaussian/zero/mean); default: where the prompts differ.
+    #[arg(long, value_delimiter = ',', value_parser = count::<0, MAX_POSITION>)]
+    pub noise_positions: Vec<usize>,
+    /// Gaussian noise std (default: 3 x the std of the embedding matrix).
+    #[arg(long, value_parser = positive_finite)]
+    pub noise_scale: Option<f32>,
+    /// Gaussian noise samples averaged.
+    #[arg(long, default_value_t = 10, value_parser = count::<1, MAX_SAMPLES>)]
+    pub samples: usize,
+    /// Seed of the Gaussian noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub bos: BosArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CircuitFormat,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl CircuitCmd {
+    fn corruption(&self) -> Corruption {
+        let positions = self.noise_positions.clone();
+        match self.corruption {
+            CorruptionKind::Prompt => Corruption::Prompt,
+            CorruptionKind::Gaussian => Corruption::Gaussian {
+                positions,
+                scale: self.noise_scale,
+                samples: self.samples,
+                seed: self.seed,
+            },
+            CorruptionKind::Zero => Corruption::Zero { positions },
+            CorruptionKind::Mean => Corruption::Mean { positions },
+        }
+    }
+}
+
+/// `patchbench circuit`.
+pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
+    let Some((metric, _)) = lookup(&cmd.metric) else {
+        bail!(
+            "unknown metric {:?}; metrics are: {}",
+            cmd.metric,
+            METRICS.join(", ")
+        );
+    };
+    if cmd.corruption == CorruptionKind::Prompt && cmd.corrupted.is_none() {
+        bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
+    }
+    let inputs: Vec<&std::path::Path> = {
+        let p = std::path::Path::new(&cmd.model.model);
+        if p.is_file() {
+            vec![p]
+        } else {
+            vec![]
+        }
+    };
+    if let Some(out) = cmd.out.as_deref() {
+        refuse_clobber(out, &inputs, cmd.format.extension())?;
+    }
+    let m = cmd.model.load()?;
+    let pair = PromptPair {
+        clean: cmd.clean.clone(),
+        corrupted: cmd.corrupted.clone(),
+        answer: cmd.answer.clone(),
+        wrong: cmd.wrong.clone(),
+    };
+    let pairs = prepare_pairs(&m.tokenizer, &[pair], cmd.bos.choice())?;
+    let opts = CircuitOptions {
+        method: match cmd.method {
+            MethodChoice::Eap => Method::Eap,
+            MethodChoice::EapIg => Method::EapIg,
+            MethodChoice::Exact => Method::Exact,
+        },
+        direction: match cmd.direction {
+            DirectionArg::Denoise => Direction::Denoise,
+            DirectionArg::Noise => Direction::Noise,
+        },
+        corruption: cmd.corruption(),
+        ig_steps: cmd.ig_steps,
+        metric,
+        check_exact: cmd.check_exact,
+        faithfulness_points: cmd.faithfulness_points,
+        ..Default::default()
+    };
+    let result = run_circuit(&m.model, &pairs, &opts)?;
+    let graph = Graph::new(&m.model.cfg);
+    let p = &pairs[0];
+    let tl = |ids: &[u32]| TokenList {
+        ids: ids.to_vec(),
+        strings: m.tokenizer.token_strs(ids),
+    };
+    let rep = CircuitReport {
+        model: &m.source,
+        corruption: opts.corruption.name(),
+        clean: tl(&p.clean),
+        corrupted: tl(&p.corrupted),
+        answer: (p.answer, m.tokenizer.token_str(p.answer)),
+        wrong: (p.wrong, m.tokenizer.token_str(p.wrong)),
+        graph: &graph,
+        result: &result,
+        top: cmd.top,
+        load_ms: m.load_ms as u64,
+    };
+    let text = match cmd.format {
+        CircuitFormat::Json => json_text(&rep.to_json()) + "\n",
+        CircuitFormat::Dot => rep.to_dot(),
+        CircuitFormat::Csv => rep.to_csv(),
+        CircuitFormat::Table => rep.to_table(),
+    };
+    write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension())
+}
