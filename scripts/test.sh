@@ -10,8 +10,11 @@ export PATCHBENCH_SMOLLM2_GGUF
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# With a CUDA toolkit, check the cuda feature compiles; scripts/cuda-env.sh
+# sets the compute capability when no GPU can report one (the kernels' build
+# otherwise asks nvidia-smi and stops).
 if command -v nvcc >/dev/null 2>&1; then
-  cargo check --features cuda
+  (. scripts/cuda-env.sh && cargo check --features cuda)
 fi
 # A short fuzz pass over the parsers that read user files (GGUF header and
 # metadata, safetensors header, session YAML); a crash fails the
