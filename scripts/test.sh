@@ -39,3 +39,8 @@ fi
 
 cargo test --all-targets
 
+
+# Sharded sweeps on a real local Slurm cluster (installs slurm-wlm and munge
+# when missing; the daemons run as root and are stopped on exit). About a
+# minute; see README "On a cluster".
+scripts/slurm-test.sh

@@ -11,6 +11,7 @@ fn main() {
         Some(cli::Command::Models) => cli::models(),
         Some(cli::Command::Sweep(a)) => cli::sweep_command(a),
         Some(cli::Command::Circuit(a)) => cli::circuit::circuit(a),
+        Some(cli::Command::Merge(a)) => cli::merge::merge_parts(a),
         Some(cli::Command::Bench(cli::bench::BenchCommand::Forward(a))) => {
             cli::bench::bench_forward(a)
         }

@@ -23,6 +23,7 @@ pub mod bench_circuit;
 pub mod bench_load;
 pub mod bounds;
 pub mod circuit;
+pub mod merge;
 pub mod output;
 pub mod progress;
 pub mod session;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Find a circuit: score every edge (EAP, EAP-IG or exact edge
     /// patching), check the top edges exactly, measure faithfulness.
     Circuit(circuit::CircuitCmd),
+    /// Join the part files of a sharded sweep (`sweep --shard K/N`) into its result.
+    Merge(merge::MergeArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),

@@ -9,10 +9,14 @@ use clap::{Args, ValueEnum};
 
 use patchbench::model::LoadedModel;
 use patchbench::patching::output::{json_text, SweepReport, TokenList};
+use patchbench::patching::part::Shard;
+use patchbench::patching::sharded::PartControl;
 use patchbench::patching::{
-    prepare_pairs, run_sweep, Corruption, Direction, EngineOptions, Method, PreparedPair,
+    prepare_pairs, run_sweep_with, Corruption, Direction, EngineOptions, Method, PreparedPair,
     PromptPair, SweepResult, SweepSpec, Target, MAX_SAMPLES, METRICS,
 };
+use patchbench::session::time::rfc3339;
+use std::time::SystemTime;
 
 use super::bounds::{count, positive_finite, MAX_BATCH_MEM_MIB, MAX_POSITION, MAX_WINDOW};
 use super::output::{refuse_clobber, write_output};
@@ -211,6 +215,14 @@ pub struct SweepCmd {
     pub method: MethodArg,
     #[command(flatten)]
     pub session: SessionSweepArgs,
+    /// Compute only part K of N of the sweep (cut by cost) and write a part
+    /// file; `patchbench merge` joins the N parts into the full result.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard, conflicts_with = "session")]
+    pub shard: Option<Shard>,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -282,7 +294,9 @@ pub fn report<'a>(
     }
 }
 
-/// `patchbench sweep` without `--session`: one sweep over one prompt pair.
+/// `patchbench sweep` without `--session`: one sweep over one prompt pair,
+/// or one shard of it (`--shard K/N`, a part file). With `--out` the run
+/// keeps a checkpoint beside the output and resumes from it when rerun.
 pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     cmd.session.check_unused()?;
     let args = &cmd.sweep;
@@ -290,38 +304,100 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
         // Refused before the model loads, not after the sweep ran.
         refuse_clobber(out, &args.input_files(), cmd.format.extension())?;
     }
+    if cmd.shard.is_some() && cmd.format != SweepFormat::Json {
+        bail!(
+            "--shard writes a part file, which is JSON; drop --format (then `patchbench merge \
+             PARTS... --format csv` writes the merged CSV)"
+        );
+    }
     let (m, pairs) = args.prepare()?;
     let spec = args.spec();
     let method = match cmd.method {
         MethodArg::Exact => Method::Fast,
         MethodArg::Attribution => Method::Attribution,
     };
+    if cmd.shard.is_some() && method == Method::Attribution {
+        bail!("--shard splits exact patching; attribution is one backward pass per run and runs whole");
+    }
+    let engine = args.engine(method);
+    let started = rfc3339(SystemTime::now());
+    let checkpoint = cmd.out.as_deref().and_then(checkpoint_path);
+    let shard = cmd.shard.unwrap_or(Shard { k: 1, n: 1 });
+    let mut control = PartControl::new(&m, &pairs, &spec, &engine, shard, checkpoint);
     let mut bar = ProgressLine::new();
-    let result = run_sweep(
+    let result = run_sweep_with(
         &m.model,
         &pairs,
         &spec,
-        &args.engine(method),
+        &engine,
+        &mut control,
         None,
         &mut |p| bar.update(p),
     );
     bar.finish();
     let result = result?;
-    let rep = report(&m, &spec, &pairs[0], &result);
-    let text = match cmd.format {
-        SweepFormat::Json => json_text(&rep.to_json()) + "\n",
-        SweepFormat::Csv => rep.to_csv(),
-        SweepFormat::Table => {
-            let color = cmd.out.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
-            rep.to_table(&cmd.metric, color)
-        }
+    if control.resumed > 0 || control.dropped > 0 {
+        note!(
+            "resumed: {} finished batches read from the checkpoint ({} damaged records dropped)",
+            control.resumed,
+            control.dropped
+        );
+    }
+    let text = if cmd.shard.is_some() {
+        let part = control.part(&result, started, host_name());
+        json_text(&serde_json::to_value(&part)?) + "\n"
+    } else {
+        let rep = report(&m, &spec, &pairs[0], &result);
+        format_report(&rep, cmd.format, &cmd.metric, cmd.out.is_none())
     };
     write_output(
         cmd.out.as_deref(),
         &text,
         &args.input_files(),
         cmd.format.extension(),
+    )?;
+    Ok(control.finish()?)
+}
+
+/// A sweep report in the chosen format; `to_stdout`: colour when stdout is
+/// a terminal and NO_COLOR is unset.
+pub fn format_report(
+    rep: &SweepReport,
+    format: SweepFormat,
+    metric: &str,
+    to_stdout: bool,
+) -> String {
+    match format {
+        SweepFormat::Json => json_text(&rep.to_json()) + "\n",
+        SweepFormat::Csv => rep.to_csv(),
+        SweepFormat::Table => {
+            let color = to_stdout
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none();
+            rep.to_table(metric, color)
+        }
+    }
+}
+
+/// The checkpoint beside an output file (`OUT.ckpt`); none for a device or
+/// pipe, which has no "beside".
+pub fn checkpoint_path(out: &Path) -> Option<PathBuf> {
+    let regular = match std::fs::metadata(out) {
+        Ok(m) => m.is_file(),
+        Err(_) => true,
+    };
+    let mut name = out.file_name()?.to_os_string();
+    name.push(".ckpt");
+    regular.then(|| out.with_file_name(name))
+}
+
+/// This machine's name, for part manifests (empty when unknown).
+pub fn host_name() -> String {
+    patchbench::util::fs::read_text_capped(
+        Path::new("/proc/sys/kernel/hostname"),
+        4096,
+        "host name",
     )
+    .map(|s| s.trim().to_string())
+    .unwrap_or_default()
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::{HookPoint, Transformer};
 
-use super::batches::{batch_cells, first_changed, ChangeCache};
+use super::batches::{first_changed, ChangeCache};
 use super::error::SweepError;
 use super::execute::{fast_batch, naive_cell};
 use super::metrics::Metrics;
@@ -37,6 +37,7 @@ use super::prepare::{PairError, PreparedPair};
 use super::result::{assemble, mean_baselines, Baselines, SweepResult};
 use super::runs::{build_runs, PairBaselines, RunPair};
 use super::spec::SweepSpec;
+use super::work::{plan_units, Everything, Selection, WorkControl, WorkUnit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -103,6 +104,29 @@ pub fn run_sweep(
     cancel: Option<&AtomicBool>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<SweepResult, SweepError> {
+    run_sweep_with(
+        model,
+        pairs,
+        spec,
+        opts,
+        &mut Everything,
+        cancel,
+        on_progress,
+    )
+}
+
+/// Runs the part of `spec` over `pairs` that `control` selects (a shard,
+/// or what a checkpoint lacks); cells outside it are NaN in the result.
+/// Exact methods only: attribution has no units and runs whole.
+pub fn run_sweep_with(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    spec: &SweepSpec,
+    opts: &EngineOptions,
+    control: &mut dyn WorkControl,
+    cancel: Option<&AtomicBool>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<SweepResult, SweepError> {
     let start = Instant::now();
     if opts.method == Method::Attribution {
         model.require_float_weights("attribution patching")?;
@@ -122,7 +146,7 @@ pub fn run_sweep(
     };
     let values = match opts.method {
         Method::Attribution => sweep.attribution()?,
-        Method::Fast | Method::Naive => sweep.exact(opts)?,
+        Method::Fast | Method::Naive => sweep.exact(opts, control)?,
     };
     Ok(finish(sweep, &baselines, values, opts.method))
 }
@@ -215,67 +239,127 @@ impl Sweep<'_> {
         Ok(values)
     }
 
-    /// Exact patching, layer group by layer group; `values[run][cell]`,
-    /// with cells outside `opts.cells` left NaN.
-    fn exact(&mut self, opts: &EngineOptions) -> Result<Vec<Vec<Metrics>>, SweepError> {
+    /// Exact patching, unit by unit in canonical order (layer group by
+    /// layer group); `values[run][cell]`, with cells outside `opts.cells`
+    /// or in units `control` skips left NaN.
+    fn exact(
+        &mut self,
+        opts: &EngineOptions,
+        control: &mut dyn WorkControl,
+    ) -> Result<Vec<Vec<Metrics>>, SweepError> {
         let nan = Metrics::nan();
         let mut values = vec![vec![nan; self.plan.n_cells()]; self.runs.len()];
-        let groups = layer_groups(self.plan, opts.cells.as_deref());
-        let total = groups.iter().map(|(_, c)| c.len()).sum::<usize>() * self.runs.len();
+        let units = plan_units(&self.model.cfg, self.plan, self.runs, opts)?;
+        let run_pairs: Vec<usize> = self.runs.iter().map(|r| r.pair).collect();
+        let selection = control.select(&units, &run_pairs)?;
+        if selection.len() != units.len() {
+            return Err(SweepError::Invalid(format!(
+                "the work control chose {} of {} units",
+                selection.len(),
+                units.len()
+            )));
+        }
+        let total: usize = units
+            .iter()
+            .zip(&selection)
+            .filter(|(_, s)| !matches!(s, Selection::Skip))
+            .map(|(u, _)| u.rows.len())
+            .sum();
         let mut done = 0;
-        let mut changed: Vec<ChangeCache> = self.runs.iter().map(|_| Default::default()).collect();
-        for (_layer, cells) in groups {
-            for (ri, run) in self.runs.iter().enumerate() {
-                let batches = match opts.method {
-                    Method::Fast => {
-                        let (active, unchanged) =
-                            split_unchanged(self.plan, run, &cells, &mut changed[ri])?;
-                        for c in unchanged {
-                            values[ri][c] = run.base_metrics;
-                            done += 1;
-                        }
-                        let n_pos = run.base_tokens.len();
-                        batch_cells(active, &self.model.cfg, self.plan, n_pos, opts)
-                    }
-                    _ => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
-                };
-                for batch in batches {
-                    self.check_cancel()?;
-                    let ms = match opts.method {
-                        Method::Fast => {
-                            fast_batch(self.model, run, self.plan, &batch, opts.packed)?
-                        }
-                        _ => {
-                            let ops = self.plan.cells[batch[0].0]
-                                .as_ref()
-                                .expect("grouped cells exist");
-                            vec![naive_cell(self.model, run, ops)?]
-                        }
-                    };
-                    self.passes += 1;
-                    for ((c, _), m) in batch.iter().zip(ms) {
-                        values[ri][*c] = m;
-                    }
-                    done += batch.len();
-                    self.report(done, total, vec![]);
+        for (i, (unit, sel)) in units.iter().zip(&selection).enumerate() {
+            let ms = match sel {
+                Selection::Skip => vec![],
+                Selection::Known(ms) if ms.len() == unit.rows.len() => ms.clone(),
+                Selection::Known(_) => {
+                    return Err(SweepError::Invalid(format!(
+                        "unit {i}: known values do not match its {} cells",
+                        unit.rows.len()
+                    )))
                 }
+                Selection::Run => {
+                    let ms = self.run_unit(unit, opts)?;
+                    control.done(i, unit, &ms)?;
+                    ms
+                }
+            };
+            for (r, m) in unit.rows.iter().zip(ms) {
+                values[r.run][r.cell] = m;
             }
-            let finished = self.finished(&values, &cells);
+            done += ms_len(sel, unit);
+            let group_ends = units.get(i + 1).is_none_or(|n| n.layer != unit.layer);
+            let finished = match group_ends {
+                true => self.finished(&values, unit.layer, &units),
+                false => vec![],
+            };
             self.report(done, total, finished);
         }
         Ok(values)
     }
 
-    /// The final values of `cells`: averaged over runs, normalised.
-    fn finished(&self, values: &[Vec<Metrics>], cells: &[usize]) -> Vec<(usize, Metrics)> {
-        cells
+    /// Computes one unit: a batched forward (or, for the naive method, one
+    /// full forward of its single cell), or the base metrics of free cells.
+    fn run_unit(
+        &mut self,
+        unit: &WorkUnit,
+        opts: &EngineOptions,
+    ) -> Result<Vec<Metrics>, SweepError> {
+        if !unit.forward {
+            return Ok(unit
+                .rows
+                .iter()
+                .map(|r| self.runs[r.run].base_metrics)
+                .collect());
+        }
+        self.check_cancel()?;
+        // Units of this engine batch the cells of one run.
+        let run = &self.runs[unit.rows[0].run];
+        let ms = match opts.method {
+            Method::Fast => {
+                let rows: Vec<(usize, usize)> = unit.rows.iter().map(|r| (r.cell, r.p0)).collect();
+                fast_batch(self.model, run, self.plan, &rows, opts.packed)?
+            }
+            _ => {
+                let ops = self.plan.cells[unit.rows[0].cell]
+                    .as_ref()
+                    .expect("planned cells exist");
+                vec![naive_cell(self.model, run, ops)?]
+            }
+        };
+        self.passes += 1;
+        Ok(ms)
+    }
+
+    /// The final values of the cells of the layer group `layer`: averaged
+    /// over runs, normalised.
+    fn finished(
+        &self,
+        values: &[Vec<Metrics>],
+        layer: usize,
+        units: &[WorkUnit],
+    ) -> Vec<(usize, Metrics)> {
+        let mut cells: Vec<usize> = units
             .iter()
-            .map(|&c| {
+            .filter(|u| u.layer == layer)
+            .flat_map(|u| u.rows.iter().map(|r| r.cell))
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
+        cells
+            .into_iter()
+            .map(|c| {
                 let mut m = Metrics::mean(&values.iter().map(|v| v[c]).collect::<Vec<_>>());
                 m.normalize(&self.means.clean, &self.means.corrupted);
                 (c, m)
             })
             .collect()
+    }
+}
+
+/// Cells a unit contributes to progress: none when another process runs it.
+fn ms_len(sel: &Selection, unit: &WorkUnit) -> usize {
+    match sel {
+        Selection::Skip => 0,
+        _ => unit.rows.len(),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum SweepError {
     /// Attribution asked of a quantized model.
     #[error(transparent)]
     NeedsFloatWeights(#[from] crate::model::forward::NeedsFloatWeights),
+    /// The checkpoint of a resumable run could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
     #[error("tensor operation failed during the sweep: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -15,6 +15,7 @@
 
 pub mod attribution;
 pub(crate) mod batches;
+pub mod checkpoint;
 pub(crate) mod corrupt;
 pub mod engine;
 pub mod error;
@@ -22,15 +23,18 @@ pub(crate) mod execute;
 pub mod masks;
 pub mod metrics;
 pub mod output;
+pub mod part;
 pub mod plan;
 pub mod prepare;
 pub mod reference;
 pub mod result;
 pub mod runs;
+pub mod sharded;
 pub mod spec;
 pub mod validate;
+pub mod work;
 
-pub use engine::{run_sweep, EngineOptions, Method, Progress};
+pub use engine::{run_sweep, run_sweep_with, EngineOptions, Method, Progress};
 pub use error::SweepError;
 pub use metrics::{Metrics, METRICS};
 pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};

@@ -115,6 +115,36 @@ fn normalized_baselines(mut clean: Metrics, mut corrupted: Metrics) -> Baselines
     Baselines { clean, corrupted }
 }
 
+/// The cell layout of a sweep without its patch operations: what a result
+/// needs from the plan (a merge of part files has no plan).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layout {
+    pub axes: Vec<String>,
+    pub shape: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Row-major indices of cells that do not exist (NaN in the result).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<usize>,
+}
+
+impl Layout {
+    pub fn of(plan: &Plan) -> Layout {
+        Layout {
+            axes: plan.axes.clone(),
+            shape: plan.shape.clone(),
+            components: plan.components.clone(),
+            absent: (0..plan.n_cells())
+                .filter(|&c| plan.cells[c].is_none())
+                .collect(),
+        }
+    }
+
+    pub fn n_cells(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
 /// Averages run values over noise samples (per pair) and pairs, and fills
 /// in the normalised metrics.
 ///
@@ -129,16 +159,34 @@ pub(crate) fn assemble(
     elapsed: Duration,
     device: &Device,
 ) -> SweepResult {
+    let run_pairs: Vec<usize> = runs.iter().map(|r| r.pair).collect();
+    let timing = Timing {
+        sweep_ms: elapsed.as_secs_f64() * 1e3,
+        forward_passes,
+        device: crate::model::device::device_name(device),
+    };
+    assemble_values(&Layout::of(plan), &run_pairs, baselines, values, timing)
+}
+
+/// [`assemble`] from a layout and the pair of each run (`run_pairs[run]`):
+/// the same arithmetic, so a merge of parts gives the same bits.
+pub fn assemble_values(
+    layout: &Layout,
+    run_pairs: &[usize],
+    baselines: &[PairBaselines],
+    values: Vec<Vec<Metrics>>,
+    timing: Timing,
+) -> SweepResult {
     let n_pairs = baselines.len();
-    let n_cells = plan.n_cells();
-    let absent = |c: usize| plan.cells[c].is_none();
+    let n_cells = layout.n_cells();
+    let absent = |c: usize| layout.absent.binary_search(&c).is_ok();
     let nan = Metrics::nan();
     let mut per_pair_cells: Vec<Vec<Metrics>> = Vec::with_capacity(n_pairs);
     for (p, b) in baselines.iter().enumerate() {
-        let rows: Vec<&Vec<Metrics>> = runs
+        let rows: Vec<&Vec<Metrics>> = run_pairs
             .iter()
             .zip(&values)
-            .filter(|(r, _)| r.pair == p)
+            .filter(|(r, _)| **r == p)
             .map(|(_, v)| v)
             .collect();
         let cells: Vec<Metrics> = (0..n_cells)
@@ -169,18 +217,14 @@ pub(crate) fn assemble(
         .map(|b| normalized_baselines(b.clean, b.corrupted))
         .collect();
     SweepResult {
-        axes: plan.axes.clone(),
-        shape: plan.shape.clone(),
-        components: plan.components.clone(),
+        axes: layout.axes.clone(),
+        shape: layout.shape.clone(),
+        components: layout.components.clone(),
         metrics: columns(&mean_cells),
         per_pair: per_pair_cells.iter().map(|c| columns(c)).collect(),
         baselines: means,
         pair_baselines,
-        timing: Timing {
-            sweep_ms: elapsed.as_secs_f64() * 1e3,
-            forward_passes,
-            device: crate::model::device::device_name(device),
-        },
+        timing,
         method: exact(),
     }
 }

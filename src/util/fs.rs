@@ -70,6 +70,10 @@ pub mod limits {
     pub const TOKENIZER: u64 = 512 << 20;
     /// Weight-index JSON files (`model.safetensors.index.json`).
     pub const INDEX_JSON: u64 = 64 << 20;
+    /// Sweep part files and checkpoints: hex metrics, ~100 bytes per cell
+    /// and run; a 200-pair sweep of a 32-layer model over 20 positions is
+    /// ~13 MB.
+    pub const PARTS: u64 = 1 << 30;
 }
 
 /// What a file system entry is, in words, for messages.

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End-to-end test of scripts/slurm/ on a real, local Slurm cluster.
+#
+# Installs Debian's slurm-wlm and munge when missing (apt-get, as root),
+# starts munged, slurmctld and slurmd on this machine from a generated
+# slurm.conf (one node, 2 CPUs, no GPUs, no cgroups, all state in a
+# temporary directory), submits a 3-task array of demo-model sweep shards
+# and the merge chained with --dependency=afterok, waits, and compares the
+# merged result with a single-process run of the same sweep, byte for byte
+# (CSV) and value for value (JSON without timing). The cluster is torn down
+# on exit, however the script ends (trap), leaving nothing running.
+#
+#   scripts/slurm-test.sh            # builds target/debug/patchbench if needed
+#   PATCHBENCH_BIN=path scripts/slurm-test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+log() { printf 'slurm-test: %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
+  ! command -v munged >/dev/null; then
+  log "installing slurm-wlm and munge"
+  if [[ $(id -u) -ne 0 ]]; then
+    log "not root: install slurm-wlm and munge first (apt-get install slurm-wlm munge)"
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null ||
+    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null; }
+fi
+
+bin=${PATCHBENCH_BIN:-}
+if [[ -z "$bin" ]]; then
+  target_dir=${CARGO_TARGET_DIR:-$repo/target}
+  cargo build --quiet --bin patchbench
+  bin=$target_dir/debug/patchbench
+fi
+bin=$(realpath "$bin")
+
+tmp=$(mktemp -d /tmp/patchbench-slurm.XXXXXX)
+pids=()
+teardown() {
+  local rc=$?
+  if command -v scancel >/dev/null && [[ -f $tmp/slurm.conf ]]; then
+    SLURM_CONF=$tmp/slurm.conf timeout 5 scancel --quiet --user="$(id -un)" 2>/dev/null || true
+  fi
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # munged forks into the background: stop it by its pid file.
+  if [[ -s $tmp/munged.pid ]]; then
+    local mpid
+    mpid=$(cat "$tmp/munged.pid")
+    kill "$mpid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if ((rc != 0)); then
+    log "failed; logs:"
+    tail -n 20 "$tmp"/*.log 2>/dev/null >&2 || true
+  fi
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap teardown EXIT INT TERM
+
+# Free ports for this cluster only.
+port=$((20000 + RANDOM % 20000))
+host=$(hostname -s)
+mkdir -p "$tmp/state" "$tmp/spool" "$tmp/parts" "$tmp/munge"
+
+log "starting munged"
+dd if=/dev/urandom of="$tmp/munge.key" bs=1024 count=1 status=none
+chmod 400 "$tmp/munge.key"
+munged --force --key-file="$tmp/munge.key" --socket="$tmp/munge/munge.sock" \
+  --pid-file="$tmp/munged.pid" --log-file="$tmp/munged.log" --seed-file="$tmp/munge.seed"
+
+cat >"$tmp/slurm.conf" <<CONF
+ClusterName=patchbench-test
+SlurmctldHost=$host(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$tmp/munge/munge.sock
+StateSaveLocation=$tmp/state
+SlurmdSpoolDir=$tmp/spool
+SlurmctldPidFile=$tmp/slurmctld.pid
+SlurmdPidFile=$tmp/slurmd.pid
+SlurmctldLogFile=$tmp/slurmctld.log
+SlurmdLogFile=$tmp/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SwitchType=switch/none
+SlurmdTimeout=30
+InactiveLimit=0
+MinJobAge=30
+NodeName=$host NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
+PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF=$tmp/slurm.conf
+
+log "starting slurmctld and slurmd ($host, port $port)"
+slurmctld -D -c -f "$SLURM_CONF" >"$tmp/slurmctld.out" 2>&1 &
+pids+=($!)
+slurmd -D -f "$SLURM_CONF" -N "$host" >"$tmp/slurmd.out" 2>&1 &
+pids+=($!)
+for i in $(seq 120); do
+  state=$(sinfo -h -N -o %T 2>/dev/null | head -n 1 || true)
+  [[ $state == idle ]] && break
+  if ((i == 120)); then
+    log "the node never became idle (state: ${state:-none})"
+    exit 1
+  fi
+  sleep 0.5
+done
+
+# The sweep: the demo model's IOI prompt, every head component (5 x 4 x 4
+# cells), three noise samples, so shards hold many batches.
+sweep=(--model demo --device cpu --target heads_every
+  --clean "when mary and john went to the store , john gave a drink to"
+  --corrupted "when mary and john went to the store , mary gave a drink to"
+  --answer mary --wrong john --corruption gaussian --samples 3 --seed 1)
+
+log "single-process run"
+t0=$(now)
+"$bin" sweep "${sweep[@]}" --format csv --out "$tmp/single.csv"
+t1=$(now)
+"$bin" sweep "${sweep[@]}" --out "$tmp/single.json"
+single=$(secs "$t0" "$t1")
+
+log "submitting a 3-task array and the merge"
+t2=$(now)
+export PATCHBENCH=$bin
+jid=$(sbatch --parsable --chdir="$tmp" --array=1-3 \
+  scripts/slurm/sweep-array.sbatch "$tmp/parts" "${sweep[@]}")
+mid=$(sbatch --parsable --chdir="$tmp" --dependency=afterok:"$jid" --kill-on-invalid-dep=yes \
+  scripts/slurm/merge.sbatch "$tmp/parts" 3 "$tmp/merged.csv" --format csv)
+for i in $(seq 600); do
+  [[ -z $(squeue -h -j "$jid,$mid" 2>/dev/null) ]] && break
+  if ((i == 600)); then
+    log "the jobs did not finish within 300 s"
+    squeue >&2 || true
+    exit 1
+  fi
+  sleep 0.5
+done
+t3=$(now)
+array=$(secs "$t2" "$t3")
+if [[ ! -s $tmp/merged.csv ]]; then
+  log "the merge job wrote nothing"
+  cat "$tmp"/patchbench-*.log >&2 || true
+  exit 1
+fi
+cmp "$tmp/single.csv" "$tmp/merged.csv"
+"$bin" merge "$tmp"/parts/part-*-of-3.json --out "$tmp/merged.json"
+strip() { grep -v -e '"sweep_ms"' -e '"load_ms"' -e '"forward_passes"' "$1"; }
+diff <(strip "$tmp/single.json") <(strip "$tmp/merged.json") >/dev/null ||
+  { log "merged JSON differs from the single-process run"; exit 1; }
+for k in 1 2 3; do
+  grep -o '"sweep_ms": [0-9.]*' "$tmp/parts/part-$k-of-3.json" |
+    sed "s/^/slurm-test: part $k: /" >&2
+done
+log "ok: merged 3-task array equals the single-process run (single ${single} s, array + merge ${array} s wall)"

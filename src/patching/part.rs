@@ -1,0 +1,415 @@
+//! Part files: what one shard of a sweep computed, and the merge of a
+//! complete set of parts into the result one process would have produced.
+//!
+//! A part file is one JSON object (ARCHITECTURE.md documents it as an
+//! output contract):
+//! - `patchbench_part`: the format version (1);
+//! - `manifest`: the sweep's identity (`version`, `spec`, `model`,
+//!   `fingerprint`, `inputs` (digest of the prepared prompts), `dataset`,
+//!   `engine` (the batching options, which decide the units), `metrics`,
+//!   `units` and `units_digest` (the canonical unit list)), the part's place
+//!   in it (`shard: {k, n}`, 1-based) and its `timing`;
+//! - `sweep`: what every part shares: the cell `layout`, each run's pair,
+//!   the per-pair `baselines` and the report `header` (tokens, answers);
+//! - `units`: each computed unit's index, `rows` (`[run, cell]`) and values.
+//!
+//! Metric values are stored as the hex of their f32 bit patterns (8 digits
+//! per value, metrics in `manifest.metrics` order), so a merge reproduces
+//! every bit, NaN and infinities included, which decimal JSON cannot.
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{Metrics, METRICS, N_METRICS};
+use super::output::TokenList;
+use super::result::{assemble_values, Layout, SweepResult, Timing};
+use super::runs::PairBaselines;
+use super::spec::SweepSpec;
+
+/// The part file format written by this build.
+pub const PART_FORMAT: u32 = 1;
+
+/// Which part of `n` (1-based `k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("--shard {s:?}: give K/N with 1 <= K <= N, e.g. --shard 2/3");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k == 0 || k > n || n > 100_000 {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+/// The engine options that decide how cells are batched (and so the units
+/// and their bits); parts and checkpoints must agree on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineKey {
+    pub max_batch_mem: usize,
+    pub max_batch_tokens: usize,
+    pub packed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartTiming {
+    /// RFC 3339 start of the shard's run (UTC).
+    pub started: String,
+    pub load_ms: f64,
+    pub sweep_ms: f64,
+    /// Forward passes this part ran (unpatched runs included).
+    pub forward_passes: usize,
+    pub device: String,
+    pub host: String,
+}
+
+/// A sweep's identity plus this part's place in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: String,
+    pub shard: Shard,
+    pub spec: SweepSpec,
+    pub model: String,
+    pub fingerprint: String,
+    pub inputs: String,
+    pub dataset: Option<String>,
+    pub engine: EngineKey,
+    pub metrics: Vec<String>,
+    pub units: usize,
+    pub units_digest: String,
+    pub timing: PartTiming,
+}
+
+/// Tokens and answers of the (first) prompt pair, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub clean: TokenList,
+    pub corrupted: TokenList,
+    pub answer: (u32, String),
+    pub wrong: (u32, String),
+}
+
+/// What every part of a sweep shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartSweep {
+    pub layout: Layout,
+    pub run_pairs: Vec<usize>,
+    /// Per pair: clean then corrupted metrics, as hex bits.
+    pub baselines: String,
+    pub header: Header,
+}
+
+/// One computed unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartUnit {
+    pub index: usize,
+    /// `(run, cell)` of each row.
+    pub rows: Vec<(usize, usize)>,
+    /// One metrics row per row, as hex bits.
+    pub values: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartFile {
+    pub patchbench_part: u32,
+    pub manifest: Manifest,
+    pub sweep: PartSweep,
+    pub units: Vec<PartUnit>,
+}
+
+/// Metrics as hex of their f32 bits, 8 digits per value.
+pub fn metrics_hex(ms: &[Metrics]) -> String {
+    let mut s = String::with_capacity(ms.len() * N_METRICS * 8);
+    for m in ms {
+        for v in m.values() {
+            s.push_str(&format!("{:08x}", v.to_bits()));
+        }
+    }
+    s
+}
+
+/// Parses [`metrics_hex`]; `None` when it is not whole rows of hex.
+pub fn parse_metrics_hex(s: &str) -> Option<Vec<Metrics>> {
+    let row = 8 * N_METRICS;
+    if s.len() % row != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len() / row)
+        .map(|r| {
+            let mut v = [0f32; N_METRICS];
+            for (i, x) in v.iter_mut().enumerate() {
+                let at = r * row + i * 8;
+                *x = f32::from_bits(u32::from_str_radix(&s[at..at + 8], 16).ok()?);
+            }
+            Some(Metrics::from_values(v))
+        })
+        .collect()
+}
+
+/// Per-pair baselines as hex (clean then corrupted per pair).
+pub fn baselines_hex(b: &[PairBaselines]) -> String {
+    let flat: Vec<Metrics> = b.iter().flat_map(|b| [b.clean, b.corrupted]).collect();
+    metrics_hex(&flat)
+}
+
+fn parse_baselines(s: &str) -> Option<Vec<PairBaselines>> {
+    let flat = parse_metrics_hex(s)?;
+    (flat.len() % 2 == 0).then(|| {
+        flat.chunks(2)
+            .map(|c| PairBaselines {
+                clean: c[0],
+                corrupted: c[1],
+            })
+            .collect()
+    })
+}
+
+/// The metric names of this build, as a manifest lists them.
+pub fn metric_names() -> Vec<String> {
+    METRICS.iter().map(|s| s.to_string()).collect()
+}
+
+/// Why a set of parts does not merge. Parts are named by their file.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("no part files given; pass every part of the sweep, e.g. part-*.json")]
+    NoParts,
+    #[error("{file}: not a patchbench part file: {source}")]
+    Parse {
+        file: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{file}: part format {found} is not supported (this build reads format {})",
+        PART_FORMAT
+    )]
+    Format { file: String, found: u32 },
+    #[error("{file}: {what} is damaged ({detail}); recompute this shard")]
+    Damaged {
+        file: String,
+        what: String,
+        detail: String,
+    },
+    #[error(
+        "{file} is from another sweep than {first}: its {field} differs ({theirs} vs {ours}); \
+         merge only the parts of one sweep"
+    )]
+    Foreign {
+        file: String,
+        first: String,
+        field: &'static str,
+        ours: String,
+        theirs: String,
+    },
+    #[error("{a} and {b} are both shard {shard}; keep one of them")]
+    DuplicateShard { a: String, b: String, shard: Shard },
+    #[error(
+        "shard(s) {missing} of {n} missing: pass their part files too (each written by \
+         `patchbench sweep ... --shard K/{n}`)"
+    )]
+    MissingShards { missing: String, n: usize },
+    #[error("unit {unit} is in both {a} and {b}; the parts overlap, so they were not cut from one split")]
+    DuplicateUnit { unit: usize, a: String, b: String },
+    #[error(
+        "unit {unit} is in no part although every shard is present: a part file was truncated \
+         or edited; recompute the shard next to it ({near})"
+    )]
+    MissingUnit { unit: usize, near: String },
+}
+
+/// A merged sweep: the first part's manifest and the assembled result.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub manifest: Manifest,
+    pub header: Header,
+    pub result: SweepResult,
+}
+
+/// Merges parts (`(file name, part)`): checks that they are of one sweep
+/// and cover every unit exactly once, then assembles the result with the
+/// same arithmetic as an unsharded run.
+pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
+    let Some((first_name, first)) = parts.first() else {
+        return Err(MergeError::NoParts);
+    };
+    for (name, p) in parts {
+        if p.patchbench_part != PART_FORMAT {
+            return Err(MergeError::Format {
+                file: name.clone(),
+                found: p.patchbench_part,
+            });
+        }
+        check_same(first_name, first, name, p)?;
+    }
+    let n = first.manifest.shard.n;
+    let mut by_shard: Vec<Option<&str>> = vec![None; n];
+    for (name, p) in parts {
+        let k = p.manifest.shard.k;
+        if let Some(a) = by_shard[k - 1] {
+            return Err(MergeError::DuplicateShard {
+                a: a.to_string(),
+                b: name.clone(),
+                shard: p.manifest.shard,
+            });
+        }
+        by_shard[k - 1] = Some(name);
+    }
+    let missing: Vec<String> = (1..=n)
+        .filter(|k| by_shard[k - 1].is_none())
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::MissingShards {
+            missing: missing.join(", "),
+            n,
+        });
+    }
+    let sweep = &first.sweep;
+    let baselines = parse_baselines(&sweep.baselines).ok_or_else(|| MergeError::Damaged {
+        file: first_name.clone(),
+        what: "sweep.baselines".into(),
+        detail: "not whole rows of hex metrics".into(),
+    })?;
+    let n_cells = sweep.layout.n_cells();
+    let mut values = vec![vec![Metrics::nan(); n_cells]; sweep.run_pairs.len()];
+    let mut owner: Vec<Option<&str>> = vec![None; first.manifest.units];
+    for (name, p) in parts {
+        for u in &p.units {
+            let damaged = |detail: String| MergeError::Damaged {
+                file: name.clone(),
+                what: format!("unit {}", u.index),
+                detail,
+            };
+            let slot = owner.get_mut(u.index).ok_or_else(|| {
+                damaged(format!("index beyond the {} units", first.manifest.units))
+            })?;
+            if let Some(a) = *slot {
+                return Err(MergeError::DuplicateUnit {
+                    unit: u.index,
+                    a: a.to_string(),
+                    b: name.clone(),
+                });
+            }
+            *slot = Some(name);
+            let ms = parse_metrics_hex(&u.values)
+                .filter(|ms| ms.len() == u.rows.len())
+                .ok_or_else(|| damaged("values are not one row of hex metrics per row".into()))?;
+            for (&(run, cell), m) in u.rows.iter().zip(ms) {
+                *values
+                    .get_mut(run)
+                    .and_then(|r| r.get_mut(cell))
+                    .ok_or_else(|| damaged(format!("run {run}, cell {cell} does not exist")))? = m;
+            }
+        }
+    }
+    if let Some(unit) = owner.iter().position(|o| o.is_none()) {
+        let near = owner[..unit]
+            .iter()
+            .rev()
+            .chain(&owner[unit..])
+            .flatten()
+            .next()
+            .map_or("?".to_string(), |s| s.to_string());
+        return Err(MergeError::MissingUnit { unit, near });
+    }
+    let timing = Timing {
+        sweep_ms: parts
+            .iter()
+            .map(|p| p.1.manifest.timing.sweep_ms)
+            .fold(0.0, f64::max),
+        forward_passes: parts
+            .iter()
+            .map(|p| p.1.manifest.timing.forward_passes)
+            .sum(),
+        device: first.manifest.timing.device.clone(),
+    };
+    let result = assemble_values(&sweep.layout, &sweep.run_pairs, &baselines, values, timing);
+    Ok(Merged {
+        manifest: first.manifest.clone(),
+        header: sweep.header.clone(),
+        result,
+    })
+}
+
+/// Checks that part `b` is of the same sweep as part `a`.
+fn check_same(a_name: &str, a: &PartFile, b_name: &str, b: &PartFile) -> Result<(), MergeError> {
+    let (ma, mb) = (&a.manifest, &b.manifest);
+    let foreign = |field: &'static str, ours: String, theirs: String| MergeError::Foreign {
+        file: b_name.to_string(),
+        first: a_name.to_string(),
+        field,
+        ours,
+        theirs,
+    };
+    let checks: [(&'static str, String, String); 11] = [
+        ("patchbench version", ma.version.clone(), mb.version.clone()),
+        (
+            "shard count",
+            ma.shard.n.to_string(),
+            mb.shard.n.to_string(),
+        ),
+        ("spec", json(&ma.spec), json(&mb.spec)),
+        (
+            "model fingerprint",
+            ma.fingerprint.clone(),
+            mb.fingerprint.clone(),
+        ),
+        (
+            "prompts (inputs digest)",
+            ma.inputs.clone(),
+            mb.inputs.clone(),
+        ),
+        ("dataset digest", json(&ma.dataset), json(&mb.dataset)),
+        ("batching options", json(&ma.engine), json(&mb.engine)),
+        ("metrics", ma.metrics.join(","), mb.metrics.join(",")),
+        ("unit count", ma.units.to_string(), mb.units.to_string()),
+        (
+            "unit plan (units_digest)",
+            ma.units_digest.clone(),
+            mb.units_digest.clone(),
+        ),
+        (
+            "shared sweep data (layout, baselines, tokens)",
+            json(&a.sweep),
+            json(&b.sweep),
+        ),
+    ];
+    for (field, ours, theirs) in checks {
+        if ours != theirs {
+            let clip = |s: String| crate::util::text::clip(&s, 120).into_owned();
+            return Err(foreign(field, clip(ours), clip(theirs)));
+        }
+    }
+    if mb.shard.k == 0 || mb.shard.k > mb.shard.n {
+        return Err(MergeError::Damaged {
+            file: b_name.to_string(),
+            what: "manifest.shard".into(),
+            detail: format!("{} is not K/N with 1 <= K <= N", mb.shard),
+        });
+    }
+    Ok(())
+}
+
+/// Compact JSON of anything serialisable, for comparing manifest fields.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
