@@ -267,6 +267,19 @@ fn fast_equals_reference_llama_gqa() {
     check_family("llama-tiny");
 }
 
+/// Sliding-window layers (window 4 under an 11-token prompt), soft-caps and
+/// post-norms: causal reuse and packed rows must mask the window too.
+#[test]
+fn fast_equals_reference_gemma2_sliding_window() {
+    check_family("gemma2-tiny");
+}
+
+/// q/k norms and a second rotary base on local layers.
+#[test]
+fn fast_equals_reference_gemma3() {
+    check_family("gemma3-tiny");
+}
+
 /// Two pairs: per-pair values, means over pairs (and, for mean ablation,
 /// ablation values averaged over both pairs' clean runs).
 #[test]

@@ -24,6 +24,9 @@ const FAMILIES: &[&str] = &[
     "pythia-seq-tiny",
     "llama-tiny",
     "qwen2-tiny",
+    "gemma-tiny",
+    "gemma2-tiny",
+    "gemma3-tiny",
 ];
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";

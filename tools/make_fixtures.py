@@ -96,6 +96,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import gemma_fixtures
 import gguf
 import numpy as np
 import torch
@@ -117,7 +118,7 @@ VOCAB_SIZE = 400
 INIT_STD = 0.1
 MAX_DIR_BYTES = 1_500_000
 FIXTURES = ["gpt2-tiny", "llama-tiny", "llama3-tiny", "qwen2-tiny", "llama-tiny-gguf",
-            "pythia-tiny", "pythia-seq-tiny"]
+            "pythia-tiny", "pythia-seq-tiny", *gemma_fixtures.GEMMA_FIXTURES]
 
 CORPUS = [
     "When Mary and John went to the store, John gave a drink to Mary. Then Mary "
@@ -259,6 +260,10 @@ def run_with_hooks(model, input_ids: list[int]) -> tuple[dict[str, torch.Tensor]
         handles.append(layer.register_forward_pre_hook(pre_block, with_kwargs=True))
         handles.append(out_proj.register_forward_pre_hook(pre_out_proj, with_kwargs=True))
         handles.append(layer.mlp.register_forward_hook(post_mlp))
+    if gemma_fixtures.is_gemma(model):
+        # Registered after post_mlp: Gemma 2/3's hook_mlp_out (after the
+        # post-feedforward norm) overwrites the MLP module's output.
+        handles += gemma_fixtures.register_hooks(model, store, T, d)
     try:
         with torch.no_grad():
             out = model(
@@ -297,7 +302,11 @@ def check_activations(model, store, out, T: int) -> None:
             out_proj = out_proj_of(model, layer)
             attn_out = out_proj(z.reshape(1, T, -1))[0]
         nxt = out.hidden_states[l + 1][0] if l + 1 < d["n_layers"] else None
-        if nxt is not None:
+        if nxt is not None and f"blocks.{l}.hook_attn_out" in store:
+            # Gemma: attn_out is o_proj(z) through the post-attention norm.
+            err = float((rp + store[f"blocks.{l}.hook_attn_out"] + mlp_out - nxt).abs().max())
+            assert err < 1e-4, f"layer {l}: resid_pre + attn_out + mlp_out != next resid_pre ({err})"
+        elif nxt is not None:
             err = float((rp + attn_out + mlp_out - nxt).abs().max())
             assert err < 1e-4, f"layer {l}: resid_pre + attn_out + mlp_out != next resid_pre ({err})"
 
@@ -335,6 +344,10 @@ def write_reference(outdir: Path, tensors: dict[str, torch.Tensor], meta: dict) 
 
 def inv_freq_of(model) -> list[float] | None:
     rot = getattr(getattr(model, model.base_model_prefix, None), "rotary_emb", None)
+    if rot is not None and not hasattr(rot, "inv_freq"):
+        # Gemma 3: one table per layer type ({layer_type}_inv_freq).
+        return {k: [float(x) for x in rot.get_buffer(f"{k}_inv_freq")]
+                for k in ("full_attention", "sliding_attention")}
     return None if rot is None else [float(x) for x in rot.inv_freq]
 
 
@@ -349,6 +362,8 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     randomize(model, seed)
+    if gemma_fixtures.is_gemma(model):
+        gemma_fixtures.randomize_gemma_norms(model, seed, INIT_STD)
     model.eval()
     if config.tie_word_embeddings:
         assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
@@ -359,6 +374,8 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
         shutil.copy(Path(tmp) / "model.safetensors", outdir / "model.safetensors")
     if config_style == "hub":
         hub_style_config(outdir / "config.json", rope_theta, rope_scaling, hub_fields, hub_drop)
+    elif config_style == "gemma_hub":
+        gemma_fixtures.hub_style(name, outdir / "config.json")
     tok.save(str(outdir / "tokenizer.json"))
 
     weights = load_file(str(outdir / "model.safetensors"))
@@ -374,6 +391,9 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
     reloaded.eval()
     store, out = run_with_hooks(reloaded, ids)
     check_activations(reloaded, store, out, T)
+    if gemma_fixtures.is_gemma(reloaded):
+        gemma_fixtures.check(reloaded, store, out, ids)
+        gemma_fixtures.softcap_matters(reloaded, ids, store["logits"])
     with torch.no_grad():
         mem_logits = model(torch.tensor([ids]), use_cache=False).logits[0]
     assert torch.equal(mem_logits, store["logits"]), (
@@ -400,12 +420,17 @@ def build_fixture(name: str, config, tok: Tokenizer, seed: int, out_root: Path,
         "d_model": d["d_model"],
         "vocab_size": tok.get_vocab_size(),
         "config_style": (f"hub (transformers 4 layout: {' / '.join(hub_fields or ['rope_theta', 'rope_scaling'])})"
-                         if config_style == "hub" else "transformers 5 layout (rope_parameters)"),
+                         if config_style == "hub" else
+                         "hub (transformers 4 layout)" if config_style == "gemma_hub"
+                         else "transformers 5 layout (rope_parameters)"),
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
     }
     if inv_re is not None:
         meta["rope_inv_freq"] = inv_re
+    if gemma_fixtures.is_gemma(reloaded):
+        gemma_fixtures.tl_cross_check(outdir, ids, store)
+        meta["transformer_lens_version"] = _version("transformer_lens")
     write_reference(outdir, store, meta)
     print(f"{name}: T={T} ids={ids}")
     return model, store
@@ -566,9 +591,13 @@ def build_gguf_fixture(out_root: Path, llama_model, llama_store, tok: Tokenizer)
 
 
 def _gguf_version() -> str:
+    return _version("gguf")
+
+
+def _version(package: str) -> str:
     try:
         from importlib.metadata import version
-        return version("gguf")
+        return version(package)
     except Exception:  # pragma: no cover
         return "unknown"
 
@@ -668,6 +697,16 @@ def main() -> None:
         seq_model, _ = build_fixture("pythia-seq-tiny", seq_cfg, tok_gpt2, seed=1006, out_root=out_root,
                                      config_style="transformers5")
         check_neox(seq_model, rotary_dim=8, parallel=False)
+
+    gemma_wanted = [n for n in gemma_fixtures.GEMMA_FIXTURES if want(n)]
+    if gemma_wanted:
+        tok_gemma = gemma_fixtures.gemma_tokenizer(CORPUS, VOCAB_SIZE)
+        gemma_cfgs = gemma_fixtures.configs(VOCAB_SIZE)
+        seeds = {"gemma-tiny": 1010, "gemma2-tiny": 1011, "gemma3-tiny": 1012}
+        for name in gemma_wanted:
+            seed = seeds[name]
+            style = "transformers5" if name == "gemma2-tiny" else "gemma_hub"
+            build_fixture(name, gemma_cfgs[name], tok_gemma, seed=seed, out_root=out_root, config_style=style)
 
     for d in sorted(p for p in out_root.iterdir() if p.is_dir()):
         if d.name not in FIXTURES or not want(d.name):

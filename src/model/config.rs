@@ -175,6 +175,83 @@ pub struct ModelConfig {
     pub attn_scale: f32,
     /// The unembedding is the token embedding matrix.
     pub tied_unembed: bool,
+    /// Post-norms, q/k norms, soft-capping and local attention (Gemma 2/3);
+    /// none of them for the classic families.
+    #[serde(default)]
+    pub extras: Extras,
+}
+
+/// What a layer's attention may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttnKind {
+    /// Every earlier position (causal).
+    Global,
+    /// Only the last `sliding_window` positions, this one included, with
+    /// the local rotary base when there is one.
+    Local,
+}
+
+/// Block features beyond the classic pre-norm transformer. Gemma 2 and 3
+/// brought them together; each is a plain switch so a loader can set just
+/// the ones its family has (Mistral's sliding window, Qwen3's q/k norms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extras {
+    /// Norms on the attention and MLP outputs before they join the residual
+    /// stream (`blocks.{l}.ln1_post`, `ln2_post`; Gemma 2/3).
+    pub post_norms: bool,
+    /// RMSNorm over `d_head` on each query and key head before rotary
+    /// (`blocks.{l}.attn.q_norm`, `k_norm`; Gemma 3).
+    pub qk_norm: bool,
+    /// Attention scores become `cap * tanh(scores / cap)` before masking.
+    pub attn_softcap: Option<f64>,
+    /// Logits become `cap * tanh(logits / cap)`.
+    pub final_softcap: Option<f64>,
+    /// Window of local layers: a query sees keys `q - window < k <= q`.
+    pub sliding_window: Option<usize>,
+    /// Attention kind of each layer; empty means every layer is global.
+    pub layer_attn: Vec<AttnKind>,
+    /// Rotary for local layers when it differs from the global one
+    /// (Gemma 3's `rope_local_base_freq`).
+    pub local_rotary: Option<RotaryConfig>,
+}
+
+impl Extras {
+    /// Whether layer `l` attends only within the sliding window.
+    pub fn is_local(&self, l: usize) -> bool {
+        self.sliding_window.is_some() && self.layer_attn.get(l) == Some(&AttnKind::Local)
+    }
+
+    fn validate(&self, n_layers: usize, d_head: usize) -> Result<(), String> {
+        for (name, cap) in [
+            ("attention-logit soft-cap", self.attn_softcap),
+            ("final-logit soft-cap", self.final_softcap),
+        ] {
+            if cap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+                return Err(format!(
+                    "the {name} is {}; it must be a finite positive number (Gemma 2 uses 50 \
+                     and 30)",
+                    cap.unwrap_or_default()
+                ));
+            }
+        }
+        if self.sliding_window == Some(0) {
+            return Err("sliding_window is 0; a query must see at least itself".into());
+        }
+        if !self.layer_attn.is_empty() && self.layer_attn.len() != n_layers {
+            return Err(format!(
+                "{} layer attention kinds are given for {n_layers} layers",
+                self.layer_attn.len()
+            ));
+        }
+        if self.layer_attn.contains(&AttnKind::Local) && self.sliding_window.is_none() {
+            return Err("local attention layers need a sliding_window".into());
+        }
+        if let Some(r) = &self.local_rotary {
+            r.validate(d_head)?;
+        }
+        Ok(())
+    }
 }
 
 impl ModelConfig {
@@ -228,6 +305,7 @@ impl ModelConfig {
         if let Positions::Rotary(r) = &self.positions {
             r.validate(self.d_head)?;
         }
+        self.extras.validate(self.n_layers, self.d_head)?;
         self.check_sizes()
     }
 

@@ -18,11 +18,12 @@ use super::config::{
 use super::weights::CanonicalWeights;
 use super::ModelError;
 
+mod gemma;
 mod gpt_neox;
 
 /// The families `config_from_hf` understands, for error messages.
-pub const SUPPORTED: &str =
-    "gpt2, gpt_neox (Pythia), llama, mistral, qwen2 (and anything with their config and weight names)";
+pub const SUPPORTED: &str = "gpt2, gpt_neox (Pythia), llama, mistral, qwen2, gemma, gemma2, \
+     gemma3_text (and anything with their config and weight names)";
 
 /// Raw checkpoint tensors by their original names.
 pub type RawWeights = HashMap<String, Tensor>;
@@ -102,6 +103,9 @@ pub fn family_of(v: &Value) -> String {
         a if a.starts_with("Llama") => "llama",
         a if a.starts_with("Mistral") => "mistral",
         a if a.starts_with("Qwen2") => "qwen2",
+        a if a.starts_with("Gemma3ForCausalLM") => "gemma3_text",
+        a if a.starts_with("Gemma2") => "gemma2",
+        a if a.starts_with("GemmaFor") => "gemma",
         _ => arch,
     }
     .to_string()
@@ -115,6 +119,7 @@ pub fn config_from_hf(v: &Value, origin: &str) -> Result<ModelConfig, ModelError
         "gpt2" => gpt2_config(&c)?,
         "gpt_neox" => gpt_neox::config(&c)?,
         "llama" | "mistral" | "qwen2" => llama_config(&c, &family)?,
+        f if gemma::is_gemma(f) => gemma::config(&c, f)?,
         other => {
             return Err(ModelError::UnsupportedArchitecture {
                 origin: origin.to_string(),
@@ -161,6 +166,7 @@ fn gpt2_config(c: &Cfg) -> Result<ModelConfig, ModelError> {
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: true,
+        extras: Default::default(),
     })
 }
 
@@ -253,6 +259,7 @@ fn llama_config(c: &Cfg, family: &str) -> Result<ModelConfig, ModelError> {
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: c.opt_bool("tie_word_embeddings").unwrap_or(false),
+        extras: Default::default(),
     })
 }
 
@@ -265,6 +272,7 @@ pub fn map_hf_weights(
     match cfg.family.as_str() {
         "gpt2" => map_gpt2(cfg, raw, origin),
         "gpt_neox" => gpt_neox::map(cfg, raw, origin),
+        f if gemma::is_gemma(f) => gemma::map(cfg, raw, origin),
         _ => map_llama(cfg, raw, origin),
     }
 }

@@ -23,7 +23,7 @@ mod build;
 
 use super::config::ModelConfig;
 use super::hooks::{ActivationCache, HookPoint, HookSpec};
-use super::layers::causal_mask;
+use super::layers::softcap;
 pub use super::layers::{Attention, Block, Linear, Mlp, Norm};
 use super::layout::Layout;
 pub use super::layout::Packing;
@@ -110,6 +110,8 @@ pub struct Transformer {
     pub w_u: Tensor,
     pub b_u: Option<Tensor>,
     rotary: Option<Rotary>,
+    /// Rotary of local layers when their base differs (Gemma 3).
+    rotary_local: Option<Rotary>,
     device: Device,
 }
 
@@ -121,6 +123,14 @@ impl Transformer {
     /// The dtype of activations (and of float weights).
     pub fn dtype(&self) -> DType {
         self.w_e.dtype()
+    }
+
+    /// The rotary tables layer `l` uses.
+    fn rotary_for(&self, l: usize) -> Option<&Rotary> {
+        match &self.rotary_local {
+            Some(r) if self.cfg.extras.is_local(l) => Some(r),
+            _ => self.rotary.as_ref(),
+        }
     }
 
     /// True when projection matrices are held quantized (`--weights quantized`).
@@ -219,11 +229,13 @@ impl Transformer {
         if t == 0 {
             candle_core::bail!("forward needs at least one token");
         }
+        let (mask, local_mask) = self.dense_masks(t, 0, dtype)?;
         let layout = Layout {
             hook_offset: 0,
             hook_total: t,
             positions: TokenPositions::Range(0),
-            mask: causal_mask(t, 0, dtype, &self.device)?,
+            mask,
+            local_mask,
             past: None,
             last_tokens: None,
             last_pos: t - 1,
@@ -337,7 +349,10 @@ impl Transformer {
             .index_select(&ids, 0)?
             .reshape((batch, t, self.cfg.d_model))?;
         if let Some(s) = self.cfg.embed_scale {
-            e = (e * s as f64)?;
+            // transformers rounds the scale to the embedding dtype first
+            // (Gemma 3 270M: sqrt(640) is 25.298 in f32, 25.25 in bf16).
+            let s = Tensor::new(&[s], &self.device)?.to_dtype(e.dtype())?;
+            e = e.broadcast_mul(&s)?;
         }
         let e = hooks.apply(HookPoint::Embed, e, 0, t, cache)?;
         match &self.w_pos {
@@ -360,11 +375,13 @@ impl Transformer {
         }
     }
 
-    /// Multiplies the final normalised residual by `W_U`.
+    /// Multiplies the final normalised residual by `W_U`, then soft-caps
+    /// the logits where the family does (Gemma 2).
     ///
     /// # Shapes
     /// `x: [.., d_model]` -> `[.., d_vocab]`
     pub fn unembed(&self, x: &Tensor) -> CResult<Tensor> {
-        Linear::dense(self.w_u.clone(), self.b_u.clone()).forward(x)
+        let logits = Linear::dense(self.w_u.clone(), self.b_u.clone()).forward(x)?;
+        softcap(logits, self.cfg.extras.final_softcap)
     }
 }

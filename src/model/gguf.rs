@@ -244,6 +244,7 @@ fn read_config(m: &Meta) -> Result<ModelConfig, ModelError> {
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: !m.content.tensor_infos.contains_key("output.weight"),
+        extras: Default::default(),
     };
     config.validate().map_err(|e| m.bad(e))?;
     Ok(config)

@@ -116,6 +116,9 @@ pub struct Attention {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// RMSNorm over `d_head` of each query / key head, before rotary (Gemma 3).
+    pub q_norm: Option<Norm>,
+    pub k_norm: Option<Norm>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,8 +134,38 @@ pub struct Mlp {
 pub struct Block {
     pub ln1: Norm,
     pub ln2: Norm,
+    /// Norms of the attention and MLP outputs before they join the residual
+    /// stream (Gemma 2/3); `hook_attn_out` / `hook_mlp_out` see their output.
+    pub ln1_post: Option<Norm>,
+    pub ln2_post: Option<Norm>,
     pub attn: Attention,
     pub mlp: Mlp,
+}
+
+impl Block {
+    /// The attention output as it joins the residual stream.
+    pub fn attn_post(&self, x: Tensor) -> CResult<Tensor> {
+        match &self.ln1_post {
+            Some(n) => n.forward(&x),
+            None => Ok(x),
+        }
+    }
+
+    /// The MLP output as it joins the residual stream.
+    pub fn mlp_post(&self, x: Tensor) -> CResult<Tensor> {
+        match &self.ln2_post {
+            Some(n) => n.forward(&x),
+            None => Ok(x),
+        }
+    }
+}
+
+/// `cap * tanh(x / cap)` (Gemma 2's soft-capping), or `x` unchanged.
+pub fn softcap(x: Tensor, cap: Option<f64>) -> CResult<Tensor> {
+    match cap {
+        Some(c) => (x / c)?.tanh()? * c,
+        None => Ok(x),
+    }
 }
 
 /// Applies the MLP nonlinearity.
@@ -155,17 +188,34 @@ pub fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
     e.broadcast_div(&s)?.to_dtype(dtype)
 }
 
+/// Whether a query at absolute position `q` may attend to the key at `k`:
+/// causal, and with a sliding window only the last `window` positions
+/// (`q - window < k <= q`, as transformers' sliding-window mask).
+pub(crate) fn visible(q: usize, k: usize, window: Option<usize>) -> bool {
+    k <= q && window.is_none_or(|w| q - k < w)
+}
+
 /// Additive causal mask `[t_local, p0 + t_local]`: query `i` (absolute
-/// position `p0 + i`) sees keys `0..=p0 + i`.
+/// position `p0 + i`) sees keys `0..=p0 + i`, or only the last `window` of
+/// them for local attention.
 pub(crate) fn causal_mask(
     t_local: usize,
     p0: usize,
+    window: Option<usize>,
     dtype: DType,
     device: &Device,
 ) -> CResult<Tensor> {
     let n = p0 + t_local;
     let data: Vec<f32> = (0..t_local)
-        .flat_map(|i| (0..n).map(move |j| if j <= p0 + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..n).map(move |j| {
+                if visible(p0 + i, j, window) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(data, (t_local, n), device)?.to_dtype(dtype)
 }

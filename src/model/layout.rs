@@ -6,7 +6,7 @@
 use candle_core::{DType, Result as CResult, Tensor};
 
 use super::forward::{KvCache, StartState, Transformer};
-use super::layers::causal_mask;
+use super::layers::{causal_mask, visible};
 use super::rotary::TokenPositions;
 
 /// Rows of different lengths packed along one token axis (a ragged batch).
@@ -51,6 +51,8 @@ pub(crate) struct Layout<'a> {
     pub(crate) positions: TokenPositions,
     /// Additive attention mask `[queries, cached keys + computed keys]`.
     pub(crate) mask: Tensor,
+    /// The same for local (sliding-window) layers, when the model has any.
+    pub(crate) local_mask: Option<Tensor>,
     /// Cached keys/values and how many leading positions to take from them.
     pub(crate) past: Option<(&'a KvCache, usize)>,
     /// Packed rows: index of each row's last token.
@@ -59,7 +61,42 @@ pub(crate) struct Layout<'a> {
     pub(crate) last_pos: usize,
 }
 
+impl Layout<'_> {
+    /// The mask of a global or a local layer.
+    pub(crate) fn mask_for(&self, local: bool) -> &Tensor {
+        match (&self.local_mask, local) {
+            (Some(m), true) => m,
+            _ => &self.mask,
+        }
+    }
+}
+
 impl Transformer {
+    /// The sliding window, when some layer attends locally.
+    pub(crate) fn local_window(&self) -> Option<usize> {
+        let x = &self.cfg.extras;
+        (0..self.cfg.n_layers)
+            .any(|l| x.is_local(l))
+            .then_some(x.sliding_window)
+            .flatten()
+    }
+
+    /// Dense causal masks for queries `p0..p0 + t_local`: global, and local
+    /// when the model has local layers.
+    pub(crate) fn dense_masks(
+        &self,
+        t_local: usize,
+        p0: usize,
+        dtype: DType,
+    ) -> CResult<(Tensor, Option<Tensor>)> {
+        let global = causal_mask(t_local, p0, None, dtype, self.device())?;
+        let local = match self.local_window() {
+            Some(w) => Some(causal_mask(t_local, p0, Some(w), dtype, self.device())?),
+            None => None,
+        };
+        Ok((global, local))
+    }
+
     /// Positions `p0..T` of `batch` rows, attending to cached keys/values before `p0`.
     pub(crate) fn dense_layout<'a>(&self, s: &StartState<'a>, dtype: DType) -> CResult<Layout<'a>> {
         let t_local = s.resid.dim(1)?;
@@ -74,11 +111,13 @@ impl Transformer {
         if p0 > 0 && s.past.is_none() {
             candle_core::bail!("a forward starting at position {p0} needs the cached keys/values");
         }
+        let (mask, local_mask) = self.dense_masks(t_local, p0, dtype)?;
         Ok(Layout {
             hook_offset: p0,
             hook_total: p0 + t_local,
             positions: TokenPositions::Range(p0),
-            mask: causal_mask(t_local, p0, dtype, self.device())?,
+            mask,
+            local_mask,
             past: s.past.filter(|_| p0 > 0).map(|kv| (kv, p0)),
             last_tokens: None,
             last_pos: p0 + t_local - 1,
@@ -106,18 +145,28 @@ impl Transformer {
         let tokens = pk.tokens();
         let n = tokens.len();
         let t = pk.n_pos;
-        let mut mask = vec![f32::NEG_INFINITY; n * (t + n)];
-        for (q, &(r, tq)) in tokens.iter().enumerate() {
-            let row = &mut mask[q * (t + n)..(q + 1) * (t + n)];
-            for v in row.iter_mut().take(pk.row_start[r]) {
-                *v = 0.0;
-            }
-            for (k, &(rk, tk)) in tokens.iter().enumerate() {
-                if rk == r && tk <= tq {
-                    row[t + k] = 0.0;
+        let build = |window: Option<usize>| -> CResult<Tensor> {
+            let mut mask = vec![f32::NEG_INFINITY; n * (t + n)];
+            for (q, &(r, tq)) in tokens.iter().enumerate() {
+                let row = &mut mask[q * (t + n)..(q + 1) * (t + n)];
+                for (k, v) in row.iter_mut().enumerate().take(pk.row_start[r]) {
+                    if visible(tq, k, window) {
+                        *v = 0.0;
+                    }
+                }
+                for (k, &(rk, tk)) in tokens.iter().enumerate() {
+                    if rk == r && visible(tq, tk, window) {
+                        row[t + k] = 0.0;
+                    }
                 }
             }
-        }
+            Tensor::from_vec(mask, (n, t + n), self.device())?.to_dtype(dtype)
+        };
+        let mask = build(None)?;
+        let local_mask = match self.local_window() {
+            Some(w) => Some(build(Some(w))?),
+            None => None,
+        };
         let positions: Vec<u32> = tokens.iter().map(|&(_, p)| p as u32).collect();
         let last: Vec<u32> = tokens
             .iter()
@@ -129,7 +178,8 @@ impl Transformer {
             hook_offset: 0,
             hook_total: n,
             positions: TokenPositions::Index(Tensor::new(positions, self.device())?),
-            mask: Tensor::from_vec(mask, (n, t + n), self.device())?.to_dtype(dtype)?,
+            mask,
+            local_mask,
             past: Some((past, t)),
             last_tokens: Some(Tensor::new(last, self.device())?),
             last_pos: t - 1,

@@ -75,6 +75,7 @@ fn gpt2(n_layers: usize, d_model: usize, n_heads: usize, n_ctx: usize) -> ModelC
         embed_scale: None,
         attn_scale: 1.0 / ((d_model / n_heads) as f32).sqrt(),
         tied_unembed: true,
+        extras: Default::default(),
     }
 }
 
@@ -114,6 +115,7 @@ fn llama(
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: true,
+        extras: Default::default(),
     }
 }
 

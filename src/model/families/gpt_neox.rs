@@ -50,6 +50,7 @@ pub(super) fn config(c: &Cfg) -> Result<ModelConfig, ModelError> {
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: c.opt_bool("tie_word_embeddings").unwrap_or(false),
+        extras: Default::default(),
     })
 }
 

@@ -6,7 +6,7 @@ use candle_core::{Result as CResult, Tensor};
 
 use super::super::hooks::{ActivationCache, HookPoint, HookSpec};
 use super::super::layers::{activate, broadcast_rows, matmul_weight, repeat_kv, softmax_last_dim};
-use super::super::layers::{Block, Linear};
+use super::super::layers::{softcap, Block, Linear, Norm};
 use super::super::layout::Layout;
 use super::super::rotary::TokenPositions;
 use super::Transformer;
@@ -45,6 +45,16 @@ pub(super) struct Inputs<'a> {
     pub(super) normed: &'a Tensor,
 }
 
+/// Gemma 3's per-head RMSNorm of queries or keys `[batch, pos, head, d_head]`,
+/// after their hooks (TransformerLens's `hook_q`/`hook_k` are the raw
+/// projections) and before rotary.
+fn head_norm(norm: &Option<Norm>, x: Tensor) -> CResult<Tensor> {
+    match norm {
+        Some(n) => n.forward(&x),
+        None => Ok(x),
+    }
+}
+
 /// Applies `sites` when there are any (the last-position shortcut has none
 /// after keys and values).
 fn maybe(
@@ -80,18 +90,22 @@ impl Transformer {
         };
         let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
         let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
-        let attn_out = self.attend(l, block, &q, &k, &v, &layout.mask, Some(sites), cache)?;
+        let mask = layout.mask_for(self.cfg.extras.is_local(l));
+        let attn_out = self.attend(l, block, &q, &k, &v, mask, Some(sites), cache)?;
+        // Post-norms (Gemma 2/3) come before the hooks, as in TransformerLens:
+        // hook_attn_out and hook_mlp_out are what the residual stream adds.
+        let attn_out = block.attn_post(attn_out)?;
         let attn_out = sites.apply(HookPoint::AttnOut(l), attn_out, cache)?;
         let x = if self.cfg.parallel_attn_mlp {
             let mlp_in = self.mlp_input(l, block, &x, sites, cache)?;
             let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
-            let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
             (x + attn_out)?.add(&mlp_out)?
         } else {
             let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
             let mlp_in = self.mlp_input(l, block, &mid, sites, cache)?;
             let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
-            let mlp_out = sites.apply(HookPoint::MlpOut(l), mlp_out, cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
             (mid + mlp_out)?
         };
         let x = sites.apply(HookPoint::ResidPost(l), x, cache)?;
@@ -118,6 +132,7 @@ impl Transformer {
         let normed = block.ln1.forward(x)?;
         let inputs = Inputs { x, normed: &normed };
         let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
+        let full_mask = layout.mask_for(self.cfg.extras.is_local(l));
         let (x_last, normed_last, mask) = match &layout.last_tokens {
             Some(idx) => {
                 let pick = |a: &Tensor| {
@@ -126,14 +141,14 @@ impl Transformer {
                         .index_select(idx, 0)?
                         .unsqueeze(0)
                 };
-                (pick(x)?, pick(&normed)?, layout.mask.index_select(idx, 0)?)
+                (pick(x)?, pick(&normed)?, full_mask.index_select(idx, 0)?)
             }
             None => {
                 let t = x.dim(1)?;
                 (
                     x.narrow(1, t - 1, 1)?,
                     normed.narrow(1, t - 1, 1)?,
-                    layout.mask.narrow(0, t - 1, 1)?,
+                    full_mask.narrow(0, t - 1, 1)?,
                 )
             }
         };
@@ -145,14 +160,14 @@ impl Transformer {
             normed: &normed_last,
         };
         let q = self.queries(l, block, inputs, &positions, None, cache)?;
-        let attn_out = self.attend(l, block, &q, &k, &v, &mask, None, cache)?;
+        let attn_out = block.attn_post(self.attend(l, block, &q, &k, &v, &mask, None, cache)?)?;
         let out = if self.cfg.parallel_attn_mlp {
             let m = self.mlp(l, block, &block.ln2.forward(&x_last)?, None, cache)?;
-            ((x_last + attn_out)? + m)?
+            ((x_last + attn_out)? + block.mlp_post(m)?)?
         } else {
             let mid = (x_last + attn_out)?;
             let m = self.mlp(l, block, &block.ln2.forward(&mid)?, None, cache)?;
-            (mid + m)?
+            (mid + block.mlp_post(m)?)?
         };
         Ok((out, (k, v)))
     }
@@ -182,6 +197,7 @@ impl Transformer {
             cache,
         )?;
         let k = maybe(sites, HookPoint::K(l), k, cache)?;
+        let k = head_norm(&block.attn.k_norm, k)?;
         let v = self.project(
             HookPoint::VInput(l),
             &block.attn.v,
@@ -194,7 +210,7 @@ impl Transformer {
         let v = maybe(sites, HookPoint::V(l), v, cache)?;
         let mut k = k.transpose(1, 2)?.contiguous()?;
         let mut v = v.transpose(1, 2)?.contiguous()?;
-        if let Some(rot) = &self.rotary {
+        if let Some(rot) = self.rotary_for(l) {
             k = rot.apply(&k, &layout.positions)?;
         }
         if let Some((kv, n_past)) = layout.past {
@@ -231,8 +247,9 @@ impl Transformer {
             cache,
         )?;
         let q = maybe(sites, HookPoint::Q(l), q, cache)?;
+        let q = head_norm(&block.attn.q_norm, q)?;
         let q = q.transpose(1, 2)?.contiguous()?;
-        match &self.rotary {
+        match self.rotary_for(l) {
             Some(rot) => rot.apply(&q, positions),
             None => Ok(q),
         }
@@ -259,7 +276,9 @@ impl Transformer {
         let (b, h, t, dh) = q.dims4()?;
         let group = h / self.cfg.n_kv_heads;
         let (k, v) = (repeat_kv(k, group)?, repeat_kv(v, group)?);
-        let scores = (q.matmul(&k.t()?)? * self.cfg.attn_scale as f64)?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?)? * self.cfg.attn_scale as f64)?;
+        // Soft-capping (Gemma 2) comes before the mask, as in transformers.
+        let scores = softcap(scores, self.cfg.extras.attn_softcap)?.broadcast_add(mask)?;
         let mut scores = maybe(sites, HookPoint::AttnScores(l), scores, cache)?;
         if sites.is_some_and(|s| s.hooks.edits(HookPoint::AttnScores(l))) {
             // An edit cannot unmask a key the causal (or packing) mask

@@ -30,7 +30,7 @@ impl Transformer {
             Positions::Learned => Some(w.take("pos_embed.W_pos", &[cfg.n_ctx, d])?),
             Positions::Rotary(_) => None,
         };
-        let norm = |w: &mut CanonicalWeights, p: &str| -> Result<Norm, ModelError> {
+        let norm_of = |w: &mut CanonicalWeights, p: &str, d: usize| -> Result<Norm, ModelError> {
             let weight = w.take(&format!("{p}.w"), &[d])?;
             let weight = if cfg.norm_weight_offset != 0.0 {
                 (weight + cfg.norm_weight_offset as f64)?
@@ -48,6 +48,13 @@ impl Transformer {
                 eps: cfg.norm_eps,
             })
         };
+        let norm = |w: &mut CanonicalWeights, p: &str| norm_of(w, p, d);
+        // Optional norms the config asks for (Gemma 2/3's post-norms and
+        // Gemma 3's q/k norms), each over `width`.
+        let extra = |w: &mut CanonicalWeights, on: bool, p: &str, width: usize| {
+            on.then(|| norm_of(w, p, width)).transpose()
+        };
+        let x = &cfg.extras;
         let linear = |w: &mut CanonicalWeights, wn: &str, bn: &str, i: usize, o: usize| {
             Ok::<_, ModelError>(Linear {
                 w: w.take_matrix(wn, i, o)?,
@@ -76,6 +83,8 @@ impl Transformer {
                     hkv * dh,
                 )?,
                 o: linear(&mut w, &format!("{a}.W_O"), &format!("{a}.b_O"), h * dh, d)?,
+                q_norm: extra(&mut w, x.qk_norm, &format!("{a}.q_norm"), dh)?,
+                k_norm: extra(&mut w, x.qk_norm, &format!("{a}.k_norm"), dh)?,
             };
             let mlp = Mlp {
                 w_in: linear(&mut w, &format!("{m}.W_in"), &format!("{m}.b_in"), d, dm)?,
@@ -95,6 +104,8 @@ impl Transformer {
             blocks.push(Block {
                 ln1: norm(&mut w, &format!("{p}.ln1"))?,
                 ln2: norm(&mut w, &format!("{p}.ln2"))?,
+                ln1_post: extra(&mut w, x.post_norms, &format!("{p}.ln1_post"), d)?,
+                ln2_post: extra(&mut w, x.post_norms, &format!("{p}.ln2_post"), d)?,
                 attn,
                 mlp,
             });
@@ -119,6 +130,10 @@ impl Transformer {
             Positions::Rotary(r) => Some(Rotary::new(r, cfg.n_ctx, w_e.dtype(), &device)?),
             Positions::Learned => None,
         };
+        let rotary_local = match &cfg.extras.local_rotary {
+            Some(r) => Some(Rotary::new(r, cfg.n_ctx, w_e.dtype(), &device)?),
+            None => None,
+        };
         Ok(Self {
             cfg,
             w_e,
@@ -128,6 +143,7 @@ impl Transformer {
             w_u,
             b_u,
             rotary,
+            rotary_local,
             device,
         })
     }
