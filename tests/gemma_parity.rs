@@ -8,7 +8,7 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use common::*;
 use patchbench::model::config::AttnKind;
 use patchbench::model::loaded::LoadOptions;
@@ -17,11 +17,7 @@ use patchbench::model::{ForwardOptions, HookPoint, HookSpec, LoadedModel};
 const FIXTURES: [&str; 3] = ["gemma-tiny", "gemma2-tiny", "gemma3-tiny"];
 
 fn load(name: &str) -> LoadedModel {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    };
-    LoadedModel::load(fixture(name).to_str().unwrap(), &opts)
+    LoadedModel::load(fixture(name).to_str().unwrap(), &LoadOptions::cpu())
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
