@@ -42,6 +42,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// One divisor per rotated pair, applied to its frequency: llama.cpp's
+    /// `rope_freqs` tensor (how GGUF stores Llama 3.1's scaling).
+    Factors { factors: Vec<f64> },
 }
 
 /// Rotary position embedding parameters.
@@ -103,6 +106,20 @@ impl RotaryConfig {
                     ));
                 }
                 Ok(())
+            }
+            Some(RopeScaling::Factors { factors }) => {
+                if factors.len() != self.rotary_dim / 2 {
+                    return Err(format!(
+                        "{} rope frequency factors for rotary_dim {}; there must be one per \
+                         rotated pair ({})",
+                        factors.len(),
+                        self.rotary_dim,
+                        self.rotary_dim / 2
+                    ));
+                }
+                factors
+                    .iter()
+                    .try_for_each(|&f| positive("frequency factor", f))
             }
         }
     }

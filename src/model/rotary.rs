@@ -40,6 +40,11 @@ impl Rotary {
         match &r.scaling {
             None => {}
             Some(RopeScaling::Linear { factor }) => pos_scale = 1.0 / factor,
+            Some(RopeScaling::Factors { factors }) => {
+                for (f, d) in inv_freq.iter_mut().zip(factors) {
+                    *f /= d;
+                }
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

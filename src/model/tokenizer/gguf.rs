@@ -32,6 +32,12 @@ pub struct GgufVocab {
     /// `tokenizer.ggml.unknown_token_id`.
     pub unk_token_id: Option<u32>,
     pub add_bos_token: Option<bool>,
+    /// `tokenizer.ggml.add_eos_token`: read, never applied (prompts are
+    /// prefixes to continue; see the parent module).
+    pub add_eos_token: Option<bool>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece): `▁` before the
+    /// text; llama.cpp's default is true, Gemma's files say false.
+    pub add_space_prefix: Option<bool>,
 }
 
 /// Per-`pre` choices llama.cpp makes besides the split.
@@ -110,7 +116,7 @@ fn gguf_pre_flavour(pre: Option<&str>) -> Result<PreFlavour, TokenizerError> {
 }
 
 /// A post-processor that puts `bos` in front of every sequence.
-fn bos_template(bos_text: &str, bos: u32) -> TemplateProcessing {
+pub(super) fn bos_template(bos_text: &str, bos: u32) -> TemplateProcessing {
     // Templates are space-separated and `:` marks a type id, so a BOS text
     // containing either gets a neutral key (the key is only a name).
     let key = if bos_text.contains([' ', ':']) || bos_text.starts_with('$') {
@@ -127,24 +133,15 @@ fn bos_template(bos_text: &str, bos: u32) -> TemplateProcessing {
         .expect("the template only names the BOS token it is given")
 }
 
-pub(super) fn gguf_byte_level_bpe(v: GgufVocab) -> Result<Tokenizer, TokenizerError> {
-    let GgufVocab {
-        pre,
-        mut tokens,
-        token_types,
-        merges,
-        bos_token_id,
-        eos_token_id,
-        unk_token_id,
-        add_bos_token,
-        ..
-    } = v;
+/// The checks every GGUF vocabulary passes: tokens exist, token types
+/// match them one to one, special ids are in range.
+pub(super) fn check_vocab(v: &GgufVocab) -> Result<(), TokenizerError> {
     let invalid = |key, reason: String| TokenizerError::InvalidGguf { key, reason };
-    let n = tokens.len();
+    let n = v.tokens.len();
     if n == 0 {
         return Err(invalid("tokenizer.ggml.tokens", "is empty".into()));
     }
-    if let Some(types) = &token_types {
+    if let Some(types) = &v.token_types {
         if types.len() != n {
             return Err(invalid(
                 "tokenizer.ggml.token_type",
@@ -156,9 +153,9 @@ pub(super) fn gguf_byte_level_bpe(v: GgufVocab) -> Result<Tokenizer, TokenizerEr
         }
     }
     for (key, id) in [
-        ("tokenizer.ggml.bos_token_id", bos_token_id),
-        ("tokenizer.ggml.eos_token_id", eos_token_id),
-        ("tokenizer.ggml.unknown_token_id", unk_token_id),
+        ("tokenizer.ggml.bos_token_id", v.bos_token_id),
+        ("tokenizer.ggml.eos_token_id", v.eos_token_id),
+        ("tokenizer.ggml.unknown_token_id", v.unk_token_id),
     ] {
         if let Some(id) = id.filter(|&id| id as usize >= n) {
             return Err(invalid(
@@ -167,6 +164,22 @@ pub(super) fn gguf_byte_level_bpe(v: GgufVocab) -> Result<Tokenizer, TokenizerEr
             ));
         }
     }
+    Ok(())
+}
+
+pub(super) fn gguf_byte_level_bpe(v: GgufVocab) -> Result<Tokenizer, TokenizerError> {
+    check_vocab(&v)?;
+    let GgufVocab {
+        pre,
+        mut tokens,
+        token_types,
+        merges,
+        bos_token_id,
+        add_bos_token,
+        ..
+    } = v;
+    let invalid = |key, reason: String| TokenizerError::InvalidGguf { key, reason };
+    let n = tokens.len();
 
     // llama.cpp names empty tokens rather than letting them collide.
     for (id, token) in tokens.iter_mut().enumerate() {

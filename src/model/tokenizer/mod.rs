@@ -36,9 +36,11 @@
 mod gguf;
 mod guards;
 mod post_processor;
+mod gguf_spm;
 
 use gguf::gguf_byte_level_bpe;
 pub use gguf::GgufVocab;
+use gguf_spm::gguf_sentencepiece;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -296,15 +298,11 @@ impl Tokenizer {
     pub fn from_gguf_vocab(v: GgufVocab) -> Result<Self, TokenizerError> {
         match v.model.as_str() {
             "gpt2" => gguf_byte_level_bpe(v),
-            "llama" => Err(TokenizerError::Unsupported {
-                what: "GGUF tokenizer model \"llama\" (SentencePiece, tokenizer.ggml.model)".into(),
-                fix: "load the model from its Hugging Face directory (config.json, \
-                      *.safetensors, tokenizer.json) instead"
-                    .into(),
-            }),
+            "llama" => gguf_sentencepiece(v),
             other => Err(TokenizerError::Unsupported {
                 what: format!("GGUF tokenizer model {other:?} (tokenizer.ggml.model)"),
-                fix: "GGUF files with a \"gpt2\" (byte-level BPE) tokenizer load; for others, \
+                fix: "GGUF files with a \"gpt2\" (byte-level BPE) or \"llama\" (SentencePiece) \
+                      tokenizer load; for others, \
                       load the model from its Hugging Face directory (with tokenizer.json)"
                     .into(),
             }),
