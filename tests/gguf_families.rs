@@ -27,7 +27,7 @@ const TOL: f32 = 1e-4;
 fn cpu() -> LoadOptions {
     LoadOptions {
         device: Device::Cpu,
-        dtype: candle_core::DType::F32,
+        weights: Default::default(),
     }
 }
 
@@ -146,8 +146,8 @@ fn kquant_model_with_sentencepiece_matches() {
     assert_eq!(m.tokenizer.vocab_size(), 480);
 }
 
-/// Every tensor type candle dequantises, one random tensor each, against
-/// gguf-py's dequantisation (numpy's x = d·q for Q8_1 and Q8_K).
+/// Every tensor type candle loads from a file, one random tensor each,
+/// against gguf-py's dequantisation.
 #[test]
 fn every_tensor_type_dequantises_like_gguf_py() {
     let path = gguf("blocks");
@@ -162,11 +162,12 @@ fn every_tensor_type_dequantises_like_gguf_py() {
     let refs = reference("gguf");
     let types = reference_json("gguf")["blocks"]["tensor_types"].clone();
     let types = types.as_object().unwrap();
-    assert_eq!(types.len(), 15);
+    assert_eq!(types.len(), 13);
     for (name, ty) in types {
         let got = dequantised(&m, &mut reader, name, &Device::Cpu).unwrap();
         let d = max_abs_diff(&got, &refs[name.as_str()]);
-        assert!(d == 0.0, "{ty}: dequantised values differ by {d}");
+        eprintln!("{ty}: max |candle - gguf-py| = {d:e}");
+        assert!(d <= 1e-7, "{ty}: dequantised values differ by {d}");
         let dtype = format!("{:?}", content.tensor_infos[name.as_str()].ggml_dtype);
         let dtype = match dtype.strip_suffix('K') {
             Some(q) => format!("{q}_K"),
@@ -224,7 +225,11 @@ fn unsupported_tensor_type_is_named() {
     let path = tmp.path().join("iq.gguf");
     std::fs::write(&path, patched).unwrap();
     let e = load_err(&path);
-    assert!(e.contains("blocks.Q4_0") && e.contains("16"), "{e}");
+    assert!(e.contains("blocks.Q4_0") && e.contains("IQ2_XXS"), "{e}");
+    assert!(
+        e.contains("Q6_K") && e.contains("BF16"),
+        "lists the supported types: {e}"
+    );
 }
 
 /// A resid_pre sweep on a GGUF model: patching the one changed token's

@@ -217,7 +217,7 @@ fn corrupt_gguf_structure_is_refused_naming_the_file() {
             gguf_case(t, "dtype-99", |g| {
                 g.tensor("output_norm.weight").dtype = 99;
             }),
-            &["unknown ggml type 99"],
+            &["ggml type 99 (unknown)"],
         ),
         (
             gguf_case(t, "shape-1d-embd", |g| {

@@ -34,6 +34,11 @@ pub fn read_weights(
     mode: WeightsMode,
 ) -> Result<CanonicalWeights, ModelError> {
     let dtype = mode.dtype();
+    // Missing before unused: a renamed tensor is reported by the name the
+    // mapping wanted.
+    if let Some(e) = map.entries.iter().find(|e| !m.has_tensor(&e.gguf)) {
+        return Err(m.missing(&e.gguf));
+    }
     let used: HashSet<&str> = map
         .entries
         .iter()
@@ -85,6 +90,17 @@ pub fn read_weights(
                 t
             }
         };
+        if let Some((start, len)) = entry.rows {
+            let rows = whole.dims().first().copied().unwrap_or(0);
+            if start + len > rows {
+                return Err(m.bad(format!(
+                    "{} has {rows} rows; {} needs rows {start}..{}",
+                    entry.gguf,
+                    entry.canonical,
+                    start + len
+                )));
+            }
+        }
         w.insert(entry.canonical.clone(), materialise(entry, &whole, dtype)?);
     }
     Ok(w)

@@ -39,6 +39,57 @@ fn ggml_dtype(code: u32) -> Option<GgmlDType> {
     })
 }
 
+/// ggml's name for a type code candle cannot dequantise, for the message.
+fn ggml_type_name(code: u32) -> &'static str {
+    const NAMES: [&str; 40] = [
+        "F32",
+        "F16",
+        "Q4_0",
+        "Q4_1",
+        "Q4_2",
+        "Q4_3",
+        "Q5_0",
+        "Q5_1",
+        "Q8_0",
+        "Q8_1",
+        "Q2_K",
+        "Q3_K",
+        "Q4_K",
+        "Q5_K",
+        "Q6_K",
+        "Q8_K",
+        "IQ2_XXS",
+        "IQ2_XS",
+        "IQ3_XXS",
+        "IQ1_S",
+        "IQ4_NL",
+        "IQ3_S",
+        "IQ2_S",
+        "IQ4_XS",
+        "I8",
+        "I16",
+        "I32",
+        "I64",
+        "F64",
+        "IQ1_M",
+        "BF16",
+        "Q4_0_4_4",
+        "Q4_0_4_8",
+        "Q4_0_8_8",
+        "TQ1_0",
+        "TQ2_0",
+        "IQ4_NL_4_4",
+        "IQ4_NL_4_8",
+        "IQ4_NL_8_8",
+        "MXFP4",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("unknown")
+}
+
+/// The types [`ggml_dtype`] accepts, for the message.
+const SUPPORTED_TYPES: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K";
+
 /// A cursor over the header bytes that knows how many remain.
 pub(super) struct Reader<R> {
     inner: R,
@@ -217,8 +268,14 @@ impl<R: Read> Reader<R> {
             dims.push(self.len(&name)?);
         }
         let code = self.u32(&name)?;
-        let dtype = ggml_dtype(code)
-            .ok_or_else(|| self.bad(format!("tensor {name:?} has unknown ggml type {code}")))?;
+        let dtype = ggml_dtype(code).ok_or_else(|| {
+            self.bad(format!(
+                "tensor {name:?} has ggml type {code} ({}), which patchbench cannot \
+                     dequantise (supported: {SUPPORTED_TYPES}); re-quantise the model to one \
+                     of those (llama.cpp's llama-quantize)",
+                ggml_type_name(code)
+            ))
+        })?;
         let offset = self.u64(&name)?;
         let elems = dims
             .iter()
