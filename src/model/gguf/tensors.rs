@@ -108,9 +108,10 @@ pub fn read_weights(
 
 /// Candle could not read tensor `name`; its error stays the source.
 fn corrupt(m: &Meta, name: &str, source: candle_core::Error) -> ModelError {
-    ModelError::CorruptWeights {
+    ModelError::TensorRead {
         path: m.path.to_path_buf(),
-        message: format!("{name}: {source}"),
+        tensor: name.to_owned(),
+        source: Box::new(source),
     }
 }
 

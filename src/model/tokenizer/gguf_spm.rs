@@ -161,7 +161,7 @@ fn respell_spaces(tokens: &mut [String]) {
         .map(|(i, t)| (i, SPACE.repeat(t.chars().count())))
         .collect();
     for (i, spelling) in respelled {
-        if !tokens.iter().any(|t| *t == spelling) {
+        if !tokens.contains(&spelling) {
             tokens[i] = spelling;
         }
     }

@@ -34,9 +34,9 @@
 //! same reason. That builder lives in `gguf.rs`.
 
 mod gguf;
+mod gguf_spm;
 mod guards;
 mod post_processor;
-mod gguf_spm;
 
 use gguf::gguf_byte_level_bpe;
 pub use gguf::GgufVocab;
