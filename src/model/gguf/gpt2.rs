@@ -45,6 +45,7 @@ fn config(m: &Meta) -> Result<ModelConfig, ModelError> {
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: !m.has_tensor("output.weight"),
+        extras: Default::default(),
     })
 }
 

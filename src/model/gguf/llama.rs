@@ -67,6 +67,7 @@ pub(super) fn llama_like_config(
         embed_scale: None,
         attn_scale: 1.0 / (d_head as f32).sqrt(),
         tied_unembed: !m.has_tensor("output.weight"),
+        extras: Default::default(),
     })
 }
 
