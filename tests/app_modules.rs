@@ -55,8 +55,7 @@ fn graph(dir: &str, layer: &str) -> BTreeMap<String, BTreeSet<String>> {
         let p = e.unwrap().path();
         let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
         if p.is_dir() {
-            for f in std::fs::read_dir(&p).unwrap() {
-                let f = f.unwrap().path();
+            for f in rust_files_under(&p) {
                 add(stem.clone(), &code_of(&f), true);
             }
         } else if p.extension().is_some_and(|x| x == "rs") && stem != "mod" {
@@ -64,6 +63,21 @@ fn graph(dir: &str, layer: &str) -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     g
+}
+
+/// Every `.rs` file under `dir`, at any depth (a pane may keep its parts
+/// in a folder of its own, e.g. `panes/heatmap/`).
+fn rust_files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files_under(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// A cycle through `start`, if there is one.
