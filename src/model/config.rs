@@ -193,8 +193,10 @@ pub struct ModelConfig {
     /// The unembedding is the token embedding matrix.
     pub tied_unembed: bool,
     /// Post-norms, q/k norms, soft-capping and local attention (Gemma 2/3);
-    /// none of them for the classic families.
-    #[serde(default)]
+    /// none of them for the classic families. Left out of the serialised
+    /// config when empty, so the fingerprints of classic-family models (and
+    /// the sessions that store them) are what they were before Gemma.
+    #[serde(default, skip_serializing_if = "Extras::is_empty")]
     pub extras: Extras,
 }
 
@@ -234,6 +236,11 @@ pub struct Extras {
 }
 
 impl Extras {
+    /// None of the extras: a classic family.
+    pub fn is_empty(&self) -> bool {
+        *self == Extras::default()
+    }
+
     /// Whether layer `l` attends only within the sliding window.
     pub fn is_local(&self, l: usize) -> bool {
         self.sliding_window.is_some() && self.layer_attn.get(l) == Some(&AttnKind::Local)
