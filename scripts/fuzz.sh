@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS
 #
-# TARGET is gguf_header, safetensors_header, tokenizer or session_yaml.
+# TARGET is gguf_header, safetensors_header, tokenizer, session_yaml or dataset.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); the stable toolchain runs it
 # with RUSTC_BOOTSTRAP=1. The working corpus lives in tools/fuzz/corpus/TARGET
 # (ignored by git; seeds are copied in from tests/ and assets/ on every run,
@@ -14,7 +14,7 @@
 # CARGO_TARGET_DIR is honoured (default tools/fuzz/target).
 set -eu
 
-usage="usage: scripts/fuzz.sh TARGET SECONDS (TARGET: gguf_header, safetensors_header, tokenizer, session_yaml)"
+usage="usage: scripts/fuzz.sh TARGET SECONDS (TARGET: gguf_header, safetensors_header, tokenizer, session_yaml, dataset)"
 target=${1:?$usage}
 seconds=${2:?$usage}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +47,12 @@ tokenizer)
     seed demo-tokenizer.json "$root/assets/demo/tokenizer.json"
     printf '\000{"a":0,"b":1,"ab":2,"\\u0120":3}\000a b\n' >"$corpus/seed-vocab-merges"
     max_len=262144
+    ;;
+dataset)
+    for f in "$root"/tests/invalid-datasets/*.*; do
+        seed "$(basename "$f")" "$f"
+    done
+    max_len=65536
     ;;
 session_yaml)
     for f in "$root"/sessions/*.yaml "$root"/tests/invalid/*.yaml; do

@@ -32,7 +32,7 @@ if command -v cargo-fuzz >/dev/null 2>&1; then
   # decoder shapes the tokenizers crate is known to panic on
   # (src/model/tokenizer/guards.rs), but no long run has confirmed it yet;
   # run it by hand with scripts/fuzz.sh tokenizer SECONDS.
-  for target in gguf_header safetensors_header session_yaml; do
+  for target in gguf_header safetensors_header session_yaml dataset; do
     scripts/fuzz.sh "$target" "$fuzz_seconds"
   done
 fi

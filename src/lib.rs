@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod app;
 pub mod circuits;
+pub mod data;
 pub mod demo;
 pub mod model;
 pub mod patching;

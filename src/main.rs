@@ -25,9 +25,14 @@ fn main() {
         Some(cli::Command::Bench(cli::bench::BenchCommand::Estimate(a))) => {
             cli::bench::bench_estimate(a)
         }
+        Some(cli::Command::Bench(cli::bench::BenchCommand::Dataset(a))) => {
+            cli::bench_dataset::bench_dataset(a)
+        }
         Some(cli::Command::TrainDemo(a)) => cli::train::train_demo(a),
         Some(cli::Command::Check(a)) => cli::session::check(a),
         Some(cli::Command::Export(a)) => cli::session::export(a),
+        Some(cli::Command::Dataset(cli::dataset::DatasetCommand::Gen(a))) => cli::dataset::gen(a),
+        Some(cli::Command::Compare(a)) => cli::compare::compare(a),
         Some(cli::Command::Open(a)) => cli::tui::start(&a.tui, Some(&a.file)),
         None => cli::tui::start(&args.tui, None),
     };

@@ -167,8 +167,11 @@ fn several_pairs_store_mean_and_per_pair_values() {
     for i in 0..both.n_cells() {
         let (a, b) = (one.metrics["logit_diff"][i], two.metrics["logit_diff"][i]);
         assert!((both.metrics["logit_diff"][i] - (a + b) / 2.0).abs() < 1e-5);
-        assert_eq!(both.per_pair[0]["logit_diff"][i], a);
-        assert_eq!(both.per_pair[1]["logit_diff"][i], b);
+        // The pairs share batches, so their rows are multiplied in other
+        // blocks than alone: equal to rounding, not bit for bit.
+        let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * (1.0 + y.abs());
+        assert!(close(both.per_pair[0]["logit_diff"][i], a), "cell {i}");
+        assert!(close(both.per_pair[1]["logit_diff"][i], b), "cell {i}");
     }
 }
 

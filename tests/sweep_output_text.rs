@@ -35,6 +35,7 @@ fn result(axes: &[&str], shape: &[usize], components: &[&str]) -> SweepResult {
             device: "cpu".into(),
         },
         method: "exact".into(),
+        position_labels: vec![],
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use crate::model::{ForwardOptions, HookSpec, ModelConfig, Transformer};
-use crate::patching::batches::{batch_cells, ChangeCache};
+use crate::patching::batches::{batch_cells, batch_rows, ChangeCache, Row};
 use crate::patching::engine::{check_inputs, layer_groups, patched_hooks, split_unchanged};
 use crate::patching::execute::{fast_batch, naive_cell};
 use crate::patching::plan::{plan, Plan};
@@ -185,13 +185,54 @@ pub fn measure(
     let n_runs = pairs.len() * samples;
     let base_forwards = pairs.len() * (1 + samples);
     let cells = p.cells.iter().flatten().count();
+    // Runs share batches: price the batches the engine forms from every
+    // run's rows (each run taken to repeat the first one's).
+    let (passes, seconds) = if opts.method == Method::Fast && n_runs > 1 {
+        let shared = shared_batches(model, &p, run, opts, n_runs)?;
+        let total = detect * n_runs as f64 + fit_total(&timed, &shared, &model.cfg, n_pos);
+        (shared.len(), total)
+    } else {
+        (batches.len() * n_runs, n_runs as f64 * per_run)
+    };
     Ok(Estimate {
         cells,
         evaluations: cells * n_runs,
         naive_passes: cells * n_runs + base_forwards,
-        passes: batches.len() * n_runs + base_forwards,
-        seconds: base_forwards as f64 * per_base + n_runs as f64 * per_run,
+        passes: passes + base_forwards,
+        seconds: base_forwards as f64 * per_base + seconds,
     })
+}
+
+/// The batches of `n_runs` copies of `run`'s active rows, as the engine
+/// batches rows of many runs together.
+fn shared_batches(
+    model: &Transformer,
+    p: &Plan,
+    run: &RunPair,
+    opts: &EngineOptions,
+    n_runs: usize,
+) -> Result<Vec<PlannedBatch>, SweepError> {
+    let n_pos = run.base_tokens.len();
+    let mut memo = ChangeCache::default();
+    let mut out = Vec::new();
+    for (layer, cells) in layer_groups(p, opts.cells.as_deref()) {
+        let (active, _) = split_unchanged(p, run, &cells, &mut memo)?;
+        let rows: Vec<Row> = (0..n_runs)
+            .flat_map(|r| {
+                active
+                    .iter()
+                    .map(move |&(cell, p0)| Row { run: r, cell, p0 })
+            })
+            .collect();
+        let ops = |r: &Row| p.cells[r.cell].as_ref();
+        for b in batch_rows(rows, &ops, &model.cfg, n_pos, opts) {
+            out.push(PlannedBatch {
+                layer,
+                rows: b.into_iter().map(|r| (r.cell, r.p0)).collect(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// One planned batch: its start block and `(cell, first changed position)` rows.

@@ -35,6 +35,7 @@ pub fn to_session(s: &AppState) -> Session {
         },
         prepend_bos: s.prompts.bos,
         prompts: s.prompts.to_pairs(),
+        dataset: s.session.dataset.clone(),
         sweeps: s
             .sweeps
             .iter()
@@ -91,6 +92,7 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
         s.heatmap.fit(&shape);
     }
     s.session.notes = session.notes;
+    s.session.dataset = session.dataset;
     s.session.fingerprint = session.model.fingerprint;
     s.session.path = path;
     s.session.dirty = false;

@@ -177,6 +177,8 @@ pub struct SessionMeta {
     pub path: Option<PathBuf>,
     pub dirty: bool,
     pub notes: String,
+    /// The session's dataset, kept so saving does not drop it.
+    pub dataset: Option<crate::session::dataset::DatasetRef>,
     /// The model fingerprint the opened session recorded; saved back
     /// until a model is loaded.
     pub fingerprint: Option<String>,

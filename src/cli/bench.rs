@@ -29,6 +29,9 @@ pub enum BenchCommand {
     Estimate(BenchEstimateArgs),
     /// Load time and peak resident memory of one --weights mode.
     Load(super::bench_load::BenchLoadArgs),
+    /// A dataset sweep in shared batches against one sweep per pair
+    /// (`tools/tl_dataset_bench.py` times TransformerLens on the same pairs).
+    Dataset(super::bench_dataset::BenchDatasetArgs),
 }
 
 #[derive(Args, Debug)]

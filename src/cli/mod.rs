@@ -20,9 +20,12 @@ macro_rules! report {
 
 pub mod bench;
 pub mod bench_circuit;
+pub mod bench_dataset;
 pub mod bench_load;
 pub mod bounds;
 pub mod circuit;
+pub mod compare;
+pub mod dataset;
 pub mod merge;
 pub mod output;
 pub mod progress;
@@ -81,6 +84,11 @@ pub enum Command {
     Check(session::CheckArgs),
     /// Export a session's stored sweep result as CSV, JSON or an SVG heatmap.
     Export(session::ExportArgs),
+    /// Prompt-pair datasets.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// A paired permutation test between two sweeps' per-pair values.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,9 +10,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use patchbench::patching::output::json_text;
-use patchbench::patching::{run_sweep, Method};
+use patchbench::patching::{run_sweep_labeled, Method};
 use patchbench::session::{self, io, results, Session};
 
+use super::dataset::prepare_dataset;
 use super::output::{refuse_clobber, write_output};
 use super::progress::ProgressLine;
 use super::session::{load_model, load_session};
@@ -59,6 +60,26 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
             m.fingerprint
         );
     }
+    // A session's dataset: read it, and record a changed file's digest so
+    // the results computed on the old file turn stale.
+    let dataset = match &session.dataset {
+        Some(r) => {
+            let got = session::dataset::resolve(r, Some(path))?;
+            if got.changed {
+                note!(
+                    "note: the session's dataset changed since it was recorded ({} -> {}); results computed on it before are stale",
+                    r.digest,
+                    got.dataset.digest
+                );
+            }
+            let digest = got.dataset.digest.clone();
+            if let Some(r) = session.dataset.as_mut() {
+                r.digest = digest;
+            }
+            Some(got.dataset)
+        }
+        None => None,
+    };
     let mut todo = missing;
     for (i, why) in results::stale_results(&session, Some(&m.fingerprint)) {
         if args.rerun_stale {
@@ -86,18 +107,33 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
             spec.direction,
             spec.corruption.name()
         );
-        let pairs = match results::prepare_entry(&session, i, &m.tokenizer) {
+        let prepared = match &dataset {
+            Some(ds) => session::dataset::entry_subset(ds, &session.sweeps[i])
+                .map_err(anyhow::Error::msg)
+                .and_then(|sub| prepare_dataset(sub, &m, session.prepend_bos))
+                .map(|d| (d.pairs, d.labels)),
+            None => results::prepare_entry(&session, i, &m.tokenizer)
+                .map(|p| (p, None))
+                .map_err(anyhow::Error::new),
+        };
+        let (pairs, labels) = match prepared {
             Ok(p) => p,
             Err(e) => {
-                note!("{label}: {e}");
+                note!("{label}: {e:#}");
                 failed.push(i);
                 continue;
             }
         };
         let mut bar = ProgressLine::new();
-        let result = run_sweep(&m.model, &pairs, &spec, &engine, None, &mut |p| {
-            bar.update(p)
-        });
+        let result = run_sweep_labeled(
+            &m.model,
+            &pairs,
+            labels.as_ref(),
+            &spec,
+            &engine,
+            None,
+            &mut |p| bar.update(p),
+        );
         bar.finish();
         let result = match result {
             Ok(r) => r,

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
+use patchbench::data::report::{attach_csv, attach_json};
+use patchbench::data::stats::{DEFAULT_RESAMPLES, MAX_RESAMPLES};
+use patchbench::data::{sweep_stats, Dataset, StatsOptions, SweepStats};
 use patchbench::model::LoadedModel;
 use patchbench::patching::output::{json_text, SweepReport, TokenList};
 use patchbench::patching::part::Shard;
@@ -19,6 +22,7 @@ use patchbench::session::time::rfc3339;
 use std::time::SystemTime;
 
 use super::bounds::{count, positive_finite, MAX_BATCH_MEM_MIB, MAX_POSITION, MAX_WINDOW};
+use super::dataset::{load_for, LoadedDataset};
 use super::output::{refuse_clobber, write_output};
 use super::progress::ProgressLine;
 use super::{BosArgs, ModelArgs};
@@ -97,6 +101,17 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
           value_parser = count::<1, MAX_BATCH_MEM_MIB>)]
     pub max_batch_mem: usize,
+    /// A dataset of prompt pairs (JSONL or CSV; see README) instead of
+    /// --clean/--corrupted/--answer/--wrong.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["clean", "corrupted", "answer", "wrong"])]
+    pub dataset: Option<PathBuf>,
+    /// Bootstrap resamples of the per-cell intervals (with --dataset).
+    #[arg(long, default_value_t = DEFAULT_RESAMPLES, allow_negative_numbers = true,
+          value_parser = count::<1, MAX_RESAMPLES>)]
+    pub resamples: usize,
+    /// Seed of the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub stats_seed: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -112,10 +127,14 @@ fn parse_target(s: &str) -> Result<Target, String> {
 impl SweepArgs {
     /// The arguments a sweep without `--session` cannot do without.
     fn check_required(&self) -> Result<()> {
+        let pair = self.dataset.is_none();
         let missing: Vec<&str> = [
-            ("--clean TEXT", self.clean.is_none()),
-            ("--answer TOKEN", self.answer.is_none()),
-            ("--wrong TOKEN", self.wrong.is_none()),
+            (
+                "--clean TEXT (or --dataset FILE)",
+                pair && self.clean.is_none(),
+            ),
+            ("--answer TOKEN", pair && self.answer.is_none()),
+            ("--wrong TOKEN", pair && self.wrong.is_none()),
             ("--target NAME", self.target.is_none()),
         ]
         .into_iter()
@@ -159,11 +178,14 @@ impl SweepArgs {
     /// output must not overwrite.
     pub fn input_files(&self) -> Vec<&Path> {
         let model = Path::new(&self.model.model);
+        let mut v = vec![];
         if model.is_file() {
-            vec![model]
-        } else {
-            vec![]
+            v.push(model);
         }
+        if let Some(d) = &self.dataset {
+            v.push(d.as_path());
+        }
+        v
     }
 
     pub fn pair(&self) -> PromptPair {
@@ -175,6 +197,13 @@ impl SweepArgs {
         }
     }
 
+    pub fn stats_options(&self) -> StatsOptions {
+        StatsOptions {
+            resamples: self.resamples,
+            seed: self.stats_seed,
+        }
+    }
+
     pub fn engine(&self, method: Method) -> EngineOptions {
         EngineOptions {
             method,
@@ -183,9 +212,36 @@ impl SweepArgs {
         }
     }
 
-    /// Loads the model and tokenises the pair, with clear errors for both.
+    /// Loads the model and tokenises the pair (or the dataset's pairs),
+    /// with clear errors for both.
     pub fn prepare(&self) -> Result<(LoadedModel, Vec<PreparedPair>)> {
+        let (m, d) = self.prepare_inputs()?;
+        Ok((m, d.pairs))
+    }
+
+    /// Like [`SweepArgs::prepare`], keeping the dataset and its position labels.
+    pub fn prepare_inputs(&self) -> Result<(LoadedModel, LoadedDataset)> {
         self.check_required()?;
+        if let Some(path) = &self.dataset {
+            self.spec().validate()?;
+            let m = self.model.load()?;
+            self.spec().check_model(&m.model.cfg)?;
+            let d = load_for(path, &m, self.bos.choice())?;
+            return Ok((m, d));
+        }
+        let (m, pairs) = self.prepare_pair()?;
+        let dataset = Dataset::from_pairs(vec![]);
+        Ok((
+            m,
+            LoadedDataset {
+                dataset,
+                pairs,
+                labels: None,
+            },
+        ))
+    }
+
+    fn prepare_pair(&self) -> Result<(LoadedModel, Vec<PreparedPair>)> {
         if self.corruption == CorruptionKind::Prompt && self.corrupted.is_none() {
             anyhow::bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
         }
@@ -250,7 +306,7 @@ pub struct SessionSweepArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "clean", "corrupted", "answer", "wrong", "target", "direction", "corruption",
         "noise_positions", "noise_scale", "samples", "seed", "window", "model",
-        "prepend_bos", "no_prepend_bos", "method",
+        "prepend_bos", "no_prepend_bos", "method", "dataset",
     ])]
     pub session: Option<PathBuf>,
     /// With --session: save each result back into FILE (atomically) as it finishes.
@@ -310,7 +366,8 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
              PARTS... --format csv` writes the merged CSV)"
         );
     }
-    let (m, pairs) = args.prepare()?;
+    let (m, d) = args.prepare_inputs()?;
+    let pairs = &d.pairs;
     let spec = args.spec();
     let method = match cmd.method {
         MethodArg::Exact => Method::Fast,
@@ -323,11 +380,12 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     let started = rfc3339(SystemTime::now());
     let checkpoint = cmd.out.as_deref().and_then(checkpoint_path);
     let shard = cmd.shard.unwrap_or(Shard { k: 1, n: 1 });
-    let mut control = PartControl::new(&m, &pairs, &spec, &engine, shard, checkpoint);
+    let mut control = PartControl::new(&m, pairs, &spec, &engine, shard, checkpoint);
     let mut bar = ProgressLine::new();
     let result = run_sweep_with(
         &m.model,
-        &pairs,
+        pairs,
+        d.labels.as_ref(),
         &spec,
         &engine,
         &mut control,
@@ -348,7 +406,34 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
         json_text(&serde_json::to_value(&part)?) + "\n"
     } else {
         let rep = report(&m, &spec, &pairs[0], &result);
-        format_report(&rep, cmd.format, &cmd.metric, cmd.out.is_none())
+        let stats = args
+            .dataset
+            .as_ref()
+            .map(|_| sweep_stats(&result, &args.stats_options()));
+        match cmd.format {
+            SweepFormat::Json => {
+                let mut v = rep.to_json();
+                if let Some(s) = &stats {
+                    attach_json(&mut v, &result, s);
+                    attach_dataset(&mut v, &d.dataset);
+                }
+                json_text(&v) + "\n"
+            }
+            SweepFormat::Csv => match &stats {
+                Some(s) => attach_csv(&rep.to_csv(), s),
+                None => rep.to_csv(),
+            },
+            SweepFormat::Table => {
+                let color = cmd.out.is_none()
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none();
+                let mut t = rep.to_table(&cmd.metric, color);
+                if let Some(s) = &stats {
+                    t.push_str(&stats_note(s, &cmd.metric));
+                }
+                t
+            }
+        }
     };
     write_output(
         cmd.out.as_deref(),
@@ -400,4 +485,45 @@ pub fn host_name() -> String {
     )
     .map(|s| s.trim().to_string())
     .unwrap_or_default()
+}
+
+/// The dataset a sweep ran on: path, digest and pair ids.
+pub fn attach_dataset(v: &mut serde_json::Value, d: &Dataset) {
+    if let Some(obj) = v.as_object_mut() {
+        let ids: Vec<Option<&str>> = d.pairs.iter().map(|p| p.id.as_deref()).collect();
+        obj.insert(
+            "dataset".into(),
+            serde_json::json!({
+                "path": d.path.as_ref().map(|p| p.display().to_string()),
+                "digest": d.digest,
+                "ids": ids,
+            }),
+        );
+    }
+}
+
+/// Under a table: how many cells' intervals cross zero, flagged pairs.
+fn stats_note(s: &SweepStats, metric: &str) -> String {
+    let Some(m) = s.metrics.get(metric) else {
+        return String::new();
+    };
+    let finite = m.ci_low.iter().filter(|x| x.is_finite()).count();
+    let cross = m
+        .ci_low
+        .iter()
+        .zip(&m.ci_high)
+        .filter(|(l, h)| l.is_finite() && **l <= 0.0 && **h >= 0.0)
+        .count();
+    let mut t = format!(
+        "{} pairs; {cross} of {finite} cells have a 95% interval ({} resamples, seed {}) that crosses 0\n",
+        s.n_pairs, s.options.resamples, s.options.seed
+    );
+    if !s.flagged.is_empty() {
+        t.push_str(&format!(
+            "{} pairs whose clean run does not prefer the answer: {:?}\n",
+            s.flagged.len(),
+            &s.flagged[..s.flagged.len().min(20)]
+        ));
+    }
+    t
 }

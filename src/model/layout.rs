@@ -17,15 +17,44 @@ use super::rotary::TokenPositions;
 /// recomputed tokens after that, so no row computes a position it does not
 /// need. Hook activations have one entry per packed token
 /// (`[1, n_tokens, ...]`); interventions must be given in that layout.
+///
+/// Rows may patch different unpatched runs (prompt pairs of one length):
+/// the cached keys/values are then those runs' caches concatenated along
+/// the position axis, and `row_segment[r]` says which of them row `r`
+/// attends to (empty: every row reads segment 0).
 #[derive(Debug, Clone)]
 pub struct Packing {
     pub row_start: Vec<usize>,
     pub n_pos: usize,
+    pub row_segment: Vec<usize>,
 }
 
 impl Packing {
     pub fn new(row_start: Vec<usize>, n_pos: usize) -> Self {
-        Self { row_start, n_pos }
+        Self {
+            row_start,
+            n_pos,
+            row_segment: vec![],
+        }
+    }
+
+    /// Rows over several cached runs: row `r` reads segment `row_segment[r]`.
+    pub fn with_segments(row_start: Vec<usize>, row_segment: Vec<usize>, n_pos: usize) -> Self {
+        Self {
+            row_start,
+            n_pos,
+            row_segment,
+        }
+    }
+
+    /// The cached segment row `r` attends to.
+    pub fn segment(&self, r: usize) -> usize {
+        self.row_segment.get(r).copied().unwrap_or(0)
+    }
+
+    /// How many cached runs the rows read.
+    pub fn n_segments(&self) -> usize {
+        self.row_segment.iter().max().map_or(1, |m| m + 1)
     }
 
     /// `(row, absolute position)` of every packed token, in order.
@@ -145,22 +174,25 @@ impl Transformer {
         let tokens = pk.tokens();
         let n = tokens.len();
         let t = pk.n_pos;
+        // Cached keys: every segment's `t` positions, one after another.
+        let cached = t * pk.n_segments();
         let build = |window: Option<usize>| -> CResult<Tensor> {
-            let mut mask = vec![f32::NEG_INFINITY; n * (t + n)];
+            let mut mask = vec![f32::NEG_INFINITY; n * (cached + n)];
             for (q, &(r, tq)) in tokens.iter().enumerate() {
-                let row = &mut mask[q * (t + n)..(q + 1) * (t + n)];
-                for (k, v) in row.iter_mut().enumerate().take(pk.row_start[r]) {
+                let row = &mut mask[q * (cached + n)..(q + 1) * (cached + n)];
+                let seg = pk.segment(r) * t;
+                for (k, v) in row[seg..seg + pk.row_start[r]].iter_mut().enumerate() {
                     if visible(tq, k, window) {
                         *v = 0.0;
                     }
                 }
                 for (k, &(rk, tk)) in tokens.iter().enumerate() {
                     if rk == r && visible(tq, tk, window) {
-                        row[t + k] = 0.0;
+                        row[cached + k] = 0.0;
                     }
                 }
             }
-            Tensor::from_vec(mask, (n, t + n), self.device())?.to_dtype(dtype)
+            Tensor::from_vec(mask, (n, cached + n), self.device())?.to_dtype(dtype)
         };
         let mask = build(None)?;
         let local_mask = match self.local_window() {
@@ -180,7 +212,7 @@ impl Transformer {
             positions: TokenPositions::Index(Tensor::new(positions, self.device())?),
             mask,
             local_mask,
-            past: Some((past, t)),
+            past: Some((past, cached)),
             last_tokens: Some(Tensor::new(last, self.device())?),
             last_pos: t - 1,
         })

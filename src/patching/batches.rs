@@ -81,28 +81,51 @@ fn row_bytes(c: &ModelConfig, t_local: usize, n_pos: usize) -> usize {
     4 * (t_local * per_pos + kv + 4 * c.d_vocab)
 }
 
-/// Chunks active `(cell, first_changed_pos)` pairs into batches bounded by
-/// memory and token budgets. Packed batches cost the sum of their rows'
-/// lengths; dense ones (pattern patches) cost rows × the longest row, so
-/// cells with similar start positions go together.
+/// One patched run of a batch: the run pair it patches (an index into the
+/// sweep's runs), its cell and its first changed position.
+pub(crate) type Row = super::work::UnitRow;
+
+/// Chunks active `(cell, first_changed_pos)` pairs of one run into batches
+/// bounded by memory and token budgets (see [`batch_rows`]).
 pub(crate) fn batch_cells(
-    mut active: Vec<(usize, usize)>,
+    active: Vec<(usize, usize)>,
     cfg: &ModelConfig,
     plan: &Plan,
     n_pos: usize,
     opts: &EngineOptions,
 ) -> Vec<Vec<(usize, usize)>> {
-    active.sort_by_key(|&(c, p0)| (std::cmp::Reverse(p0), c));
-    let mut out: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut cur: Vec<(usize, usize)> = Vec::new();
+    let rows = active
+        .into_iter()
+        .map(|(cell, p0)| Row { run: 0, cell, p0 })
+        .collect();
+    batch_rows(rows, &|r| plan.cells[r.cell].as_ref(), cfg, n_pos, opts)
+        .into_iter()
+        .map(|b| b.into_iter().map(|r| (r.cell, r.p0)).collect())
+        .collect()
+}
+
+/// Chunks rows (of any runs sharing a prompt length `n_pos`) into batches
+/// bounded by memory and token budgets. Packed batches cost the sum of
+/// their rows' lengths; dense ones (pattern patches) cost rows × the
+/// longest row, so rows with similar start positions go together, and rows
+/// of different runs share a batch as readily as rows of one.
+pub(crate) fn batch_rows<'a>(
+    mut rows: Vec<Row>,
+    ops: &dyn Fn(&Row) -> Option<&'a Vec<PatchOp>>,
+    cfg: &ModelConfig,
+    n_pos: usize,
+    opts: &EngineOptions,
+) -> Vec<Vec<Row>> {
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.p0), r.cell, r.run));
+    let mut out: Vec<Vec<Row>> = Vec::new();
+    let mut cur: Vec<Row> = Vec::new();
     let mut cur_tokens = 0;
-    for item in active {
-        let packed =
-            opts.packed && is_packable(&[plan.cells[item.0].as_ref().expect("active cells exist")]);
+    for item in rows {
+        let packed = opts.packed && is_packable(&[ops(&item).expect("active cells exist")]);
         let tokens = if packed {
-            cur_tokens + n_pos - item.1
+            cur_tokens + n_pos - item.p0
         } else {
-            (cur.len() + 1) * (n_pos - item.1.min(cur.last().map_or(usize::MAX, |l| l.1)))
+            (cur.len() + 1) * (n_pos - item.p0.min(cur.last().map_or(usize::MAX, |l| l.p0)))
         };
         let per_token = row_bytes(cfg, 1, n_pos);
         let fits = tokens <= opts.max_batch_tokens && tokens * per_token <= opts.max_batch_mem;
@@ -110,7 +133,7 @@ pub(crate) fn batch_cells(
             out.push(std::mem::take(&mut cur));
             cur_tokens = 0;
         }
-        cur_tokens += n_pos - item.1;
+        cur_tokens += n_pos - item.p0;
         cur.push(item);
     }
     if !cur.is_empty() {
@@ -124,10 +147,10 @@ pub(crate) fn batch_cells(
 /// other row's), so it is used only when the dense block would waste more
 /// than a fifth of its positions — e.g. `resid_pre` cells of many start
 /// positions, but not `head_out` cells that all start at one position.
-pub(crate) fn packing_pays(batch: &[(usize, usize)], n_pos: usize) -> bool {
-    let p0 = batch.iter().map(|b| b.1).min().unwrap_or(0);
-    let dense = batch.len() * (n_pos - p0);
-    let packed: usize = batch.iter().map(|b| n_pos - b.1).sum();
+pub(crate) fn packing_pays(starts: &[usize], n_pos: usize) -> bool {
+    let p0 = starts.iter().copied().min().unwrap_or(0);
+    let dense = starts.len() * (n_pos - p0);
+    let packed: usize = starts.iter().map(|&p| n_pos - p).sum();
     dense * 5 > packed * 6
 }
 

@@ -17,6 +17,15 @@
 //! (and drawn) while the rest runs, and the cancel flag is checked between
 //! batches.
 //!
+//! Many prompt pairs share batches: the rows of a batch may patch
+//! different pairs' runs (of one token length), each resuming from its own
+//! cached residual stream and attending to its own cached keys/values, so
+//! an N-pair sweep costs about N × the work of one, not N × its overhead
+//! of small forward passes. Pairs of different lengths run in separate
+//! batches; on a position-indexed target they line up by position labels
+//! (each pair gets its own plan, the result's position axis runs over the
+//! labels), and without labels they must share a length.
+//!
 //! `run_sweep` reads as its steps: check the inputs, plan the cells, run
 //! the unpatched runs, evaluate the cells (exactly, or by attribution),
 //! assemble the result. Batching lives in `batches.rs`, the forwards of a
@@ -30,9 +39,9 @@ use crate::model::{HookPoint, Transformer};
 
 use super::batches::{first_changed, ChangeCache};
 use super::error::SweepError;
-use super::execute::{fast_batch, naive_cell};
+use super::execute::{fast_rows, naive_cell};
 use super::metrics::Metrics;
-use super::plan::{plan, Plan};
+use super::plan::{has_position_axis, plan, plan_labeled, Plan, PositionLabels};
 use super::prepare::{PairError, PreparedPair};
 use super::result::{assemble, mean_baselines, Baselines, SweepResult};
 use super::runs::{build_runs, PairBaselines, RunPair};
@@ -104,9 +113,24 @@ pub fn run_sweep(
     cancel: Option<&AtomicBool>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<SweepResult, SweepError> {
+    run_sweep_labeled(model, pairs, None, spec, opts, cancel, on_progress)
+}
+
+/// Runs `spec` over `pairs`, whose positions may be named by `labels`
+/// (then a position-indexed result has one column per label).
+pub fn run_sweep_labeled(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    labels: Option<&PositionLabels>,
+    spec: &SweepSpec,
+    opts: &EngineOptions,
+    cancel: Option<&AtomicBool>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<SweepResult, SweepError> {
     run_sweep_with(
         model,
         pairs,
+        labels,
         spec,
         opts,
         &mut Everything,
@@ -115,12 +139,15 @@ pub fn run_sweep(
     )
 }
 
-/// Runs the part of `spec` over `pairs` that `control` selects (a shard,
-/// or what a checkpoint lacks); cells outside it are NaN in the result.
-/// Exact methods only: attribution has no units and runs whole.
+/// Runs the part of `spec` over `pairs` (positions named by `labels`, if
+/// any) that `control` selects (a shard, or what a checkpoint lacks);
+/// cells outside it are NaN in the result. Exact methods only: attribution
+/// has no units and runs whole.
+#[allow(clippy::too_many_arguments)]
 pub fn run_sweep_with(
     model: &Transformer,
     pairs: &[PreparedPair],
+    labels: Option<&PositionLabels>,
     spec: &SweepSpec,
     opts: &EngineOptions,
     control: &mut dyn WorkControl,
@@ -131,12 +158,12 @@ pub fn run_sweep_with(
     if opts.method == Method::Attribution {
         model.require_float_weights("attribution patching")?;
     }
-    let n_pos = check_inputs(model, pairs, spec)?;
-    let plan = plan(&model.cfg, n_pos, spec);
-    let (runs, baselines, passes) = build_runs(model, pairs, spec, &patched_hooks(&plan))?;
+    let plans = plan_pairs(model, pairs, labels, spec)?;
+    let hooks = patched_hooks(&plans.unique[0]);
+    let (runs, baselines, passes) = build_runs(model, pairs, spec, &hooks)?;
     let mut sweep = Sweep {
         model,
-        plan: &plan,
+        plans: &plans,
         runs: &runs,
         means: mean_baselines(&baselines),
         start,
@@ -148,15 +175,70 @@ pub fn run_sweep_with(
         Method::Attribution => sweep.attribution()?,
         Method::Fast | Method::Naive => sweep.exact(opts, control)?,
     };
-    Ok(finish(sweep, &baselines, values, opts.method))
+    let mut result = finish(sweep, &baselines, values, opts.method);
+    if let Some(l) = labels.filter(|_| has_position_axis(&model.cfg, spec)) {
+        result.position_labels = l.names.clone();
+    }
+    Ok(result)
+}
+
+/// The plan of every pair: one shared plan when the pairs share a length
+/// (or the target has no position axis), else one per distinct length and
+/// label layout.
+pub(crate) struct PairPlans {
+    pub unique: Vec<Plan>,
+    pub of_pair: Vec<usize>,
+}
+
+fn plan_pairs(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    labels: Option<&PositionLabels>,
+    spec: &SweepSpec,
+) -> Result<PairPlans, SweepError> {
+    check_labeled(model, pairs, labels, spec)?;
+    let positional = has_position_axis(&model.cfg, spec);
+    let mut unique: Vec<Plan> = Vec::new();
+    let mut keys: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
+    let mut of_pair = Vec::with_capacity(pairs.len());
+    for (i, p) in pairs.iter().enumerate() {
+        let spans = match labels {
+            Some(l) if positional => l.spans[i].clone(),
+            _ => vec![],
+        };
+        let key = (p.n_pos(), spans);
+        let at = match keys.iter().position(|k| *k == key) {
+            Some(at) => at,
+            None => {
+                unique.push(match labels {
+                    Some(_) if positional => plan_labeled(&model.cfg, key.0, spec, &key.1),
+                    _ => plan(&model.cfg, key.0, spec),
+                });
+                keys.push(key);
+                unique.len() - 1
+            }
+        };
+        of_pair.push(at);
+    }
+    Ok(PairPlans { unique, of_pair })
 }
 
 /// Everything that must hold before any forward pass: a sensible spec, a
 /// target the model has, prompt pairs of one length within the context.
-/// Returns the prompt length.
+/// Returns the prompt length (of the first pair, when a target without a
+/// position axis lets lengths differ).
 pub fn check_inputs(
     model: &Transformer,
     pairs: &[PreparedPair],
+    spec: &SweepSpec,
+) -> Result<usize, SweepError> {
+    check_labeled(model, pairs, None, spec)
+}
+
+fn check_labeled(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    labels: Option<&PositionLabels>,
     spec: &SweepSpec,
 ) -> Result<usize, SweepError> {
     spec.validate()?;
@@ -165,21 +247,61 @@ pub fn check_inputs(
         return Err(PairError::NoPairs.into());
     };
     let n_pos = first.n_pos();
-    if let Some((index, p)) = pairs.iter().enumerate().find(|(_, p)| p.n_pos() != n_pos) {
-        return Err(PairError::PairsDiffer {
-            first: n_pos,
-            index,
-            other: p.n_pos(),
+    let ragged = pairs.iter().any(|p| p.n_pos() != n_pos);
+    let positional = has_position_axis(&model.cfg, spec);
+    if let Some(l) = labels.filter(|_| positional) {
+        if l.spans.len() != pairs.len() {
+            return Err(SweepError::Invalid(format!(
+                "{} pairs but position labels for {}",
+                pairs.len(),
+                l.spans.len()
+            )));
+        }
+        for (i, (p, spans)) in pairs.iter().zip(&l.spans).enumerate() {
+            if spans.len() != l.names.len()
+                || spans.iter().any(|s| s.is_empty() || s.end > p.n_pos())
+            {
+                return Err(SweepError::Invalid(format!(
+                    "pair {i}: its position labels do not fit its {} tokens",
+                    p.n_pos()
+                )));
+            }
+        }
+    } else if ragged && positional {
+        return Err(PairError::LengthsDiffer {
+            groups: length_groups(pairs),
         }
         .into());
     }
-    if n_pos > model.cfg.n_ctx {
+    if ragged && spec.corruption.is_ablation() {
         return Err(SweepError::Invalid(format!(
-            "prompts of {n_pos} tokens exceed the model's context of {}",
+            "{} ablation patches one source activation, position by position, into every \
+             pair, so the pairs must share a token length ({})",
+            spec.corruption.name(),
+            describe_lengths(pairs)
+        )));
+    }
+    let longest = pairs.iter().map(|p| p.n_pos()).max().unwrap_or(n_pos);
+    if longest > model.cfg.n_ctx {
+        return Err(SweepError::Invalid(format!(
+            "prompts of {longest} tokens exceed the model's context of {}",
             model.cfg.n_ctx
         )));
     }
     Ok(n_pos)
+}
+
+fn describe_lengths(pairs: &[PreparedPair]) -> String {
+    super::prepare::describe_groups(&length_groups(pairs))
+}
+
+/// Pair indices by token length, shortest first.
+fn length_groups(pairs: &[PreparedPair]) -> Vec<(usize, Vec<usize>)> {
+    let mut by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        by.entry(p.n_pos()).or_default().push(i);
+    }
+    by.into_iter().collect()
 }
 
 /// Every hook some cell patches: the unpatched runs capture these.
@@ -196,7 +318,7 @@ pub(crate) fn patched_hooks(plan: &Plan) -> HashSet<HookPoint> {
 /// progress reports need.
 struct Sweep<'a> {
     model: &'a Transformer,
-    plan: &'a Plan,
+    plans: &'a PairPlans,
     runs: &'a [RunPair],
     means: Baselines,
     start: Instant,
@@ -206,6 +328,11 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
+    /// The plan of run `ri`'s prompt pair.
+    fn plan_of(&self, ri: usize) -> &Plan {
+        &self.plans.unique[self.plans.of_pair[self.runs[ri].pair]]
+    }
+
     fn check_cancel(&self) -> Result<(), SweepError> {
         match self.cancel.is_some_and(|f| f.load(Ordering::Relaxed)) {
             true => Err(SweepError::Cancelled),
@@ -228,11 +355,15 @@ impl Sweep<'_> {
 
     /// First-order estimates: one backward pass per run.
     fn attribution(&mut self) -> Result<Vec<Vec<Metrics>>, SweepError> {
-        let (n_runs, n_cells) = (self.runs.len(), self.plan.n_cells());
+        let (n_runs, n_cells) = (self.runs.len(), self.plans.unique[0].n_cells());
         let mut values = Vec::with_capacity(n_runs);
         for (i, run) in self.runs.iter().enumerate() {
             self.check_cancel()?;
-            values.push(super::attribution::estimate(self.model, self.plan, run)?);
+            values.push(super::attribution::estimate(
+                self.model,
+                self.plan_of(i),
+                run,
+            )?);
             self.passes += 1;
             self.report((i + 1) * n_cells, n_runs * n_cells, vec![]);
         }
@@ -248,8 +379,16 @@ impl Sweep<'_> {
         control: &mut dyn WorkControl,
     ) -> Result<Vec<Vec<Metrics>>, SweepError> {
         let nan = Metrics::nan();
-        let mut values = vec![vec![nan; self.plan.n_cells()]; self.runs.len()];
-        let units = plan_units(&self.model.cfg, self.plan, self.runs, opts)?;
+        let n_cells = self.plans.unique[0].n_cells();
+        let mut values = vec![vec![nan; n_cells]; self.runs.len()];
+        let plan_of = |ri: usize| self.plan_of(ri);
+        let units = plan_units(
+            &self.model.cfg,
+            &self.plans.unique[0],
+            &plan_of,
+            self.runs,
+            opts,
+        )?;
         let run_pairs: Vec<usize> = self.runs.iter().map(|r| r.pair).collect();
         let selection = control.select(&units, &run_pairs)?;
         if selection.len() != units.len() {
@@ -311,18 +450,19 @@ impl Sweep<'_> {
                 .collect());
         }
         self.check_cancel()?;
-        // Units of this engine batch the cells of one run.
-        let run = &self.runs[unit.rows[0].run];
+        // A fast unit's rows may patch several runs of one length, each
+        // with its own plan.
         let ms = match opts.method {
             Method::Fast => {
-                let rows: Vec<(usize, usize)> = unit.rows.iter().map(|r| (r.cell, r.p0)).collect();
-                fast_batch(self.model, run, self.plan, &rows, opts.packed)?
+                let plan_of = |ri: usize| self.plan_of(ri);
+                fast_rows(self.model, self.runs, &plan_of, &unit.rows, opts.packed)?
             }
             _ => {
-                let ops = self.plan.cells[unit.rows[0].cell]
+                let row = unit.rows[0];
+                let ops = self.plan_of(row.run).cells[row.cell]
                     .as_ref()
                     .expect("planned cells exist");
-                vec![naive_cell(self.model, run, ops)?]
+                vec![naive_cell(self.model, &self.runs[row.run], ops)?]
             }
         };
         self.passes += 1;
@@ -393,7 +533,7 @@ fn finish(
     method: Method,
 ) -> SweepResult {
     let mut result = assemble(
-        sweep.plan,
+        &sweep.plans.unique[0],
         sweep.runs,
         baselines,
         values,

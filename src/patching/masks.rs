@@ -98,6 +98,17 @@ pub(crate) fn batch_hooks(
     cells: &[&Vec<PatchOp>],
     n_pos: usize,
 ) -> CResult<HookSpec> {
+    batch_hooks_with(model, cells, n_pos, &|hook| Ok(run.source[&hook].clone()))
+}
+
+/// [`batch_hooks`] with the patched-in values given per hook (`[1 or
+/// rows, T, ...]`): rows of different runs take their own run's values.
+pub(crate) fn batch_hooks_with(
+    model: &Transformer,
+    cells: &[&Vec<PatchOp>],
+    n_pos: usize,
+    source: &dyn Fn(HookPoint) -> CResult<Tensor>,
+) -> CResult<HookSpec> {
     let mut spec = HookSpec::new();
     for hook in patched_hooks(cells) {
         let rows: Vec<Vec<&PatchOp>> = cells
@@ -105,20 +116,21 @@ pub(crate) fn batch_hooks(
             .map(|ops| ops.iter().filter(|o| o.hook == hook).collect())
             .collect();
         let mask = build_mask(model, hook, &rows, n_pos, model.device())?;
-        let value = run.source[&hook].clone();
+        let value = source(hook)?;
         spec = spec.intervene(hook, Edit::Replace { mask, value });
     }
     Ok(spec)
 }
 
 /// Replace interventions in the packed layout: one mask entry per packed
-/// token `(row, pos)`, values gathered from the source run by position.
-pub(crate) fn packed_hooks(
+/// token `(row, pos)`; the values, one entry per packed token (`[1,
+/// n_tokens, ...]`, gathered from each row's source run by position), are
+/// given per hook.
+pub(crate) fn packed_hooks_with(
     model: &Transformer,
-    run: &RunPair,
     cells: &[&Vec<PatchOp>],
     tokens: &[(usize, usize)],
-    pos_idx: &Tensor,
+    source: &dyn Fn(HookPoint) -> CResult<Tensor>,
 ) -> CResult<HookSpec> {
     let mut spec = HookSpec::new();
     for hook in patched_hooks(cells) {
@@ -143,11 +155,7 @@ pub(crate) fn packed_hooks(
         } else {
             Tensor::from_vec(v, (1, tokens.len(), heads, 1), dev)?
         };
-        let value = run.source[&hook]
-            .squeeze(0)?
-            .contiguous()?
-            .index_select(pos_idx, 0)?
-            .unsqueeze(0)?;
+        let value = source(hook)?;
         spec = spec.intervene(hook, Edit::Replace { mask, value });
     }
     Ok(spec)

@@ -412,21 +412,47 @@ pub fn compute(
     answer: u32,
     wrong: u32,
 ) -> CResult<Vec<Metrics>> {
+    let clean = CleanView::new(clean_logprobs)?;
+    let n = logits.dim(0)?;
+    compute_each(logits, &vec![(&clean, answer, wrong); n])
+}
+
+/// The clean run's last-position distribution, read once for many rows.
+pub struct CleanView {
+    logprobs: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl CleanView {
+    /// # Shapes
+    /// `clean_logprobs: [d_vocab]`
+    pub fn new(clean_logprobs: &Tensor) -> CResult<Self> {
+        let logprobs: Vec<f32> = clean_logprobs.to_dtype(DType::F32)?.to_vec1()?;
+        let probs = logprobs.iter().map(|x| x.exp()).collect();
+        Ok(Self { logprobs, probs })
+    }
+}
+
+/// Like [`compute`], with each row scored against its own clean run and
+/// answers (rows of one batch may patch different prompt pairs).
+///
+/// # Shapes
+/// `logits: [batch, d_vocab]`; `rows`: one entry per batch row.
+pub fn compute_each(logits: &Tensor, rows: &[(&CleanView, u32, u32)]) -> CResult<Vec<Metrics>> {
     let logits = logits.to_dtype(DType::F32)?;
     let logprobs = log_softmax(&logits)?;
-    let clean_lp: Vec<f32> = clean_logprobs.to_dtype(DType::F32)?.to_vec1()?;
-    let clean_p: Vec<f32> = clean_lp.iter().map(|x| x.exp()).collect();
-    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    let all: Vec<Vec<f32>> = logits.to_vec2()?;
     let lps: Vec<Vec<f32>> = logprobs.to_vec2()?;
-    Ok(rows
+    Ok(all
         .iter()
         .zip(&lps)
-        .map(|(row, lp)| {
+        .zip(rows)
+        .map(|((row, lp), &(clean, answer, wrong))| {
             let view = RunView {
                 logits: row,
                 logprobs: lp,
-                clean_logprobs: &clean_lp,
-                clean_probs: &clean_p,
+                clean_logprobs: &clean.logprobs,
+                clean_probs: &clean.probs,
                 answer: answer as usize,
                 wrong: wrong as usize,
             };

@@ -34,10 +34,11 @@ pub mod spec;
 pub mod validate;
 pub mod work;
 
-pub use engine::{run_sweep, run_sweep_with, EngineOptions, Method, Progress};
+pub use engine::{run_sweep, run_sweep_labeled, run_sweep_with, EngineOptions, Method, Progress};
 pub use error::SweepError;
 pub use metrics::{Metrics, METRICS};
-pub use prepare::{prepare_pairs, PairError, PreparedPair, PromptPair};
+pub use plan::PositionLabels;
+pub use prepare::{prepare_each, prepare_pairs, PairError, PreparedPair, PromptPair};
 pub use result::SweepResult;
 pub use spec::{Corruption, Direction, SweepSpec, Target};
 pub use validate::{available_targets, SpecError, MAX_SAMPLES};

@@ -174,6 +174,9 @@ impl SweepReport<'_> {
             obj.insert("components".into(), json!(r.components));
         }
         obj.insert("method".into(), json!(r.method));
+        if !r.position_labels.is_empty() {
+            obj.insert("position_labels".into(), json!(r.position_labels));
+        }
         if matches!(self.spec.target.name(), "trace_mlp" | "trace_attn") {
             obj.insert("window".into(), json!(self.spec.window));
         }
@@ -229,6 +232,11 @@ impl SweepReport<'_> {
                             .get(i)
                             .map(|c| csv_field(c).into_owned())
                             .unwrap_or_else(|| i.to_string())
+                    } else if (a == "pos" || a == "dest_pos") && !r.position_labels.is_empty() {
+                        r.position_labels
+                            .get(i)
+                            .map(|c| csv_field(c).into_owned())
+                            .unwrap_or_else(|| i.to_string())
                     } else {
                         i.to_string()
                     }
@@ -278,6 +286,11 @@ impl SweepReport<'_> {
         let (nr, nc) = (r.shape[rows_axis], r.shape[cols_axis]);
         let col_label = |j: usize| -> String {
             match r.axes[cols_axis].as_str() {
+                "pos" | "dest_pos" if !r.position_labels.is_empty() => r
+                    .position_labels
+                    .get(j)
+                    .map(|t| one_line(t).into_owned())
+                    .unwrap_or_default(),
                 // A newline token is common enough to get a readable mark;
                 // every other control character is escaped.
                 "pos" | "dest_pos" => self

@@ -173,6 +173,66 @@ pub fn plan(cfg: &ModelConfig, n_pos: usize, spec: &SweepSpec) -> Plan {
     }
 }
 
+/// Named token positions of each prompt pair: `spans[pair][label]` are the
+/// positions of label `names[label]` in that pair's prompts. Pairs of
+/// different lengths line up by label rather than by position.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PositionLabels {
+    pub names: Vec<String>,
+    pub spans: Vec<Vec<std::ops::Range<usize>>>,
+}
+
+/// Whether `spec`'s result has a position axis (`pos` or `dest_pos`).
+pub fn has_position_axis(cfg: &ModelConfig, spec: &SweepSpec) -> bool {
+    position_axis(&plan(cfg, 1, spec)).is_some()
+}
+
+fn position_axis(p: &Plan) -> Option<usize> {
+    p.axes.iter().position(|a| a == "pos" || a == "dest_pos")
+}
+
+/// The plan of `spec` for a pair of `n_pos` tokens whose positions are
+/// named: the position axis runs over the labels, and a label's cell
+/// patches every position of its span together (in one patched run).
+pub fn plan_labeled(
+    cfg: &ModelConfig,
+    n_pos: usize,
+    spec: &SweepSpec,
+    spans: &[std::ops::Range<usize>],
+) -> Plan {
+    let base = plan(cfg, n_pos, spec);
+    let Some(k) = position_axis(&base) else {
+        return base;
+    };
+    let mut shape = base.shape.clone();
+    shape[k] = spans.len();
+    let n: usize = shape.iter().product();
+    let cells = (0..n)
+        .map(|c| {
+            let mut idx = vec![0; shape.len()];
+            let mut rem = c;
+            for (i, n) in idx.iter_mut().zip(&shape).rev() {
+                *i = rem % n;
+                rem /= n;
+            }
+            let mut ops = Vec::new();
+            for p in spans[idx[k]].clone() {
+                let mut b = idx.clone();
+                b[k] = p;
+                let bc = b.iter().zip(&base.shape).fold(0, |acc, (i, n)| acc * n + i);
+                ops.extend(base.cells[bc].as_ref()?.iter().copied());
+            }
+            Some(ops)
+        })
+        .collect();
+    Plan {
+        axes: base.axes,
+        shape,
+        components: base.components,
+        cells,
+    }
+}
+
 fn kv_axis(cfg: &ModelConfig) -> &'static str {
     if cfg.n_kv_heads < cfg.n_heads {
         "kv_head"

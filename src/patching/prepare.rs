@@ -90,6 +90,14 @@ pub enum PairError {
         index: usize,
         other: usize,
     },
+    #[error(
+        "the prompt pairs differ in token length ({}), but a position-indexed sweep lines pairs \
+         up position by position — give the pairs position labels (S1, IO, S2, END, ...) so \
+         positions line up by role, keep pairs of one length, or sweep a target without a \
+         position axis (head_out, ...)",
+        describe_groups(groups)
+    )]
+    LengthsDiffer { groups: Vec<(usize, Vec<usize>)> },
     #[error("no prompt pairs given")]
     NoPairs,
     #[error(
@@ -114,6 +122,23 @@ pub enum PairError {
     IdenticalPrompts { index: usize, tokens: Vec<String> },
 }
 
+/// `15 tokens: pairs 0, 1, 2; 17 tokens: pair 3`, long lists cut short.
+pub(crate) fn describe_groups(groups: &[(usize, Vec<usize>)]) -> String {
+    groups
+        .iter()
+        .map(|(n, idx)| {
+            let shown: Vec<String> = idx.iter().take(8).map(|i| i.to_string()).collect();
+            let more = match idx.len().saturating_sub(8) {
+                0 => String::new(),
+                k => format!(" and {k} more"),
+            };
+            let s = if idx.len() == 1 { "" } else { "s" };
+            format!("{n} tokens: pair{s} {}{more}", shown.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn quoted(words: &[String]) -> String {
     words
         .iter()
@@ -123,6 +148,22 @@ fn quoted(words: &[String]) -> String {
 }
 
 impl PairError {
+    /// The pair the error is about, if one.
+    pub fn index(&self) -> Option<usize> {
+        use PairError::*;
+        match self {
+            LengthMismatch { index, .. }
+            | Answer { index, .. }
+            | Tokenize { index, .. }
+            | Empty { index }
+            | SameAnswer { index, .. }
+            | PairsDiffer { index, .. }
+            | UnknownWords { index, .. }
+            | IdenticalPrompts { index, .. } => Some(*index),
+            LengthsDiffer { .. } | NoPairs => None,
+        }
+    }
+
     /// The same error for the pair numbered `at(index)` (a subset of a
     /// session's pairs is prepared with indices of the subset).
     pub fn reindex(self, at: impl Fn(usize) -> usize) -> PairError {
@@ -163,6 +204,12 @@ impl PairError {
                 first,
                 index: at(index),
                 other,
+            },
+            LengthsDiffer { groups } => LengthsDiffer {
+                groups: groups
+                    .into_iter()
+                    .map(|(n, idx)| (n, idx.into_iter().map(&at).collect()))
+                    .collect(),
             },
             NoPairs => NoPairs,
             UnknownWords {
@@ -310,4 +357,21 @@ pub fn prepare_pairs(
         });
     }
     Ok(prepared)
+}
+
+/// Prepares every pair, leaving their lengths free: the engine decides
+/// whether the target and the position labels let lengths differ.
+pub fn prepare_each(
+    tok: &Tokenizer,
+    pairs: &[PromptPair],
+    prepend_bos: Option<bool>,
+) -> Result<Vec<PreparedPair>, PairError> {
+    if pairs.is_empty() {
+        return Err(PairError::NoPairs);
+    }
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| prepare_pair(tok, p, prepend_bos, i))
+        .collect()
 }

@@ -44,6 +44,10 @@ pub struct SweepResult {
     /// `logit_diff` and its normalised form are filled in).
     #[serde(default = "exact", skip_serializing_if = "is_exact")]
     pub method: String,
+    /// When pairs were aligned by position labels: the labels, which the
+    /// `pos` (or `dest_pos`) axis runs over instead of token positions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub position_labels: Vec<String>,
 }
 
 fn exact() -> String {
@@ -226,5 +230,6 @@ pub fn assemble_values(
         pair_baselines,
         timing,
         method: exact(),
+        position_labels: vec![],
     }
 }

@@ -1,8 +1,8 @@
 //! A sweep's exact work as an ordered list of units, and who computes which.
 //!
-//! A [`WorkUnit`] is one batched forward pass of the fast engine (cells of
-//! one run that start at the same block, with their first changed
-//! positions), or the cells of a (layer group, run) whose patch changes
+//! A [`WorkUnit`] is one batched forward pass of the fast engine (cells
+//! that start at the same block, of one run or of several runs of one
+//! prompt length, with their first changed positions), or the cells of a (layer group, run) whose patch changes
 //! nothing and which cost nothing. The list is canonical: it depends only on
 //! the model, the prompts, the spec and the batching options, never on who
 //! runs it, so a cell's value does not depend on which process computed it.
@@ -19,9 +19,11 @@
 //! measure of `analysis::estimate`: blocks run × positions recomputed, plus
 //! a per-forward overhead).
 
+use std::collections::BTreeMap;
+
 use crate::model::ModelConfig;
 
-use super::batches::{batch_cells, ChangeCache};
+use super::batches::{batch_rows, ChangeCache};
 use super::engine::{layer_groups, split_unchanged, EngineOptions, Method};
 use super::error::SweepError;
 use super::metrics::Metrics;
@@ -111,52 +113,78 @@ impl WorkControl for Everything {
     }
 }
 
-/// Plans every unit of an exact sweep: layer group by layer group, run by
-/// run, the free cells first, then the engine's batches.
-pub(crate) fn plan_units(
+/// Plans every unit of an exact sweep, layer group by layer group (the
+/// groups of `groups`, whose cells every run's plan shares): for the fast
+/// method, each run's free cells first (one unit per run), then the batches
+/// of the active rows of every run of one prompt length together (lengths
+/// in increasing order), so many prompt pairs share batches; for the naive
+/// method, one unit per run and cell. `plan_of(run)` is each run's plan.
+pub(crate) fn plan_units<'p>(
     cfg: &ModelConfig,
-    plan: &Plan,
+    groups: &Plan,
+    plan_of: &dyn Fn(usize) -> &'p Plan,
     runs: &[RunPair],
     opts: &EngineOptions,
 ) -> Result<Vec<WorkUnit>, SweepError> {
     let mut changed: Vec<ChangeCache> = runs.iter().map(|_| Default::default()).collect();
     let mut units = Vec::new();
-    for (layer, cells) in layer_groups(plan, opts.cells.as_deref()) {
+    for (layer, cells) in layer_groups(groups, opts.cells.as_deref()) {
+        if opts.method != Method::Fast {
+            for (ri, run) in runs.iter().enumerate() {
+                units.extend(cells.iter().map(|&cell| WorkUnit {
+                    layer,
+                    n_pos: run.base_tokens.len(),
+                    rows: vec![UnitRow {
+                        run: ri,
+                        cell,
+                        p0: 0,
+                    }],
+                    forward: true,
+                }));
+            }
+            continue;
+        }
+        // Active rows by prompt length: a batch resumes runs of one length.
+        let mut by_len: BTreeMap<usize, Vec<UnitRow>> = BTreeMap::new();
         for (ri, run) in runs.iter().enumerate() {
             let n_pos = run.base_tokens.len();
-            let batches = match opts.method {
-                Method::Fast => {
-                    let (active, unchanged) = split_unchanged(plan, run, &cells, &mut changed[ri])?;
-                    if !unchanged.is_empty() {
-                        units.push(WorkUnit {
-                            layer,
-                            n_pos,
-                            rows: unchanged
-                                .into_iter()
-                                .map(|cell| UnitRow {
-                                    run: ri,
-                                    cell,
-                                    p0: n_pos,
-                                })
-                                .collect(),
-                            forward: false,
-                        });
-                    }
-                    batch_cells(active, cfg, plan, n_pos, opts)
-                }
-                _ => cells.iter().map(|&c| vec![(c, 0usize)]).collect(),
-            };
-            units.extend(batches.into_iter().map(|rows| {
-                WorkUnit {
+            let (active, unchanged) = split_unchanged(plan_of(ri), run, &cells, &mut changed[ri])?;
+            if !unchanged.is_empty() {
+                units.push(WorkUnit {
                     layer,
                     n_pos,
-                    rows: rows
+                    rows: unchanged
                         .into_iter()
-                        .map(|(cell, p0)| UnitRow { run: ri, cell, p0 })
+                        .map(|cell| UnitRow {
+                            run: ri,
+                            cell,
+                            p0: n_pos,
+                        })
                         .collect(),
-                    forward: true,
-                }
-            }));
+                    forward: false,
+                });
+            }
+            by_len
+                .entry(n_pos)
+                .or_default()
+                .extend(
+                    active
+                        .into_iter()
+                        .map(|(cell, p0)| UnitRow { run: ri, cell, p0 }),
+                );
+        }
+        for (n_pos, rows) in by_len {
+            let ops = |r: &UnitRow| plan_of(r.run).cells[r.cell].as_ref();
+            units.extend(
+                batch_rows(rows, &ops, cfg, n_pos, opts)
+                    .into_iter()
+                    .map(|rows| WorkUnit {
+                        layer,
+                        n_pos,
+                        rows,
+                        forward: true,
+                    }),
+            );
         }
     }
     Ok(units)

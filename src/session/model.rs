@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dataset::DatasetRef;
 use crate::patching::output::TokenList;
 use crate::patching::{PromptPair, SweepResult, SweepSpec};
 
@@ -28,6 +29,10 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepend_bos: Option<bool>,
     pub prompts: Vec<PromptPair>,
+    /// A dataset of prompt pairs that the sweeps run over instead of
+    /// `prompts` (see `dataset.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetRef>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
     #[serde(default)]
@@ -123,6 +128,7 @@ impl Session {
             },
             prepend_bos: None,
             prompts: vec![pair],
+            dataset: None,
             sweeps: vec![],
             notes: String::new(),
             ui: UiState::default(),

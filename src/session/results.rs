@@ -87,6 +87,13 @@ fn renumber(e: PairError, idx: &[usize]) -> PairError {
 
 /// Digest of everything `entry` of `session` is computed from.
 pub fn inputs_digest(session: &Session, entry: &SweepEntry) -> String {
+    if let Some(d) = &session.dataset {
+        // The sweep runs over the dataset: its digest (and the subset)
+        // stands for the pairs.
+        let spec = digest(&entry.spec, &[], session.prepend_bos);
+        let t = format!("{spec}\ndataset={}\npairs={:?}\n", d.digest, entry.pairs);
+        return format!("{:016x}", fnv1a(t.as_bytes()));
+    }
     let pairs: Vec<&PromptPair> = entry_pairs(session, entry)
         .into_iter()
         .map(|(_, p)| p)

@@ -77,6 +77,17 @@ pub(crate) fn semantics(s: &mut Session) -> Vec<Problem> {
 }
 
 fn sweep(field: &str, e: &SweepEntry, s: &Session, out: &mut Vec<Problem>) {
+    if s.dataset.is_some() {
+        // The sweeps run over the dataset, whose pairs (and count) are
+        // checked when it is read; only the spec is checked here.
+        if let Err(err) = e.spec.validate() {
+            out.push(spec_problem(field, &err));
+        }
+        if let Some(r) = &e.result {
+            result(&format!("{field}.result"), r, out);
+        }
+        return;
+    }
     let n = s.prompts.len();
     if let Some(pairs) = &e.pairs {
         if pairs.is_empty() {

@@ -74,6 +74,8 @@ pub mod limits {
     /// and run; a 200-pair sweep of a 32-layer model over 20 positions is
     /// ~13 MB.
     pub const PARTS: u64 = 1 << 30;
+    /// Prompt-pair datasets (JSONL or CSV): a million pairs of short prompts.
+    pub const DATASET: u64 = 256 << 20;
 }
 
 /// What a file system entry is, in words, for messages.

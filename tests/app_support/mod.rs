@@ -145,6 +145,7 @@ pub fn result(axes: &[&str], shape: &[usize]) -> SweepResult {
             device: "cpu".into(),
         },
         method: "exact".into(),
+        position_labels: vec![],
     }
 }
 

@@ -103,6 +103,7 @@ pub fn fake_result(target: Target, axes: &[&str], shape: &[usize], seed: u64) ->
                 device: "cpu".into(),
             },
             method: "exact".into(),
+            position_labels: vec![],
         },
     }
 }

@@ -67,9 +67,13 @@ impl Widget for StatusBar<'_> {
             ));
         } else {
             let model = match &s.model.state {
-                ModelState::Loading => format!("⏳ loading {} ", one_line(&s.model.load.source)),
-                ModelState::Ready(i) => format!("{} ", one_line(&i.source)),
-                ModelState::Failed(_) => format!("✗ {} ", one_line(&s.model.load.source)),
+                ModelState::Loading => {
+                    format!("⏳ loading {} ", one_line(short_name(&s.model.load.source)))
+                }
+                ModelState::Ready(i) => format!("{} ", one_line(short_name(&i.source))),
+                ModelState::Failed(_) => {
+                    format!("✗ {} ", one_line(short_name(&s.model.load.source)))
+                }
             };
             top.push(Span::styled(model, th.style("status")));
             if s.session.dirty {
@@ -92,6 +96,19 @@ impl Widget for StatusBar<'_> {
             let line = hints(&self.hint_items(), th);
             buf.set_line(area.x + 1, area.y + 1, &line, area.width.saturating_sub(1));
         }
+    }
+}
+
+/// A model source as the status line shows it: a path's last component
+/// (a long path would push the status message off the line); hub ids
+/// (`org/name`, one slash) and built-in sources as they are.
+pub fn short_name(source: &str) -> &str {
+    let trimmed = source.trim_end_matches('/');
+    let path = trimmed.starts_with(['/', '.', '~']) || trimmed.matches('/').count() >= 2;
+    if path && trimmed.contains('/') {
+        trimmed.rsplit('/').next().unwrap_or(trimmed)
+    } else {
+        source
     }
 }
 
@@ -200,5 +217,26 @@ impl StatusBar<'_> {
             ],
         );
         items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn long_paths_show_their_last_component() {
+        assert_eq!(
+            short_name("/home/me/models/SmolLM2-135M.Q4_1.gguf"),
+            "SmolLM2-135M.Q4_1.gguf"
+        );
+        assert_eq!(short_name("./models/gpt2/"), "gpt2");
+        assert_eq!(short_name("a/b/c"), "c");
+        assert_eq!(
+            short_name("HuggingFaceTB/SmolLM2-135M"),
+            "HuggingFaceTB/SmolLM2-135M"
+        );
+        assert_eq!(short_name("random:gpt2-small"), "random:gpt2-small");
+        assert_eq!(short_name("demo"), "demo");
     }
 }
