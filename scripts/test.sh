@@ -31,8 +31,10 @@ if command -v cargo-fuzz >/dev/null 2>&1; then
   # clean: loading now refuses the post-processor, normalizer, BPE and
   # decoder shapes the tokenizers crate is known to panic on
   # (src/model/tokenizer/guards.rs), but no long run has confirmed it yet;
-  # run it by hand with scripts/fuzz.sh tokenizer SECONDS.
-  for target in gguf_header safetensors_header session_yaml dataset; do
+  # run it by hand with scripts/fuzz.sh tokenizer SECONDS. The dataset
+  # target (JSONL/CSV prompt pairs) joins the loop after its first long
+  # by-hand run; until then: scripts/fuzz.sh dataset SECONDS.
+  for target in gguf_header safetensors_header session_yaml; do
     scripts/fuzz.sh "$target" "$fuzz_seconds"
   done
 fi
