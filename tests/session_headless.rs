@@ -264,7 +264,7 @@ fn sweep_arguments_are_checked() {
     assert!(!out.status.success());
     let e = text(&out.stderr);
     assert!(
-        e.contains("missing --clean TEXT, --answer TOKEN, --wrong TOKEN")
+        e.contains("missing --clean TEXT (or --dataset FILE), --answer TOKEN, --wrong TOKEN")
             && e.contains("--session FILE"),
         "{e}"
     );
