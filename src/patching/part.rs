@@ -193,7 +193,7 @@ pub fn metric_names() -> Vec<String> {
 pub enum MergeError {
     #[error("no part files given; pass every part of the sweep, e.g. part-*.json")]
     NoParts,
-    #[error("{file}: not a patchbench part file: {source}")]
+    #[error("{file}: not a patchbench part file")]
     Parse {
         file: String,
         source: serde_json::Error,
