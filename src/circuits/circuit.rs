@@ -21,6 +21,7 @@ use crate::patching::metrics::{Compute, MetricId, Metrics, REGISTRY};
 use crate::patching::{Corruption, Direction, PreparedPair};
 
 use super::graph::{Graph, ReceiverId, SenderId};
+use super::progress::{Stage, Watch};
 use super::runs::{self, CircuitSpecRuns, Runs};
 use super::{eap, exact, patched, CircuitError};
 
@@ -47,6 +48,15 @@ impl Method {
 
     pub fn is_estimate(self) -> bool {
         self != Method::Exact
+    }
+
+    /// Every method, in the order the workbench cycles through them
+    /// (`tests/circuit_pane.rs` holds it equal to the CLI's `--method`).
+    pub const ALL: &'static [Method] = &[Method::Eap, Method::EapIg, Method::Exact];
+
+    /// The method named `name` (`eap`, `eap-ig`, `exact`).
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.iter().copied().find(|m| m.name() == name)
     }
 }
 
@@ -145,6 +155,17 @@ pub fn run_circuit(
     pairs: &[PreparedPair],
     opts: &CircuitOptions,
 ) -> Result<CircuitResult, CircuitError> {
+    run_circuit_watched(model, pairs, opts, &mut Watch::none())
+}
+
+/// [`run_circuit`], reporting progress to `watch` between pieces of work
+/// and stopping with [`CircuitError::Cancelled`] when it says so.
+pub fn run_circuit_watched(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+    watch: &mut Watch<'_>,
+) -> Result<CircuitResult, CircuitError> {
     let graph = Graph::new(&model.cfg);
     if opts.method.is_estimate() {
         model
@@ -159,6 +180,7 @@ pub fn run_circuit(
         )));
     }
     let t0 = Instant::now();
+    watch.step(Stage::Runs, 0, 1)?;
     let spec = CircuitSpecRuns {
         direction: opts.direction,
         corruption: opts.corruption.clone(),
@@ -168,8 +190,16 @@ pub fn run_circuit(
     let runs_ms = ms(t0);
     let edges = graph.edges();
     let t1 = Instant::now();
+    watch.step(Stage::Scores, 0, runs.runs.len())?;
     let scores = match opts.method {
-        Method::Exact => exact_scores(model, &graph, &runs, &edges, opts.max_rows)?,
+        Method::Exact => exact_scores(
+            model,
+            &graph,
+            &runs,
+            &edges,
+            opts.max_rows,
+            (Stage::Scores, watch),
+        )?,
         Method::Eap | Method::EapIg => {
             let steps = if opts.method == Method::Eap {
                 1
@@ -177,7 +207,8 @@ pub fn run_circuit(
                 opts.ig_steps
             };
             let mut per_run = Vec::new();
-            for run in &runs.runs {
+            for (i, run) in runs.runs.iter().enumerate() {
+                watch.step(Stage::Scores, i, runs.runs.len())?;
                 let dense = eap::eap_ig(model, &graph, run, steps)?;
                 per_run.push(
                     edges
@@ -211,7 +242,14 @@ pub fn run_circuit(
     if opts.method.is_estimate() && opts.check_exact > 0 {
         let top: Vec<usize> = order.iter().copied().take(opts.check_exact).collect();
         let picked: Vec<_> = top.iter().map(|&i| edges[i]).collect();
-        let ex = exact_scores(model, &graph, &runs, &picked, opts.max_rows)?;
+        let ex = exact_scores(
+            model,
+            &graph,
+            &runs,
+            &picked,
+            opts.max_rows,
+            (Stage::Exact, watch),
+        )?;
         for (i, m) in top.into_iter().zip(ex) {
             exact_of[i] = Some(derive(m, &clean, &corrupted));
         }
@@ -223,7 +261,7 @@ pub fn run_circuit(
     let ranked: Vec<(SenderId, ReceiverId)> = order.iter().map(|&i| edges[i]).collect();
     let faithfulness = if opts.faithfulness_points > 0 {
         let ks = log_grid(edges.len(), opts.faithfulness_points);
-        faithfulness_curve(model, &graph, pairs, opts, &ranked, &ks)?
+        faithfulness_curve_watched(model, &graph, pairs, opts, &ranked, &ks, watch)?
     } else {
         Vec::new()
     };
@@ -271,7 +309,7 @@ fn estimate_of(m: MetricId) -> Option<MetricId> {
 
 /// Fills normalised metrics' scores: a change of `of` divided by the
 /// baselines' difference in it.
-fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Metrics {
+pub(super) fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Metrics {
     for (i, d) in REGISTRY.iter().enumerate() {
         if let Compute::Normalized { of } = d.compute {
             let of = crate::patching::metrics::id(of);
@@ -286,18 +324,29 @@ fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Metrics {
     m
 }
 
-/// Exact changes of every metric, averaged over run pairs.
-fn exact_scores(
+/// Exact changes of every metric, averaged over run pairs; progress goes
+/// to the watch after each piece of a few batches.
+pub(super) fn exact_scores(
     model: &Transformer,
     graph: &Graph,
     runs: &Runs,
     edges: &[(SenderId, ReceiverId)],
     max_rows: usize,
+    (stage, watch): (Stage, &mut Watch<'_>),
 ) -> Result<Vec<Metrics>, CircuitError> {
+    let piece = max_rows.max(1) * 4;
+    let total = runs.runs.len() * edges.len().div_ceil(piece);
+    let mut done = 0;
     let mut per_run = Vec::new();
     for run in &runs.runs {
-        let m = exact::exact_edges(model, graph, run, edges, max_rows)?;
-        per_run.push(m.into_iter().map(|m| minus(m, &run.base_metrics)).collect());
+        let mut rows = Vec::with_capacity(edges.len());
+        for chunk in edges.chunks(piece) {
+            watch.step(stage, done, total)?;
+            let m = exact::exact_edges(model, graph, run, chunk, max_rows)?;
+            rows.extend(m.into_iter().map(|m| minus(m, &run.base_metrics)));
+            done += 1;
+        }
+        per_run.push(rows);
     }
     Ok(mean_rows(&per_run))
 }
@@ -339,6 +388,19 @@ pub fn faithfulness_curve(
     ranked: &[(SenderId, ReceiverId)],
     ks: &[usize],
 ) -> Result<Vec<FaithPoint>, CircuitError> {
+    faithfulness_curve_watched(model, graph, pairs, opts, ranked, ks, &mut Watch::none())
+}
+
+fn faithfulness_curve_watched(
+    model: &Transformer,
+    graph: &Graph,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+    ranked: &[(SenderId, ReceiverId)],
+    ks: &[usize],
+    watch: &mut Watch<'_>,
+) -> Result<Vec<FaithPoint>, CircuitError> {
+    watch.step(Stage::Faithfulness, 0, 1)?;
     let spec = CircuitSpecRuns {
         direction: Direction::Noise,
         corruption: opts.corruption.clone(),
@@ -356,10 +418,13 @@ pub fn faithfulness_curve(
             w
         })
         .collect();
+    let chunks = weights.len().div_ceil(opts.max_rows.max(1));
+    let total = runs.runs.len() * chunks;
     let mut per_run = Vec::new();
-    for run in &runs.runs {
+    for (r, run) in runs.runs.iter().enumerate() {
         let mut rows = Vec::new();
-        for chunk in weights.chunks(opts.max_rows.max(1)) {
+        for (c, chunk) in weights.chunks(opts.max_rows.max(1)).enumerate() {
+            watch.step(Stage::Faithfulness, r * chunks + c, total)?;
             rows.extend(patched::patched_runs(model, graph, run, chunk)?);
         }
         per_run.push(rows);

@@ -9,7 +9,11 @@
 //! - `patched`: runs with any set of edges patched (circuits, faithfulness);
 //! - `eap`: EAP and EAP-IG estimates from one backward pass;
 //! - `circuit`: scoring every edge with a method, top-k circuits and the
-//!   faithfulness curve.
+//!   faithfulness curve;
+//! - `progress`: stage-by-stage progress reports and cancelling;
+//! - `single`: the exact change of one named edge (the workbench's drill-down);
+//! - `layered`, `svg`: columns-by-layer layout of the top edges and its SVG
+//!   drawing (`--format svg`; the workbench draws the same layout as text).
 //!
 //! Every method yields, per edge and per registry metric, the change of the
 //! metric when that edge alone is patched from the source run into the
@@ -19,12 +23,19 @@ pub mod circuit;
 pub mod eap;
 pub mod exact;
 pub mod graph;
+pub mod layered;
 pub mod output;
 pub mod patched;
+pub mod progress;
 pub mod runs;
+pub mod single;
+pub mod svg;
 
-pub use circuit::{run_circuit, CircuitOptions, CircuitResult, EdgeScore, Method};
+pub use circuit::{
+    run_circuit, run_circuit_watched, CircuitOptions, CircuitResult, EdgeScore, Method,
+};
 pub use graph::{Graph, ReceiverId, SenderId};
+pub use progress::{CircuitProgress, Stage, Watch};
 
 use crate::patching::SweepError;
 
@@ -35,6 +46,8 @@ pub enum CircuitError {
     Sweep(#[from] SweepError),
     #[error("{0}")]
     Invalid(String),
+    #[error("circuit search cancelled")]
+    Cancelled,
     #[error("tensor operation failed while finding the circuit: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -30,6 +30,8 @@ pub enum CircuitFormat {
     Dot,
     Csv,
     Table,
+    /// A layered drawing of the listed edges (no Graphviz needed).
+    Svg,
 }
 
 impl CircuitFormat {
@@ -39,6 +41,7 @@ impl CircuitFormat {
             CircuitFormat::Dot => "dot",
             CircuitFormat::Csv => "csv",
             CircuitFormat::Table => "txt",
+            CircuitFormat::Svg => "svg",
         }
     }
 }
@@ -200,6 +203,7 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         CircuitFormat::Dot => rep.to_dot(),
         CircuitFormat::Csv => rep.to_csv(),
         CircuitFormat::Table => rep.to_table(),
+        CircuitFormat::Svg => rep.to_svg(),
     };
     write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension())
 }
