@@ -286,9 +286,10 @@ fn escape_cancels_a_running_sweep() {
 fn the_cursor_moves_and_clamps_and_pages_through_three_axes() {
     let mut s = ready();
     run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
-    assert_eq!(s.heatmap.cursor, vec![0, 5]);
+    // On the strongest effect: the fake result grows with the cell index.
+    assert_eq!(s.heatmap.cursor, vec![1, 5]);
     key(&mut s, Intent::Right);
-    assert_eq!(s.heatmap.cursor, vec![0, 5]);
+    assert_eq!(s.heatmap.cursor, vec![1, 5]);
     key(&mut s, Intent::Down);
     key(&mut s, Intent::Down);
     key(&mut s, Intent::Left);
@@ -365,12 +366,13 @@ fn residual_and_mlp_cells_drill_into_the_logit_lens_and_the_layer() {
     key(&mut s, Intent::Back);
     s.settings.spec.target = Target::MlpOut;
     run_to_done(&mut s, &["layer", "pos"], &[2, 6]);
+    // The cursor starts on the strongest effect: the last layer's last position.
     let cmds = key(&mut s, Intent::DrillDown);
     assert!(matches!(
         cmds.last(),
         Some(Command::Worker(Request::Drill {
             target: DrillTarget::Mlp {
-                layer: 0,
+                layer: 1,
                 pos: Some(5)
             },
             ..

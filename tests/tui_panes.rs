@@ -220,7 +220,13 @@ fn a_lower_is_better_metric_is_coloured_by_its_effect() {
     let buf = draw(&s, ColorMode::NoColor, 80, 24);
     let l = lines(&buf);
     let row = l.iter().find(|l| l.starts_with("│     1 ")).unwrap();
-    assert!(row.contains('-') && !row.contains('+'), "{row}");
+    // Each cell's sign glyph (before its shade) says "worse", whatever
+    // the sign of the printed value.
+    let signed = |sign: char| {
+        let c: Vec<char> = row.chars().collect();
+        c.windows(2).any(|w| w[0] == sign && "░▒▓█".contains(w[1]))
+    };
+    assert!(signed('-') && !signed('+'), "{row}");
     let text = screen(&buf);
     assert!(text.contains("(kl, lower is better)"), "{text}");
     // The better end of the scale (the baseline minus the range) is on the right.
@@ -314,6 +320,8 @@ fn the_head_drill_down_shows_patterns_top_tokens_and_attribution() {
     let mut s = ready();
     s.settings.spec.target = Target::HeadOut;
     run_to_done(&mut s, &["layer", "head"], &[2, 4]);
+    // From the strongest effect (L1H3) up to L0H3.
+    key(&mut s, Intent::Up);
     key(&mut s, Intent::DrillDown);
     let job = s.drill.as_ref().unwrap().job;
     let n = 3;

@@ -43,8 +43,13 @@ pub struct HeatmapState {
     pub cursor: Vec<usize>,
     /// Index into the metric registry ([`REGISTRY`]).
     pub metric: usize,
-    /// Cell width in characters (1..=8).
+    /// Cell width in characters (1..=8): the narrowest width; cells widen
+    /// to fill the pane when the grid has room.
     pub zoom: u16,
+    /// What the grid shows besides the plain sweep, and its caches
+    /// (`spread`: one pair alone, a difference of two sweeps, cells whose
+    /// interval crosses zero shaded).
+    pub spread: super::spread::SpreadView,
 }
 
 impl Default for HeatmapState {
@@ -53,6 +58,7 @@ impl Default for HeatmapState {
             cursor: vec![],
             metric: DEFAULT_METRIC.0,
             zoom: 4,
+            spread: Default::default(),
         }
     }
 }

@@ -14,6 +14,10 @@
 //!   `panes` and `replies`; what they share is below them, in `transitions`
 //!   and `saving`, so no two import each other);
 //! - `worker`, `model_thread`, `guard`, `tokenize`: background work;
+//! - `pair_list`: the list of pairs with their baselines (a popup);
+//! - `spread`: the statistics of a sweep over many pairs as the heatmap
+//!   shows them (intervals, one pair alone, differences of sweeps), and
+//!   `spread_keys`, its keys and caches on the state;
 //! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names).
 
 pub mod action;
@@ -23,12 +27,15 @@ pub mod grid;
 pub mod guard;
 pub mod messages;
 mod model_thread;
+pub mod pair_list;
 mod panes;
 pub mod prompts;
 mod replies;
 mod saving;
 pub mod sessions;
 pub mod settings;
+pub mod spread;
+pub mod spread_keys;
 pub mod state;
 pub mod tokenize;
 mod transitions;

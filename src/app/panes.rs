@@ -8,6 +8,7 @@ use super::drill::{effect_row, target_for, DrillState};
 use super::messages::{DrillTarget, Request};
 use super::prompts::{editor_text, FIELDS};
 use super::saving::save;
+use super::spread_keys;
 use super::state::{AppState, Focus, Level, Mode, Popup};
 use super::transitions::{input, prompts_changed, request_estimate};
 
@@ -90,7 +91,7 @@ fn settings(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
 }
 
 fn heatmap(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
-    let Some(grid) = s.sweep().and_then(|v| v.grid()) else {
+    let Some(grid) = s.grid() else {
         if i == Intent::DrillDown {
             s.set_status(
                 Level::Warn,
@@ -115,6 +116,13 @@ fn heatmap(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         Intent::ZoomIn => h.zoom = (h.zoom + 1).min(8),
         Intent::ZoomOut => h.zoom = h.zoom.saturating_sub(1).max(1),
         Intent::DrillDown | Intent::Edit => drill(s, out),
+        Intent::StrongestNext | Intent::StrongestPrev => {
+            if let Some(k) = spread_keys::step_strongest(s, i == Intent::StrongestNext) {
+                s.set_status(Level::Info, format!("effect {} by size", k + 1));
+            }
+        }
+        Intent::ShadeUncertain => spread_keys::toggle_shade(s),
+        Intent::CompareNext => spread_keys::compare_next(s),
         _ => {}
     }
 }
@@ -132,7 +140,7 @@ fn drill(s: &mut AppState, out: &mut Vec<Command>) {
         .info()
         .map_or(1, |m| m.config.n_heads / m.config.n_kv_heads.max(1));
     let Some(v) = s.sweep() else { return };
-    let Some(grid) = v.grid() else { return };
+    let Some(grid) = s.grid() else { return };
     let mut cursor = s.heatmap.cursor.clone();
     cursor.resize(grid.shape.len(), 0);
     let Some(target) = target_for(&v.spec, &grid, &cursor, group) else {

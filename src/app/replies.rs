@@ -136,6 +136,10 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             mark_stale(s);
             s.set_status(Level::Info, msg);
             show_selected_sweep(s);
+            // A new result is shown plain, the cursor on its strongest effect.
+            (s.heatmap.spread.pair, s.heatmap.spread.compare) = (None, None);
+            super::spread_keys::refresh(s);
+            super::spread_keys::cursor_to_strongest(s);
         }
         WorkerMsg::SweepFailed {
             job,

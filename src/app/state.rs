@@ -169,6 +169,13 @@ pub enum Popup {
         title: String,
         text: String,
     },
+    /// The prompt pairs with their baselines (`pair_list`).
+    PairList {
+        /// Index into the listed rows.
+        selected: usize,
+        /// Only the pairs whose clean run does not prefer the answer.
+        failing_only: bool,
+    },
 }
 
 /// Where the session lives and whether it has unsaved changes.
@@ -275,6 +282,21 @@ impl AppState {
 
     pub fn sweep(&self) -> Option<&SweepView> {
         self.sweeps.get(self.selected_sweep)
+    }
+
+    /// The values the heatmap shows: the shown sweep's, or what the
+    /// spread view derived from it (one pair alone, a difference).
+    pub fn grid(&self) -> Option<GridRef<'_>> {
+        let v = self.sweep()?;
+        match (&self.heatmap.spread.derived, &v.stored, &v.partial) {
+            (Some(d), Some(st), None) => Some(GridRef::from_result(
+                &d.result,
+                &st.clean_tokens.strings,
+                &st.corrupted_tokens.strings,
+                v.spec.direction,
+            )),
+            _ => v.grid(),
+        }
     }
 
     /// Sets the status bar's message. It may quote anything (a prompt, a

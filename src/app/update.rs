@@ -64,6 +64,7 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
     if s.popup.is_none() {
         s.popup = s.queued_popups.pop_front();
     }
+    super::spread_keys::refresh(s);
     out
 }
 
@@ -96,6 +97,7 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             out.push(Command::ListSessions);
         }
         Intent::Export => export(s, out),
+        Intent::PairList => super::pair_list::open(s),
         Intent::FocusNext | Intent::FocusPrev => cycle_focus(s, i == Intent::FocusNext),
         Intent::MetricNext | Intent::MetricPrev => {
             let d = if i == Intent::MetricNext { 1 } else { -1 };
@@ -126,9 +128,14 @@ fn cycle_focus(s: &mut AppState, forward: bool) {
 }
 
 fn back(s: &mut AppState, out: &mut Vec<Command>) {
+    let spread = &mut s.heatmap.spread;
     if s.drill.is_some() {
         s.drill = None;
         s.focus = Focus::Heatmap;
+    } else if spread.pair.is_some() || spread.compare.is_some() {
+        // Back from one pair alone or a difference to the sweep's means.
+        (spread.pair, spread.compare) = (None, None);
+        s.set_status(Level::Info, "showing the mean over pairs");
     } else if let Some(r) = &mut s.running {
         if !r.cancelling {
             r.cancelling = true;
@@ -345,6 +352,10 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 _ => Some(Popup::Browser { entries, selected }),
             }
         }
+        Popup::PairList {
+            selected,
+            failing_only,
+        } => super::pair_list::intent(s, i, selected, failing_only),
         Popup::RestoreAutosave { path, loaded, age } => match i {
             Intent::Yes | Intent::Select => {
                 let what = format!("restored the autosave from {age} ({})", path.display());

@@ -32,6 +32,11 @@ pub struct TuiArgs {
     /// default so the terminal's own text selection keeps working.
     #[arg(long)]
     pub mouse: bool,
+    /// A dataset file (JSONL or CSV, as `sweep --dataset`) whose pairs
+    /// become the prompt pairs: sweeps run over all of them, with the
+    /// spread per cell (D lists the pairs).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
 }
 
 /// `patchbench open FILE`.
@@ -80,6 +85,7 @@ pub fn start(a: &TuiArgs, open: Option<&Path>) -> Result<()> {
         color: a.color.clone(),
         open: open.map(Path::to_path_buf),
         mouse: a.mouse,
+        dataset: a.dataset.clone(),
     };
     patchbench::tui::run(opts).with_context(|| match open {
         Some(p) => format!("opening {}", p.display()),

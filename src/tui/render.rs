@@ -95,6 +95,19 @@ fn draw_popup(s: &AppState, theme: &Theme, keymap: &Keymap, area: Rect, buf: &mu
             }
             .render(r, buf);
         }
+        Some(Popup::PairList {
+            selected,
+            failing_only,
+        }) => {
+            let r = dialogs::centred(area, 110, area.height.saturating_sub(4).max(10));
+            PairListPopup {
+                state: s,
+                theme,
+                selected: *selected,
+                failing_only: *failing_only,
+            }
+            .render(r, buf);
+        }
         Some(p) => {
             let d = DialogPopup { popup: p, theme };
             let (w, h) = d.size();

@@ -56,6 +56,8 @@ pub struct TuiOptions {
     /// A session to resume.
     pub open: Option<PathBuf>,
     pub mouse: bool,
+    /// A dataset file whose pairs become the prompt pairs.
+    pub dataset: Option<PathBuf>,
 }
 
 enum LoopEvent {
@@ -79,6 +81,10 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
         .clone()
         .or_else(|| opened.as_ref().map(|(_, l)| l.session.model.source.clone()))
         .unwrap_or_else(|| "demo".into());
+    let dataset = match &opts.dataset {
+        Some(p) => Some(crate::data::load(p).map_err(io::Error::other)?),
+        None => None,
+    };
     let mut s = AppState::new(StartOptions {
         load: LoadSpec {
             source: source.clone(),
@@ -101,6 +107,20 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
                 path,
                 result: Ok(Box::new(loaded)),
             },
+        );
+    }
+    if let Some(ds) = dataset {
+        // The dataset's pairs are the prompts (also over an opened
+        // session's): sweeps run over all of them, the pair list shows them.
+        s.prompts = crate::app::prompts::PromptsState::new(&ds.prompt_pairs(), s.prompts.bos);
+        s.session.dirty = opts.open.is_some();
+        s.set_status(
+            Level::Info,
+            format!(
+                "{} pairs from {}: r sweeps them all, D lists them",
+                ds.len(),
+                opts.dataset.as_deref().unwrap_or(Path::new("")).display()
+            ),
         );
     }
     if !warnings.is_empty() {

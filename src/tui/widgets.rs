@@ -117,6 +117,11 @@ pub fn heat_cell(t: f32, value: Option<f32>, w: usize, theme: &Theme) -> (String
             };
             let text = match (w, value) {
                 (1, _) => g.to_string(),
+                // The sign of the effect before the shade: the printed
+                // value has its own sign (a rise in KL is a fall in effect).
+                (w, Some(v)) if w >= 8 => {
+                    format!("{sign}{g}{}", fit_right(&format!("{v:+.2}"), w - 3)) + " "
+                }
                 (w, Some(v)) if w >= 7 => {
                     format!("{g}{}", fit_right(&format!("{v:+.2}"), w - 2)) + " "
                 }

@@ -42,6 +42,7 @@ impl DialogPopup<'_> {
             Popup::RestoreAutosave { .. } => (70, 8),
             Popup::Message { text, .. } => (90, (text.lines().count() as u16 + 5).min(20)),
             Popup::Help { .. } => (100, 40),
+            Popup::PairList { .. } => (110, 22),
         }
     }
 }
@@ -81,6 +82,8 @@ impl Widget for DialogPopup<'_> {
                 );
                 return;
             }
+            // Drawn by `PairListPopup`, which reads the state.
+            Popup::PairList { .. } => return,
             Popup::Browser { entries, selected } => {
                 let mut v = Vec::new();
                 match entries {

@@ -30,6 +30,9 @@ impl Widget for HeatmapPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (s, th) = (self.state, self.theme);
         let mut title = vec![Span::raw(" Heatmap ")];
+        if let Some(d) = &s.heatmap.spread.derived {
+            title.push(Span::styled(format!("· {} ", d.what), th.style("warning")));
+        }
         if let Some(v) = s.sweep() {
             title.push(Span::raw(format!(
                 "· {} {} {} · {} · {}/{} ",
@@ -56,7 +59,7 @@ impl Widget for HeatmapPane<'_> {
         let block = pane_block(Line::from(title), s.focus == Focus::Heatmap, th);
         let inner = block.inner(area);
         block.render(area, buf);
-        let Some(grid) = s.sweep().and_then(|v| v.grid()) else {
+        let Some(grid) = s.grid() else {
             let msg = if s.sweeps.is_empty() {
                 "No sweep yet. Choose a target in the sweep pane and press r to run it."
             } else {
@@ -98,6 +101,10 @@ struct View<'m> {
     /// The metric's effect sign: colours show the effect on the task, so a
     /// fall in KL or rank is coloured as a rise in logit difference is.
     sign: f32,
+    /// Rows of readout below the grid.
+    footer: u16,
+    /// Per cell, when shading is on: its interval crosses zero.
+    uncertain: Option<&'m [Option<bool>]>,
 }
 
 /// The grid in four steps: the banners above it (page, staleness), the
@@ -121,9 +128,12 @@ fn draw_grid(
     draw_readout(g, &v, th, inner, buf);
 }
 
-/// Rows of column labels above the cells, and of readout below them.
+/// Rows of column labels above the cells, and of readout below them (one
+/// more, the spread over pairs, when the result has several pairs).
 const HEADER: u16 = 2;
 const FOOTER: u16 = 3;
+/// The widest a cell grows to fill the pane.
+const MAX_FILL_WIDTH: usize = 24;
 
 fn put_line(buf: &mut Buffer, inner: Rect, y: u16, l: Line<'_>) {
     buf.set_line(inner.x, y, &l, inner.width);
@@ -179,18 +189,27 @@ fn view<'m>(
     let (page_ax, row_ax, col_ax) = g.layout();
     let (nr, nc) = (g.shape[row_ax], g.shape[col_ax]);
     let (centre, half) = g.scale(metric);
-    let rows_vis = inner.bottom().saturating_sub(top + HEADER + FOOTER).max(1) as usize;
+    let many = match g.values {
+        crate::app::grid::Values::Done(r) => r.per_pair.len() > 1,
+        _ => false,
+    };
+    let footer = FOOTER + u16::from(many);
+    let rows_vis = inner.bottom().saturating_sub(top + HEADER + footer).max(1) as usize;
     let lw = (0..nr)
         .map(|i| g.label(row_ax, i).chars().count())
         .max()
         .unwrap_or(1)
         .clamp(6, 8)
         + 1;
-    let cw = if th.has_color() {
+    let zoom = if th.has_color() {
         s.heatmap.zoom.max(1)
     } else {
         s.heatmap.zoom.max(2)
     } as usize;
+    // Cells widen to use the pane when the grid has room (up to
+    // MAX_FILL_WIDTH); the zoom is the narrowest they get.
+    let fill = (inner.width as usize).saturating_sub(lw) / nc.max(1);
+    let cw = zoom.max(fill.min(MAX_FILL_WIDTH));
     let cols_vis = ((inner.width as usize).saturating_sub(lw) / cw).max(1);
     let (r0, c0) = (
         (cur[row_ax] / rows_vis) * rows_vis,
@@ -214,6 +233,8 @@ fn view<'m>(
         centre,
         half,
         sign: effect_sign(metric),
+        footer,
+        uncertain: s.heatmap.spread.uncertain.as_deref(),
     }
 }
 
@@ -297,7 +318,20 @@ fn cell(
     th: &Theme,
 ) -> (String, Style) {
     let cw = v.cw;
+    let uncertain = v
+        .uncertain
+        .and_then(|u| u.get(cell).copied().flatten())
+        .unwrap_or(false);
     let (mut text, mut style) = match g.value(v.metric, cell) {
+        // An interval across zero: no colour, `~` (the value still shows
+        // when it fits).
+        Some(x) if uncertain => {
+            let t = match cw {
+                w if w >= 7 => format!("~{}", fit_right(&format!("{x:+.2}"), w - 2)) + " ",
+                w => "~".repeat(w),
+            };
+            (t, th.style("muted"))
+        }
         Some(x) => {
             let t = v.sign * (x - v.centre) / v.half;
             heat_cell(t, (cw >= 5).then_some(x), cw, th)

@@ -8,7 +8,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 
 use super::{put_line, View};
-use crate::app::grid::GridRef;
+use crate::app::grid::{GridRef, Values};
+use crate::app::spread::{cell_spread, CellSpread};
 use crate::patching::metrics::{Format, REGISTRY};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{heat_cell, num};
@@ -23,7 +24,7 @@ pub(super) fn draw_readout(
     inner: Rect,
     buf: &mut Buffer,
 ) {
-    let y = inner.bottom() - super::FOOTER;
+    let y = inner.bottom() - v.footer;
     let view = (v.r0, v.r1, v.c0, v.c1);
     let l0 = legend(v.centre, v.sign * v.half, v.metric, v.nr, v.nc, view, th);
     put_line(buf, inner, y, l0);
@@ -59,6 +60,88 @@ pub(super) fn draw_readout(
     };
     put_line(buf, inner, y + 1, Line::from(l1));
     put_line(buf, inner, y + 2, l2);
+    if let Values::Done(r) = g.values {
+        if let Some(sp) = cell_spread(r, v.metric, cell) {
+            put_line(buf, inner, y + 3, spread_line(&sp, inner.width, th));
+        }
+    }
+}
+
+/// The selected cell over pairs: `n`, mean ± the 95% bootstrap interval,
+/// the fraction of pairs agreeing in sign, a histogram of the per-pair
+/// values, and for a normalised metric which normalisation is which.
+fn spread_line<'a>(sp: &CellSpread, width: u16, th: &Theme) -> Line<'a> {
+    let s = &sp.summary;
+    let half = (s.ci_high - s.ci_low) / 2.0;
+    let mean_label = if sp.dataset_normalized.is_some() {
+        "per-pair mean"
+    } else {
+        "mean"
+    };
+    let mut spans = vec![
+        Span::styled(format!("n {} ", sp.values.len()), th.style("muted")),
+        Span::styled(format!("{mean_label} "), th.style("muted")),
+        Span::styled(
+            format!("{} ±{} ", num(s.mean), num(half)),
+            th.style("field.selected"),
+        ),
+        Span::styled(
+            format!("[{}, {}] 95% ", num(s.ci_low), num(s.ci_high)),
+            th.style("text"),
+        ),
+    ];
+    let bins = if width >= 110 { 24 } else { 12 };
+    let (hist, lo, hi) = histogram(&sp.values, bins);
+    spans.push(Span::styled(format!("{} ", num(lo)), th.style("muted")));
+    spans.push(Span::styled(hist, th.style("axis.cursor")));
+    spans.push(Span::styled(format!(" {} ", num(hi)), th.style("muted")));
+    if s.sign_agreement.is_finite() {
+        spans.push(Span::styled(
+            format!(" sign {:.0}%", 100.0 * s.sign_agreement),
+            th.style("muted"),
+        ));
+    }
+    if let Some(tl) = sp.dataset_normalized {
+        spans.push(Span::styled(
+            format!("  grid: {} (dataset-mean baselines)", num(tl)),
+            th.style("hint"),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// A histogram of the finite `values` in `bins` block characters, with
+/// the range it spans.
+pub(crate) fn histogram(values: &[f32], bins: usize) -> (String, f32, f32) {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if finite.is_empty() || bins == 0 {
+        return (String::new(), f32::NAN, f32::NAN);
+    }
+    let mut counts = vec![0usize; bins];
+    let span = hi - lo;
+    for v in &finite {
+        let b = if span > 0.0 {
+            (((v - lo) / span) * bins as f32) as usize
+        } else {
+            bins / 2
+        };
+        counts[b.min(bins - 1)] += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(1).max(1);
+    let text = counts
+        .iter()
+        .map(|&c| match c {
+            0 => ' ',
+            c => BARS[((c * 8).div_ceil(max)).clamp(1, 8) - 1],
+        })
+        .collect();
+    (text, lo, hi)
 }
 
 /// An axis value for the readout: token strings quoted, with their index.
