@@ -1,7 +1,9 @@
 //! Sharded sweeps: `sweep --shard K/N` parts merged by `patchbench merge`
 //! equal the unsharded run bit for bit (JSON without its timing, CSV byte
-//! for byte), for every target family; bad sets of parts are refused with
-//! the file named.
+//! for byte), for every target family and corruption, for single pairs and
+//! for datasets with and without position labels (statistics included);
+//! bad sets of parts (missing, duplicated, foreign, of another model,
+//! damaged) are refused with the file named.
 
 mod common;
 
@@ -277,4 +279,133 @@ fn shard_arguments_are_checked() {
     }
     let err = refused(sweep("resid_pre", &["--shard", "1/2", "--format", "csv"]));
     assert!(err.contains("--shard writes a part file"), "{err}");
+}
+
+#[test]
+fn rome_hidden_and_attention_traces_and_ablations_merge_bit_for_bit() {
+    check_target("trace_hidden", &["--samples", "2"]);
+    check_target("trace_attn", &["--window", "3", "--samples", "2"]);
+    check_target("mlp_out", &["--corruption", "zero", "--direction", "noise"]);
+    check_target("head_v", &["--corruption", "mean", "--direction", "noise"]);
+}
+
+#[test]
+fn a_part_computed_with_another_model_is_refused() {
+    let (dir, parts) = check_target("resid_pre", &[]);
+    let other = dir.path().join("gpt2-2.json");
+    let gpt2 = common::fixture("gpt2-tiny");
+    let mut args = vec!["sweep", "--model", p(&gpt2)];
+    args.extend([
+        "--clean",
+        CLEAN,
+        "--corrupted",
+        CORRUPTED,
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+        "--target",
+        "resid_pre",
+        "--shard",
+        "2/3",
+        "--out",
+        p(&other),
+    ]);
+    ok(patchbench(&args), "gpt2 shard");
+    let err = refused(merge(&[&parts[0], &other, &parts[2]], &[]));
+    assert!(
+        err.contains("gpt2-2.json is from another sweep")
+            && err.contains("model fingerprint differs"),
+        "{err}"
+    );
+}
+
+/// A demo IOI dataset of `n` pairs; `labels: false` keeps only pairs of
+/// one length and drops their position labels.
+fn demo_dataset(dir: &Path, labels: bool) -> PathBuf {
+    let path = dir.join("ioi.jsonl");
+    let mut a = vec![
+        "dataset", "gen", "ioi", "--model", "demo", "-n", "6", "--seed", "1",
+    ];
+    if !labels {
+        a.extend(["--tokens", "15"]);
+    }
+    let text = String::from_utf8(ok(patchbench(&a), "dataset gen").stdout).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if !labels {
+                v.as_object_mut().unwrap().remove("labels");
+            }
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A dataset sweep on the demo model, sharded into 3 and merged, equals the
+/// unsharded run (statistics, dataset object and position labels
+/// included) in JSON and CSV; the part manifests carry the dataset's digest
+/// and its labels.
+fn check_dataset(labels: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = demo_dataset(dir.path(), labels);
+    let sweep = |extra: &[&str]| {
+        let mut a = vec![
+            "sweep",
+            "--model",
+            "demo",
+            "--dataset",
+            p(&ds),
+            "--target",
+            "resid_pre",
+            "--resamples",
+            "200",
+            "--stats-seed",
+            "5",
+        ];
+        a.extend_from_slice(extra);
+        ok(patchbench(&a), "dataset sweep").stdout
+    };
+    let full = String::from_utf8(sweep(&[])).unwrap();
+    let csv = sweep(&["--format", "csv"]);
+    let parts: Vec<PathBuf> = (1..=3)
+        .map(|k| {
+            let part = dir.path().join(format!("part-{k}.json"));
+            sweep(&["--shard", &format!("{k}/3"), "--out", p(&part)]);
+            part
+        })
+        .collect();
+    let refs: Vec<&Path> = parts.iter().map(|x| x.as_path()).collect();
+    let merged = ok(merge(&refs, &[]), "merge").stdout;
+    let merged = String::from_utf8(merged).unwrap();
+    assert_eq!(without_timing(&merged), without_timing(&full));
+    let v: Value = serde_json::from_str(&merged).unwrap();
+    assert!(v["stats"].is_object() && v["dataset"]["ids"].as_array().unwrap().len() == 6);
+    assert_eq!(
+        ok(merge(&refs, &["--format", "csv"]), "merge csv").stdout,
+        csv
+    );
+    let part: Value = serde_json::from_str(&std::fs::read_to_string(&parts[0]).unwrap()).unwrap();
+    let m = &part["manifest"];
+    assert!(m["dataset"].as_str().unwrap().starts_with("sha256:"), "{m}");
+    let want = if labels {
+        serde_json::json!(["IO", "S1", "S2", "END"])
+    } else {
+        Value::Null
+    };
+    assert_eq!(m["labels"], want, "{m}");
+    assert_eq!(v["position_labels"], want);
+}
+
+#[test]
+fn labelled_dataset_sweeps_merge_bit_for_bit_with_their_statistics() {
+    check_dataset(true);
+}
+
+#[test]
+fn unlabelled_dataset_sweeps_merge_bit_for_bit_with_their_statistics() {
+    check_dataset(false);
 }

@@ -1,12 +1,15 @@
 //! `patchbench merge PARTS...`: joins the part files of a sharded sweep
 //! (`patchbench sweep ... --shard K/N`) into the JSON, CSV or table an
-//! unsharded run prints. The parts must be of one sweep (same spec, model
-//! fingerprint, prompts, batching and unit plan) and cover every unit
-//! exactly once; otherwise the error names the missing, duplicated or
-//! foreign part. Values are assembled with the engine's own arithmetic, so
-//! the output equals the unsharded run's bit for bit (timing aside: the
-//! merged `sweep_ms` is the slowest part's, `forward_passes` the sum).
+//! unsharded run prints, or (`--into SESSION`) into the session sweep the
+//! parts were cut from (`merge_into.rs`). The parts must be of one sweep
+//! (same spec, model fingerprint, prompts, batching and unit plan) and
+//! cover every unit exactly once; otherwise the error names the missing,
+//! duplicated or foreign part. Values are assembled with the engine's own
+//! arithmetic, so the output equals the unsharded run's bit for bit (timing
+//! aside: the merged `sweep_ms` is the slowest part's, `forward_passes`
+//! the sum).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -17,7 +20,7 @@ use patchbench::patching::part::{merge, MergeError, PartFile};
 use patchbench::util::fs::{limits, read_text_capped};
 
 use super::output::{refuse_clobber, write_output};
-use super::sweep::{format_report, SweepFormat};
+use super::sweep::{render, SweepFormat};
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -32,15 +35,17 @@ pub struct MergeArgs {
     /// Write the output to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Store the merged sweep in this session file instead of printing it:
+    /// the parts of `patchbench sweep --session FILE --shard K/N`, stored
+    /// as `sweep --session FILE --write` stores the unsharded run.
+    #[arg(long, value_name = "SESSION", conflicts_with_all = ["out", "format", "metric"])]
+    pub into: Option<PathBuf>,
 }
 
-pub fn merge_parts(args: &MergeArgs) -> Result<()> {
-    let inputs: Vec<&std::path::Path> = args.parts.iter().map(|p| p.as_path()).collect();
-    if let Some(out) = args.out.as_deref() {
-        refuse_clobber(out, &inputs, args.format.extension())?;
-    }
-    let mut parts = Vec::with_capacity(args.parts.len());
-    for path in &args.parts {
+/// Reads and parses every part file, naming the file in any error.
+pub fn read_parts(paths: &[PathBuf]) -> Result<Vec<(String, PartFile)>> {
+    let mut parts = Vec::with_capacity(paths.len());
+    for path in paths {
         let text = read_text_capped(path, limits::PARTS, "sweep part file")
             .with_context(|| format!("reading part {}", path.display()))?;
         let name = path.display().to_string();
@@ -50,7 +55,18 @@ pub fn merge_parts(args: &MergeArgs) -> Result<()> {
         })?;
         parts.push((name, part));
     }
-    let merged = merge(&parts)?;
+    Ok(parts)
+}
+
+pub fn merge_parts(args: &MergeArgs) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = args.parts.iter().map(|p| p.as_path()).collect();
+    if let Some(session) = args.into.as_deref() {
+        return super::merge_into::merge_into(&read_parts(&args.parts)?, session);
+    }
+    if let Some(out) = args.out.as_deref() {
+        refuse_clobber(out, &inputs, args.format.extension())?;
+    }
+    let merged = merge(&read_parts(&args.parts)?)?;
     let rep = SweepReport {
         model: &merged.manifest.model,
         spec: &merged.manifest.spec,
@@ -61,6 +77,13 @@ pub fn merge_parts(args: &MergeArgs) -> Result<()> {
         result: &merged.result,
         load_ms: merged.manifest.timing.load_ms,
     };
-    let text = format_report(&rep, args.format, &args.metric, args.out.is_none());
+    let color = args.out.is_none() && std::io::stdout().is_terminal();
+    let text = render(
+        &rep,
+        merged.dataset.as_ref(),
+        args.format,
+        &args.metric,
+        color,
+    );
     write_output(args.out.as_deref(), &text, &inputs, args.format.extension())
 }

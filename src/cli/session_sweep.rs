@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use patchbench::patching::output::json_text;
-use patchbench::patching::{run_sweep_labeled, Method};
+use patchbench::patching::{run_sweep_labeled, Method, PositionLabels, PreparedPair};
 use patchbench::session::{self, io, results, Session};
 
 use super::dataset::prepare_dataset;
@@ -41,6 +41,9 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
             path.display(),
             session.sweeps.len()
         );
+        if cmd.shard.is_some() {
+            bail!("--shard: no part to write; pass --rerun-stale to rerun a stale result");
+        }
         return Ok(());
     }
     let m = load_model(
@@ -89,12 +92,43 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
         }
     }
     todo.sort_unstable();
+    if let Some(n) = args.sweep {
+        if n >= session.sweeps.len() {
+            bail!(
+                "--sweep {n}: {} has {} sweep(s), numbered from 0",
+                path.display(),
+                session.sweeps.len()
+            );
+        }
+        if !todo.contains(&n) {
+            bail!(
+                "--sweep {n}: sweep {n} of {} already has a current result (a stale one is \
+                 rerun with --rerun-stale)",
+                path.display()
+            );
+        }
+        todo = vec![n];
+    }
+    if let Some(shard) = cmd.shard {
+        return super::session_shard::shard_session(
+            cmd,
+            path,
+            &session,
+            &m,
+            dataset.as_ref(),
+            &todo,
+            shard,
+        );
+    }
     if todo.is_empty() {
         note!(
             "{}: nothing to run: all {} sweeps have current results",
             path.display(),
             session.sweeps.len()
         );
+        if cmd.shard.is_some() {
+            bail!("--shard: no part to write");
+        }
         return Ok(());
     }
     let engine = cmd.sweep.engine(Method::Fast);
@@ -107,16 +141,7 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
             spec.direction,
             spec.corruption.name()
         );
-        let prepared = match &dataset {
-            Some(ds) => session::dataset::entry_subset(ds, &session.sweeps[i])
-                .map_err(anyhow::Error::msg)
-                .and_then(|sub| prepare_dataset(sub, &m, session.prepend_bos))
-                .map(|d| (d.pairs, d.labels)),
-            None => results::prepare_entry(&session, i, &m.tokenizer)
-                .map(|p| (p, None))
-                .map_err(anyhow::Error::new),
-        };
-        let (pairs, labels) = match prepared {
+        let (pairs, labels) = match prepare_entry_inputs(&session, i, &m, dataset.as_ref()) {
             Ok(p) => p,
             Err(e) => {
                 note!("{label}: {e:#}");
@@ -172,9 +197,28 @@ pub fn sweep_session(cmd: &SweepCmd) -> Result<()> {
     Ok(())
 }
 
+/// The prompt pairs (tokenised) and position labels of sweep `i`: the
+/// session's dataset (or the sweep's subset of it), else its prompts.
+pub fn prepare_entry_inputs(
+    session: &Session,
+    i: usize,
+    m: &patchbench::model::LoadedModel,
+    dataset: Option<&patchbench::data::Dataset>,
+) -> Result<(Vec<PreparedPair>, Option<PositionLabels>)> {
+    match dataset {
+        Some(ds) => session::dataset::entry_subset(ds, &session.sweeps[i])
+            .map_err(anyhow::Error::msg)
+            .and_then(|sub| prepare_dataset(sub, m, session.prepend_bos))
+            .map(|d| (d.pairs, d.labels)),
+        None => results::prepare_entry(session, i, &m.tokenizer)
+            .map(|p| (p, None))
+            .map_err(anyhow::Error::new),
+    }
+}
+
 /// Saves atomically, unless someone else changed the file since we read
 /// it: then the results go to a sibling file rather than overwrite theirs.
-fn write_back(path: &Path, session: &Session, on_disk: &mut Vec<u8>) -> Result<()> {
+pub fn write_back(path: &Path, session: &Session, on_disk: &mut Vec<u8>) -> Result<()> {
     // Read as the session was: a path swapped for a FIFO must not block.
     let now = io::read_checked(path).unwrap_or_default();
     let text = session::to_yaml(session);

@@ -12,7 +12,7 @@ use patchbench::data::stats::{DEFAULT_RESAMPLES, MAX_RESAMPLES};
 use patchbench::data::{sweep_stats, Dataset, StatsOptions, SweepStats};
 use patchbench::model::LoadedModel;
 use patchbench::patching::output::{json_text, SweepReport, TokenList};
-use patchbench::patching::part::Shard;
+use patchbench::patching::part::{DatasetNote, Shard};
 use patchbench::patching::sharded::PartControl;
 use patchbench::patching::{
     prepare_pairs, run_sweep_with, Corruption, Direction, EngineOptions, Method, PreparedPair,
@@ -273,7 +273,9 @@ pub struct SweepCmd {
     pub session: SessionSweepArgs,
     /// Compute only part K of N of the sweep (cut by cost) and write a part
     /// file; `patchbench merge` joins the N parts into the full result.
-    #[arg(long, value_name = "K/N", value_parser = parse_shard, conflicts_with = "session")]
+    /// With --session: a part of the session's sweep, merged with `patchbench
+    /// merge PARTS --into FILE`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
 }
 
@@ -316,6 +318,11 @@ pub struct SessionSweepArgs {
     /// model, or spec/prompts edited since).
     #[arg(long, requires = "session")]
     pub rerun_stale: bool,
+    /// With --session: run only sweep N (0-based, as `patchbench check`
+    /// lists them); a sharded session run (--shard) needs it when several
+    /// sweeps are due.
+    #[arg(long, value_name = "N", requires = "session")]
+    pub sweep: Option<usize>,
 }
 
 impl SessionSweepArgs {
@@ -380,7 +387,15 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     let started = rfc3339(SystemTime::now());
     let checkpoint = cmd.out.as_deref().and_then(checkpoint_path);
     let shard = cmd.shard.unwrap_or(Shard { k: 1, n: 1 });
-    let mut control = PartControl::new(&m, pairs, &spec, &engine, shard, checkpoint);
+    let note = args
+        .dataset
+        .as_ref()
+        .map(|_| dataset_note(&d.dataset, args));
+    let mut control = PartControl::new(&m, pairs, &spec, &engine, shard, checkpoint)
+        .with_labels(d.labels.as_ref());
+    if let Some(n) = &note {
+        control = control.with_dataset_note(n.clone());
+    }
     let mut bar = ProgressLine::new();
     let result = run_sweep_with(
         &m.model,
@@ -406,34 +421,8 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
         json_text(&serde_json::to_value(&part)?) + "\n"
     } else {
         let rep = report(&m, &spec, &pairs[0], &result);
-        let stats = args
-            .dataset
-            .as_ref()
-            .map(|_| sweep_stats(&result, &args.stats_options()));
-        match cmd.format {
-            SweepFormat::Json => {
-                let mut v = rep.to_json();
-                if let Some(s) = &stats {
-                    attach_json(&mut v, &result, s);
-                    attach_dataset(&mut v, &d.dataset);
-                }
-                json_text(&v) + "\n"
-            }
-            SweepFormat::Csv => match &stats {
-                Some(s) => attach_csv(&rep.to_csv(), s),
-                None => rep.to_csv(),
-            },
-            SweepFormat::Table => {
-                let color = cmd.out.is_none()
-                    && std::io::stdout().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none();
-                let mut t = rep.to_table(&cmd.metric, color);
-                if let Some(s) = &stats {
-                    t.push_str(&stats_note(s, &cmd.metric));
-                }
-                t
-            }
-        }
+        let color = cmd.out.is_none() && std::io::stdout().is_terminal();
+        render(&rep, note.as_ref(), cmd.format, &cmd.metric, color)
     };
     write_output(
         cmd.out.as_deref(),
@@ -444,23 +433,57 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     Ok(control.finish()?)
 }
 
-/// A sweep report in the chosen format; `to_stdout`: colour when stdout is
-/// a terminal and NO_COLOR is unset.
-pub fn format_report(
+/// A sweep report in the chosen format, with a dataset sweep's per-cell
+/// statistics and dataset object when `dataset` is given; `color`: colour
+/// the table (unless NO_COLOR is set). `sweep` and `merge` both print
+/// through here, so a merge prints what the unsharded run prints.
+pub fn render(
     rep: &SweepReport,
+    dataset: Option<&DatasetNote>,
     format: SweepFormat,
     metric: &str,
-    to_stdout: bool,
+    color: bool,
 ) -> String {
+    let stats = dataset.map(|n| {
+        let opts = StatsOptions {
+            resamples: n.resamples,
+            seed: n.stats_seed,
+        };
+        sweep_stats(rep.result, &opts)
+    });
     match format {
-        SweepFormat::Json => json_text(&rep.to_json()) + "\n",
-        SweepFormat::Csv => rep.to_csv(),
-        SweepFormat::Table => {
-            let color = to_stdout
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
-            rep.to_table(metric, color)
+        SweepFormat::Json => {
+            let mut v = rep.to_json();
+            if let (Some(s), Some(n)) = (&stats, dataset) {
+                attach_json(&mut v, rep.result, s);
+                attach_dataset(&mut v, n);
+            }
+            json_text(&v) + "\n"
         }
+        SweepFormat::Csv => match &stats {
+            Some(s) => attach_csv(&rep.to_csv(), s),
+            None => rep.to_csv(),
+        },
+        SweepFormat::Table => {
+            let color = color && std::env::var_os("NO_COLOR").is_none();
+            let mut t = rep.to_table(metric, color);
+            if let Some(s) = &stats {
+                t.push_str(&stats_note(s, metric));
+            }
+            t
+        }
+    }
+}
+
+/// What a dataset sweep's output says about its dataset and statistics.
+pub fn dataset_note(d: &Dataset, args: &SweepArgs) -> DatasetNote {
+    let stats = args.stats_options();
+    DatasetNote {
+        path: d.path.as_ref().map(|p| p.display().to_string()),
+        digest: d.digest.clone(),
+        ids: d.pairs.iter().map(|p| p.id.clone()).collect(),
+        resamples: stats.resamples,
+        stats_seed: stats.seed,
     }
 }
 
@@ -488,15 +511,14 @@ pub fn host_name() -> String {
 }
 
 /// The dataset a sweep ran on: path, digest and pair ids.
-pub fn attach_dataset(v: &mut serde_json::Value, d: &Dataset) {
+pub fn attach_dataset(v: &mut serde_json::Value, d: &DatasetNote) {
     if let Some(obj) = v.as_object_mut() {
-        let ids: Vec<Option<&str>> = d.pairs.iter().map(|p| p.id.as_deref()).collect();
         obj.insert(
             "dataset".into(),
             serde_json::json!({
-                "path": d.path.as_ref().map(|p| p.display().to_string()),
+                "path": d.path,
                 "digest": d.digest,
-                "ids": ids,
+                "ids": d.ids,
             }),
         );
     }

@@ -89,11 +89,45 @@ pub struct Manifest {
     pub fingerprint: String,
     pub inputs: String,
     pub dataset: Option<String>,
+    /// The position labels the `pos` axis runs over (a labelled dataset);
+    /// empty when the axis is token positions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The session sweep this part is of (`sweep --session S --shard K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionKey>,
     pub engine: EngineKey,
     pub metrics: Vec<String>,
     pub units: usize,
     pub units_digest: String,
     pub timing: PartTiming,
+}
+
+/// Which sweep of which session a part belongs to, so that `merge --into`
+/// stores it where `sweep --session --write` would have, and nowhere else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionKey {
+    /// The session's `model.source`.
+    pub source: String,
+    /// The sweep's index in the session's `sweeps`.
+    pub sweep: usize,
+    /// The session's digest of the sweep's inputs (spec, prompt pairs or
+    /// dataset, BOS choice), as its stored result records it.
+    pub inputs: String,
+}
+
+/// A dataset sweep's report extras: the `dataset` object of the JSON
+/// output and the options of its per-cell statistics, so a merge prints
+/// what the unsharded `sweep --dataset` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetNote {
+    pub path: Option<String>,
+    pub digest: String,
+    pub ids: Vec<Option<String>>,
+    pub resamples: usize,
+    pub stats_seed: u64,
 }
 
 /// Tokens and answers of the (first) prompt pair, for the report.
@@ -114,6 +148,8 @@ pub struct PartSweep {
     /// Per pair: clean then corrupted metrics, as hex bits.
     pub baselines: String,
     pub header: Header,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetNote>,
 }
 
 /// One computed unit.
@@ -241,6 +277,7 @@ pub enum MergeError {
 pub struct Merged {
     pub manifest: Manifest,
     pub header: Header,
+    pub dataset: Option<DatasetNote>,
     pub result: SweepResult,
 }
 
@@ -342,10 +379,12 @@ pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
             .sum(),
         device: first.manifest.timing.device.clone(),
     };
-    let result = assemble_values(&sweep.layout, &sweep.run_pairs, &baselines, values, timing);
+    let mut result = assemble_values(&sweep.layout, &sweep.run_pairs, &baselines, values, timing);
+    result.position_labels = first.manifest.labels.clone();
     Ok(Merged {
         manifest: first.manifest.clone(),
         header: sweep.header.clone(),
+        dataset: sweep.dataset.clone(),
         result,
     })
 }
@@ -360,7 +399,7 @@ fn check_same(a_name: &str, a: &PartFile, b_name: &str, b: &PartFile) -> Result<
         ours,
         theirs,
     };
-    let checks: [(&'static str, String, String); 11] = [
+    let checks: [(&'static str, String, String); 13] = [
         ("patchbench version", ma.version.clone(), mb.version.clone()),
         (
             "shard count",
@@ -379,6 +418,8 @@ fn check_same(a_name: &str, a: &PartFile, b_name: &str, b: &PartFile) -> Result<
             mb.inputs.clone(),
         ),
         ("dataset digest", json(&ma.dataset), json(&mb.dataset)),
+        ("position labels", json(&ma.labels), json(&mb.labels)),
+        ("session sweep", json(&ma.session), json(&mb.session)),
         ("batching options", json(&ma.engine), json(&mb.engine)),
         ("metrics", ma.metrics.join(","), mb.metrics.join(",")),
         ("unit count", ma.units.to_string(), mb.units.to_string()),

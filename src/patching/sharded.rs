@@ -20,10 +20,10 @@ use super::error::SweepError;
 use super::metrics::Metrics;
 use super::output::TokenList;
 use super::part::{
-    baselines_hex, metric_names, metrics_hex, EngineKey, Header, Manifest, PartFile, PartSweep,
-    PartTiming, PartUnit, Shard, PART_FORMAT,
+    baselines_hex, metric_names, metrics_hex, DatasetNote, EngineKey, Header, Manifest, PartFile,
+    PartSweep, PartTiming, PartUnit, SessionKey, Shard, PART_FORMAT,
 };
-use super::plan::plan;
+use super::plan::{has_position_axis, plan, plan_labeled, PositionLabels};
 use super::prepare::PreparedPair;
 use super::result::{Layout, SweepResult};
 use super::runs::PairBaselines;
@@ -56,6 +56,9 @@ pub struct PartControl<'a> {
     engine: EngineKey,
     shard: Shard,
     dataset: Option<String>,
+    dataset_note: Option<DatasetNote>,
+    labels: Option<&'a PositionLabels>,
+    session: Option<SessionKey>,
     checkpoint_path: Option<PathBuf>,
     checkpoint: Option<Checkpoint>,
     units: usize,
@@ -88,6 +91,9 @@ impl<'a> PartControl<'a> {
             },
             shard,
             dataset: None,
+            dataset_note: None,
+            labels: None,
+            session: None,
             checkpoint_path: checkpoint,
             checkpoint: None,
             units: 0,
@@ -105,6 +111,25 @@ impl<'a> PartControl<'a> {
         self
     }
 
+    /// Records a dataset sweep's report extras (its digest included).
+    pub fn with_dataset_note(mut self, note: DatasetNote) -> Self {
+        self.dataset = Some(note.digest.clone());
+        self.dataset_note = Some(note);
+        self
+    }
+
+    /// The position labels the sweep runs with (the cell layout follows them).
+    pub fn with_labels(mut self, labels: Option<&'a PositionLabels>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Marks the part as one of a session's sweep.
+    pub fn with_session(mut self, key: Option<SessionKey>) -> Self {
+        self.session = key;
+        self
+    }
+
     /// The sweep's identity: what a checkpoint must match to be resumed.
     fn key(&self) -> Value {
         json!({
@@ -114,6 +139,7 @@ impl<'a> PartControl<'a> {
             "fingerprint": self.model.fingerprint,
             "inputs": inputs_digest(self.pairs),
             "dataset": self.dataset,
+            "session": self.session,
             "engine": self.engine,
             "metrics": metric_names(),
             "units": self.units,
@@ -157,6 +183,8 @@ impl<'a> PartControl<'a> {
                 fingerprint: self.model.fingerprint.clone(),
                 inputs: inputs_digest(self.pairs),
                 dataset: self.dataset.clone(),
+                labels: result.position_labels.clone(),
+                session: self.session.clone(),
                 engine: self.engine,
                 metrics: metric_names(),
                 units: self.units,
@@ -171,7 +199,7 @@ impl<'a> PartControl<'a> {
                 },
             },
             sweep: PartSweep {
-                layout: Layout::of(&plan(&self.model.model.cfg, first.n_pos(), self.spec)),
+                layout: Layout::of(&self.first_plan()),
                 run_pairs: self.run_pairs.clone(),
                 baselines: baselines_hex(&baselines),
                 header: Header {
@@ -180,8 +208,22 @@ impl<'a> PartControl<'a> {
                     answer: (first.answer, tok.token_str(first.answer)),
                     wrong: (first.wrong, tok.token_str(first.wrong)),
                 },
+                dataset: self.dataset_note.clone(),
             },
             units,
+        }
+    }
+
+    /// The first pair's plan, whose cells the result is laid out by (as
+    /// the engine lays it out: by label when labels name the positions).
+    fn first_plan(&self) -> super::plan::Plan {
+        let cfg = &self.model.model.cfg;
+        let n_pos = self.pairs[0].n_pos();
+        match self.labels {
+            Some(l) if has_position_axis(cfg, self.spec) && !l.spans.is_empty() => {
+                plan_labeled(cfg, n_pos, self.spec, &l.spans[0])
+            }
+            _ => plan(cfg, n_pos, self.spec),
         }
     }
 

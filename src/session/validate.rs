@@ -300,15 +300,20 @@ fn axes_fit_tokens(field: &str, r: &StoredResult, out: &mut Vec<Problem>) -> boo
         );
         return false;
     }
+    // A labelled sweep's position axis runs over its labels, not tokens.
     let n_tokens = r.clean_tokens.ids.len();
+    let (n_pos, what) = match res.position_labels.len() {
+        0 => (n_tokens, "tokens in `clean_tokens`"),
+        n => (n, "`position_labels`"),
+    };
     let mut ok = true;
     for (i, &n) in res.shape.iter().enumerate() {
-        if matches!(axis(i), "pos" | "dest_pos") && n != n_tokens {
+        if matches!(axis(i), "pos" | "dest_pos") && n != n_pos {
             out.push(
                 Problem::error(
                     format!("{field}.result.shape"),
                     format!(
-                        "axis `{}` has {n} positions but `clean_tokens` has {n_tokens} tokens",
+                        "axis `{}` has {n} positions but there are {n_pos} {what}",
                         axis(i)
                     ),
                 )
