@@ -139,6 +139,88 @@ fn gptneox_parallel_and_partial_rotary_match() {
     check_against_hf("gptneox-seq", "gpt_neox", "pythia-seq-tiny");
 }
 
+/// The largest difference between two tensors of the same shape; equal
+/// entries (masked `-inf` attention scores included) count as 0.
+fn max_diff_masked(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    flat(a)
+        .iter()
+        .zip(flat(b))
+        .map(|(&x, y)| if x == y { 0.0 } else { (x - y).abs() })
+        .fold(
+            0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
+}
+
+/// A Gemma GGUF fixture (every tensor F32, converted as llama.cpp converts
+/// Gemma) against the Hugging Face directory it came from: the same config
+/// (the converter folded Gemma's `+1` into the norm weights), the same
+/// tokens through the rebuilt SentencePiece tokenizer, and the same logits
+/// and activations at every hook within 1e-5.
+fn check_gemma(name: &str, family: &str, hf: &str) {
+    let (g, ids) = check(name, family);
+    let h = LoadedModel::load(fixture(hf).to_str().unwrap(), &cpu()).unwrap();
+    let (a, mut b) = (g.config().clone(), h.config().clone());
+    assert!((a.norm_eps - b.norm_eps).abs() < 1e-12, "{name}");
+    assert_eq!(b.norm_weight_offset, 1.0, "{hf}");
+    b.family = a.family.clone();
+    b.norm_weight_offset = 0.0;
+    b.norm_eps = a.norm_eps;
+    assert_eq!(a, b, "{name}: config differs from {hf}");
+    assert_eq!(
+        h.tokenizer.encode(&g.tokenizer.decode(&ids), None).unwrap(),
+        ids,
+        "{name}: the GGUF tokenizer and {hf}'s tokenizer.json differ"
+    );
+    let spec = HookSpec::new().capture_all();
+    let tokens = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let run = |m: &LoadedModel| {
+        m.model
+            .forward(Some(&tokens), &spec, &ForwardOptions::default())
+            .unwrap()
+    };
+    let (og, oh) = (run(&g), run(&h));
+    let mut worst = max_abs_diff(og.logits.as_ref().unwrap(), oh.logits.as_ref().unwrap());
+    let mut hooks: Vec<_> = oh.cache.hooks().copied().collect();
+    hooks.sort_by_key(|k| k.to_string());
+    assert!(
+        hooks.len() >= 10 * a.n_layers,
+        "{name}: {} hooks",
+        hooks.len()
+    );
+    assert_eq!(og.cache.len(), hooks.len(), "{name}");
+    for k in &hooks {
+        let d = max_diff_masked(og.cache.get(*k).unwrap(), oh.cache.get(*k).unwrap());
+        assert!(d <= 1e-5, "{name}: {k} differs from {hf} by {d}");
+        worst = worst.max(d);
+    }
+    eprintln!(
+        "{name}: logits and {} hooks within {worst:.1e} of {hf}",
+        hooks.len()
+    );
+    assert!(worst <= 1e-5, "{name}: logits differ from {hf} by {worst}");
+}
+
+#[test]
+fn gemma_matches_its_hugging_face_directory() {
+    check_gemma("gemma", "gemma", "gemma-tiny");
+}
+
+#[test]
+fn gemma2_matches_its_hugging_face_directory() {
+    check_gemma("gemma2", "gemma2", "gemma2-tiny");
+}
+
+#[test]
+fn gemma3_matches_its_hugging_face_directory() {
+    check_gemma("gemma3", "gemma3", "gemma3-tiny");
+}
+
 #[test]
 fn kquant_model_with_sentencepiece_matches() {
     let (m, ids) = check("kquant", "llama");
@@ -201,7 +283,9 @@ fn unsupported_architecture_is_named() {
     std::fs::write(&path, patched).unwrap();
     let e = load_err(&path);
     assert!(e.contains("\"mamba2x\""), "{e}");
-    for arch in ["llama", "qwen2", "gpt2", "gptneox"] {
+    for arch in [
+        "llama", "qwen2", "gemma", "gemma2", "gemma3", "gpt2", "gptneox",
+    ] {
         assert!(e.contains(arch), "{e}");
     }
 }

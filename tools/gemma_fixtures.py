@@ -64,8 +64,11 @@ def is_gemma(model) -> bool:
     return model.config.model_type in ("gemma", "gemma2", "gemma3_text")
 
 
-def gemma_tokenizer(corpus: list[str], vocab_size: int) -> Tokenizer:
-    """A Gemma-style tokenizer.json, converted by transformers from a SentencePiece model."""
+def gemma_spm(corpus: list[str], vocab_size: int) -> bytes:
+    """The SentencePiece model (serialized proto) behind the Gemma-style tokenizer:
+    deterministic (one thread), so tools/make_gguf_fixtures.py can retrain it and write
+    its pieces, scores and types into the Gemma GGUF fixtures as llama.cpp's converter
+    writes a tokenizer.model."""
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus * 3), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
@@ -76,8 +79,14 @@ def gemma_tokenizer(corpus: list[str], vocab_size: int) -> Tokenizer:
         user_defined_symbols=["<mask>", "<start_of_turn>", "<end_of_turn>"],
         num_threads=1, minloglevel=2,
     )
+    return buf.getvalue()
+
+
+def gemma_tokenizer(corpus: list[str], vocab_size: int) -> Tokenizer:
+    """A Gemma-style tokenizer.json, converted by transformers from a SentencePiece model."""
+    model = gemma_spm(corpus, vocab_size)
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "tokenizer.model").write_bytes(buf.getvalue())
+        (Path(tmp) / "tokenizer.model").write_bytes(model)
         (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(
             {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False}))
         hf = AutoTokenizer.from_pretrained(tmp)

@@ -41,6 +41,11 @@ Fixtures:
              the fused query_key_value rows reordered from [head, 3, d_head] to
              [3, head, d_head] as GPTNeoXModel.modify_tensors does).
   gptneox-seq  pythia-seq-tiny (sequential residual, rotary on half, base 1e3).
+  gemma, gemma2, gemma3
+             gemma-tiny, gemma2-tiny, gemma3-tiny converted as llama.cpp converts
+             Gemma (norm weights + 1, SentencePiece vocabulary, F32 tensors so the
+             GGUF model equals the Hugging Face one); see tools/gguf_gemma.py, which
+             also says which keys are written beyond what llama.cpp's converter writes.
   kquant     a llama-shaped model too small to train (d_model 256, one layer,
              one head of 64) whose matrices are random k-quant blocks (Q2_K, Q3_K,
              Q4_K, Q5_K, Q6_K; gguf-py cannot quantize k-quants, so the blocks
@@ -67,6 +72,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gguf_gemma  # noqa: E402
 from make_fixtures import PROMPT, permute_qk, tokenizer_merges  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -350,6 +356,9 @@ FAMILIES = {
     "gpt2": lambda: convert_gpt2("gpt2-tiny"),
     "gptneox": lambda: convert_neox("pythia-tiny"),
     "gptneox-seq": lambda: convert_neox("pythia-seq-tiny"),
+    "gemma": lambda: gguf_gemma.convert_gemma("gemma-tiny", "gemma", sys.modules[__name__]),
+    "gemma2": lambda: gguf_gemma.convert_gemma("gemma2-tiny", "gemma2", sys.modules[__name__]),
+    "gemma3": lambda: gguf_gemma.convert_gemma("gemma3-tiny", "gemma3", sys.modules[__name__]),
 }
 
 
@@ -383,6 +392,8 @@ def build_family(name: str, refs: dict, meta: dict) -> None:
         "tensor_types": conv.types,
         "max_abs_diff_dequantised_vs_f32_logits": qerr,
     }
+    if getattr(conv, "extra_keys", None):
+        meta[name]["keys_beyond_llama_cpp_converter"] = conv.extra_keys
 
 
 # ------------------------------------------------------- raw blocks, k-quants

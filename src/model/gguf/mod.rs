@@ -13,6 +13,7 @@
 //! Adding an architecture is one file with an [`Architecture`] constant and
 //! one line in [`ARCHITECTURES`].
 
+mod gemma;
 mod gpt2;
 mod gptneox;
 mod llama;
@@ -58,7 +59,15 @@ pub struct Architecture {
 }
 
 /// Every architecture patchbench reads from GGUF.
-pub const ARCHITECTURES: &[Architecture] = &[llama::ARCH, qwen2::ARCH, gpt2::ARCH, gptneox::ARCH];
+pub const ARCHITECTURES: &[Architecture] = &[
+    llama::ARCH,
+    qwen2::ARCH,
+    gemma::GEMMA,
+    gemma::GEMMA2,
+    gemma::GEMMA3,
+    gpt2::ARCH,
+    gptneox::ARCH,
+];
 
 /// The supported architectures' names, for messages.
 pub fn supported() -> String {
