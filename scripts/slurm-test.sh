@@ -7,8 +7,15 @@
 # temporary directory), submits a 3-task array of demo-model sweep shards
 # and the merge chained with --dependency=afterok, waits, and compares the
 # merged result with a single-process run of the same sweep, byte for byte
-# (CSV) and value for value (JSON without timing). The cluster is torn down
-# on exit, however the script ends (trap), leaving nothing running.
+# (CSV) and value for value (JSON without timing). Task 1 is requeued
+# (`scontrol requeue`) while it runs, once its checkpoint holds finished
+# batches: Slurm kills it and runs it again, and it must resume from the
+# checkpoint (its log says so) and still give the same merged result. The
+# cluster is torn down on exit, however the script ends (trap), leaving
+# nothing running. Timings: the single-process run, the array's wall time
+# from submission to merged result, each task's compute (load + sweep, from
+# its part) and the overhead per task (wall time on the 2 CPUs beyond the
+# compute, divided among the 3 tasks and the merge).
 #
 #   scripts/slurm-test.sh            # builds target/debug/patchbench if needed
 #   PATCHBENCH_BIN=path scripts/slurm-test.sh
@@ -132,11 +139,14 @@ for i in $(seq 120); do
 done
 
 # The sweep: the demo model's IOI prompt, every head component (5 x 4 x 4
-# cells), three noise samples, so shards hold many batches.
+# cells), eight noise samples, batches capped at 1 MiB, so each shard is
+# some fifty small batches and lasts long enough (a second or two) to be
+# requeued in the middle.
 sweep=(--model demo --device cpu --target heads_every
   --clean "when mary and john went to the store , john gave a drink to"
   --corrupted "when mary and john went to the store , mary gave a drink to"
-  --answer mary --wrong john --corruption gaussian --samples 3 --seed 1)
+  --answer mary --wrong john --corruption gaussian --samples 8 --seed 1
+  --max-batch-mem 1)
 
 log "single-process run"
 t0=$(now)
@@ -152,6 +162,28 @@ jid=$(sbatch --parsable --chdir="$tmp" --array=1-3 \
   scripts/slurm/sweep-array.sbatch "$tmp/parts" "${sweep[@]}")
 mid=$(sbatch --parsable --chdir="$tmp" --dependency=afterok:"$jid" --kill-on-invalid-dep=yes \
   scripts/slurm/merge.sbatch "$tmp/parts" 3 "$tmp/merged.csv" --format csv)
+# Requeue task 1 in the middle of its sweep: once its checkpoint holds a
+# few finished batches (header + 3 records) and before its part exists.
+ckpt=$tmp/parts/part-1-of-3.json
+for i in $(seq 1200); do
+  if [[ -s $ckpt.ckpt ]] && (($(wc -l <"$ckpt.ckpt") >= 4)); then break; fi
+  if [[ -s $ckpt ]] || ((i == 1200)); then
+    log "task 1 finished (or never started) before it could be requeued"
+    exit 1
+  fi
+  sleep 0.02
+done
+done_before=$(($(wc -l <"$ckpt.ckpt") - 1))
+scontrol requeue "${jid}_1"
+log "requeued task ${jid}_1 with at least $done_before finished batches in its checkpoint"
+# Slurm makes a requeued job eligible again only 120 s later (its begin
+# time); on a cluster that is fine, here it is moved to now once the task
+# is back in the queue.
+for i in $(seq 200); do
+  [[ $(squeue -h -j "${jid}_1" -o %T 2>/dev/null) == PENDING ]] && break
+  sleep 0.05
+done
+scontrol update JobId="${jid}_1" StartTime=now
 for i in $(seq 600); do
   [[ -z $(squeue -h -j "$jid,$mid" 2>/dev/null) ]] && break
   if ((i == 600)); then
@@ -173,8 +205,19 @@ cmp "$tmp/single.csv" "$tmp/merged.csv"
 strip() { grep -v -e '"sweep_ms"' -e '"load_ms"' -e '"forward_passes"' "$1"; }
 diff <(strip "$tmp/single.json") <(strip "$tmp/merged.json") >/dev/null ||
   { log "merged JSON differs from the single-process run"; exit 1; }
+task1_log=$tmp/patchbench-sweep-${jid}_1.log
+if ! grep -q "restart 1" "$task1_log" || ! grep -q "^resumed: [1-9]" "$task1_log"; then
+  log "task 1 did not resume from its checkpoint after the requeue; its log:"
+  cat "$task1_log" >&2
+  exit 1
+fi
+log "$(grep "^resumed:" "$task1_log")"
+compute=0
 for k in 1 2 3; do
-  grep -o '"sweep_ms": [0-9.]*' "$tmp/parts/part-$k-of-3.json" |
-    sed "s/^/slurm-test: part $k: /" >&2
+  ms=$(grep -o -e '"load_ms": [0-9.]*' -e '"sweep_ms": [0-9.]*' "$tmp/parts/part-$k-of-3.json" |
+    awk '{ s += $2 } END { printf "%.0f", s }')
+  log "part $k: load + sweep ${ms} ms$( ((k == 1)) && echo " (its run after the requeue)")"
+  compute=$((compute + ms))
 done
-log "ok: merged 3-task array equals the single-process run (single ${single} s, array + merge ${array} s wall)"
+overhead=$(awk -v w="$array" -v c="$compute" 'BEGIN { printf "%.2f", (w - c / 1000 / 2) / 4 }')
+log "ok: merged 3-task array equals the single-process run (single ${single} s; array + merge ${array} s wall, with a requeue; overhead ~${overhead} s per job)"
