@@ -5,8 +5,11 @@
 
 use candle_core::{DType, Device};
 use patchbench::circuits::graph::{Graph, ReceiverId, SenderId};
+use patchbench::circuits::path::path_patch;
 use patchbench::circuits::runs::{self, CircuitSpecRuns};
-use patchbench::circuits::{eap, exact, patched, run_circuit, CircuitOptions, Method};
+use patchbench::circuits::{
+    eap, exact, patched, run_circuit, CircuitOptions, Method, PathOptions, PathQuery,
+};
 use patchbench::model::random::{preset_config, random_weights};
 use patchbench::model::Transformer;
 use patchbench::patching::metrics::{id, Metrics, LOGIT_DIFF};
@@ -220,7 +223,7 @@ fn the_empty_circuit_is_the_corrupted_run_and_the_full_graph_the_clean_run() {
     }
 }
 
-/// Exact edge patching on the Hugging Face fixtures equals the independent
+/// Exact edge patching and path patching on the Hugging Face fixtures equal the independent
 /// PyTorch implementation (`tools/circuit_reference.py`) edge by edge.
 fn check_against_pytorch(name: &str) {
     use patchbench::model::loaded::LoadOptions;
@@ -287,15 +290,62 @@ fn check_against_pytorch(name: &str) {
         worst <= 1e-5,
         "{name}: exact edge patching differs from PyTorch by {worst}"
     );
+    // Path patching: each edge's sender -> {receiver} with MLPs live (the
+    // IOI paper) and frozen, then sender -> receiver sets.
+    let mut queries: Vec<PathQuery> = edges
+        .iter()
+        .map(|&(sender, r)| PathQuery {
+            sender,
+            receivers: vec![r],
+        })
+        .collect();
+    let sets = refj["path_sets"].as_array().unwrap();
+    queries.extend(sets.iter().map(|q| {
+        PathQuery {
+            sender: g.find_sender(q["sender"].as_str().unwrap()).unwrap(),
+            receivers: q["receivers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| g.find_receiver(r.as_str().unwrap()).unwrap())
+                .collect(),
+        }
+    }));
+    let live = path_patch(&m, &g, run, &queries, &PathOptions::default(), 64).unwrap();
+    let frozen = PathOptions {
+        freeze_mlps: true,
+        ..Default::default()
+    };
+    let direct = path_patch(&m, &g, run, &queries[..edges.len()], &frozen, 64).unwrap();
+    let want_live = want
+        .iter()
+        .map(|e| &e["path"])
+        .chain(sets.iter().map(|q| &q["logit_diff"]));
+    let (mut worst, mut moved) = (0f32, 0);
+    for (w, x) in want_live.zip(&live) {
+        let w = w.as_f64().unwrap() as f32;
+        worst = worst.max((x.logit_diff() - base - w).abs());
+        moved += usize::from(w.abs() > 1e-3);
+    }
+    for (e, x) in want.iter().zip(&direct) {
+        let w = e["path_frozen_mlps"].as_f64().unwrap() as f32;
+        worst = worst.max((x.logit_diff() - base - w).abs());
+    }
+    println!("{name}: largest |path patching - PyTorch|: {worst:e}");
+    assert!(
+        worst <= 1e-5,
+        "{name}: path patching differs from PyTorch by {worst}"
+    );
+    assert!(moved > want.len() / 4, "{name}: only {moved} paths matter");
 }
 
 #[test]
-fn exact_edge_patching_equals_pytorch_gpt2_fixture() {
+fn exact_and_path_patching_equal_pytorch_gpt2_fixture() {
     check_against_pytorch("gpt2-tiny");
 }
 
 #[test]
-fn exact_edge_patching_equals_pytorch_llama_gqa_fixture() {
+fn exact_and_path_patching_equal_pytorch_llama_gqa_fixture() {
     check_against_pytorch("llama-tiny");
 }
 

@@ -4,7 +4,7 @@
 patchbench's exact edge patching (src/circuits/exact.rs) is checked against
 this script's numbers on the tiny Hugging Face fixtures `tests/fixtures/
 gpt2-tiny` and `tests/fixtures/llama-tiny` (grouped-query attention) by
-`tests/circuit_reference.rs`.
+`tests/circuits.rs`.
 
 The forward pass here is written from the models' definitions with each
 receiver's input explicit: every query head, key/value head and MLP reads
@@ -19,6 +19,15 @@ Edge u -> v, denoising (the clean run's value patched into the corrupted
 run): receiver v reads resid + out_u(clean) - out_u(corrupted); the result
 is the change of logit(answer) - logit(wrong) at the last position. Every
 edge of the graph is patched, one forward each.
+
+Path patching (Wang et al. 2022), written from the paper's two steps:
+step 1 runs the corrupted input with the sender's output taken from the
+clean run and every other head's output frozen to the corrupted run's
+(MLPs and LayerNorm scales recomputed), recording what each receiver reads;
+step 2 runs the corrupted input with each receiver reading its recorded
+input instead. Each edge's sender -> {receiver} is recorded as `path`, and a
+few sender -> receiver sets as `path_sets`; `path_frozen_mlps` freezes the
+MLPs too (then it must equal exact edge patching).
 
     /work/venv/bin/python tools/circuit_reference.py
 
@@ -72,12 +81,23 @@ class Ref:
         lin = {"q": block.self_attn.q_proj, "k": block.self_attn.k_proj, "v": block.self_attn.v_proj}[kind]
         return x @ lin.weight[head * dh:(head + 1) * dh, :].T
 
-    def forward(self, tokens, edits=None):
+    def forward(self, tokens, edits=None, overrides=None, replace=None, inputs=None):
         """Last-position logits and every sender's output.
 
         edits: {(layer, 'q'|'k'|'v', head) or (layer, 'mlp') or ('logits',): [T, d]}
+        overrides: {sender name: [T, d]} written instead of the sender's output
+        replace: {receiver key: [T, d]} read by the receiver instead of its input
+        inputs: a dict that receives every receiver's input, by key
         """
         edits = edits or {}
+        overrides = overrides or {}
+        replace = replace or {}
+        inputs = {} if inputs is None else inputs
+
+        def read(key, x):
+            v = replace.get(key, x + edits.get(key, zero))
+            inputs[key] = v
+            return v
         hf, T = self.hf, len(tokens)
         ids = torch.tensor(tokens)
         pos = torch.arange(T)
@@ -87,8 +107,9 @@ class Ref:
         else:
             x = base.embed_tokens.weight[ids]
             cos, sin = base.rotary_emb(x[None], pos[None])
-        senders = {"input": x}
         zero = torch.zeros(T, self.d)
+        x = overrides.get("input", x)
+        senders = {"input": x}
         mask = torch.full((T, T), float("-inf")).triu(1)
         for l in range(self.L):
             block = base.h[l] if self.gpt2 else base.layers[l]
@@ -96,7 +117,7 @@ class Ref:
             qkv = {}
             for kind, n in (("q", self.H), ("k", self.Hkv), ("v", self.Hkv)):
                 qkv[kind] = [
-                    self.proj(block, kind, self.norm(ln1, x + edits.get((l, kind, h), zero)), h)
+                    self.proj(block, kind, self.norm(ln1, read((l, kind, h), x)), h)
                     for h in range(n)
                 ]
             if not self.gpt2:
@@ -113,13 +134,13 @@ class Ref:
                     wo = block.attn.c_proj.weight[h * self.dh:(h + 1) * self.dh, :]
                 else:
                     wo = block.self_attn.o_proj.weight[:, h * self.dh:(h + 1) * self.dh].T
-                results.append(z @ wo)
+                results.append(overrides.get(f"a{l}.h{h}", z @ wo))
                 senders[f"a{l}.h{h}"] = results[-1]
             attn = sum(results)
             if self.gpt2:
                 attn = attn + block.attn.c_proj.bias
             mid = x + attn
-            mlp_in = mid + edits.get((l, "mlp"), zero)
+            mlp_in = read((l, "mlp"), mid)
             if self.gpt2:
                 h_ = self.norm(block.ln_2, mlp_in)
                 out = gelu_new(h_ @ block.mlp.c_fc.weight + block.mlp.c_fc.bias) @ block.mlp.c_proj.weight + block.mlp.c_proj.bias
@@ -127,9 +148,10 @@ class Ref:
                 h_ = self.norm(block.post_attention_layernorm, mlp_in)
                 m = block.mlp
                 out = m.down_proj(torch.nn.functional.silu(m.gate_proj(h_)) * m.up_proj(h_))
+            out = overrides.get(f"m{l}", out)
             senders[f"m{l}"] = out
             x = mid + out
-        final = x + edits.get(("logits",), zero)
+        final = read(("logits",), x)
         fin = base.ln_f if self.gpt2 else base.norm
         logits = hf.lm_head(self.norm(fin, final))
         return logits[-1], senders
@@ -155,6 +177,16 @@ class Ref:
         return layer < recv_layer
 
 
+def path_patch(ref, sender, keys, sc, sk, freeze_mlps=False):
+    """Logits of path patching `sender` -> the receivers `keys` (clean into corrupted)."""
+    frozen = {n: v for n, v in sk.items() if n.startswith("a") or (freeze_mlps and n.startswith("m"))}
+    frozen[sender] = sc[sender]
+    recorded = {}
+    ref.forward(CORRUPTED, overrides=frozen, inputs=recorded)
+    logits, _ = ref.forward(CORRUPTED, replace={k: recorded[k] for k in keys})
+    return logits
+
+
 def main():
     torch.set_grad_enabled(False)
     for name in ("gpt2-tiny", "llama-tiny"):
@@ -177,9 +209,33 @@ def main():
                 if not ref.upstream(sender, key, rl):
                     continue
                 patched, _ = ref.forward(CORRUPTED, {key: sc[sender] - sk[sender]})
-                edges.append({"sender": sender, "receiver": rname, "logit_diff": ld(patched) - base})
+                path = path_patch(ref, sender, [key], sc, sk)
+                direct = path_patch(ref, sender, [key], sc, sk, freeze_mlps=True)
+                edges.append({
+                    "sender": sender,
+                    "receiver": rname,
+                    "logit_diff": ld(patched) - base,
+                    "path": ld(path) - base,
+                    "path_frozen_mlps": ld(direct) - base,
+                })
+        # Receiver sets: every receiver of the last block (and logits), and
+        # the keys of every head of the last block, from each sender of block 0.
+        recv = ref.receivers()
+        last = [(k, n) for k, n, rl in recv if rl >= ref.L - 1]
+        keys = [(k, n) for k, n, rl in recv if rl == ref.L - 1 and k[1] == "k"]
+        path_sets = []
+        for sender in sc:
+            if sender != "input" and not sender.startswith(("a0.", "m0")):
+                continue
+            for group in (last, keys):
+                lg = path_patch(ref, sender, [k for k, _ in group], sc, sk)
+                path_sets.append({
+                    "sender": sender,
+                    "receivers": [n for _, n in group],
+                    "logit_diff": ld(lg) - base,
+                })
         out = {
-            "about": "exact edge patching (denoise) by tools/circuit_reference.py",
+            "about": "exact edge patching and path patching (denoise) by tools/circuit_reference.py",
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "clean": CLEAN,
@@ -189,6 +245,7 @@ def main():
             "clean_logit_diff": ld(lc),
             "corrupted_logit_diff": base,
             "edges": edges,
+            "path_sets": path_sets,
         }
         (d / "circuit_reference.json").write_text(json.dumps(out, indent=1) + "\n")
         print(name, len(edges), "edges; largest |effect|", max(abs(e["logit_diff"]) for e in edges))

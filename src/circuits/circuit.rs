@@ -35,6 +35,9 @@ pub enum Method {
     EapIg,
     /// Every edge patched exactly (one forward row per edge).
     Exact,
+    /// Path patching of each edge (sender -> that receiver, every other
+    /// head frozen; see [`super::path`]).
+    Path,
 }
 
 impl Method {
@@ -43,18 +46,26 @@ impl Method {
             Method::Eap => "eap",
             Method::EapIg => "eap-ig",
             Method::Exact => "exact",
+            Method::Path => "path",
         }
     }
 
+    /// Whether the scores are a gradient estimate of exact edge patching.
     pub fn is_estimate(self) -> bool {
+        matches!(self, Method::Eap | Method::EapIg)
+    }
+
+    /// Whether the top edges are also patched exactly, to show how far
+    /// the method's scores are from exact edge patching.
+    pub fn checks_exact(self) -> bool {
         self != Method::Exact
     }
 
     /// Every method, in the order the workbench cycles through them
     /// (`tests/circuit_pane.rs` holds it equal to the CLI's `--method`).
-    pub const ALL: &'static [Method] = &[Method::Eap, Method::EapIg, Method::Exact];
+    pub const ALL: &'static [Method] = &[Method::Eap, Method::EapIg, Method::Exact, Method::Path];
 
-    /// The method named `name` (`eap`, `eap-ig`, `exact`).
+    /// The method named `name` (`eap`, `eap-ig`, `exact`, `path`).
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.iter().copied().find(|m| m.name() == name)
     }
@@ -76,6 +87,8 @@ pub struct CircuitOptions {
     pub faithfulness_points: usize,
     /// Batch rows per forward pass.
     pub max_rows: usize,
+    /// Path patching's choices (`Method::Path`).
+    pub path: super::path::PathOptions,
 }
 
 impl Default for CircuitOptions {
@@ -89,6 +102,7 @@ impl Default for CircuitOptions {
             check_exact: 100,
             faithfulness_points: 10,
             max_rows: 32,
+            path: Default::default(),
         }
     }
 }
@@ -200,6 +214,7 @@ pub fn run_circuit_watched(
             opts.max_rows,
             (Stage::Scores, watch),
         )?,
+        Method::Path => path_scores(model, &graph, &runs, &edges, opts, watch)?,
         Method::Eap | Method::EapIg => {
             let steps = if opts.method == Method::Eap {
                 1
@@ -239,7 +254,7 @@ pub fn run_circuit_watched(
     order.sort_by(|&a, &b| key(&scores[b]).total_cmp(&key(&scores[a])));
     let t2 = Instant::now();
     let mut exact_of = vec![None; edges.len()];
-    if opts.method.is_estimate() && opts.check_exact > 0 {
+    if opts.method.checks_exact() && opts.check_exact > 0 {
         let top: Vec<usize> = order.iter().copied().take(opts.check_exact).collect();
         let picked: Vec<_> = top.iter().map(|&i| edges[i]).collect();
         let ex = exact_scores(
@@ -322,6 +337,43 @@ pub(super) fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Me
         }
     }
     m
+}
+
+/// Path-patching changes of every metric (each edge's sender to that
+/// receiver alone), averaged over run pairs.
+fn path_scores(
+    model: &Transformer,
+    graph: &Graph,
+    runs: &Runs,
+    edges: &[(SenderId, ReceiverId)],
+    opts: &CircuitOptions,
+    watch: &mut Watch<'_>,
+) -> Result<Vec<Metrics>, CircuitError> {
+    let queries: Vec<super::path::PathQuery> = edges
+        .iter()
+        .map(|&(sender, r)| super::path::PathQuery {
+            sender,
+            receivers: vec![r],
+        })
+        .collect();
+    if let Some(q) = queries.first() {
+        super::path::check_query(graph, q, &opts.path).map_err(CircuitError::Invalid)?;
+    }
+    let piece = opts.max_rows.max(1) * 4;
+    let total = runs.runs.len() * queries.len().div_ceil(piece);
+    let mut done = 0;
+    let mut per_run = Vec::new();
+    for run in &runs.runs {
+        let mut rows = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(piece) {
+            watch.step(Stage::Scores, done, total)?;
+            let m = super::path::path_patch(model, graph, run, chunk, &opts.path, opts.max_rows)?;
+            rows.extend(m.into_iter().map(|m| minus(m, &run.base_metrics)));
+            done += 1;
+        }
+        per_run.push(rows);
+    }
+    Ok(mean_rows(&per_run))
 }
 
 /// Exact changes of every metric, averaged over run pairs; progress goes

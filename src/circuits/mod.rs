@@ -8,6 +8,7 @@
 //! - `exact`: exact edge patching, one batched row per edge (the reference);
 //! - `patched`: runs with any set of edges patched (circuits, faithfulness);
 //! - `eap`: EAP and EAP-IG estimates from one backward pass;
+//! - `path`: path patching (the IOI paper's two-step procedure);
 //! - `circuit`: scoring every edge with a method, top-k circuits and the
 //!   faithfulness curve;
 //! - `progress`: stage-by-stage progress reports and cancelling;
@@ -26,6 +27,7 @@ pub mod graph;
 pub mod layered;
 pub mod output;
 pub mod patched;
+pub mod path;
 pub mod progress;
 pub mod runs;
 pub mod single;
@@ -35,6 +37,7 @@ pub use circuit::{
     run_circuit, run_circuit_watched, CircuitOptions, CircuitResult, EdgeScore, Method,
 };
 pub use graph::{Graph, ReceiverId, SenderId};
+pub use path::{LnMode, PathOptions, PathQuery};
 pub use progress::{CircuitProgress, Stage, Watch};
 
 use crate::patching::SweepError;

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use patchbench::circuits::output::CircuitReport;
-use patchbench::circuits::{run_circuit, CircuitOptions, Graph, Method};
+use patchbench::circuits::{run_circuit, CircuitOptions, Graph, LnMode, Method, PathOptions};
 use patchbench::patching::metrics::lookup;
 use patchbench::patching::output::{json_text, TokenList};
 use patchbench::patching::{
@@ -54,6 +54,17 @@ pub enum MethodChoice {
     EapIg,
     /// Exact patching of every edge (one forward row per edge).
     Exact,
+    /// Path patching of every edge (IOI paper: sender -> receiver with every
+    /// other head frozen to the base run; MLPs recomputed unless --freeze-mlps).
+    Path,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum LnChoice {
+    /// LayerNorm scales recomputed on the patched input (the IOI paper).
+    Recompute,
+    /// LayerNorm scales held at the base run's values.
+    Freeze,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +97,12 @@ pub struct CircuitCmd {
     /// Points of the faithfulness curve's log grid over k (0: no curve).
     #[arg(long, default_value_t = 10, value_parser = count::<0, 1000>)]
     pub faithfulness_points: usize,
+    /// Path patching: freeze MLP outputs as well as heads (direct paths only).
+    #[arg(long)]
+    pub freeze_mlps: bool,
+    /// Path patching: LayerNorm scales recomputed (IOI paper) or frozen.
+    #[arg(long, value_enum, default_value = "recompute")]
+    pub ln: LnChoice,
     /// The metric edges are ranked by.
     #[arg(long, default_value = "logit_diff")]
     pub metric: String,
@@ -167,6 +184,7 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
             MethodChoice::Eap => Method::Eap,
             MethodChoice::EapIg => Method::EapIg,
             MethodChoice::Exact => Method::Exact,
+            MethodChoice::Path => Method::Path,
         },
         direction: match cmd.direction {
             DirectionArg::Denoise => Direction::Denoise,
@@ -177,6 +195,13 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         metric,
         check_exact: cmd.check_exact,
         faithfulness_points: cmd.faithfulness_points,
+        path: PathOptions {
+            freeze_mlps: cmd.freeze_mlps,
+            ln: match cmd.ln {
+                LnChoice::Recompute => LnMode::Recompute,
+                LnChoice::Freeze => LnMode::Freeze,
+            },
+        },
         ..Default::default()
     };
     let result = run_circuit(&m.model, &pairs, &opts)?;
