@@ -14,6 +14,8 @@ pub enum Command {
     Worker(Request),
     /// Cancel sweep `job` between batches.
     Cancel(JobId),
+    /// Cancel circuit search `job` between pieces of work.
+    CancelCircuit(JobId),
     /// Write a session file (atomically).
     Save {
         path: PathBuf,

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use crate::analysis::{AttnDrill, Estimate, HeadDrill, LensDrill, MlpDrill};
+use crate::circuits::Stage;
 use crate::model::{HookPoint, ModelConfig};
 use crate::patching::output::TokenList;
 use crate::patching::result::Baselines;
 use crate::patching::{Metrics, PromptPair, SweepResult, SweepSpec};
+use crate::session::circuit::{CircuitSpec, StoredCircuit};
 
 /// Where worker messages go (the UI loop's channel).
 pub type Sink = std::sync::Arc<dyn Fn(WorkerMsg) + Send + Sync>;
@@ -57,6 +59,22 @@ pub enum Request {
         pair: usize,
         target: DrillTarget,
     },
+    /// Find a circuit (`app::circuit`).
+    Circuit {
+        job: JobId,
+        input: PairsInput,
+        spec: CircuitSpec,
+    },
+    /// One edge of a circuit: its exact change (when `exact`) and the
+    /// patterns of the heads at its ends; answered by `Drilled`.
+    EdgeDrill {
+        job: JobId,
+        input: PairsInput,
+        spec: CircuitSpec,
+        sender: String,
+        receiver: String,
+        exact: bool,
+    },
 }
 
 impl Request {
@@ -66,7 +84,9 @@ impl Request {
             Request::Tokenize { job, .. }
             | Request::Estimate { job, .. }
             | Request::Sweep { job, .. }
-            | Request::Drill { job, .. } => Some(*job),
+            | Request::Drill { job, .. }
+            | Request::Circuit { job, .. }
+            | Request::EdgeDrill { job, .. } => Some(*job),
         }
     }
 }
@@ -91,6 +111,10 @@ pub enum DrillTarget {
         hook: HookPoint,
         pos: usize,
     },
+    /// The edge at `rank` of the shown circuit (`app::circuit`).
+    Edge {
+        rank: usize,
+    },
 }
 
 impl DrillTarget {
@@ -100,6 +124,7 @@ impl DrillTarget {
             DrillTarget::Mlp { layer, .. } => format!("MLP layer {layer}"),
             DrillTarget::Attn { layer, .. } => format!("attention layer {layer}"),
             DrillTarget::Lens { hook, pos } => format!("logit lens {hook} @ pos {pos}"),
+            DrillTarget::Edge { rank } => format!("circuit edge #{}", rank + 1),
         }
     }
 }
@@ -111,6 +136,16 @@ pub enum DrillData {
     Mlp(MlpDrill),
     Attn(AttnDrill),
     Lens(LensDrill),
+    Edge(EdgeDrillData),
+}
+
+/// A finished edge drill-down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeDrillData {
+    /// Every metric's exact change when the edge alone is patched, if asked.
+    pub exact: Option<crate::patching::Metrics>,
+    /// The sender's and the receiver's head, where they are heads.
+    pub heads: Vec<HeadDrill>,
 }
 
 /// About the loaded model.
@@ -211,6 +246,23 @@ pub enum WorkerMsg {
         job: JobId,
         result: Result<Box<DrillData>, String>,
     },
+    CircuitProgress {
+        job: JobId,
+        stage: Stage,
+        done: usize,
+        total: usize,
+        elapsed: Duration,
+    },
+    CircuitDone {
+        job: JobId,
+        result: Box<StoredCircuit>,
+    },
+    CircuitFailed {
+        job: JobId,
+        error: String,
+        cancelled: bool,
+    },
+
     /// A job panicked (a bug): its own failure reply has been sent; this
     /// carries the message for a popup. `thread_stopped`: the panic was
     /// outside the job boundary and took the thread with it, so every job

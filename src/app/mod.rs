@@ -18,9 +18,13 @@
 //! - `spread`: the statistics of a sweep over many pairs as the heatmap
 //!   shows them (intervals, one pair alone, differences of sweeps), and
 //!   `spread_keys`, its keys and caches on the state;
-//! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names).
+//! - `sessions`: state ↔ `crate::session` (mapping, staleness, export names);
+//! - `circuit`, `circuit_job`: the circuit pane's state and transitions, and
+//!   the model thread's circuit searches and edge drill-downs.
 
 pub mod action;
+pub mod circuit;
+mod circuit_job;
 pub mod command;
 pub mod drill;
 pub mod grid;

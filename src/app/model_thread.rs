@@ -28,16 +28,23 @@ fn coalesce(queue: Vec<Request>) -> Vec<Request> {
     let mut est = None;
     let mut drill = None;
     let mut sweep = None;
+    let mut circuit = None;
     for r in queue {
         match r {
             Request::Load(_) => load = Some(r),
             Request::Estimate { .. } => est = Some(r),
             Request::Drill { .. } => drill = Some(r),
             Request::Sweep { .. } => sweep = Some(r),
+            Request::Circuit { .. } => circuit = Some(r),
+            // One drill-down is open at a time: an edge's replaces a cell's.
+            Request::EdgeDrill { .. } => drill = Some(r),
             Request::Tokenize { .. } => {}
         }
     }
-    [load, est, drill, sweep].into_iter().flatten().collect()
+    [load, est, drill, sweep, circuit]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A request to the tokenizer thread (`tokenize::tokenizer_thread`).
@@ -47,11 +54,12 @@ pub(crate) enum TokRequest {
 }
 
 pub(crate) struct ModelThread {
-    sink: Sink,
+    pub(super) sink: Sink,
     tok_tx: Sender<TokRequest>,
-    model: Option<LoadedModel>,
+    pub(super) model: Option<LoadedModel>,
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
+    pub(super) circuits_cancelled_upto: Arc<AtomicU64>,
     faults: Faults,
 }
 
@@ -84,6 +92,15 @@ fn failure_reply(r: &Request) -> Box<dyn FnOnce(String) -> WorkerMsg> {
             job,
             result: Err(error),
         }),
+        &Request::Circuit { job, .. } => Box::new(move |error| WorkerMsg::CircuitFailed {
+            job,
+            error,
+            cancelled: false,
+        }),
+        &Request::EdgeDrill { job, .. } => Box::new(move |error| WorkerMsg::Drilled {
+            job,
+            result: Err(error),
+        }),
     }
 }
 
@@ -101,8 +118,15 @@ impl ModelThread {
             model: None,
             cancel,
             cancelled_upto,
+            circuits_cancelled_upto: Arc::new(AtomicU64::new(0)),
             faults,
         }
+    }
+
+    /// Where circuit searches learn that they are cancelled.
+    pub(crate) fn with_circuit_cancel(mut self, upto: Arc<AtomicU64>) -> Self {
+        self.circuits_cancelled_upto = upto;
+        self
     }
 
     pub(crate) fn run(&mut self, rx: Receiver<Request>) {
@@ -147,6 +171,20 @@ impl ModelThread {
                 target,
             } => {
                 let result = self.drill(&input, pair, target).map(Box::new);
+                (self.sink)(WorkerMsg::Drilled { job, result });
+            }
+            Request::Circuit { job, input, spec } => self.circuit(job, &input, &spec),
+            Request::EdgeDrill {
+                job,
+                input,
+                spec,
+                sender,
+                receiver,
+                exact,
+            } => {
+                let result = self
+                    .edge_drill(&input, &spec, &sender, &receiver, exact)
+                    .map(|d| Box::new(DrillData::Edge(d)));
                 (self.sink)(WorkerMsg::Drilled { job, result });
             }
             Request::Tokenize { .. } => {}
@@ -195,7 +233,10 @@ impl ModelThread {
         }
     }
 
-    fn prepared(&self, input: &PairsInput) -> Result<(&LoadedModel, Vec<PreparedPair>), String> {
+    pub(super) fn prepared(
+        &self,
+        input: &PairsInput,
+    ) -> Result<(&LoadedModel, Vec<PreparedPair>), String> {
         let m = self.model.as_ref().ok_or("no model is loaded")?;
         let pairs = prepare_pairs(&m.tokenizer, &input.pairs, input.prepend_bos)
             .map_err(|e| e.to_string())?;
@@ -322,6 +363,9 @@ impl ModelThread {
             }
             DrillTarget::Lens { hook, pos } => {
                 analysis::lens::logit_lens(m, p, hook, pos).map(DrillData::Lens)
+            }
+            DrillTarget::Edge { .. } => {
+                return Err("an edge drill-down comes with its circuit's edge".into())
             }
         };
         r.map_err(|e| e.to_string())

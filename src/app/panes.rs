@@ -16,6 +16,7 @@ pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
     match s.focus {
         Focus::Prompts => prompts(s, i, out),
         Focus::Settings => settings(s, i, out),
+        Focus::Heatmap if s.circuit.shown => super::circuit::pane_intent(s, i, out),
         Focus::Heatmap => heatmap(s, i, out),
         Focus::Drill => {
             if let Some(d) = &mut s.drill {

@@ -163,6 +163,9 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
                 d.result = Some(result.map(|b| *b));
             }
         }
+        m @ (WorkerMsg::CircuitProgress { .. }
+        | WorkerMsg::CircuitDone { .. }
+        | WorkerMsg::CircuitFailed { .. }) => super::circuit::reply(s, m),
         WorkerMsg::WorkerFailed {
             error,
             thread_stopped,
@@ -181,6 +184,7 @@ fn worker_failed(s: &mut AppState, error: String, thread_stopped: bool, out: &mu
                 v.partial = None;
             }
         }
+        s.circuit.running = None;
         if s.settings.estimate == EstimateState::Pending {
             s.settings.estimate = EstimateState::Failed(error.clone());
         }

@@ -15,11 +15,13 @@ use crate::session::{
     stale_results, ModelRef, Session, StoredResult, SweepEntry, UiState, SESSION_VERSION,
 };
 
+use super::circuit::{CircuitState, CircuitView};
 use super::grid::HeatmapState;
 use super::prompts::PromptsState;
 use super::settings::SettingsState;
 use super::state::{AppState, SweepView};
 use crate::patching::metrics::DEFAULT_METRIC;
+use crate::session::circuit::CircuitEntry;
 
 /// The state as a session.
 pub fn to_session(s: &AppState) -> Session {
@@ -42,6 +44,15 @@ pub fn to_session(s: &AppState) -> Session {
             .map(|v| SweepEntry {
                 spec: v.spec.clone(),
                 pairs: None,
+                result: v.stored.clone(),
+            })
+            .collect(),
+        circuits: s
+            .circuit
+            .views
+            .iter()
+            .map(|v| CircuitEntry {
+                spec: v.spec.clone(),
                 result: v.stored.clone(),
             })
             .collect(),
@@ -91,6 +102,18 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
     if let Some(shape) = s.sweep().and_then(|v| v.grid()).map(|g| g.shape.to_vec()) {
         s.heatmap.fit(&shape);
     }
+    s.circuit = CircuitState {
+        views: session
+            .circuits
+            .into_iter()
+            .map(|e| CircuitView {
+                spec: e.spec,
+                stored: e.result,
+                stale: None,
+            })
+            .collect(),
+        ..CircuitState::default()
+    };
     s.session.notes = session.notes;
     s.session.dataset = session.dataset;
     s.session.fingerprint = session.model.fingerprint;
@@ -109,6 +132,7 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
 /// Called when a session opens, when a model finishes loading, when the
 /// prompts change and when a sweep finishes.
 pub fn mark_stale(s: &mut AppState) -> usize {
+    super::circuit::mark_stale(s);
     // Lend the results to the session rather than cloning them: this runs
     // on every keystroke in a prompt.
     let results: Vec<Option<StoredResult>> = s.sweeps.iter_mut().map(|v| v.stored.take()).collect();

@@ -227,6 +227,8 @@ pub struct AppState {
     pub selected_sweep: usize,
     pub heatmap: HeatmapState,
     pub running: Option<Running>,
+    /// Circuit searches and the circuit pane (`circuit.rs`).
+    pub circuit: super::circuit::CircuitState,
     pub drill: Option<DrillState>,
     pub popup: Option<Popup>,
     /// Popups waiting for the open one to close (a message never hides
@@ -264,6 +266,7 @@ impl AppState {
             selected_sweep: 0,
             heatmap: HeatmapState::default(),
             running: None,
+            circuit: Default::default(),
             drill: None,
             popup: None,
             queued_popups: VecDeque::new(),

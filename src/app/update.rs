@@ -86,6 +86,7 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         }
         Intent::Help => s.popup = Some(Popup::Help { scroll: 0 }),
         Intent::RunSweep => run_sweep(s, out),
+        Intent::RunCircuit | Intent::ToggleCircuit => super::circuit::global_intent(s, i, out),
         Intent::Back => back(s, out),
         Intent::Save => save(s, out),
         Intent::SaveAs => save_as(s),
@@ -104,7 +105,10 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             s.heatmap.metric =
                 (s.heatmap.metric as i32 + d).rem_euclid(METRICS.len() as i32) as usize;
         }
-        Intent::SweepNext | Intent::SweepPrev => {
+        // In the circuit pane they step through the session's circuits.
+        Intent::SweepNext | Intent::SweepPrev
+            if !(s.circuit.shown && s.focus == Focus::Heatmap) =>
+        {
             if !s.sweeps.is_empty() {
                 let d = if i == Intent::SweepNext { 1 } else { -1 };
                 let n = s.sweeps.len() as i32;
@@ -128,6 +132,9 @@ fn cycle_focus(s: &mut AppState, forward: bool) {
 }
 
 fn back(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.drill.is_none() && super::circuit::cancel(s, out) {
+        return;
+    }
     let spread = &mut s.heatmap.spread;
     if s.drill.is_some() {
         s.drill = None;
@@ -216,6 +223,9 @@ fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
 /// Exports the shown sweep's stored heatmap, in the shown metric, as SVG
 /// (`session::heatmap_svg`, the figure `patchbench export` draws).
 fn export(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.circuit.shown && s.focus == Focus::Heatmap {
+        return super::circuit::export(s, out);
+    }
     let Some(v) = s.sweep() else {
         return s.set_status(Level::Warn, "nothing to export yet: press r to run a sweep");
     };

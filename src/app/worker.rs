@@ -30,6 +30,9 @@ struct Shared {
     tok_tx: Sender<TokRequest>,
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
+    /// Circuit searches up to this job are cancelled (apart from sweeps':
+    /// cancelling one kind must not stop the other).
+    circuits_cancelled_upto: Arc<AtomicU64>,
     faults: Faults,
 }
 
@@ -76,7 +79,8 @@ fn spawn_model_thread(shared: &Shared) -> ModelHandle {
         shared.cancel.clone(),
         shared.cancelled_upto.clone(),
         shared.faults.clone(),
-    );
+    )
+    .with_circuit_cancel(shared.circuits_cancelled_upto.clone());
     let sentinel = Sentinel(shared.sink.clone(), "model");
     let thread = std::thread::Builder::new()
         .name("patchbench-model".into())
@@ -102,6 +106,7 @@ impl Worker {
             tok_tx: tok_tx.clone(),
             cancel: Arc::new(AtomicBool::new(false)),
             cancelled_upto: Arc::new(AtomicU64::new(0)),
+            circuits_cancelled_upto: Arc::new(AtomicU64::new(0)),
             faults,
         };
         let model = spawn_model_thread(&shared);
@@ -157,6 +162,13 @@ impl Worker {
         self.shared.cancelled_upto.fetch_max(job, Ordering::SeqCst);
         self.shared.cancel.store(true, Ordering::SeqCst);
     }
+
+    /// Cancels circuit search `job` (and any earlier one), running or queued.
+    pub fn cancel_circuit(&self, job: JobId) {
+        self.shared
+            .circuits_cancelled_upto
+            .fetch_max(job, Ordering::SeqCst);
+    }
 }
 
 /// A mutex's value, also after a panic elsewhere poisoned it (the values
@@ -169,6 +181,9 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.shared.cancel.store(true, Ordering::SeqCst);
         self.shared.cancelled_upto.store(u64::MAX, Ordering::SeqCst);
+        self.shared
+            .circuits_cancelled_upto
+            .store(u64::MAX, Ordering::SeqCst);
         let model = lock(&self.model).take();
         self.tok_tx.take();
         let mut threads: Vec<JoinHandle<()>> = self.tok_thread.take().into_iter().collect();

@@ -108,7 +108,7 @@ impl Default for CircuitOptions {
 }
 
 /// One edge's scores.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeScore {
     pub sender: String,
     pub receiver: String,
@@ -121,7 +121,7 @@ pub struct EdgeScore {
 }
 
 /// One point of the faithfulness curve.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaithPoint {
     /// Edges kept.
     pub k: usize,
@@ -132,7 +132,7 @@ pub struct FaithPoint {
 }
 
 /// Wall-clock times of the stages, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CircuitTiming {
     pub runs_ms: u64,
     pub scores_ms: u64,
@@ -141,7 +141,7 @@ pub struct CircuitTiming {
 }
 
 /// Everything a circuit search produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CircuitResult {
     pub method: Method,
     pub direction: Direction,
@@ -157,7 +157,7 @@ pub struct CircuitResult {
     pub timing: CircuitTiming,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baselines {
     pub clean: Metrics,
     pub corrupted: Metrics,

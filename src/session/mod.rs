@@ -7,6 +7,7 @@
 //!   checks, and the every-problem report of `patchbench check`
 //!   (`corruption_path` names the bad field inside a sweep's corruption);
 //! - `results`: storing a finished sweep, staleness, the export report;
+//! - `circuit`: circuit searches and their stored results, and their staleness;
 //! - `dataset`: a session's dataset by path and digest, or inline;
 //! - `autosave`: crash recovery; `dirs`: where sessions live and the
 //!   browser's listing; `svg`: the heatmap figure; `time`: timestamps.
@@ -15,6 +16,7 @@
 
 pub mod autosave;
 pub mod check;
+pub mod circuit;
 mod corruption_path;
 pub mod dataset;
 mod diagnose;

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::circuit::CircuitEntry;
 use super::dataset::DatasetRef;
 use crate::patching::output::TokenList;
 use crate::patching::{PromptPair, SweepResult, SweepSpec};
@@ -39,6 +40,9 @@ pub struct Session {
     pub ui: UiState,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweeps: Vec<SweepEntry>,
+    /// Circuit searches (`circuit.rs`), after the sweeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub circuits: Vec<CircuitEntry>,
 }
 
 /// Which model the session was made with.
@@ -130,6 +134,7 @@ impl Session {
             prompts: vec![pair],
             dataset: None,
             sweeps: vec![],
+            circuits: vec![],
             notes: String::new(),
             ui: UiState::default(),
         }

@@ -24,6 +24,7 @@ pub fn contexts(s: &AppState) -> Vec<Context> {
             let pane = match s.focus {
                 Focus::Prompts => Context::Prompts,
                 Focus::Settings => Context::Settings,
+                Focus::Heatmap if s.circuit.shown => Context::Circuit,
                 Focus::Heatmap => Context::Heatmap,
                 Focus::Drill => Context::Drill,
             };

@@ -24,6 +24,7 @@ const WAYS_OUT: &[(&[Context], &[Intent])] = &[
     (&[Context::Prompts, Context::Global], &[Intent::Quit]),
     (&[Context::Settings, Context::Global], &[Intent::Quit]),
     (&[Context::Heatmap, Context::Global], &[Intent::Quit]),
+    (&[Context::Circuit, Context::Global], &[Intent::Quit]),
     (&[Context::Drill, Context::Global], &[Intent::Quit]),
     (&[Context::Edit], &[Intent::Back, Intent::Select]),
     (&[Context::Dialog], &[Intent::Yes]),
@@ -44,6 +45,7 @@ pub enum Context {
     Prompts,
     Settings,
     Heatmap,
+    Circuit,
     Drill,
     Edit,
     Dialog,
@@ -52,11 +54,12 @@ pub enum Context {
 }
 
 impl Context {
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 10] = [
         Context::Global,
         Context::Prompts,
         Context::Settings,
         Context::Heatmap,
+        Context::Circuit,
         Context::Drill,
         Context::Edit,
         Context::Dialog,
@@ -70,6 +73,7 @@ impl Context {
             Context::Prompts => "prompts",
             Context::Settings => "settings",
             Context::Heatmap => "heatmap",
+            Context::Circuit => "circuit",
             Context::Drill => "drill",
             Context::Edit => "edit",
             Context::Dialog => "dialog",

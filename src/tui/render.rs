@@ -44,7 +44,11 @@ pub fn render(
         SettingsPane { state: s, theme }.render(r, buf);
     }
     if let Some(r) = a.heatmap {
-        HeatmapPane { state: s, theme }.render(r, buf);
+        if s.circuit.shown {
+            CircuitPane { state: s, theme }.render(r, buf);
+        } else {
+            HeatmapPane { state: s, theme }.render(r, buf);
+        }
     }
     if let Some(r) = a.drill {
         DrillPane { state: s, theme }.render(r, buf);

@@ -372,6 +372,7 @@ fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut V
     match c {
         Command::Worker(r) => worker.send(r),
         Command::Cancel(job) => worker.cancel(job),
+        Command::CancelCircuit(job) => worker.cancel_circuit(job),
         Command::Save {
             path,
             session: s,

@@ -33,14 +33,14 @@ impl Widget for DrillPane<'_> {
         let block = pane_block(title, s.focus == Focus::Drill, th);
         let inner = block.inner(area);
         block.render(area, buf);
-        let lines = lines(d, inner.width as usize, th);
+        let lines = lines(s, d, inner.width as usize, th);
         Paragraph::new(lines)
             .scroll((d.scroll, 0))
             .render(inner, buf);
     }
 }
 
-fn lines<'a>(d: &DrillState, w: usize, th: &Theme) -> Vec<Line<'a>> {
+fn lines<'a>(s: &AppState, d: &DrillState, w: usize, th: &Theme) -> Vec<Line<'a>> {
     match &d.result {
         None => vec![Line::styled("computing on the worker…", th.style("muted"))],
         Some(Err(e)) => vec![Line::styled(
@@ -51,6 +51,7 @@ fn lines<'a>(d: &DrillState, w: usize, th: &Theme) -> Vec<Line<'a>> {
         Some(Ok(DrillData::Mlp(m))) => mlp(m, d.effect_row.as_deref(), w, th),
         Some(Ok(DrillData::Attn(a))) => attn(a, d.effect_row.as_deref(), th),
         Some(Ok(DrillData::Lens(l))) => lens(l, w, th),
+        Some(Ok(DrillData::Edge(e))) => super::circuit_drill::lines(s, d, e, w, th),
     }
 }
 
@@ -75,7 +76,7 @@ fn scored_line<'a>(label: &str, items: &[Scored], with_pos: bool, th: &Theme) ->
     Line::from(spans)
 }
 
-fn head<'a>(h: &HeadDrill, w: usize, th: &Theme) -> Vec<Line<'a>> {
+pub(super) fn head<'a>(h: &HeadDrill, w: usize, th: &Theme) -> Vec<Line<'a>> {
     let n = h.n_pos();
     let mut out = vec![
         Line::from(vec![

@@ -1,6 +1,9 @@
 //! One file per pane. Each pane is a short-lived widget built every frame
 //! from references to the state and the theme; rendering never mutates.
 
+pub mod circuit;
+mod circuit_drill;
+mod circuit_graph;
 pub mod dialogs;
 pub mod drill;
 pub mod heatmap;
@@ -10,6 +13,7 @@ pub mod prompts;
 pub mod settings;
 pub mod status;
 
+pub use circuit::CircuitPane;
 pub use dialogs::DialogPopup;
 pub use drill::DrillPane;
 pub use heatmap::HeatmapPane;

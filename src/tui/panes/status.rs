@@ -168,6 +168,15 @@ impl StatusBar<'_> {
                 Context::Settings,
                 &[(Intent::Down, "row"), (Intent::Right, "change")],
             ),
+            (None, Mode::Nav, Focus::Heatmap) if s.circuit.shown => (
+                Context::Circuit,
+                &[
+                    (Intent::Down, "edge"),
+                    (Intent::DrillDown, "drill"),
+                    (Intent::PageNext, "view"),
+                    (Intent::CircuitMethod, "method"),
+                ],
+            ),
             (None, Mode::Nav, Focus::Heatmap) => (
                 Context::Heatmap,
                 &[
@@ -195,6 +204,7 @@ impl StatusBar<'_> {
             &mut items,
             &[
                 (Intent::RunSweep, "run"),
+                (Intent::RunCircuit, "circuit"),
                 (Intent::Help, "help"),
                 (Intent::Quit, "quit"),
             ],

@@ -1,0 +1,489 @@
+//! The circuit pane's state and transitions: circuit searches started,
+//! followed and cancelled like sweeps, their results kept per spec (as the
+//! session stores them), the edge cursor, and the edge drill-down.
+//!
+//! A search runs on the prompt pairs with the sweep settings' direction
+//! and corruption, ranked by the shown metric, with the pane's method
+//! (any of `Method::ALL`, so methods added to `circuits/` appear here).
+//! The pane takes the heatmap's place while shown (`g` toggles): focus,
+//! layout and the drill-down area are the heatmap's, so the rest of the
+//! workbench treats it as the main view. The edge drill-down is an
+//! ordinary drill-down (`DrillTarget::Edge`) whose data the worker
+//! computes from the edge's names.
+
+use std::time::Duration;
+
+use crate::circuits::{EdgeScore, Method, Stage};
+use crate::patching::metrics::lookup;
+use crate::patching::PromptPair;
+use crate::session::circuit::{circuit_digest, circuit_staleness, CircuitSpec, StoredCircuit};
+use crate::session::Staleness;
+
+use super::action::Intent;
+use super::command::Command;
+use super::drill::DrillState;
+use super::messages::{DrillTarget, JobId, Request, WorkerMsg};
+use super::state::{AppState, Focus, Level, ModelState};
+use super::transitions::input;
+
+/// A circuit of the session: its spec, its stored result, and whether
+/// that result is stale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitView {
+    pub spec: CircuitSpec,
+    pub stored: Option<StoredCircuit>,
+    pub stale: Option<Staleness>,
+}
+
+/// A circuit search in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitRunning {
+    pub job: JobId,
+    /// Index into `CircuitState::views`.
+    pub view: usize,
+    /// `None` until the first progress message.
+    pub stage: Option<Stage>,
+    pub done: usize,
+    pub total: usize,
+    pub elapsed: Duration,
+    pub cancelling: bool,
+    /// Digest of the inputs when it started (`circuit_digest`).
+    pub inputs: String,
+}
+
+/// What the pane shows when it is too narrow for everything at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CircuitTab {
+    #[default]
+    Edges,
+    Graph,
+    Curve,
+}
+
+impl CircuitTab {
+    pub const ALL: [CircuitTab; 3] = [CircuitTab::Edges, CircuitTab::Graph, CircuitTab::Curve];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CircuitTab::Edges => "edges",
+            CircuitTab::Graph => "graph",
+            CircuitTab::Curve => "faithfulness",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitState {
+    /// The main area shows the circuit pane instead of the heatmap.
+    pub shown: bool,
+    /// The method of the next search.
+    pub method: Method,
+    pub views: Vec<CircuitView>,
+    pub selected: usize,
+    pub running: Option<CircuitRunning>,
+    /// The selected edge (rank, 0 = top).
+    pub cursor: usize,
+    pub tab: CircuitTab,
+}
+
+impl Default for CircuitState {
+    fn default() -> Self {
+        CircuitState {
+            shown: false,
+            method: Method::ALL[0],
+            views: Vec::new(),
+            selected: 0,
+            running: None,
+            cursor: 0,
+            tab: CircuitTab::default(),
+        }
+    }
+}
+
+impl CircuitState {
+    pub fn view(&self) -> Option<&CircuitView> {
+        self.views.get(self.selected)
+    }
+
+    /// The shown circuit's stored result.
+    pub fn stored(&self) -> Option<&StoredCircuit> {
+        self.view().and_then(|v| v.stored.as_ref())
+    }
+
+    /// The running search, if it is the shown circuit's.
+    pub fn running_shown(&self) -> Option<&CircuitRunning> {
+        self.running.as_ref().filter(|r| r.view == self.selected)
+    }
+
+    /// The edge under the cursor.
+    pub fn edge(&self) -> Option<&EdgeScore> {
+        self.stored().and_then(|c| c.result.edges.get(self.cursor))
+    }
+}
+
+/// The layer and query head of a head node (`a3.h1`, `a3.h1<q>`; a KV
+/// head `a3.kv1<k>` stands for the first query head of its group).
+pub fn head_of(name: &str, n_heads: usize, n_kv_heads: usize) -> Option<(usize, usize)> {
+    let name = name.split('<').next()?;
+    let (l, h) = name.strip_prefix('a')?.split_once('.')?;
+    let layer = l.parse().ok()?;
+    if let Some(g) = h.strip_prefix("kv") {
+        let group = n_heads / n_kv_heads.max(1);
+        return Some((layer, g.parse::<usize>().ok()? * group.max(1)));
+    }
+    Some((layer, h.strip_prefix('h')?.parse().ok()?))
+}
+
+/// Whether an estimate is far from the exact value: of the other sign, or
+/// off by more than half the larger magnitude. Small sharp models under
+/// large perturbations are where linear estimates fail; the pane marks
+/// such edges rather than hiding the disagreement.
+pub fn far_from_exact(estimate: f32, exact: f32) -> bool {
+    if !estimate.is_finite() || !exact.is_finite() {
+        return false;
+    }
+    let scale = estimate.abs().max(exact.abs());
+    if scale < 1e-6 {
+        return false;
+    }
+    (estimate.signum() != exact.signum() && estimate.abs().min(exact.abs()) > 0.05 * scale)
+        || (estimate - exact).abs() > 0.5 * scale
+}
+
+/// The global circuit intents: run a search, show or hide the pane.
+pub(crate) fn global_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    match i {
+        Intent::RunCircuit => run(s, out),
+        Intent::ToggleCircuit => {
+            s.circuit.shown = !s.circuit.shown;
+            s.drill = None;
+            s.focus = Focus::Heatmap;
+            if s.circuit.shown && s.circuit.views.is_empty() {
+                s.set_status(
+                    Level::Info,
+                    "no circuit yet: press c to find one (t changes the method)",
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keys of the focused circuit pane.
+pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    let c = &mut s.circuit;
+    let n = c.stored().map_or(0, |r| r.result.edges.len());
+    match i {
+        Intent::Up => c.cursor = c.cursor.saturating_sub(1),
+        Intent::Down => c.cursor = (c.cursor + 1).min(n.saturating_sub(1)),
+        Intent::PageNext | Intent::PagePrev | Intent::Right | Intent::Left => {
+            let d = if matches!(i, Intent::PageNext | Intent::Right) {
+                1
+            } else {
+                -1
+            };
+            let k = CircuitTab::ALL
+                .iter()
+                .position(|t| *t == c.tab)
+                .unwrap_or(0) as i32;
+            c.tab = CircuitTab::ALL[(k + d).rem_euclid(CircuitTab::ALL.len() as i32) as usize];
+        }
+        Intent::CircuitMethod => {
+            let k = Method::ALL.iter().position(|m| *m == c.method).unwrap_or(0);
+            c.method = Method::ALL[(k + 1) % Method::ALL.len()];
+            let m = c.method.name();
+            s.set_status(
+                Level::Info,
+                format!("circuit method: {m} (c finds the circuit)"),
+            );
+        }
+        Intent::SweepNext | Intent::SweepPrev if !c.views.is_empty() => {
+            let d = if i == Intent::SweepNext { 1 } else { -1 };
+            let k = c.views.len() as i32;
+            c.selected = (c.selected as i32 + d).rem_euclid(k) as usize;
+            c.cursor = 0;
+        }
+        Intent::DrillDown | Intent::Edit => drill(s, out),
+        _ => {}
+    }
+}
+
+/// Esc: cancels the running search if it is the one in view (or no sweep
+/// runs). Returns whether it did.
+pub(crate) fn cancel(s: &mut AppState, out: &mut Vec<Command>) -> bool {
+    let sweep_running = s.running.is_some();
+    let shown = s.circuit.shown;
+    let Some(r) = s.circuit.running.as_mut() else {
+        return false;
+    };
+    if !shown && sweep_running {
+        return false;
+    }
+    if !r.cancelling {
+        r.cancelling = true;
+        out.push(Command::CancelCircuit(r.job));
+        s.set_status(Level::Info, "cancelling the circuit search…");
+    }
+    true
+}
+
+fn model_ready(s: &mut AppState) -> bool {
+    let msg = match &s.model.state {
+        ModelState::Ready(_) => return true,
+        ModelState::Loading => format!("the model {} is still loading", s.model.load.source),
+        ModelState::Failed(e) => format!("no model: {e}"),
+    };
+    s.set_status(Level::Warn, msg);
+    false
+}
+
+/// The spec of a search started now.
+pub fn current_spec(s: &AppState) -> CircuitSpec {
+    CircuitSpec {
+        metric: s.heatmap.metric_name().to_string(),
+        direction: s.settings.spec.direction,
+        corruption: s.settings.spec.corruption.clone(),
+        ..CircuitSpec::new(s.circuit.method)
+    }
+}
+
+fn run(s: &mut AppState, out: &mut Vec<Command>) {
+    if !model_ready(s) {
+        return;
+    }
+    if let Some(p) = s.prompts.problems().first() {
+        let p = p.clone();
+        return s.set_status(Level::Error, format!("cannot find a circuit: {p}"));
+    }
+    if let Some(old) = s.circuit.running.take() {
+        out.push(Command::CancelCircuit(old.job));
+    }
+    let spec = current_spec(s);
+    let c = &mut s.circuit;
+    let idx = match c.views.iter().position(|v| v.spec == spec) {
+        Some(i) => i,
+        None => {
+            c.views.push(CircuitView {
+                spec: spec.clone(),
+                stored: None,
+                stale: None,
+            });
+            c.views.len() - 1
+        }
+    };
+    c.selected = idx;
+    c.cursor = 0;
+    c.shown = true;
+    let job = s.jobs.new_id();
+    let input = input(s);
+    let pairs: Vec<&PromptPair> = input.pairs.iter().collect();
+    s.circuit.running = Some(CircuitRunning {
+        job,
+        view: idx,
+        stage: None,
+        done: 0,
+        total: 0,
+        elapsed: Duration::ZERO,
+        cancelling: false,
+        inputs: circuit_digest(&spec, &pairs, input.prepend_bos),
+    });
+    s.drill = None;
+    s.focus = Focus::Heatmap;
+    s.session.dirty = true;
+    s.set_status(
+        Level::Info,
+        format!(
+            "finding the circuit ({}, ranked by {}) …",
+            spec.method.name(),
+            spec.metric
+        ),
+    );
+    out.push(Command::Worker(Request::Circuit { job, input, spec }));
+}
+
+/// Opens the drill-down of the edge under the cursor: the estimate beside
+/// the exact change (computed now if the search did not check the edge),
+/// and the attention patterns of the heads at its ends.
+fn drill(s: &mut AppState, out: &mut Vec<Command>) {
+    let Some(view) = s.circuit.view() else {
+        return s.set_status(Level::Warn, "no circuit yet: press c to find one");
+    };
+    let Some(e) = s.circuit.edge().cloned() else {
+        return s.set_status(
+            Level::Warn,
+            "no edge to drill into: press c to find the circuit",
+        );
+    };
+    let spec = view.spec.clone();
+    let job = s.jobs.new_id();
+    s.drill = Some(DrillState {
+        target: DrillTarget::Edge {
+            rank: s.circuit.cursor,
+        },
+        job,
+        result: None,
+        effect_row: None,
+        scroll: 0,
+    });
+    s.focus = Focus::Drill;
+    out.push(Command::Worker(Request::EdgeDrill {
+        job,
+        input: input(s),
+        spec,
+        sender: e.sender.clone(),
+        receiver: e.receiver.clone(),
+        exact: e.exact.is_none(),
+    }));
+}
+
+/// Worker replies about circuit searches.
+pub(crate) fn reply(s: &mut AppState, m: WorkerMsg) {
+    match m {
+        WorkerMsg::CircuitProgress {
+            job,
+            stage,
+            done,
+            total,
+            elapsed,
+        } => {
+            if let Some(r) = s.circuit.running.as_mut().filter(|r| r.job == job) {
+                (r.stage, r.done, r.total, r.elapsed) = (Some(stage), done, total, elapsed);
+            }
+        }
+        WorkerMsg::CircuitDone { job, result } => {
+            let Some(r) = s.circuit.running.take_if(|r| r.job == job) else {
+                return;
+            };
+            let mut stored = *result;
+            stored.inputs = r.inputs;
+            let res = &stored.result;
+            let reached =
+                |k: Option<usize>| k.map_or("not reached".into(), |k| format!("{k} edges"));
+            let secs = (res.timing.runs_ms
+                + res.timing.scores_ms
+                + res.timing.exact_ms
+                + res.timing.faithfulness_ms) as f64
+                / 1e3;
+            let msg = format!(
+                "circuit found: {} edges scored by {}, 80% recovered at {} ({secs:.2} s)",
+                res.n_edges,
+                res.method.name(),
+                reached(res.edges_for_80)
+            );
+            if let Some(v) = s.circuit.views.get_mut(r.view) {
+                v.stored = Some(stored);
+            }
+            s.circuit.selected = r.view;
+            s.circuit.cursor = 0;
+            s.session.dirty = true;
+            mark_stale(s);
+            s.set_status(Level::Info, msg);
+        }
+        WorkerMsg::CircuitFailed {
+            job,
+            error,
+            cancelled,
+        } => {
+            if s.circuit.running.take_if(|r| r.job == job).is_none() {
+                return;
+            }
+            if cancelled {
+                s.set_status(Level::Warn, "circuit search cancelled");
+            } else {
+                s.set_status(Level::Error, format!("circuit search failed: {error}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Marks the stored circuits that cannot be trusted as current (another
+/// model, or prompts, BOS choice or spec changed since); returns how many.
+pub fn mark_stale(s: &mut AppState) -> usize {
+    let pairs = s.prompts.to_pairs();
+    let pairs: Vec<&PromptPair> = pairs.iter().collect();
+    let current = s
+        .model
+        .info()
+        .map(|i| i.fingerprint.clone())
+        .or_else(|| s.session.fingerprint.clone());
+    let bos = s.prompts.bos;
+    let mut n = 0;
+    for v in &mut s.circuit.views {
+        v.stale = v
+            .stored
+            .as_ref()
+            .and_then(|r| circuit_staleness(&v.spec, r, &pairs, bos, current.as_deref()));
+        n += v.stale.is_some() as usize;
+    }
+    n
+}
+
+/// The shown circuit's ranking metric's index in the registry.
+pub fn metric_of(c: &StoredCircuit) -> Option<crate::patching::metrics::MetricId> {
+    lookup(&c.result.metric).map(|(m, _)| m)
+}
+
+/// Edges drawn by the pane's SVG export.
+pub const EXPORT_EDGES: usize = 20;
+
+/// `e` in the circuit pane: the shown circuit's top edges as the layered
+/// SVG drawing (`circuit --format svg`), beside the session file (or in
+/// the data directory while the session is unsaved).
+pub(crate) fn export(s: &mut AppState, out: &mut Vec<Command>) {
+    let Some(v) = s.circuit.view() else {
+        return s.set_status(Level::Warn, "no circuit to export yet: press c to find one");
+    };
+    let Some(c) = &v.stored else {
+        return s.set_status(
+            Level::Warn,
+            "this circuit has no result yet: press c to find it",
+        );
+    };
+    let r = &c.result;
+    let n = r.edges.len().min(EXPORT_EDGES);
+    let title = format!(
+        "{} on {}: top {n} of {} edges by |{}|",
+        r.method.name(),
+        s.model.load.source,
+        r.n_edges,
+        r.metric
+    );
+    let sub = format!(
+        "{} {} · blue raises the metric when patched, red lowers it",
+        v.spec.direction,
+        v.spec.corruption.name()
+    );
+    let Some(svg) = crate::circuits::svg::circuit_svg(&r.edges[..n], &r.metric, &title, &sub)
+    else {
+        return s.set_status(
+            Level::Error,
+            format!("cannot export: unknown metric {}", r.metric),
+        );
+    };
+    let (dir, stem) = match &s.session.path {
+        Some(p) => (
+            p.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            p.file_stem().map(|x| x.to_string_lossy().into_owned()),
+        ),
+        None => (
+            s.session.data_dir.clone().unwrap_or_default(),
+            Some(super::sessions::file_safe(&s.model.load.source)),
+        ),
+    };
+    if s.session.path.is_none() && s.session.data_dir.is_none() {
+        return s.set_status(
+            Level::Error,
+            "cannot export: no user data directory; save the session first and the figure goes beside it",
+        );
+    }
+    let stem = stem.unwrap_or_else(|| "session".into());
+    let path = dir.join(format!(
+        "{stem}-circuit{}-{}.svg",
+        s.circuit.selected + 1,
+        v.spec.method.name()
+    ));
+    out.push(Command::Export { path, svg });
+}
