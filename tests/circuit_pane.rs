@@ -376,6 +376,21 @@ fn circuits_round_trip_through_a_session_file() {
     apply_session(&mut t, loaded.session, None);
     mark_stale(&mut t);
     assert_eq!(t.circuit.views, s.circuit.views, "restored as it was");
+    // `patchbench check` knows the section; a bad ranking metric is named.
+    let report = patchbench::session::check::check_bytes(yaml.as_bytes(), "t.yaml".as_ref());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let bad = yaml.replacen(
+        "metric: logit_diff_normalized\n    direction",
+        "metric: accuracy\n    direction",
+        1,
+    );
+    assert_ne!(bad, yaml);
+    let report = patchbench::session::check::check_bytes(bad.as_bytes(), "t.yaml".as_ref());
+    let p = &report.problems[0];
+    assert_eq!(p.field, "circuits[0].spec.metric");
+    assert!(
+        p.message.contains("unknown metric") && p.hint.as_ref().unwrap().contains("logit_diff")
+    );
     // A session without circuits (every one written before them) has none.
     let old = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -28,6 +28,7 @@ const TOP_LEVEL: &[&str] = &[
     "notes",
     "ui",
     "sweeps",
+    "circuits",
 ];
 
 /// What `check` found.
@@ -163,6 +164,7 @@ fn sections(tree: &Value) -> Vec<Problem> {
     section::<UiState>(map.get("ui"), "ui", &mut out);
     list::<PromptPair>(map.get("prompts"), "prompts", &mut out);
     list::<SweepEntry>(map.get("sweeps"), "sweeps", &mut out);
+    list::<super::circuit::CircuitEntry>(map.get("circuits"), "circuits", &mut out);
     out
 }
 

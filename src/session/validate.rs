@@ -72,6 +72,21 @@ pub(crate) fn semantics(s: &mut Session) -> Vec<Problem> {
             drop_unknown_metrics(&format!("sweeps[{i}].result.result"), r, &mut out);
         }
     }
+    for (i, e) in s.circuits.iter().enumerate() {
+        let f = |name: &str| format!("circuits[{i}].{name}");
+        if !METRICS.contains(&e.spec.metric.as_str()) {
+            out.push(
+                Problem::error(
+                    f("spec.metric"),
+                    format!("unknown metric {}", quote(&e.spec.metric, 60)),
+                )
+                .hint(format!("rank edges by one of: {}", METRICS.join(", "))),
+            );
+        }
+        if e.spec.ig_steps == 0 {
+            out.push(Problem::error(f("spec.ig_steps"), "must be at least 1"));
+        }
+    }
     ui(s, &mut out);
     out
 }
