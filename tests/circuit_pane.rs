@@ -557,6 +557,13 @@ fn a_running_search_draws_its_progress_and_an_empty_pane_says_what_to_do() {
         text.contains("faithfulness 2/4 · 2.5s · Esc cancels"),
         "{text}"
     );
+    // The status bar shows it too, also over the heatmap.
+    key(&mut s, Intent::ToggleCircuit);
+    let text = screen(&draw(&s, 80, 24));
+    assert!(
+        text.contains("circuit: faithfulness 2/4 · 2.5s elapsed"),
+        "{text}"
+    );
 }
 
 // ----------------------------------------------------------- real worker

@@ -139,7 +139,8 @@ pub fn draw_curve(c: &StoredCircuit, area: Rect, th: &Theme, buf: &mut Buffer) {
     }
     let n = c.result.n_edges.max(1);
     let xmax = (1.0 + n as f64).ln();
-    let ymin = pts.iter().map(|p| p.1).fold(0.0, f64::min);
+    // `+ 0.0` turns a -0.0 (an empty circuit's recovery) into 0.0.
+    let ymin = pts.iter().map(|p| p.1).fold(0.0, f64::min) + 0.0;
     let ymax = pts.iter().map(|p| p.1).fold(1.0, f64::max);
     let line80 = [(0.0, 0.8), (xmax, 0.8)];
     let colour = th

@@ -65,6 +65,30 @@ impl Widget for StatusBar<'_> {
                 ),
                 th.style("status"),
             ));
+        } else if let Some(r) = &s.circuit.running {
+            // A circuit search (the sweep's bar wins when both run).
+            let frac = if r.total > 0 {
+                r.done as f32 / r.total as f32
+            } else {
+                0.0
+            };
+            let width = 16;
+            let filled = ((frac * width as f32).round() as usize).min(width);
+            top.push(Span::styled("█".repeat(filled), th.style("progress.done")));
+            top.push(Span::styled(
+                "░".repeat(width - filled),
+                th.style("progress.todo"),
+            ));
+            let stage = r.stage.map_or("starting", |st| st.name());
+            top.push(Span::styled(
+                format!(
+                    " circuit: {stage} {}/{} · {} elapsed · Esc cancels ",
+                    r.done,
+                    r.total,
+                    fmt_dur(r.elapsed)
+                ),
+                th.style("status"),
+            ));
         } else {
             let model = match &s.model.state {
                 ModelState::Loading => {
