@@ -37,6 +37,8 @@ fn edge(s: &str, r: &str, score: f32, exact: Option<f32>) -> EdgeScore {
         receiver: r.into(),
         scores: metrics(score),
         exact: exact.map(metrics),
+        plain: None,
+        graddrop: None,
     }
 }
 

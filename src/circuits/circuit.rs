@@ -23,7 +23,7 @@ use crate::patching::{Corruption, Direction, PreparedPair};
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::progress::{Stage, Watch};
 use super::runs::{self, CircuitSpecRuns, Runs};
-use super::{eap, exact, patched, CircuitError};
+use super::{exact, patched, CircuitError};
 
 /// How edges are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,8 @@ pub enum Method {
     /// Path patching of each edge (sender -> that receiver, every other
     /// head frozen; see [`super::path`]).
     Path,
+    /// AtP* (Kramár et al. 2024): EAP with the QK fix and GradDrop.
+    AtpStar,
 }
 
 impl Method {
@@ -47,12 +49,13 @@ impl Method {
             Method::EapIg => "eap-ig",
             Method::Exact => "exact",
             Method::Path => "path",
+            Method::AtpStar => "atp-star",
         }
     }
 
     /// Whether the scores are a gradient estimate of exact edge patching.
     pub fn is_estimate(self) -> bool {
-        matches!(self, Method::Eap | Method::EapIg)
+        matches!(self, Method::Eap | Method::EapIg | Method::AtpStar)
     }
 
     /// Whether the top edges are also patched exactly, to show how far
@@ -63,9 +66,15 @@ impl Method {
 
     /// Every method, in the order the workbench cycles through them
     /// (`tests/circuit_pane.rs` holds it equal to the CLI's `--method`).
-    pub const ALL: &'static [Method] = &[Method::Eap, Method::EapIg, Method::Exact, Method::Path];
+    pub const ALL: &'static [Method] = &[
+        Method::Eap,
+        Method::EapIg,
+        Method::AtpStar,
+        Method::Exact,
+        Method::Path,
+    ];
 
-    /// The method named `name` (`eap`, `eap-ig`, `exact`, `path`).
+    /// The method named `name` (`eap`, `eap-ig`, `atp-star`, `exact`, `path`).
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.iter().copied().find(|m| m.name() == name)
     }
@@ -79,6 +88,11 @@ pub struct CircuitOptions {
     pub corruption: Corruption,
     /// EAP-IG interpolation steps.
     pub ig_steps: usize,
+    /// What EAP-IG interpolates: the input embeddings or every sender's
+    /// output.
+    pub ig_on: super::eap::IgOn,
+    /// AtP*: add GradDrop (one more gradient group per layer) and rank by it.
+    pub graddrop: bool,
     /// The metric edges are ranked by (`|score|`) and faithfulness is read in.
     pub metric: MetricId,
     /// Top edges patched exactly to measure an estimate's error.
@@ -98,6 +112,8 @@ impl Default for CircuitOptions {
             direction: Direction::Denoise,
             corruption: Corruption::Prompt,
             ig_steps: 5,
+            ig_on: Default::default(),
+            graddrop: true,
             metric: crate::patching::metrics::LOGIT_DIFF,
             check_exact: 100,
             faithfulness_points: 10,
@@ -118,6 +134,23 @@ pub struct EdgeScore {
     /// Metric -> the exact change, for edges checked exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<Metrics>,
+    /// AtP*: the plain linear estimate (EAP's) beside the QK-fixed one in
+    /// `scores`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain: Option<Metrics>,
+    /// AtP* with GradDrop: the magnitude edges are ranked by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graddrop: Option<Metrics>,
+}
+
+impl EdgeScore {
+    /// How far the method's value is from exact edge patching (`scores −
+    /// exact`), where the edge was checked.
+    pub fn error(&self) -> Option<Metrics> {
+        let e = self.exact?;
+        let (a, b) = (self.scores.values(), e.values());
+        Some(Metrics::from_values(std::array::from_fn(|i| a[i] - b[i])))
+    }
 }
 
 /// One point of the faithfulness curve.
@@ -205,6 +238,7 @@ pub fn run_circuit_watched(
     let edges = graph.edges();
     let t1 = Instant::now();
     watch.step(Stage::Scores, 0, runs.runs.len())?;
+    let (mut plain, mut graddrop) = (None, None);
     let scores = match opts.method {
         Method::Exact => exact_scores(
             model,
@@ -215,35 +249,30 @@ pub fn run_circuit_watched(
             (Stage::Scores, watch),
         )?,
         Method::Path => path_scores(model, &graph, &runs, &edges, opts, watch)?,
-        Method::Eap | Method::EapIg => {
-            let steps = if opts.method == Method::Eap {
-                1
-            } else {
-                opts.ig_steps
-            };
-            let mut per_run = Vec::new();
-            for (i, run) in runs.runs.iter().enumerate() {
-                watch.step(Stage::Scores, i, runs.runs.len())?;
-                let dense = eap::eap_ig(model, &graph, run, steps)?;
-                per_run.push(
-                    edges
-                        .iter()
-                        .map(|&(s, r)| {
-                            Metrics::from_values(std::array::from_fn(|m| dense[m][graph.idx(s, r)]))
-                        })
-                        .collect::<Vec<_>>(),
-                );
-            }
-            mean_rows(&per_run)
+        Method::Eap | Method::EapIg | Method::AtpStar => {
+            let est = super::scoring::estimates(model, &graph, &runs, &edges, opts, watch)?;
+            plain = est.plain;
+            graddrop = est.graddrop;
+            est.scores
         }
     };
     let scores: Vec<Metrics> = scores
         .into_iter()
         .map(|m| derive(m, &clean, &corrupted))
         .collect();
+    let derive_all = |v: Option<Vec<Metrics>>| {
+        v.map(|v| {
+            v.into_iter()
+                .map(|m| derive(m, &clean, &corrupted))
+                .collect::<Vec<_>>()
+        })
+    };
+    let (plain, graddrop) = (derive_all(plain), derive_all(graddrop));
     let scores_ms = ms(t1);
-    let key = |m: &Metrics| {
-        let v = m[opts.metric];
+    // Ranked by |score|, or by GradDrop's magnitude where there is one
+    // (AtP*'s ranking).
+    let key = |i: usize| {
+        let v = graddrop.as_ref().unwrap_or(&scores)[i][opts.metric];
         if v.is_finite() {
             v.abs()
         } else {
@@ -251,7 +280,7 @@ pub fn run_circuit_watched(
         }
     };
     let mut order: Vec<usize> = (0..edges.len()).collect();
-    order.sort_by(|&a, &b| key(&scores[b]).total_cmp(&key(&scores[a])));
+    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
     let t2 = Instant::now();
     let mut exact_of = vec![None; edges.len()];
     if opts.method.checks_exact() && opts.check_exact > 0 {
@@ -295,6 +324,8 @@ pub fn run_circuit_watched(
                 receiver: graph.receiver_name(edges[i].1),
                 scores: scores[i],
                 exact: exact_of[i],
+                plain: plain.as_ref().map(|p| p[i]),
+                graddrop: graddrop.as_ref().map(|g| g[i]),
             })
             .collect(),
         edges_for_80: first(0.8),
@@ -409,7 +440,7 @@ fn minus(a: Metrics, b: &Metrics) -> Metrics {
 }
 
 /// Element-wise mean over runs of per-edge metrics.
-fn mean_rows(per_run: &[Vec<Metrics>]) -> Vec<Metrics> {
+pub(super) fn mean_rows(per_run: &[Vec<Metrics>]) -> Vec<Metrics> {
     let n = per_run.first().map_or(0, |r| r.len());
     (0..n)
         .map(|i| Metrics::mean(&per_run.iter().map(|r| r[i]).collect::<Vec<_>>()))

@@ -14,6 +14,15 @@
 //! integral), so `m = 1` is EAP exactly and the estimate converges to the
 //! integrated gradient as `m` grows.
 //!
+//! [`IgOn::Activations`] interpolates every sender's output instead (the
+//! EAP-IG library's `EAP-IG-activations`): at step `α` each head and MLP
+//! *writes* `out(base) + α·Δ` whatever its own inputs, so every receiver
+//! reads the interpolated residual; gradients still flow through each
+//! component's own computation at that point. The forced values are
+//! constants added to what the component computes there (`interp −
+//! actual`), found first by running each block on the interpolated
+//! residual (two block passes per layer, one row per step).
+//!
 //! Every differentiable metric of the registry is estimated in the same
 //! pass: each metric is a row of the batch, seeded with that metric's
 //! gradient with respect to the logits (`MetricDef::grad`), so one backward
@@ -38,6 +47,17 @@ pub fn grad_metrics() -> Vec<usize> {
         .collect()
 }
 
+/// What EAP-IG interpolates between the base and the source run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IgOn {
+    /// The input embeddings (everything downstream recomputed).
+    #[default]
+    Inputs,
+    /// Every sender's output.
+    Activations,
+}
+
 /// EAP-IG scores of every sender × receiver pair for one run pair, per
 /// registry metric (dense, row-major `[sender][receiver]`); metrics
 /// without a gradient, and pairs that are not edges, are NaN.
@@ -46,6 +66,17 @@ pub fn eap_ig(
     graph: &Graph,
     run: &RunPair,
     steps: usize,
+) -> CResult<Vec<Vec<f32>>> {
+    eap_ig_on(model, graph, run, steps, IgOn::Inputs)
+}
+
+/// [`eap_ig`] interpolating the inputs or the activations.
+pub fn eap_ig_on(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    steps: usize,
+    on: IgOn,
 ) -> CResult<Vec<Vec<f32>>> {
     let steps = steps.max(1);
     let dev = model.device();
@@ -73,6 +104,13 @@ pub fn eap_ig(
     );
     // (The base run's own embedding edit, Gaussian noise, is inside the
     // captured base embeddings the interpolation starts from.)
+    if on == IgOn::Activations {
+        let idx: Vec<u32> = (0..rows).map(|r| (r / n_m) as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), dev)?;
+        for (hp, fix) in activation_fixes(model, graph, run, steps)? {
+            spec = spec.intervene(hp, Edit::Add(fix.index_select(&idx, 0)?));
+        }
+    }
     let mut vars = Vec::new();
     let mut add = |spec: HookSpec, hp: HookPoint, heads: Option<usize>| {
         let v = match heads {
@@ -148,7 +186,12 @@ pub fn eap_ig(
 
 /// `[rows, d_vocab]`: row `step * n_m + k` holds metric `ids[k]`'s gradient
 /// with respect to that row's logits.
-fn metric_seeds(logits: &Tensor, run: &RunPair, ids: &[usize], n_m: usize) -> CResult<Tensor> {
+pub(crate) fn metric_seeds(
+    logits: &Tensor,
+    run: &RunPair,
+    ids: &[usize],
+    n_m: usize,
+) -> CResult<Tensor> {
     let rows: Vec<Vec<f32>> = logits.to_vec2()?;
     let lps: Vec<Vec<f32>> = metrics::log_softmax(logits)?.to_vec2()?;
     let clean_lp: Vec<f32> = run.clean_logprobs.to_dtype(DType::F32)?.to_vec1()?;
@@ -168,4 +211,82 @@ fn metric_seeds(logits: &Tensor, run: &RunPair, ids: &[usize], n_m: usize) -> CR
         grad(&view, &mut seed[r * vocab..(r + 1) * vocab]);
     }
     Tensor::from_vec(seed, (rows.len(), vocab), logits.device())
+}
+
+/// The constants that make every head and MLP write its interpolated
+/// output at each step: `(hook, interp − actual)`, one row per step.
+fn activation_fixes(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    steps: usize,
+) -> CResult<Vec<(HookPoint, Tensor)>> {
+    use crate::model::StartState;
+    let (dev, dtype) = (model.device(), model.dtype());
+    let (base, src) = base_and_source(graph, run)?;
+    let delta = (src - &base)?; // [senders, pos, d]
+    let alphas: Vec<f32> = (0..steps).map(|k| k as f32 / steps as f32).collect();
+    let alpha = Tensor::from_vec(alphas, (steps, 1, 1, 1), dev)?;
+    let h = graph.n_heads;
+    let mut out = Vec::new();
+    for l in 0..graph.n_layers {
+        let before = graph.senders_before(l);
+        let shift = delta.narrow(0, 0, before)?.sum(0)?; // [pos, d]
+        let resid_base = run
+            .base
+            .get(HookPoint::ResidPre(l))
+            .expect("base run captured resid_pre")
+            .to_dtype(DType::F32)?;
+        let alpha3 = alpha.squeeze(3)?;
+        let resid = resid_base
+            .broadcast_add(&shift.unsqueeze(0)?.broadcast_mul(&alpha3)?)?
+            .to_dtype(dtype)?;
+        // Heads of block l: [steps, pos, heads, d], as the hook holds them.
+        let heads = |x: &Tensor| -> CResult<Tensor> {
+            x.narrow(0, before, h)?.transpose(0, 1)?.unsqueeze(0)
+        };
+        let interp_heads = heads(&base)?.broadcast_add(&heads(&delta)?.broadcast_mul(&alpha)?)?;
+        let m = before + h;
+        let interp_mlp = base
+            .get(m)?
+            .unsqueeze(0)?
+            .broadcast_add(&delta.get(m)?.unsqueeze(0)?.broadcast_mul(&alpha3)?)?;
+        let block = |spec: &HookSpec| {
+            let opts = ForwardOptions {
+                start: Some(StartState {
+                    layer: l,
+                    resid: resid.clone(),
+                    pos_offset: 0,
+                    past: None,
+                    batch: steps,
+                    packing: None,
+                }),
+                last_pos_only: true,
+                stop_before_layer: Some(l + 1),
+                ..Default::default()
+            };
+            model.forward(None, spec, &opts)
+        };
+        let hp = HookPoint::AttnResult(l);
+        let first = block(&HookSpec::new().capture(hp))?;
+        let actual = first
+            .cache
+            .get(hp)
+            .expect("captured")
+            .to_dtype(DType::F32)?;
+        let forced = Edit::Replace {
+            mask: Tensor::ones((1, 1, 1, 1), dtype, dev)?,
+            value: interp_heads.to_dtype(dtype)?,
+        };
+        let mo = HookPoint::MlpOut(l);
+        let second = block(&HookSpec::new().intervene(hp, forced).capture(mo))?;
+        let actual_mlp = second
+            .cache
+            .get(mo)
+            .expect("captured")
+            .to_dtype(DType::F32)?;
+        out.push((hp, (interp_heads - actual)?.to_dtype(dtype)?));
+        out.push((mo, (interp_mlp - actual_mlp)?.to_dtype(dtype)?));
+    }
+    Ok(out)
 }

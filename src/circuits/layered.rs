@@ -169,6 +169,8 @@ mod tests {
             receiver: r.into(),
             scores: m,
             exact: None,
+            plain: None,
+            graddrop: None,
         }
     }
 

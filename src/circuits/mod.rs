@@ -9,6 +9,7 @@
 //! - `patched`: runs with any set of edges patched (circuits, faithfulness);
 //! - `eap`: EAP and EAP-IG estimates from one backward pass;
 //! - `path`: path patching (the IOI paper's two-step procedure);
+//! - `atp`: AtP* (QK fix, GradDrop); `scoring`: the estimates averaged over runs;
 //! - `circuit`: scoring every edge with a method, top-k circuits and the
 //!   faithfulness curve;
 //! - `progress`: stage-by-stage progress reports and cancelling;
@@ -20,6 +21,7 @@
 //! metric when that edge alone is patched from the source run into the
 //! base run (denoising: clean into corrupted; noising: corrupted into clean).
 
+pub mod atp;
 pub mod circuit;
 pub mod eap;
 pub mod exact;
@@ -30,6 +32,7 @@ pub mod patched;
 pub mod path;
 pub mod progress;
 pub mod runs;
+pub mod scoring;
 pub mod single;
 pub mod svg;
 

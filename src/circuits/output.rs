@@ -70,7 +70,7 @@ impl CircuitReport<'_> {
             "baselines": r.baselines,
             "n_edges": r.n_edges,
             "nodes": nodes,
-            "edges": self.edges(),
+            "edges": self.edges().iter().map(edge_json).collect::<Vec<_>>(),
             "faithfulness": r.faithfulness,
             "edges_for_80": r.edges_for_80,
             "edges_for_90": r.edges_for_90,
@@ -167,23 +167,43 @@ impl CircuitReport<'_> {
             .filter(|v| v.is_finite())
             .fold(0f32, f32::max)
             .max(1e-12);
+        // AtP*'s plain estimate beside the fixed one; the distance from
+        // exact wherever an edge was checked.
+        let plain = self.edges().iter().any(|e| e.plain.is_some());
+        let opt = |v: Option<f32>| match v {
+            Some(v) => format!(" {v:>10.4}"),
+            None => format!(" {:>10}", "-"),
+        };
         out.push_str(&format!(
-            "{:>5}  {:<10} {:<14} {:>10} {:>10}  \n",
-            "rank", "sender", "receiver", "score", "exact"
+            "{:>5}  {:<10} {:<14} {:>10}{} {:>10} {:>10}  \n",
+            "rank",
+            "sender",
+            "receiver",
+            "score",
+            if plain {
+                format!(" {:>10}", "plain")
+            } else {
+                String::new()
+            },
+            "exact",
+            "error"
         ));
         for (i, e) in self.edges().iter().enumerate() {
             let v = e.scores[mi];
             let bar = "█".repeat(((v.abs() / max) * 20.0).round() as usize);
-            let exact = e
-                .exact
-                .map(|x| format!("{:>10.4}", x[mi]))
-                .unwrap_or_else(|| format!("{:>10}", "-"));
             out.push_str(&format!(
-                "{:>5}  {:<10} {:<14} {:>10.4} {exact}  {}{bar}\n",
+                "{:>5}  {:<10} {:<14} {:>10.4}{}{}{}  {}{bar}\n",
                 i + 1,
                 e.sender,
                 e.receiver,
                 v,
+                if plain {
+                    opt(e.plain.map(|p| p[mi]))
+                } else {
+                    String::new()
+                },
+                opt(e.exact.map(|x| x[mi])),
+                opt(e.error().map(|x| x[mi])),
                 if v < 0.0 { "-" } else { "+" }
             ));
         }
@@ -204,6 +224,19 @@ impl CircuitReport<'_> {
         }
         out
     }
+}
+
+/// An edge as the contract lists it: its fields, plus `error` (metric ->
+/// the method's value minus the exact one) where it was checked.
+fn edge_json(e: &EdgeScore) -> Value {
+    let mut v = serde_json::to_value(e).expect("an edge serialises");
+    if let (Some(err), Value::Object(map)) = (e.error(), &mut v) {
+        map.insert(
+            "error".into(),
+            serde_json::to_value(err).expect("metrics serialise"),
+        );
+    }
+    v
 }
 
 fn num(v: f32) -> String {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
+use patchbench::circuits::eap::IgOn;
 use patchbench::circuits::output::CircuitReport;
 use patchbench::circuits::{run_circuit, CircuitOptions, Graph, LnMode, Method, PathOptions};
 use patchbench::patching::metrics::lookup;
@@ -52,11 +53,22 @@ pub enum MethodChoice {
     Eap,
     /// EAP with integrated gradients over interpolated input embeddings.
     EapIg,
+    /// AtP*: EAP with the QK fix (exact attention softmax for query/key
+    /// edges) and GradDrop; reports the plain estimate beside the fixed one.
+    AtpStar,
     /// Exact patching of every edge (one forward row per edge).
     Exact,
     /// Path patching of every edge (IOI paper: sender -> receiver with every
     /// other head frozen to the base run; MLPs recomputed unless --freeze-mlps).
     Path,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum IgOnChoice {
+    /// Interpolate the input embeddings.
+    Inputs,
+    /// Interpolate every head's and MLP's output.
+    Activations,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq)]
@@ -97,6 +109,12 @@ pub struct CircuitCmd {
     /// Points of the faithfulness curve's log grid over k (0: no curve).
     #[arg(long, default_value_t = 10, value_parser = count::<0, 1000>)]
     pub faithfulness_points: usize,
+    /// EAP-IG: interpolate the input embeddings or every sender's output.
+    #[arg(long, value_enum, default_value = "inputs")]
+    pub ig_on: IgOnChoice,
+    /// AtP*: leave out GradDrop (rank by the QK-fixed estimate).
+    #[arg(long)]
+    pub no_graddrop: bool,
     /// Path patching: freeze MLP outputs as well as heads (direct paths only).
     #[arg(long)]
     pub freeze_mlps: bool,
@@ -185,7 +203,13 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
             MethodChoice::EapIg => Method::EapIg,
             MethodChoice::Exact => Method::Exact,
             MethodChoice::Path => Method::Path,
+            MethodChoice::AtpStar => Method::AtpStar,
         },
+        ig_on: match cmd.ig_on {
+            IgOnChoice::Inputs => IgOn::Inputs,
+            IgOnChoice::Activations => IgOn::Activations,
+        },
+        graddrop: !cmd.no_graddrop,
         direction: match cmd.direction {
             DirectionArg::Denoise => Direction::Denoise,
             DirectionArg::Noise => Direction::Noise,

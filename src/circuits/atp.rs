@@ -1,0 +1,294 @@
+//! AtP* (Kramár et al. 2024): attribution patching with its two fixes.
+//!
+//! The plain estimate is EAP's, `Δ_u · ∂metric/∂input_v`. It fails most
+//! where the attention softmax saturates: a key or query input's change
+//! can swing a pattern entry from 0 to 1 while the gradient through the
+//! softmax says almost nothing moved. The fixes:
+//!
+//! - **QK fix.** For an edge into a head's query or key input, patch that
+//!   input for real in the receiver's own block (one batched row per edge,
+//!   from the base run's cached `resid_pre`; norms, rotary and q/k norms
+//!   are the model's own), read the new attention pattern `A'` of the heads
+//!   it feeds, and score `Σ (A' − A) ⊙ ∂metric/∂A`: the softmax is exact,
+//!   only what follows the pattern is linearised. Value, MLP and logits
+//!   edges keep the plain estimate (nothing saturates before their
+//!   gradient is taken).
+//! - **GradDrop.** Cancellation between paths can hide an edge whose
+//!   pieces are large. For each layer `ℓ` a backward pass with the
+//!   gradient through block `ℓ`'s residual contribution (`hook_attn_out`,
+//!   `hook_mlp_out`) dropped — those outputs replaced by their own values
+//!   as constants, so the forward is unchanged — gives an estimate (QK
+//!   fix included); GradDrop's score is `Σ_ℓ |estimate_ℓ| / (L − 1)`, a
+//!   magnitude used to *rank* edges (the paper's AtP*), not a signed
+//!   change.
+//!
+//! All gradients come from one backward: the batch holds a row per
+//! (dropped layer or none) × differentiable metric, each seeded with its
+//! metric's gradient, with zero variables at every split-input hook and
+//! every attention pattern.
+
+use candle_core::{DType, Result as CResult, Tensor, Var};
+
+use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::patching::metrics::REGISTRY;
+use crate::patching::runs::RunPair;
+
+use super::eap::{grad_metrics, metric_seeds};
+use super::exact::receiver_hook;
+use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
+use super::runs::base_and_source;
+
+/// AtP*'s scores of every sender × receiver pair for one run pair, per
+/// registry metric, dense row-major `[sender][receiver]` (NaN where not an
+/// edge or the metric has no gradient).
+pub struct AtpScores {
+    /// The linear estimate (EAP).
+    pub plain: Vec<Vec<f32>>,
+    /// With the QK fix: a signed change of the metric.
+    pub fixed: Vec<Vec<f32>>,
+    /// GradDrop's magnitude (with the QK fix), when asked for.
+    pub graddrop: Option<Vec<Vec<f32>>>,
+}
+
+/// AtP* for one run pair; `graddrop` adds one gradient group per layer.
+pub fn atp_star(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    graddrop: bool,
+    max_rows: usize,
+) -> CResult<AtpScores> {
+    let dev = model.device();
+    let dtype = model.dtype();
+    let ids = grad_metrics();
+    let n_m = ids.len();
+    let nl = graph.n_layers;
+    let groups = if graddrop { 1 + nl } else { 1 };
+    let rows = groups * n_m;
+    let t = run.base_tokens.len();
+    let d = model.cfg.d_model;
+    let tokens = Tensor::new(run.base_tokens.as_slice(), dev)?.unsqueeze(0)?;
+    let embed = run
+        .base
+        .get(HookPoint::Embed)
+        .expect("embed captured")
+        .clone();
+    let embed_edit = || -> CResult<Edit> {
+        Ok(Edit::Replace {
+            mask: Tensor::ones((1, 1, 1), dtype, dev)?,
+            value: embed.to_dtype(dtype)?,
+        })
+    };
+    // The base run's patterns and block outputs (constants for GradDrop).
+    let mut spec = HookSpec::new().intervene(HookPoint::Embed, embed_edit()?);
+    for l in 0..nl {
+        spec = spec
+            .capture(HookPoint::Pattern(l))
+            .capture(HookPoint::AttnOut(l))
+            .capture(HookPoint::MlpOut(l));
+    }
+    let last = ForwardOptions {
+        last_pos_only: true,
+        ..Default::default()
+    };
+    let base = model.forward(Some(&tokens), &spec, &last)?.cache;
+    // The gradient pass: row = group * n_m + metric; group 0 drops nothing,
+    // group 1 + ℓ drops block ℓ.
+    let mut spec = HookSpec::new().intervene(HookPoint::Embed, embed_edit()?);
+    let mut vars: Vec<(usize, Var)> = Vec::new();
+    let mut pattern_vars = Vec::new();
+    let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
+    for l in 0..nl {
+        for (hp, n) in [
+            (HookPoint::QInput(l), Some(h)),
+            (HookPoint::KInput(l), Some(hkv)),
+            (HookPoint::VInput(l), Some(hkv)),
+            (HookPoint::MlpIn(l), None),
+        ] {
+            let v = match n {
+                Some(n) => Var::zeros((rows, t, n, d), dtype, dev)?,
+                None => Var::zeros((rows, t, d), dtype, dev)?,
+            };
+            spec = spec.intervene(hp, Edit::Add(v.as_tensor().clone()));
+            vars.push((n.unwrap_or(1), v));
+        }
+        let p = Var::zeros((rows, h, t, t), dtype, dev)?;
+        spec = spec.intervene(HookPoint::Pattern(l), Edit::Add(p.as_tensor().clone()));
+        pattern_vars.push(p);
+        if graddrop {
+            let m: Vec<f32> = (0..rows).map(|r| f32::from(r / n_m == 1 + l)).collect();
+            let mask = Tensor::from_vec(m, (rows, 1, 1), dev)?.to_dtype(dtype)?;
+            for hp in [HookPoint::AttnOut(l), HookPoint::MlpOut(l)] {
+                let value = base.get(hp).expect("captured").clone();
+                spec = spec.intervene(
+                    hp,
+                    Edit::Replace {
+                        mask: mask.clone(),
+                        value,
+                    },
+                );
+            }
+        }
+    }
+    let v = Var::zeros((rows, t, d), dtype, dev)?;
+    spec = spec.intervene(
+        HookPoint::ResidPost(nl - 1),
+        Edit::Add(v.as_tensor().clone()),
+    );
+    vars.push((1, v));
+    let batch = tokens.broadcast_as((rows, t))?.contiguous()?;
+    let logits = model
+        .forward(Some(&batch), &spec, &last)?
+        .logits
+        .expect("logits")
+        .to_dtype(DType::F32)?;
+    let seed = metric_seeds(&logits, run, &ids, n_m)?;
+    let grads = (&logits * seed)?.sum_all()?.backward()?;
+    let grad_of = |v: &Var| -> CResult<Tensor> {
+        match grads.get(v.as_tensor()) {
+            Some(g) => g.to_dtype(DType::F32),
+            None => v.as_tensor().zeros_like()?.to_dtype(DType::F32),
+        }
+    };
+    // Linear estimates, [rows, senders, receivers].
+    let mut per = Vec::new();
+    for (heads, var) in &vars {
+        let g = grad_of(var)?.reshape((rows, t, *heads, d))?;
+        per.push(g.transpose(1, 2)?.reshape((rows, *heads, t * d))?);
+    }
+    let g = Tensor::cat(&per, 1)?;
+    let (b, s) = base_and_source(graph, run)?;
+    let delta = (s - b)?;
+    let ns = graph.n_senders();
+    let flat = delta.reshape((ns, t * d))?;
+    let linear: Vec<Vec<Vec<f32>>> = flat
+        .unsqueeze(0)?
+        .broadcast_as((rows, ns, t * d))?
+        .contiguous()?
+        .matmul(&g.transpose(1, 2)?.contiguous()?)?
+        .to_vec3()?;
+    // QK fix: [rows of the gradient batch][sender][receiver], for q/k edges.
+    let mut fix: Vec<Vec<Vec<f32>>> = linear.clone();
+    for (l, pv) in pattern_vars.iter().enumerate() {
+        let ga = grad_of(pv)?.reshape((rows, h * t * t))?;
+        let a = base
+            .get(HookPoint::Pattern(l))
+            .expect("captured")
+            .to_dtype(DType::F32)?
+            .reshape((1, h * t * t))?;
+        let edges: Vec<(SenderId, ReceiverId)> = graph
+            .receivers_of(l)
+            .map(|r| ReceiverId(r as u32))
+            .filter(|&r| {
+                matches!(
+                    graph.receiver(r),
+                    Receiver::Head {
+                        port: Qkv::Q | Qkv::K,
+                        ..
+                    }
+                )
+            })
+            .flat_map(|r| (0..ns as u32).map(move |s| (SenderId(s), r)))
+            .filter(|&(s, r)| graph.is_edge(s, r))
+            .collect();
+        for chunk in edges.chunks(max_rows.max(1)) {
+            let patterns = patched_patterns(model, graph, run, &delta, l, chunk)?;
+            let da = patterns
+                .reshape((chunk.len(), h * t * t))?
+                .broadcast_sub(&a)?;
+            let est: Vec<Vec<f32>> = da.matmul(&ga.t()?.contiguous()?)?.to_vec2()?;
+            for (&(s, r), row) in chunk.iter().zip(est) {
+                for (k, v) in row.into_iter().enumerate() {
+                    fix[k][s.0 as usize][r.0 as usize] = v;
+                }
+            }
+        }
+    }
+    let dense = |m: &dyn Fn(usize, usize, usize) -> f32| -> Vec<Vec<f32>> {
+        let mut out = vec![vec![f32::NAN; ns * graph.n_receivers()]; REGISTRY.len()];
+        for (k, &mi) in ids.iter().enumerate() {
+            for (s, r) in graph.edges() {
+                out[mi][graph.idx(s, r)] = m(k, s.0 as usize, r.0 as usize);
+            }
+        }
+        out
+    };
+    let plain = dense(&|k, s, r| linear[k][s][r]);
+    let fixed = dense(&|k, s, r| fix[k][s][r]);
+    let graddrop = graddrop.then(|| {
+        let norm = (nl.max(2) - 1) as f32;
+        dense(&|k, s, r| {
+            (1..groups)
+                .map(|g| fix[g * n_m + k][s][r].abs())
+                .sum::<f32>()
+                / norm
+        })
+    });
+    Ok(AtpScores {
+        plain,
+        fixed,
+        graddrop,
+    })
+}
+
+/// Attention patterns of block `l` with each row's q/k edge patched.
+///
+/// # Shapes
+/// `delta: [senders, pos, d_model]`; returns `[rows, heads, pos, pos]` (f32)
+fn patched_patterns(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    delta: &Tensor,
+    l: usize,
+    chunk: &[(SenderId, ReceiverId)],
+) -> CResult<Tensor> {
+    let (dev, dtype) = (model.device(), model.dtype());
+    let (t, d) = (delta.dim(1)?, delta.dim(2)?);
+    let rows = chunk.len();
+    let mut by_hook: Vec<(HookPoint, Vec<Tensor>)> = Vec::new();
+    for (row, &(s, r)) in chunk.iter().enumerate() {
+        let (hp, head) = receiver_hook(graph, r);
+        let (hi, n) = head.expect("a head receiver");
+        let k = match by_hook.iter().position(|(x, _)| *x == hp) {
+            Some(k) => k,
+            None => {
+                let zero = Tensor::zeros((t, n, d), dtype, dev)?;
+                by_hook.push((hp, vec![zero; rows]));
+                by_hook.len() - 1
+            }
+        };
+        let mut onehot = vec![0f32; n];
+        onehot[hi] = 1.0;
+        let onehot = Tensor::from_vec(onehot, (1, n, 1), dev)?.to_dtype(dtype)?;
+        let du = delta.get(s.0 as usize)?.to_dtype(dtype)?;
+        by_hook[k].1[row] = du.unsqueeze(1)?.broadcast_mul(&onehot)?;
+    }
+    let mut spec = HookSpec::new().capture(HookPoint::Pattern(l));
+    for (hp, t_rows) in by_hook {
+        spec = spec.intervene(hp, Edit::Add(Tensor::stack(&t_rows, 0)?));
+    }
+    let resid = run
+        .base
+        .get(HookPoint::ResidPre(l))
+        .expect("base run captured resid_pre")
+        .clone();
+    let opts = ForwardOptions {
+        start: Some(StartState {
+            layer: l,
+            resid,
+            pos_offset: 0,
+            past: None,
+            batch: rows,
+            packing: None,
+        }),
+        last_pos_only: true,
+        stop_before_layer: Some(l + 1),
+        ..Default::default()
+    };
+    let out = model.forward(None, &spec, &opts)?;
+    out.cache
+        .get(HookPoint::Pattern(l))
+        .expect("captured")
+        .to_dtype(DType::F32)
+}
