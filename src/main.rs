@@ -33,6 +33,7 @@ fn main() {
         Some(cli::Command::Export(a)) => cli::session::export(a),
         Some(cli::Command::Dataset(cli::dataset::DatasetCommand::Gen(a))) => cli::dataset::gen(a),
         Some(cli::Command::Compare(a)) => cli::compare::compare(a),
+        Some(cli::Command::CheckDevice(a)) => cli::check_device::check_device(a),
         Some(cli::Command::Open(a)) => cli::tui::start(&a.tui, Some(&a.file)),
         None => cli::tui::start(&args.tui, None),
     };

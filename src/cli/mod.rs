@@ -23,6 +23,7 @@ pub mod bench_circuit;
 pub mod bench_dataset;
 pub mod bench_load;
 pub mod bounds;
+pub mod check_device;
 pub mod circuit;
 pub mod compare;
 pub mod dataset;
@@ -44,7 +45,7 @@ use candle_core::{Tensor, D};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use patchbench::model::device::parse_device;
+use patchbench::model::device::{cuda_fallback_reason, parse_device};
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{hf, random, ForwardOptions, HookSpec, LoadedModel, WeightsMode};
 
@@ -91,6 +92,9 @@ pub enum Command {
     Dataset(dataset::DatasetCommand),
     /// A paired permutation test between two sweeps' per-pair values.
     Compare(compare::CompareArgs),
+    /// Compare forward passes and sweeps on a device (CUDA) against the CPU;
+    /// non-zero exit on any mismatch.
+    CheckDevice(check_device::CheckDeviceArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -112,12 +116,24 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
         let opts = LoadOptions {
-            device: parse_device(&self.device)?,
+            device: device_from_arg(&self.device)?,
             weights: self.weights.parse::<WeightsMode>()?,
         };
         LoadedModel::load(&self.model, &opts)
             .with_context(|| format!("loading model {:?}", self.model))
     }
+}
+
+/// Parses `--device`; when `auto` falls back to the CPU in a CUDA build, says
+/// why on stderr (a CPU-only build says nothing: the CPU is all it has).
+pub fn device_from_arg(arg: &str) -> Result<candle_core::Device> {
+    let device = parse_device(arg)?;
+    if device.is_cpu() && !arg.trim().eq_ignore_ascii_case("cpu") {
+        if let Some(reason) = cuda_fallback_reason() {
+            note!("note: not using CUDA: {reason}; running on the CPU");
+        }
+    }
+    Ok(device)
 }
 
 #[derive(Args, Debug, Clone, Copy)]

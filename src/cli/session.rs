@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use patchbench::model::device::parse_device;
 use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{LoadedModel, WeightsMode};
 use patchbench::patching::output::json_text;
@@ -20,7 +19,7 @@ use super::output::write_output;
 
 pub fn load_model(source: &str, file: &Path, device: &str, weights: &str) -> Result<LoadedModel> {
     let opts = LoadOptions {
-        device: parse_device(device)?,
+        device: super::device_from_arg(device)?,
         weights: weights.parse::<WeightsMode>()?,
     };
     let resolved = resolve_model_source(source, file);

@@ -1,4 +1,12 @@
 //! Device and precision choices (`--device cpu|cuda[:N]|auto`, `--dtype f32|bf16|f16`).
+//!
+//! A `--features cuda` build must still run where there is no GPU: `auto`
+//! then falls back to the CPU (and [`cuda_fallback_reason`] says why, for a
+//! note), while an explicit `cuda`/`cuda:N` is a one-line error. Opening a CUDA
+//! device never aborts the process: `device_cuda` checks that the CUDA
+//! libraries can be loaded before candle touches them, and each ordinal is
+//! opened once per process, so every model and tensor on `cuda:N` shares one
+//! candle device (candle refuses to mix tensors of two devices).
 
 use candle_core::{DType, Device};
 
@@ -32,20 +40,37 @@ pub fn parse_device(s: &str) -> Result<Device, ModelError> {
                     "device {s:?} needs a patchbench built with CUDA: cargo build --release --features cuda"
                 )));
             }
-            Device::new_cuda(ordinal)
-                .map_err(|e| ModelError::Source(format!("cannot open {s}: {e}")))
+            open_cuda(ordinal).map_err(|reason| {
+                ModelError::Source(format!(
+                    "cannot open {s}: {reason} (use --device cpu, or --device auto to fall back to the CPU)"
+                ))
+            })
         }
     }
 }
 
 /// The best available device: CUDA 0 when compiled in and present, else the CPU.
 pub fn best_device() -> Device {
-    if cfg!(feature = "cuda") {
-        if let Ok(d) = Device::new_cuda(0) {
-            return d;
-        }
+    open_cuda(0).unwrap_or(Device::Cpu)
+}
+
+/// Why `auto` uses the CPU in a CUDA build (`None` in a CPU-only build, or
+/// when CUDA 0 opens), for a one-line note.
+pub fn cuda_fallback_reason() -> Option<String> {
+    if !cfg!(feature = "cuda") {
+        return None;
     }
-    Device::Cpu
+    open_cuda(0).err()
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> Result<Device, String> {
+    super::device_cuda::open(ordinal)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_ordinal: usize) -> Result<Device, String> {
+    Err("patchbench was built without CUDA".into())
 }
 
 /// Parses a dtype name.
@@ -69,5 +94,34 @@ pub fn device_name(d: &Device) -> String {
             _ => "cuda".into(),
         },
         Device::Metal(_) => "metal".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_auto_parse_and_bad_names_are_refused() {
+        assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert!(matches!(parse_device(" CPU "), Ok(Device::Cpu)));
+        // `auto` always yields a device; on a machine without a GPU, the CPU.
+        let auto = parse_device("auto").unwrap();
+        assert_eq!(
+            auto.is_cpu(),
+            cuda_fallback_reason().is_some() || !cfg!(feature = "cuda")
+        );
+        for bad in ["cuda:x", "cuda:-1", "cuda0", "gpu", "metal"] {
+            let e = parse_device(bad).unwrap_err().to_string();
+            assert!(e.contains("cpu, cuda, cuda:N or auto"), "{bad}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_in_a_cpu_build_names_the_feature() {
+        assert_eq!(cuda_fallback_reason(), None);
+        let e = parse_device("cuda:1").unwrap_err().to_string();
+        assert!(e.contains("--features cuda"), "{e}");
     }
 }

@@ -11,6 +11,8 @@
 
 pub mod config;
 pub mod device;
+#[cfg(feature = "cuda")]
+mod device_cuda;
 pub mod embedded;
 pub mod families;
 pub mod forward;
