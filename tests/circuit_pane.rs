@@ -360,6 +360,8 @@ fn edits_and_another_model_turn_a_stored_circuit_stale() {
         .unwrap()
         .to_string();
     assert!(why.contains("different model"), "{why}");
+    let st = &s.status.as_ref().unwrap().text;
+    assert!(st.contains("1 of 1 stored circuits stale"), "{st}");
     let text = screen(&draw(&s, 80, 24));
     assert!(text.contains("STALE"), "{text}");
 }

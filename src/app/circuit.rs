@@ -419,6 +419,17 @@ pub fn mark_stale(s: &mut AppState) -> usize {
     n
 }
 
+/// "k of n stored circuits stale: why", if any are (already marked).
+pub(crate) fn stale_summary(s: &AppState) -> Option<String> {
+    let views = &s.circuit.views;
+    let first = views.iter().find_map(|v| v.stale.as_ref())?;
+    let k = views.iter().filter(|v| v.stale.is_some()).count();
+    let n = views.iter().filter(|v| v.stored.is_some()).count();
+    Some(format!(
+        "{k} of {n} stored circuits stale: {first}; c recomputes"
+    ))
+}
+
 /// The shown circuit's ranking metric's index in the registry.
 pub fn metric_of(c: &StoredCircuit) -> Option<crate::patching::metrics::MetricId> {
     lookup(&c.result.metric).map(|(m, _)| m)

@@ -203,12 +203,17 @@ fn worker_failed(s: &mut AppState, error: String, thread_stopped: bool, out: &mu
 /// "k of n stored results are stale: why", if any are (marking them).
 fn stale_summary(s: &mut AppState) -> Option<String> {
     let n_stale = mark_stale(s);
-    let first = s.sweeps.iter().find_map(|v| v.stale.as_ref())?;
+    let circuits = super::circuit::stale_summary(s);
+    let Some(first) = s.sweeps.iter().find_map(|v| v.stale.as_ref()) else {
+        return circuits;
+    };
     let n = s.sweeps.iter().filter(|v| v.stored.is_some()).count();
     let more = if n_stale > 1 { " (and others)" } else { "" };
-    Some(format!(
-        "{n_stale} of {n} stored results stale: {first}{more}; r recomputes"
-    ))
+    let sweeps = format!("{n_stale} of {n} stored results stale: {first}{more}; r recomputes");
+    Some(match circuits {
+        Some(c) => format!("{sweeps} · {c}"),
+        None => sweeps,
+    })
 }
 
 /// Shows a loaded session (opened from `path`, or restored from an
