@@ -173,6 +173,7 @@ fn the_worker_streams_normalised_cells_for_every_corruption() {
                 prepend_bos: None,
             },
             spec,
+            checkpoint: None,
         });
         let mut streamed = vec![];
         let mut progress_baselines = None;

@@ -40,6 +40,7 @@ fn sweep(job: u64) -> Request {
             prepend_bos: None,
         },
         spec: SweepSpec::new(Target::ResidPre),
+        checkpoint: None,
     }
 }
 

@@ -125,6 +125,8 @@ pub enum Action {
         path: PathBuf,
         result: Result<(), String>,
     },
+    /// A checkpoint of an interrupted sweep lies beside the opened session.
+    SweepInterrupted(Box<super::resume::Interrupted>),
     /// A mouse click on a pane, or the wheel.
     MouseFocus(super::state::Focus),
     MouseScroll {
@@ -148,6 +150,7 @@ impl Action {
             Action::Saved { .. } => "saved",
             Action::SaveTargetExists { .. } => "save_target_exists",
             Action::Exported { .. } => "exported",
+            Action::SweepInterrupted(_) => "sweep_interrupted",
             Action::MouseFocus(_) => "mouse_focus",
             Action::MouseScroll { .. } => "mouse_scroll",
         }
@@ -168,6 +171,7 @@ impl Action {
             Action::Saved { .. } => "a session file was written",
             Action::SaveTargetExists { .. } => "the file to save as already exists",
             Action::Exported { .. } => "a heatmap export was written",
+            Action::SweepInterrupted(_) => "an interrupted sweep of the session can be resumed",
             Action::MouseFocus(_) => "a mouse click focused a pane",
             Action::MouseScroll { .. } => "the mouse wheel moved",
         }

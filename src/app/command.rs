@@ -32,6 +32,8 @@ pub enum Command {
         path: PathBuf,
         svg: String,
     },
+    /// Delete an interrupted sweep's checkpoint (`resume`).
+    RemoveCheckpoint(PathBuf),
     Quit,
 }
 

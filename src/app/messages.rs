@@ -52,6 +52,9 @@ pub enum Request {
         job: JobId,
         input: PairsInput,
         spec: SweepSpec,
+        /// Where the sweep keeps its checkpoint (beside the session file;
+        /// `None` for a session not saved yet).
+        checkpoint: Option<SweepCheckpoint>,
     },
     Drill {
         job: JobId,
@@ -89,6 +92,14 @@ impl Request {
             | Request::EdgeDrill { job, .. } => Some(*job),
         }
     }
+}
+
+/// A sweep's checkpoint file (`patching::checkpoint`, the CLI's format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepCheckpoint {
+    pub path: std::path::PathBuf,
+    /// Continue from what the file holds; `false`: delete it and start over.
+    pub resume: bool,
 }
 
 /// What a drill-down looks at.

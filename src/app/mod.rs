@@ -15,6 +15,7 @@
 //!   and `saving`, so no two import each other);
 //! - `worker`, `model_thread`, `guard`, `tokenize`: background work;
 //! - `pair_list`: the list of pairs with their baselines (a popup);
+//! - `resume`: resuming a sweep interrupted with its checkpoint (a popup);
 //! - `spread`: the statistics of a sweep over many pairs as the heatmap
 //!   shows them (intervals, one pair alone, differences of sweeps), and
 //!   `spread_keys`, its keys and caches on the state;
@@ -35,6 +36,7 @@ pub mod pair_list;
 mod panes;
 pub mod prompts;
 mod replies;
+pub mod resume;
 mod saving;
 pub mod sessions;
 pub mod settings;

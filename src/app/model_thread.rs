@@ -14,8 +14,10 @@ use crate::model::loaded::LoadOptions;
 use crate::model::WeightsMode;
 use crate::model::{LoadedModel, Tokenizer};
 use crate::patching::output::TokenList;
+use crate::patching::part::Shard;
 use crate::patching::plan::plan;
-use crate::patching::{prepare_pairs, run_sweep, EngineOptions, PreparedPair, SweepError};
+use crate::patching::sharded::PartControl;
+use crate::patching::{prepare_pairs, run_sweep_with, EngineOptions, PreparedPair, SweepError};
 use crate::session::time::rfc3339;
 
 use super::guard::{describe, guarded, Faults};
@@ -163,7 +165,12 @@ impl ModelThread {
                 let result = self.estimate(&input, &spec);
                 (self.sink)(WorkerMsg::Estimated { job, result });
             }
-            Request::Sweep { job, input, spec } => self.sweep(job, &input, &spec),
+            Request::Sweep {
+                job,
+                input,
+                spec,
+                checkpoint,
+            } => self.sweep(job, &input, &spec, checkpoint.as_ref()),
             Request::Drill {
                 job,
                 input,
@@ -254,7 +261,13 @@ impl ModelThread {
             .map_err(|e| e.to_string())
     }
 
-    fn sweep(&mut self, job: JobId, input: &PairsInput, spec: &crate::patching::SweepSpec) {
+    fn sweep(
+        &mut self,
+        job: JobId,
+        input: &PairsInput,
+        spec: &crate::patching::SweepSpec,
+        checkpoint: Option<&SweepCheckpoint>,
+    ) {
         let fail = |error: String, cancelled| WorkerMsg::SweepFailed {
             job,
             error,
@@ -327,14 +340,33 @@ impl ModelThread {
             });
         };
         let opts = EngineOptions::default();
-        match run_sweep(
+        // Finished batches go to the checkpoint (a killed workbench loses
+        // only the batch in flight); it is deleted once the sweep is done,
+        // kept when it is cancelled or fails, to be resumed.
+        if let Some(c) = checkpoint.filter(|c| !c.resume) {
+            if let Err(e) = std::fs::remove_file(&c.path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    let what =
+                        format!("cannot delete the old checkpoint {}: {e}", c.path.display());
+                    return (self.sink)(fail(what, false));
+                }
+            }
+        }
+        let one = Shard { k: 1, n: 1 };
+        let path = checkpoint.map(|c| c.path.clone());
+        let mut control = PartControl::new(m, &pairs, spec, &opts, one, path);
+        let outcome = run_sweep_with(
             &m.model,
             &pairs,
+            None,
             spec,
             &opts,
+            &mut control,
             Some(&self.cancel),
             &mut on_progress,
-        ) {
+        )
+        .and_then(|result| control.finish().map(|()| result));
+        match outcome {
             Ok(result) => (self.sink)(WorkerMsg::SweepDone {
                 job,
                 result: Box::new(result),

@@ -152,6 +152,7 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             if let Some(v) = s.sweeps.get_mut(r.sweep) {
                 v.partial = None;
             }
+            super::resume::stopped(s, r.sweep);
             if cancelled {
                 s.set_status(Level::Warn, "sweep cancelled");
             } else {

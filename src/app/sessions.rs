@@ -118,6 +118,8 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
     s.session.dataset = session.dataset;
     s.session.fingerprint = session.model.fingerprint;
     s.session.path = path;
+    // Its own checkpoint, if any, is announced by the event loop.
+    s.session.interrupted = None;
     s.session.dirty = false;
     s.running = None;
     s.drill = None;

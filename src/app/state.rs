@@ -169,6 +169,12 @@ pub enum Popup {
         title: String,
         text: String,
     },
+    /// A sweep of this session was interrupted: resume or discard it
+    /// (`resume`). `requested`: raised by starting a sweep, which follows.
+    ResumeSweep {
+        interrupted: Box<super::resume::Interrupted>,
+        requested: bool,
+    },
     /// The prompt pairs with their baselines (`pair_list`).
     PairList {
         /// Index into the listed rows.
@@ -199,6 +205,8 @@ pub struct SessionMeta {
     pub model_override: bool,
     /// "Save and quit": quit once the save succeeds.
     pub quit_after_save: bool,
+    /// A sweep whose checkpoint waits beside the session (`resume`).
+    pub interrupted: Option<super::resume::Interrupted>,
 }
 
 /// Outstanding job ids.

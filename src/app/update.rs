@@ -50,6 +50,7 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
             s.popup = Some(Popup::ConfirmOverwrite { path });
         }
         Action::Exported { path, result } => replies::exported(s, path, result),
+        Action::SweepInterrupted(i) => super::resume::found(s, *i),
         Action::MouseFocus(f) => {
             if s.popup.is_none() && s.mode == Mode::Nav && (f != Focus::Drill || s.drill.is_some())
             {
@@ -173,6 +174,13 @@ fn model_ready(s: &mut AppState) -> bool {
 }
 
 fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
+    if !super::resume::ask_before_running(s) {
+        start_sweep(s, false, out);
+    }
+}
+
+/// Starts the settings' sweep; `resume`: from the session's checkpoint.
+fn start_sweep(s: &mut AppState, resume: bool, out: &mut Vec<Command>) {
     if !model_ready(s) {
         return;
     }
@@ -217,7 +225,13 @@ fn run_sweep(s: &mut AppState, out: &mut Vec<Command>) {
     s.focus = Focus::Heatmap;
     s.session.dirty = true;
     s.set_status(Level::Info, format!("running {} …", spec.target));
-    out.push(Command::Worker(Request::Sweep { job, input, spec }));
+    let checkpoint = super::resume::checkpoint_for(s, resume);
+    out.push(Command::Worker(Request::Sweep {
+        job,
+        input,
+        spec,
+        checkpoint,
+    }));
 }
 
 /// Exports the shown sweep's stored heatmap, in the shown metric, as SVG
@@ -366,6 +380,10 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             selected,
             failing_only,
         } => super::pair_list::intent(s, i, selected, failing_only),
+        Popup::ResumeSweep {
+            interrupted,
+            requested,
+        } => super::resume::intent(s, i, interrupted, requested, out, start_sweep),
         Popup::RestoreAutosave { path, loaded, age } => match i {
             Intent::Yes | Intent::Select => {
                 let what = format!("restored the autosave from {age} ({})", path.display());

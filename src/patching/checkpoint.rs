@@ -223,6 +223,38 @@ impl Checkpoint {
     }
 }
 
+/// What a checkpoint holds, read without the model (to offer resuming it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peek {
+    /// The sweep's identity (spec, fingerprint, ...) from the header.
+    pub key: Value,
+    /// Finished units recorded after it (a torn tail not counted).
+    pub units: usize,
+}
+
+/// Reads the header and counts the finished units of the checkpoint at
+/// `path`; `None` when there is none or it is not a checkpoint.
+pub fn peek(path: &Path) -> Option<Peek> {
+    let bytes = read_capped(path, limits::PARTS, "sweep checkpoint").ok()?;
+    let mut lines = bytes.split_inclusive(|&b| b == b'\n').map(|l| {
+        std::str::from_utf8(l)
+            .ok()
+            .and_then(|l| l.strip_suffix('\n'))
+            .and_then(parse_record)
+    });
+    let header = lines.next()??;
+    if header.get("patchbench_checkpoint") != Some(&json!(CHECKPOINT_FORMAT)) {
+        return None;
+    }
+    let units = lines
+        .map_while(|r| r.as_ref().and_then(unit_record))
+        .count();
+    Some(Peek {
+        key: header.get("key")?.clone(),
+        units,
+    })
+}
+
 /// A stored unit: its `(run, cell)` rows and their values.
 type KnownUnit = (Vec<(usize, usize)>, Vec<Metrics>);
 

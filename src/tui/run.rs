@@ -26,6 +26,7 @@ use crossterm::event::Event;
 
 use crate::app::guard::Faults;
 use crate::app::messages::{LoadSpec, Request, WorkerMsg};
+use crate::app::resume;
 use crate::app::state::Level;
 use crate::app::worker::Worker;
 use crate::app::{example_pair, update, Action, AppState, Command, SaveKind, StartOptions};
@@ -98,6 +99,7 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
     });
     s.session.model_override = opts.model.is_some();
     if let Some((path, loaded)) = opened {
+        let interrupted = resume::find(&path);
         // The same path as opening from the browser: stale marks, repairs
         // in the status bar. The model is not loaded yet, so this asks the
         // worker for nothing; its load is sent by `run`.
@@ -108,6 +110,9 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
                 result: Ok(Box::new(loaded)),
             },
         );
+        if let Some(i) = interrupted {
+            update(&mut s, Action::SweepInterrupted(Box::new(i)));
+        }
     }
     if let Some(ds) = dataset {
         // The dataset's pairs are the prompts (also over an opened
@@ -399,11 +404,25 @@ fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut V
             let result = session::load(&path)
                 .map(Box::new)
                 .map_err(|e| e.to_string());
+            let interrupted = result.is_ok().then(|| resume::find(&path)).flatten();
             queue.push_back(Action::SessionLoaded { path, result });
+            if let Some(i) = interrupted {
+                queue.push_back(Action::SweepInterrupted(Box::new(i)));
+            }
         }
         Command::Export { path, svg } => {
             let result = export(&path, &svg).map_err(|e| e.to_string());
             queue.push_back(Action::Exported { path, result });
+        }
+        Command::RemoveCheckpoint(path) => {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    queue.push_back(Action::Worker(WorkerMsg::WorkerFailed {
+                        error: format!("cannot delete {}: {e}", path.display()),
+                        thread_stopped: false,
+                    }));
+                }
+            }
         }
         Command::Quit => {}
     }

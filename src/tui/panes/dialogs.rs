@@ -1,6 +1,7 @@
 //! Small popups: quit confirmation, save-as and its overwrite question,
-//! the session browser, the autosave offer, and messages (errors from the
-//! worker or the files).
+//! the session browser, the autosave offer, the offer to resume an
+//! interrupted sweep (`resume.rs`), and messages (errors from the worker or
+//! the files).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -43,6 +44,7 @@ impl DialogPopup<'_> {
             Popup::Message { text, .. } => (90, (text.lines().count() as u16 + 5).min(20)),
             Popup::Help { .. } => (100, 40),
             Popup::PairList { .. } => (110, 22),
+            Popup::ResumeSweep { .. } => (90, 8),
         }
     }
 }
@@ -84,6 +86,10 @@ impl Widget for DialogPopup<'_> {
             }
             // Drawn by `PairListPopup`, which reads the state.
             Popup::PairList { .. } => return,
+            Popup::ResumeSweep {
+                interrupted,
+                requested,
+            } => super::resume::lines(interrupted, *requested, th),
             Popup::Browser { entries, selected } => {
                 let mut v = Vec::new();
                 match entries {

@@ -10,6 +10,7 @@ pub mod heatmap;
 pub mod help;
 pub mod pair_list;
 pub mod prompts;
+pub mod resume;
 pub mod settings;
 pub mod status;
 
