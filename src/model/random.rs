@@ -16,7 +16,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use super::config::{Activation, ModelConfig, NormKind, Positions, RotaryConfig, RotaryStyle};
+use super::config::{
+    Activation, AttnKind, Extras, ModelConfig, NormKind, Positions, RotaryConfig, RotaryStyle,
+};
 use super::precision::WeightsMode;
 use super::quantized::{quantize_canonical, RANDOM_QUANT};
 use super::tokenizer::Tokenizer;
@@ -51,6 +53,12 @@ pub const PRESETS: &[(&str, &str)] = &[
         "llama-2-7b",
         "Llama-2-7B shape: 32 layers, d_model 4096, 32 heads, d_mlp 11008, untied (6.9B with the SmolLM2 \
          vocabulary of 49152); use --weights quantized (about 4.5 GB) or bf16 (about 14 GB)",
+    ),
+    (
+        "gemma-2-2b",
+        "Gemma-2-2B shape: 26 layers, d_model 2304, GQA 8/4 heads of 256, d_mlp 9216, vocabulary \
+         256000, alternating sliding-window (4096) and global layers, soft-capping, post-norms \
+         (2.6B; SmolLM2 tokenizer); about 5.2 GB in bf16",
     ),
 ];
 
@@ -119,6 +127,59 @@ fn llama(
     }
 }
 
+/// Gemma 2 2B's shape and every Gemma 2 mechanism: GeGLU, RMSNorm with
+/// the +1 offset, embeddings scaled by √d_model, post-attention and
+/// post-MLP norms, soft-capped attention (50) and final (30) logits,
+/// local (window 4096) and global layers alternating, queries scaled by
+/// `query_pre_attn_scalar` 256, tied unembedding.
+fn gemma2_2b() -> ModelConfig {
+    let (n_layers, d_model, d_head) = (26, 2304, 256);
+    let layer_attn = (0..n_layers)
+        .map(|l| {
+            if l % 2 == 0 {
+                AttnKind::Local
+            } else {
+                AttnKind::Global
+            }
+        })
+        .collect();
+    ModelConfig {
+        family: "gemma2".into(),
+        n_layers,
+        d_model,
+        n_heads: 8,
+        n_kv_heads: 4,
+        d_head,
+        d_mlp: 9216,
+        d_vocab: 256000,
+        n_ctx: 8192,
+        norm: NormKind::RmsNorm,
+        norm_eps: 1e-6,
+        norm_weight_offset: 1.0,
+        positions: Positions::Rotary(RotaryConfig {
+            theta: 10000.0,
+            rotary_dim: d_head,
+            style: RotaryStyle::NeoX,
+            scaling: None,
+        }),
+        act: Activation::GeluTanh,
+        gated_mlp: true,
+        parallel_attn_mlp: false,
+        embed_scale: Some((d_model as f32).sqrt()),
+        attn_scale: 1.0 / 256f32.sqrt(),
+        tied_unembed: true,
+        extras: Extras {
+            post_norms: true,
+            qk_norm: false,
+            attn_softcap: Some(50.0),
+            final_softcap: Some(30.0),
+            sliding_window: Some(4096),
+            layer_attn,
+            local_rotary: None,
+        },
+    }
+}
+
 /// The config of a preset, or an error listing the presets.
 pub fn preset_config(name: &str) -> Result<ModelConfig, ModelError> {
     Ok(match name {
@@ -133,6 +194,7 @@ pub fn preset_config(name: &str) -> Result<ModelConfig, ModelError> {
             tied_unembed: false,
             ..llama(32, 4096, 32, 32, 11008, 10000.0, 4096)
         },
+        "gemma-2-2b" => gemma2_2b(),
         other => {
             let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
             return Err(ModelError::Source(format!(
@@ -187,8 +249,14 @@ fn generate(
         quantize,
     };
     let mut w = CanonicalWeights::new(format!("random weights (seed {seed})"));
-    let ones = |n: usize| -> Result<Tensor, ModelError> { Ok(Tensor::ones(n, dtype, device)?) };
     let zeros = |n: usize| -> Result<Tensor, ModelError> { Ok(Tensor::zeros(n, dtype, device)?) };
+    // A norm scales by `weight + norm_weight_offset`; the stored weight
+    // makes that 1 (Gemma stores 0 for an identity scale).
+    let unit = |n: usize| -> Result<Tensor, ModelError> {
+        let t = Tensor::ones(n, DType::F32, &Device::Cpu)?;
+        let t = (t - f64::from(cfg.norm_weight_offset))?;
+        Ok(t.to_device(device)?.to_dtype(dtype)?)
+    };
     let (d, dh, h, hkv, dm) = (
         cfg.d_model,
         cfg.d_head,
@@ -203,8 +271,15 @@ fn generate(
     }
     for l in 0..cfg.n_layers {
         let b = format!("blocks.{l}");
-        for ln in ["ln1", "ln2"] {
-            w.insert(format!("{b}.{ln}.w"), ones(d)?);
+        let mut norms = vec![("ln1", d), ("ln2", d)];
+        if cfg.extras.post_norms {
+            norms.extend([("ln1_post", d), ("ln2_post", d)]);
+        }
+        if cfg.extras.qk_norm {
+            norms.extend([("attn.q_norm", dh), ("attn.k_norm", dh)]);
+        }
+        for (ln, size) in norms {
+            w.insert(format!("{b}.{ln}.w"), unit(size)?);
             if layer_norm {
                 w.insert(format!("{b}.{ln}.b"), zeros(d)?);
             }
@@ -232,7 +307,7 @@ fn generate(
             w.insert(format!("{b}.mlp.b_out"), zeros(d)?);
         }
     }
-    w.insert("ln_final.w", ones(d)?);
+    w.insert("ln_final.w", unit(d)?);
     if layer_norm {
         w.insert("ln_final.b", zeros(d)?);
     }
@@ -310,4 +385,55 @@ fn check_memory(cfg: &ModelConfig, mode: WeightsMode) -> Result<(), ModelError> 
             "{e}; --weights quantized (Q4_0) or bf16 need far less than f32"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ForwardOptions, HookSpec, Transformer};
+
+    /// The Gemma-2-2B preset's mechanisms at toy size: every weight the
+    /// forward pass needs is drawn (post-norms included), the norms start
+    /// as identities under Gemma's +1 offset, and the final soft-cap holds.
+    #[test]
+    fn gemma2_preset_weights_run_forward() {
+        let full = preset_config("gemma-2-2b").unwrap();
+        assert_eq!(full.d_head * full.n_heads, 2048);
+        assert!(full.extras.is_local(0) && !full.extras.is_local(1));
+        let cfg = ModelConfig {
+            n_layers: 2,
+            d_model: 32,
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_head: 8,
+            d_mlp: 64,
+            d_vocab: 300,
+            n_ctx: 64,
+            positions: Positions::Rotary(RotaryConfig {
+                theta: 10000.0,
+                rotary_dim: 8,
+                style: RotaryStyle::NeoX,
+                scaling: None,
+            }),
+            extras: Extras {
+                sliding_window: Some(3),
+                layer_attn: vec![AttnKind::Local, AttnKind::Global],
+                ..full.extras.clone()
+            },
+            ..full
+        };
+        let mut w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
+        let ln = w.take("blocks.1.ln2_post.w", &[32]).unwrap();
+        let v: Vec<f32> = ln.to_vec1().unwrap();
+        assert!(v.iter().all(|&x| x == 0.0), "Gemma stores 0 for scale 1");
+        w.insert("blocks.1.ln2_post.w", ln);
+        let model = Transformer::new(cfg, w).unwrap();
+        let ids = Tensor::new(&[[1u32, 5, 9, 2, 7, 3]], &Device::Cpu).unwrap();
+        let out = model
+            .forward(Some(&ids), &HookSpec::default(), &ForwardOptions::default())
+            .unwrap();
+        let logits: Vec<f32> = out.logits.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(logits.iter().all(|x| x.is_finite() && x.abs() <= 30.0));
+        assert!(logits.iter().any(|x| x.abs() > 1e-3));
+    }
 }
