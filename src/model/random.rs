@@ -432,7 +432,13 @@ mod tests {
         let out = model
             .forward(Some(&ids), &HookSpec::default(), &ForwardOptions::default())
             .unwrap();
-        let logits: Vec<f32> = out.logits.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let logits: Vec<f32> = out
+            .logits
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(logits.iter().all(|x| x.is_finite() && x.abs() <= 30.0));
         assert!(logits.iter().any(|x| x.abs() > 1e-3));
     }
