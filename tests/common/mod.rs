@@ -20,8 +20,14 @@ pub fn reference(name: &str) -> HashMap<String, Tensor> {
 }
 
 pub fn reference_json(name: &str) -> serde_json::Value {
-    let p = fixture(name).join("reference.json");
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    reference_json_named(name, "reference.json")
+}
+
+/// A JSON file of fixture directory `name`.
+pub fn reference_json_named(name: &str, file: &str) -> serde_json::Value {
+    let p = fixture(name).join(file);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub fn ids_of(v: &serde_json::Value) -> Vec<u32> {
@@ -73,6 +79,25 @@ pub fn smollm2_gguf() -> PathBuf {
     assert!(
         p.is_file(),
         "SmolLM2 GGUF not found at {}: run scripts/fetch-smollm2.sh (the test script does) or set PATCHBENCH_SMOLLM2_GGUF",
+        p.display()
+    );
+    p
+}
+
+/// Path of the Gemma 3 270M GGUF that scripts/fetch-gemma3.sh fetched, from
+/// `PATCHBENCH_GEMMA3_GGUF` (scripts/test.sh sets it). Unset or missing is a
+/// test failure naming the fetch script, never a skip.
+pub fn gemma3_gguf() -> PathBuf {
+    let Some(p) = std::env::var_os("PATCHBENCH_GEMMA3_GGUF").map(PathBuf::from) else {
+        panic!(
+            "PATCHBENCH_GEMMA3_GGUF is not set: run the tests with scripts/test.sh, or run \
+             scripts/fetch-gemma3.sh and set PATCHBENCH_GEMMA3_GGUF to the path it prints"
+        );
+    };
+    assert!(
+        p.is_file(),
+        "PATCHBENCH_GEMMA3_GGUF is {}, which is not a file: run scripts/fetch-gemma3.sh and set \
+         PATCHBENCH_GEMMA3_GGUF to the path it prints",
         p.display()
     );
     p

@@ -1,9 +1,23 @@
 //! The `tokenizer.ggml.*` metadata, read into a [`GgufVocab`] for the
 //! tokenizer module to rebuild.
+//!
+//! Gemma files rank by file position, not by score: their SentencePiece
+//! merges are rebuilt from the vocabulary best-first, and Gemma's scores do
+//! not follow the merge order. In Gemma 3's 262k vocabulary the normal
+//! pieces' scores fall with their position, but control and user-defined
+//! pieces all score -1000 and byte pieces 0, so by score the user-defined
+//! `"  "` (id 138, `▁▁` once respelled) would rank after `▁l` ... `▁leading`
+//! and `"  leading"` would split as `▁`, `▁leading` instead of `▁▁`,
+//! `leading`. transformers' GGUF loader ranks Gemma's merges by position for
+//! this reason (`gemma_tokenizer` in its gguf_tokenizer_mapping.py), and
+//! patchbench does the same: the scores handed on are `-position`.
 
 use super::meta::Meta;
 use crate::model::tokenizer::GgufVocab;
 use crate::model::ModelError;
+
+/// Architectures whose SentencePiece merges rank by file position.
+const GEMMA: [&str; 3] = ["gemma", "gemma2", "gemma3"];
 
 pub fn vocab_from_metadata(m: &Meta) -> Result<GgufVocab, ModelError> {
     let tokens = m
@@ -34,6 +48,11 @@ pub fn vocab_from_metadata(m: &Meta) -> Result<GgufVocab, ModelError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
+    };
+    let scores = if GEMMA.contains(&m.opt_str("general.architecture").as_deref().unwrap_or("")) {
+        scores.map(|s| (0..s.len()).map(|i| -(i as f32)).collect())
+    } else {
+        scores
     };
     let id = |k: &str| -> Result<Option<u32>, ModelError> {
         m.opt_usize(k)?

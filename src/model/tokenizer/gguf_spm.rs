@@ -6,7 +6,9 @@
 //! adjacent pair whose concatenation is the vocabulary entry with the best
 //! score; a character no entry covers becomes its UTF-8 bytes (`<0xNN>`).
 //! A BPE whose merges are every (left, right) split of every entry, ranked
-//! by that entry's score, does exactly this. The merges are derived the way
+//! by that entry's score, does exactly this (Gemma files: by the entry's
+//! file position, which the GGUF reader hands on as the score; see
+//! `gguf/vocab.rs`). The merges are derived the way
 //! transformers derives them from a GGUF (`generate_merges`: per entry its
 //! splits in id order, then all of them by score, longer left piece first),
 //! so the two agree on ties too. Spaces become `▁`; a `▁` is prepended to
