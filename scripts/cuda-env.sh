@@ -12,7 +12,10 @@
 #   fails on a machine with a toolkit and no GPU (a login node, CI). When
 #   CUDA_COMPUTE_CAP is unset and nvidia-smi reports none, it is set to
 #   ${PATCHBENCH_DEFAULT_COMPUTE_CAP:-80}: sm_80 PTX also runs on newer GPUs
-#   (the driver compiles it), and CUDA 11.8 knows no later Hopper target.
+#   (the driver compiles it), and CUDA 11.8 knows no later Hopper target; but
+#   candle's quantized matmul kernels are machine code for that capability
+#   only, so build for the GPU you will run on (README, "GPU").
+# - nvcc's parallelism: CUDAFORGE_THREADS (see below).
 # Prints one line saying what it chose, on stderr.
 _pb_cuda_root=""
 for _pb_dir in "${CUDA_HOME:-}" "${CUDA_ROOT:-}" "${CUDA_PATH:-}"; do
@@ -42,5 +45,10 @@ if [ -z "${CUDA_COMPUTE_CAP:-}" ]; then
         echo "cuda-env: no GPU found; building for compute capability $CUDA_COMPUTE_CAP (set CUDA_COMPUTE_CAP to change)" >&2
     fi
 fi
+# candle's kernels are compiled by cudaforge, which runs nvcc on half the
+# cores by default: one file at a time on a 2-core CI machine. nvcc is most
+# of a cold CUDA build, so give it every core (not a build input: changing it
+# rebuilds nothing).
+export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc 2>/dev/null || echo 2)}"
 echo "cuda-env: CUDA toolkit $_pb_cuda_root ($(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))" >&2
 unset _pb_cuda_root _pb_dir _pb_cap
