@@ -25,6 +25,8 @@
 # to LD_LIBRARY_PATH; set it yourself to choose others.
 #
 # Environment:
+#   PATCHBENCH_GPU_CHECK_SMALL   the model of part 1's sweeps (default
+#                                random:gpt2-small)
 #   PATCHBENCH_GPU_CHECK_BIG     the 7B-shape model (default random:llama-2-7b;
 #                                empty string: leave part 2 out)
 #   PATCHBENCH_GPU_CHECK_TIMEOUT seconds per run (default 140)
@@ -74,12 +76,13 @@ if ! have_lib libcublas.so.13 || ! have_lib libcurand.so.10; then
 fi
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
+small="${PATCHBENCH_GPU_CHECK_SMALL:-random:gpt2-small}"
 big="${PATCHBENCH_GPU_CHECK_BIG-random:llama-2-7b}"
 
 status=0
-echo "== fixtures and random:gpt2-small: $device against the CPU"
+echo "== fixtures and $small: $device against the CPU"
 timeout "$limit" "$pb" check-device --device "$device" --fixtures "$work/patchbench-gpu/fixtures" \
-    --weights f32,bf16,quantized --sweep-model random:gpt2-small --cpu-reference || status=1
+    --weights f32,bf16,quantized --sweep-model "$small" --cpu-reference || status=1
 if [ -n "$big" ]; then
     echo "== $big: bf16 against f32, both on $device"
     timeout "$limit" "$pb" check-device --device "$device" --weights f32,bf16 --sweep-model "$big" || status=1
