@@ -312,3 +312,42 @@ fn a_file_that_is_not_a_checkpoint_is_not_offered_and_not_resumed_from() {
     );
     assert!(ckpt.exists(), "left for the user to look at");
 }
+
+#[test]
+fn the_popup_names_the_sweep_its_progress_and_the_answers() {
+    use patchbench::tui::keymap::Keymap;
+    use patchbench::tui::render::render;
+    use patchbench::tui::theme::{ColorMode, Theme};
+    use ratatui::{buffer::Buffer, layout::Rect};
+
+    let mut s = workbench(Path::new("/tmp/x/ioi.yaml"));
+    let i = Interrupted {
+        path: resume::checkpoint_path(Path::new("/tmp/x/ioi.yaml")),
+        spec: spec(),
+        batches: Some(5),
+    };
+    act(&mut s, Action::SweepInterrupted(Box::new(i)));
+    let area = Rect::new(0, 0, 100, 30);
+    let mut buf = Buffer::empty(area);
+    let theme = Theme::default_theme(ColorMode::NoColor);
+    render(&s, &theme, &Keymap::defaults(), area, &mut buf);
+    let text: String = (0..area.height)
+        .map(|y| {
+            (0..area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    for want in [
+        "Resume the interrupted sweep?",
+        "The resid_pre denoise sweep (gaussian) did not finish;",
+        "5 finished batch(es) are kept in",
+        "/tmp/x/ioi.yaml.sweep.ckpt",
+        "y resume it",
+        "n discard it",
+        "Esc decide later",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}
