@@ -27,6 +27,7 @@ fn pair() -> PreparedPair {
         corrupted: vec![3, 17, 9, 251, 4, 11, 60],
         answer: 5,
         wrong: 8,
+        sets: Default::default(),
     }
 }
 
@@ -255,6 +256,7 @@ fn check_against_pytorch(name: &str) {
         corrupted: ids("corrupted"),
         answer: refj["answer"].as_u64().unwrap() as u32,
         wrong: refj["wrong"].as_u64().unwrap() as u32,
+        sets: Default::default(),
     };
     let spec = CircuitSpecRuns {
         direction: Direction::Denoise,

@@ -118,8 +118,11 @@ fn json_output_follows_the_contract() {
         "prob",
         "kl",
         "rank",
+        "multi_logit_diff",
     ];
     assert_eq!(v["metrics"].as_object().unwrap().len(), names.len());
+    // One answer and one wrong: the multi-answer metric is the logit difference.
+    assert_eq!(v["metrics"]["multi_logit_diff"], v["metrics"]["logit_diff"]);
     for m in names {
         assert_eq!(check_nested(&v["metrics"][m], &shape), ids.len() * 2);
         for b in ["clean", "corrupted"] {
@@ -160,7 +163,7 @@ fn csv_has_a_row_per_cell() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "layer,head,logit_diff,logit_diff_normalized,logprob,prob,kl,rank"
+        "layer,head,logit_diff,logit_diff_normalized,logprob,prob,kl,rank,multi_logit_diff"
     );
     assert_eq!(lines.count(), 2 * 4);
 }

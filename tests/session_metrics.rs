@@ -202,3 +202,63 @@ fn rerun_stale_recomputes_a_result_stored_without_a_metric() {
     session_support::assert_same_metrics(a, b, 0.0, "recomputed");
     assert_eq!(a.baselines.clean.get("prob"), b.baselines.clean.get("prob"));
 }
+
+/// A result stored before `multi_logit_diff` existed: with one answer and
+/// one wrong per pair the metric is the logit difference, so it is filled
+/// in on load and the result stays current; when the session's dataset
+/// lists further answers it cannot be, and the result loads stale.
+#[test]
+fn a_result_from_before_the_multi_answer_metric_gets_it_from_the_logit_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session_with_result(&[3, 5], 13);
+    // An old build wrote no multi_logit_diff anywhere.
+    let file = write_edited(dir.path(), &s, &mut |m| {
+        assert!(m.remove("multi_logit_diff").is_some());
+    });
+    let loaded = session::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let fp = "00000000deadbeef";
+    assert_eq!(results::stale_results(&loaded.session, Some(fp)), vec![]);
+    let r = &loaded.session.sweeps[0].result.as_ref().unwrap().result;
+    assert_eq!(
+        r.metrics["multi_logit_diff"].len(),
+        r.metrics["logit_diff"].len()
+    );
+    for (a, b) in r.metrics["multi_logit_diff"]
+        .iter()
+        .zip(&r.metrics["logit_diff"])
+    {
+        assert_eq!(a.to_bits(), b.to_bits());
+    }
+    for p in &r.per_pair {
+        assert_eq!(p["multi_logit_diff"].len(), p["logit_diff"].len());
+    }
+    assert_eq!(
+        r.baselines.corrupted.get("multi_logit_diff"),
+        r.baselines.corrupted.get("logit_diff")
+    );
+
+    // An inline dataset whose pairs list further answers: stale.
+    let pair = patchbench::data::DatasetPair {
+        id: None,
+        clean: "a b".into(),
+        corrupted: "a c".into(),
+        answer: "d".into(),
+        wrong: "e".into(),
+        answers: vec!["f".into()],
+        wrongs: vec![],
+        labels: Default::default(),
+    };
+    let ds = patchbench::data::Dataset::from_pairs(vec![pair]);
+    s.dataset = Some(patchbench::session::dataset::DatasetRef::of(&ds, None));
+    let file = write_edited(dir.path(), &s, &mut |m| {
+        m.remove("multi_logit_diff");
+    });
+    let loaded = session::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let stale = results::stale_results(&loaded.session, Some(fp));
+    assert!(
+        stale
+            .iter()
+            .any(|(_, why)| *why == Staleness::MetricsMissing(vec!["multi_logit_diff".into()])),
+        "{stale:?}"
+    );
+}

@@ -92,6 +92,7 @@ fn pair(ids: &[u32], top: &[f32]) -> PreparedPair {
         corrupted,
         answer,
         wrong,
+        sets: Default::default(),
     }
 }
 

@@ -206,6 +206,7 @@ pub(crate) fn metric_seeds(
             clean_probs: &clean_p,
             answer: run.answer as usize,
             wrong: run.wrong as usize,
+            sets: &run.sets,
         };
         let grad = REGISTRY[ids[r % n_m]].grad.expect("a gradient metric");
         grad(&view, &mut seed[r * vocab..(r + 1) * vocab]);

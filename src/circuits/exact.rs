@@ -132,10 +132,11 @@ fn run_chunk(
         ..Default::default()
     };
     let logits = model.forward(None, &spec, &opts)?.logits.expect("logits");
-    metrics::compute(
+    metrics::compute_with(
         &logits.to_dtype(DType::F32)?,
         &run.clean_logprobs,
         run.answer,
         run.wrong,
+        &run.sets,
     )
 }

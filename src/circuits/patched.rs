@@ -133,10 +133,11 @@ pub fn patched_runs(
     let logits = model
         .unembed(&model.ln_final.forward(&last)?)?
         .reshape((rows, model.cfg.d_vocab))?;
-    metrics::compute(
+    metrics::compute_with(
         &logits.to_dtype(DType::F32)?,
         &run.clean_logprobs,
         run.answer,
         run.wrong,
+        &run.sets,
     )
 }

@@ -131,7 +131,7 @@ pub fn prepare_dataset(
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the dataset".into());
-    let pairs = prepare_each(&m.tokenizer, &dataset.prompt_pairs(), bos).map_err(|e| {
+    let mut pairs = prepare_each(&m.tokenizer, &dataset.prompt_pairs(), bos).map_err(|e| {
         let at = e
             .index()
             .map(|i| {
@@ -144,6 +144,7 @@ pub fn prepare_dataset(
             .unwrap_or(shown.clone());
         anyhow::Error::new(e).context(at)
     })?;
+    data::answers::attach(&dataset, &m.tokenizer, &mut pairs)?;
     let labels = data::align(&dataset, &pairs).with_context(|| shown.clone())?;
     Ok(LoadedDataset {
         dataset,

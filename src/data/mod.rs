@@ -9,11 +9,14 @@
 //! - `load`, `csv`: JSONL and CSV readers with line-accurate errors; a file
 //!   with a bad row loads nothing;
 //! - `labels`: per-pair position labels resolved for the engine;
+//! - `answers`: the `answers` / `wrongs` lists tokenised for the
+//!   multi-answer metric;
 //! - `stats`, `report`: per-cell statistics over pairs and their place in
 //!   the JSON/CSV outputs; `compare`: a paired permutation test;
 //! - `gen`: seeded generators of IOI, fact, induction and greater-than
 //!   datasets for a model's tokenizer.
 
+pub mod answers;
 pub mod compare;
 mod csv;
 pub mod dataset;

@@ -23,7 +23,7 @@ pub(crate) fn naive_cell(model: &Transformer, run: &RunPair, ops: &[PatchOp]) ->
     let out = model.forward(Some(&tokens), &spec, &ForwardOptions::default())?;
     let logits = out.logits.expect("full forward has logits");
     let last = logits.narrow(1, n_pos - 1, 1)?.squeeze(1)?;
-    Ok(metrics::compute(&last, &run.clean_logprobs, run.answer, run.wrong)?[0])
+    Ok(metrics::compute_with(&last, &run.clean_logprobs, run.answer, run.wrong, &run.sets)?[0])
 }
 
 /// One batched, resumed forward for cells of one run sharing a start layer.
@@ -199,10 +199,13 @@ pub(crate) fn fast_rows<'p>(
         .iter()
         .map(|&r| CleanView::new(&runs[r].clean_logprobs))
         .collect::<CResult<_>>()?;
-    let rows: Vec<(&CleanView, u32, u32)> = batch
+    let rows: Vec<_> = batch
         .iter()
         .zip(&row_seg)
-        .map(|(r, &s)| (&views[s], runs[r.run].answer, runs[r.run].wrong))
+        .map(|(r, &s)| {
+            let run = &runs[r.run];
+            (&views[s], run.answer, run.wrong, &run.sets)
+        })
         .collect();
     metrics::compute_each(&logits.expect("logits"), &rows)
 }

@@ -37,6 +37,81 @@ pub struct RunView<'a> {
     pub clean_probs: &'a [f32],
     pub answer: usize,
     pub wrong: usize,
+    /// Further answers and wrong answers (multi-answer datasets); empty
+    /// for a pair with one of each.
+    pub sets: &'a AnswerSets,
+}
+
+/// Further one-token answers and wrong answers of a prompt pair, beside
+/// its `answer` and `wrong` (a dataset's `answers` / `wrongs` lists).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct AnswerSets {
+    pub answers: Vec<u32>,
+    pub wrongs: Vec<u32>,
+}
+
+impl AnswerSets {
+    /// No further answers.
+    pub const NONE: &'static AnswerSets = &AnswerSets {
+        answers: vec![],
+        wrongs: vec![],
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty() && self.wrongs.is_empty()
+    }
+}
+
+impl RunView<'_> {
+    /// The answer set `{answer} ∪ answers` (or the wrong set), without
+    /// repeats, in order.
+    fn set(&self, wrong: bool) -> Vec<usize> {
+        let (first, more) = if wrong {
+            (self.wrong, &self.sets.wrongs)
+        } else {
+            (self.answer, &self.sets.answers)
+        };
+        let mut out = vec![first];
+        for &t in more {
+            if !out.contains(&(t as usize)) {
+                out.push(t as usize);
+            }
+        }
+        out
+    }
+}
+
+/// `log Σ exp(logits[i])` over `ids`, in f64.
+fn logsumexp(logits: &[f32], ids: &[usize]) -> f64 {
+    let max = ids
+        .iter()
+        .map(|&i| logits[i] as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = ids.iter().map(|&i| (logits[i] as f64 - max).exp()).sum();
+    max + sum.ln()
+}
+
+/// The multi-answer logit difference: `logsumexp` of the answers' logits
+/// minus `logsumexp` of the wrongs', the answers being `answer` plus the
+/// pair's `answers` and the wrongs `wrong` plus its `wrongs`. It is
+/// `log P(answers) − log P(wrongs)` (the softmax's normaliser cancels),
+/// so it reads as the log-odds of the answer set against the wrong set,
+/// and with one answer and one wrong it is exactly `logit_diff`.
+fn multi_logit_diff(r: &RunView) -> f32 {
+    (logsumexp(r.logits, &r.set(false)) - logsumexp(r.logits, &r.set(true))) as f32
+}
+
+/// Its gradient: the softmax within the answer set, minus the softmax
+/// within the wrong set.
+fn multi_logit_diff_grad(r: &RunView, g: &mut [f32]) {
+    g.fill(0.0);
+    for (wrong, sign) in [(false, 1.0f64), (true, -1.0)] {
+        let ids = r.set(wrong);
+        let lse = logsumexp(r.logits, &ids);
+        for &i in &ids {
+            g[i] += (sign * (r.logits[i] as f64 - lse).exp()) as f32;
+        }
+    }
 }
 
 /// How a metric is obtained.
@@ -154,6 +229,15 @@ pub const REGISTRY: &[MetricDef] = &[
         higher_is_better: false,
         format: Format::Integer,
         grad: None,
+    },
+    MetricDef {
+        name: "multi_logit_diff",
+        short: "mld",
+        about: "logsumexp(answers' logits) - logsumexp(wrongs' logits): answer + answers against wrong + wrongs (= logit_diff with one of each)",
+        compute: Compute::Run(multi_logit_diff),
+        higher_is_better: true,
+        format: Format::Real,
+        grad: Some(multi_logit_diff_grad),
     },
     #[cfg(test)]
     tests::ANSWER_LOGIT,
@@ -412,9 +496,20 @@ pub fn compute(
     answer: u32,
     wrong: u32,
 ) -> CResult<Vec<Metrics>> {
+    compute_with(logits, clean_logprobs, answer, wrong, AnswerSets::NONE)
+}
+
+/// [`compute`] for a pair with further answers and wrongs.
+pub fn compute_with(
+    logits: &Tensor,
+    clean_logprobs: &Tensor,
+    answer: u32,
+    wrong: u32,
+    sets: &AnswerSets,
+) -> CResult<Vec<Metrics>> {
     let clean = CleanView::new(clean_logprobs)?;
     let n = logits.dim(0)?;
-    compute_each(logits, &vec![(&clean, answer, wrong); n])
+    compute_each(logits, &vec![(&clean, answer, wrong, sets); n])
 }
 
 /// The clean run's last-position distribution, read once for many rows.
@@ -438,7 +533,10 @@ impl CleanView {
 ///
 /// # Shapes
 /// `logits: [batch, d_vocab]`; `rows`: one entry per batch row.
-pub fn compute_each(logits: &Tensor, rows: &[(&CleanView, u32, u32)]) -> CResult<Vec<Metrics>> {
+pub fn compute_each(
+    logits: &Tensor,
+    rows: &[(&CleanView, u32, u32, &AnswerSets)],
+) -> CResult<Vec<Metrics>> {
     let logits = logits.to_dtype(DType::F32)?;
     let logprobs = log_softmax(&logits)?;
     let all: Vec<Vec<f32>> = logits.to_vec2()?;
@@ -447,7 +545,7 @@ pub fn compute_each(logits: &Tensor, rows: &[(&CleanView, u32, u32)]) -> CResult
         .iter()
         .zip(&lps)
         .zip(rows)
-        .map(|((row, lp), &(clean, answer, wrong))| {
+        .map(|((row, lp), &(clean, answer, wrong, sets))| {
             let view = RunView {
                 logits: row,
                 logprobs: lp,
@@ -455,6 +553,7 @@ pub fn compute_each(logits: &Tensor, rows: &[(&CleanView, u32, u32)]) -> CResult
                 clean_probs: &clean.probs,
                 answer: answer as usize,
                 wrong: wrong as usize,
+                sets,
             };
             let mut m = Metrics::nan();
             for (v, d) in m.0.iter_mut().zip(REGISTRY) {
@@ -507,7 +606,7 @@ pub(crate) mod tests {
     };
 
     #[test]
-    fn the_test_build_has_the_six_metrics_then_its_extra_one() {
+    fn the_test_build_has_the_seven_metrics_then_its_extra_one() {
         assert_eq!(
             METRICS,
             &[
@@ -517,10 +616,11 @@ pub(crate) mod tests {
                 "prob",
                 "kl",
                 "rank",
+                "multi_logit_diff",
                 "answer_logit"
             ]
         );
-        assert_eq!(id("answer_logit"), MetricId(6));
+        assert_eq!(id("answer_logit"), MetricId(7));
         assert_eq!(LOGIT_DIFF.def().short, "ld");
     }
 
@@ -550,11 +650,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn multi_logit_diff_and_its_gradient_by_hand() {
+        let logits = [1.0f32, 3.0, 2.0, 0.5, -1.0];
+        let lp: Vec<f32> = {
+            let lse = logits.iter().map(|x| (*x as f64).exp()).sum::<f64>().ln();
+            logits.iter().map(|x| (*x as f64 - lse) as f32).collect()
+        };
+        let p: Vec<f32> = lp.iter().map(|x| x.exp()).collect();
+        let sets = AnswerSets {
+            answers: vec![3, 1, 3],
+            wrongs: vec![4],
+        };
+        let view = |sets| RunView {
+            logits: &logits,
+            logprobs: &lp,
+            clean_logprobs: &lp,
+            clean_probs: &p,
+            answer: 1,
+            wrong: 2,
+            sets,
+        };
+        // Answers {1, 3} (repeats count once), wrongs {2, 4}.
+        let e = |x: f64| x.exp();
+        let want = (e(3.0) + e(0.5)).ln() - (e(2.0) + e(-1.0)).ln();
+        let got = multi_logit_diff(&view(&sets));
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        // Without lists: exactly the logit difference.
+        assert_eq!(multi_logit_diff(&view(AnswerSets::NONE)), 1.0);
+        let mut g = vec![0f32; 5];
+        multi_logit_diff_grad(&view(&sets), &mut g);
+        let (a, w) = (e(3.0) + e(0.5), e(2.0) + e(-1.0));
+        let want_g = [0.0, e(3.0) / a, -e(2.0) / w, e(0.5) / a, -e(-1.0) / w];
+        for (x, y) in g.iter().zip(want_g) {
+            assert!((*x as f64 - y).abs() < 1e-6, "{g:?}");
+        }
+    }
+
+    #[test]
     fn metrics_read_back_with_unknown_names_dropped_and_missing_ones_nan() {
         let mut m = Metrics::from_values(std::array::from_fn(|i| i as f32));
         let yaml = serde_yaml::to_string(&m).unwrap();
         assert!(yaml.starts_with("logit_diff: 0.0\n"), "{yaml}");
-        assert!(yaml.contains("answer_logit: 6.0"), "{yaml}");
+        assert!(yaml.contains("answer_logit: 7.0"), "{yaml}");
         assert_eq!(serde_yaml::from_str::<Metrics>(&yaml).unwrap(), m);
         let other: Metrics =
             serde_yaml::from_str("logit_diff: 2.0\nfuture_metric: 9.0\nrank: 3.0\n").unwrap();

@@ -135,7 +135,7 @@ fn outputs_print_a_metric_added_to_the_registry() {
     let csv = rep.to_csv();
     let header = csv.lines().next().unwrap();
     assert_eq!(header, format!("layer,pos,{}", METRICS.join(",")));
-    assert!(header.ends_with(",rank,answer_logit"));
+    assert!(header.ends_with(",rank,multi_logit_diff,answer_logit"));
     let row1: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(row1.len(), 2 + METRICS.len());
     assert_eq!(row1.last().unwrap().parse::<f32>().unwrap(), first);

@@ -38,6 +38,9 @@ pub struct PreparedPair {
     pub corrupted: Vec<u32>,
     pub answer: u32,
     pub wrong: u32,
+    /// Further answers and wrongs, for the multi-answer metric (a
+    /// dataset's `answers` / `wrongs`; empty otherwise).
+    pub sets: super::metrics::AnswerSets,
 }
 
 impl PreparedPair {
@@ -327,6 +330,7 @@ pub fn prepare_pair(
         corrupted,
         answer: a,
         wrong: w,
+        sets: Default::default(),
     })
 }
 

@@ -40,6 +40,7 @@ pub struct RunPair {
     pub clean_logprobs: Tensor,
     pub answer: u32,
     pub wrong: u32,
+    pub sets: metrics::AnswerSets,
 }
 
 /// Baselines of one prompt pair (averaged over noise samples).
@@ -179,7 +180,7 @@ impl<'a> Builder<'a> {
     }
 
     fn score(&self, logits: &Tensor, clean_lp: &Tensor, p: &PreparedPair) -> CResult<Metrics> {
-        Ok(metrics::compute(&logits.unsqueeze(0)?, clean_lp, p.answer, p.wrong)?[0])
+        Ok(metrics::compute_with(&logits.unsqueeze(0)?, clean_lp, p.answer, p.wrong, &p.sets)?[0])
     }
 
     fn clean_run(&mut self, pi: usize, p: &PreparedPair) -> Result<Clean, SweepError> {
@@ -217,6 +218,7 @@ impl<'a> Builder<'a> {
             clean_logprobs: clean.logprobs.clone(),
             answer: p.answer,
             wrong: p.wrong,
+            sets: p.sets.clone(),
         });
     }
 

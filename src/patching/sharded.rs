@@ -34,7 +34,21 @@ use super::work::{shard_of, Selection, WorkControl, WorkUnit};
 pub fn inputs_digest(pairs: &[PreparedPair]) -> String {
     let v: Vec<Value> = pairs
         .iter()
-        .map(|p| json!([p.clean, p.corrupted, p.answer, p.wrong]))
+        .map(|p| {
+            if p.sets.is_empty() {
+                json!([p.clean, p.corrupted, p.answer, p.wrong])
+            } else {
+                // Only with further answers, so earlier digests stay valid.
+                json!([
+                    p.clean,
+                    p.corrupted,
+                    p.answer,
+                    p.wrong,
+                    p.sets.answers,
+                    p.sets.wrongs
+                ])
+            }
+        })
         .collect();
     hex_digest(Value::Array(v).to_string().as_bytes())
 }

@@ -109,6 +109,7 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Loaded, SessionError> {
         corruption_path::refine(&mut p, &tree, text);
         invalid(vec![p])
     })?;
+    super::upgrade::fill_multi_answer(&mut session);
     let problems = validate::semantics(&mut session);
     let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.is_error());
     if !errors.is_empty() {

@@ -10,7 +10,8 @@
 //! - `circuit`: circuit searches and their stored results, and their staleness;
 //! - `dataset`: a session's dataset by path and digest, or inline;
 //! - `autosave`: crash recovery; `dirs`: where sessions live and the
-//!   browser's listing; `svg`: the heatmap figure; `time`: timestamps.
+//!   browser's listing; `svg`: the heatmap figure; `time`: timestamps;
+//!   `upgrade`: results stored before a metric existed, completed on load.
 //!
 //! Nothing here knows about the terminal; the TUI and the CLI call in.
 
@@ -28,6 +29,7 @@ pub mod model;
 pub mod results;
 pub mod svg;
 pub mod time;
+mod upgrade;
 mod validate;
 
 pub use autosave::{

@@ -108,8 +108,8 @@ pub fn start(axes: &[&str], shape: &[usize]) -> SweepStart {
 }
 
 pub fn metrics(ld: f32) -> Metrics {
-    // logit_diff, logit_diff_normalized, logprob, prob, kl, rank
-    Metrics::from_values([ld, (ld + 2.0) / 6.0, -1.0, 0.37, 0.1, 2.0])
+    // logit_diff, logit_diff_normalized, logprob, prob, kl, rank, multi_logit_diff
+    Metrics::from_values([ld, (ld + 2.0) / 6.0, -1.0, 0.37, 0.1, 2.0, ld])
 }
 
 /// The baselines of every fake sweep: logit diff 4 clean, −2 corrupted.

@@ -55,10 +55,10 @@ pub fn fake_result(target: Target, axes: &[&str], shape: &[usize], seed: u64) ->
     };
     let metrics: BTreeMap<String, Vec<f32>> =
         METRICS.iter().map(|m| (m.to_string(), column())).collect();
-    let base = Metrics::from_values([1.5, 1.0, -0.25, 0.75, 0.0, 1.0]);
+    let base = Metrics::from_values([1.5, 1.0, -0.25, 0.75, 0.0, 1.0, 1.5]);
     let baselines = Baselines {
         clean: base,
-        corrupted: Metrics::from_values([-1.0, 0.0, -3.0, 0.05, 2.5, 40.0]),
+        corrupted: Metrics::from_values([-1.0, 0.0, -3.0, 0.05, 2.5, 40.0, -1.0]),
     };
     // The stored prompt is as long as the position axis (a result that
     // does not match its tokens is refused on load).

@@ -238,5 +238,5 @@ fn patched(
     let tokens = tokens_tensor(model, &run.tokens)?;
     let out = model.forward(Some(&tokens), &spec, &ForwardOptions::default())?;
     let logits = last_logits(out.logits, run.tokens.len())?;
-    Ok(metrics::compute(&logits, &pr.clean_logprobs, pr.answer, pr.wrong)?[0])
+    Ok(metrics::compute_with(&logits, &pr.clean_logprobs, pr.answer, pr.wrong, &pr.sets)?[0])
 }

@@ -43,6 +43,7 @@ pub struct PairRuns {
     pub clean_logprobs: Tensor,
     pub answer: u32,
     pub wrong: u32,
+    pub sets: metrics::AnswerSets,
     pub clean: Metrics,
     /// Mean over noise samples for Gaussian noise.
     pub corrupted: Metrics,
@@ -80,7 +81,7 @@ pub fn last_logits(logits: Option<Tensor>, n_pos: usize) -> CResult<Tensor> {
 }
 
 fn score(logits: &Tensor, clean_lp: &Tensor, p: &PreparedPair) -> CResult<Metrics> {
-    Ok(metrics::compute(logits, clean_lp, p.answer, p.wrong)?[0])
+    Ok(metrics::compute_with(logits, clean_lp, p.answer, p.wrong, &p.sets)?[0])
 }
 
 /// Builds the runs of every pair; `passes` counts the forwards.
@@ -170,6 +171,7 @@ pub fn pair_runs(
             clean_logprobs: clean_lp,
             answer: p.answer,
             wrong: p.wrong,
+            sets: p.sets.clone(),
             clean,
             corrupted,
             clean_cache,
