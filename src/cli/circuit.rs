@@ -84,17 +84,21 @@ pub struct CircuitCmd {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The clean prompt (the behaviour under study).
-    #[arg(long)]
-    pub clean: String,
+    #[arg(long, required_unless_present = "dataset")]
+    pub clean: Option<String>,
     /// The corrupted prompt (same token length); optional for gaussian/zero/mean.
     #[arg(long)]
     pub corrupted: Option<String>,
     /// The clean run's answer, one token.
-    #[arg(long)]
-    pub answer: String,
+    #[arg(long, required_unless_present = "dataset")]
+    pub answer: Option<String>,
     /// The competing answer, one token.
-    #[arg(long)]
-    pub wrong: String,
+    #[arg(long, required_unless_present = "dataset")]
+    pub wrong: Option<String>,
+    /// A dataset of prompt pairs (JSONL or CSV, as sweeps take it) instead
+    /// of one pair: scores and the faithfulness curve are means over pairs.
+    #[arg(long, conflicts_with_all = ["clean", "corrupted", "answer", "wrong"])]
+    pub dataset: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "eap")]
     pub method: MethodChoice,
     /// Edges listed in the output (0: every edge).
@@ -175,7 +179,8 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
             METRICS.join(", ")
         );
     };
-    if cmd.corruption == CorruptionKind::Prompt && cmd.corrupted.is_none() {
+    if cmd.dataset.is_none() && cmd.corruption == CorruptionKind::Prompt && cmd.corrupted.is_none()
+    {
         bail!("--corruption prompt needs --corrupted TEXT (or choose --corruption gaussian|zero|mean)");
     }
     let inputs: Vec<&std::path::Path> = {
@@ -190,13 +195,24 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         refuse_clobber(out, &inputs, cmd.format.extension())?;
     }
     let m = cmd.model.load()?;
-    let pair = PromptPair {
-        clean: cmd.clean.clone(),
-        corrupted: cmd.corrupted.clone(),
-        answer: cmd.answer.clone(),
-        wrong: cmd.wrong.clone(),
+    let (pairs, dataset) = match &cmd.dataset {
+        Some(path) => {
+            let d = super::dataset::load_for(path, &m, cmd.bos.choice())?;
+            (d.pairs, Some(d.dataset))
+        }
+        None => {
+            let pair = PromptPair {
+                clean: cmd.clean.clone().unwrap_or_default(),
+                corrupted: cmd.corrupted.clone(),
+                answer: cmd.answer.clone().unwrap_or_default(),
+                wrong: cmd.wrong.clone().unwrap_or_default(),
+            };
+            (
+                prepare_pairs(&m.tokenizer, &[pair], cmd.bos.choice())?,
+                None,
+            )
+        }
     };
-    let pairs = prepare_pairs(&m.tokenizer, &[pair], cmd.bos.choice())?;
     let opts = CircuitOptions {
         method: match cmd.method {
             MethodChoice::Eap => Method::Eap,
@@ -248,10 +264,32 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         load_ms: m.load_ms as u64,
     };
     let text = match cmd.format {
-        CircuitFormat::Json => json_text(&rep.to_json()) + "\n",
+        CircuitFormat::Json => {
+            let mut v = rep.to_json();
+            if let (Some(d), Some(obj)) = (&dataset, v.as_object_mut()) {
+                // The tokens and answers above are the first pair's.
+                obj.insert("n_pairs".into(), pairs.len().into());
+                obj.insert(
+                    "dataset".into(),
+                    serde_json::json!({
+                        "path": d.path.as_ref().map(|p| p.display().to_string()),
+                        "digest": d.digest,
+                        "ids": d.pairs.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            json_text(&v) + "\n"
+        }
         CircuitFormat::Dot => rep.to_dot(),
         CircuitFormat::Csv => rep.to_csv(),
-        CircuitFormat::Table => rep.to_table(),
+        CircuitFormat::Table => match &dataset {
+            Some(_) => format!(
+                "{} prompt pairs; scores are means over pairs\n{}",
+                pairs.len(),
+                rep.to_table()
+            ),
+            None => rep.to_table(),
+        },
         CircuitFormat::Svg => rep.to_svg(),
     };
     write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension())
