@@ -212,6 +212,47 @@ if ! grep -q "restart 1" "$task1_log" || ! grep -q "^resumed: [1-9]" "$task1_log
   exit 1
 fi
 log "$(grep "^resumed:" "$task1_log")"
+
+# A session's sweep the same way: a 2-task array of `sweep --session`
+# shards, merged --into the session, equals `sweep --session --write`.
+cat >"$tmp/single.yaml" <<'YAML'
+version: 1
+model:
+  source: demo
+prompts:
+- clean: when mary and john went to the store , john gave a drink to
+  corrupted: when mary and john went to the store , mary gave a drink to
+  answer: mary
+  wrong: john
+notes: kept by the merge
+sweeps:
+- spec:
+    target: head_out_by_pos
+    direction: denoise
+    corruption:
+      kind: prompt
+    window: 10
+YAML
+cp "$tmp/single.yaml" "$tmp/array.yaml"
+"$bin" sweep --session "$tmp/single.yaml" --write 2>/dev/null
+t4=$(now)
+sjid=$(sbatch --parsable --chdir="$tmp" --array=1-2 \
+  scripts/slurm/sweep-array.sbatch "$tmp/session-parts" --session "$tmp/array.yaml" --device cpu)
+smid=$(sbatch --parsable --chdir="$tmp" --dependency=afterok:"$sjid" --kill-on-invalid-dep=yes \
+  scripts/slurm/merge.sbatch "$tmp/session-parts" 2 --into "$tmp/array.yaml")
+for i in $(seq 600); do
+  [[ -z $(squeue -h -j "$sjid,$smid" 2>/dev/null) ]] && break
+  if ((i == 600)); then
+    log "the session jobs did not finish within 300 s"
+    exit 1
+  fi
+  sleep 0.5
+done
+t5=$(now)
+strip_yaml() { grep -v -e 'computed_at:' -e 'load_ms:' -e 'sweep_ms:' -e 'forward_passes:' "$1"; }
+diff <(strip_yaml "$tmp/single.yaml") <(strip_yaml "$tmp/array.yaml") >/dev/null ||
+  { log "the session merged --into differs from sweep --session --write"; cat "$tmp"/patchbench-merge-*.log >&2; exit 1; }
+log "session sweep: 2-task array merged --into the session equals sweep --session --write ($(secs "$t4" "$t5") s wall)"
 compute=0
 for k in 1 2 3; do
   ms=$(grep -o -e '"load_ms": [0-9.]*' -e '"sweep_ms": [0-9.]*' "$tmp/parts/part-$k-of-3.json" |
