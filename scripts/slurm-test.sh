@@ -61,6 +61,15 @@ teardown() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
+  # A job step still running when slurmd stopped leaves its slurmstepd
+  # behind (it daemonizes): find this cluster's by the SLURM_CONF it
+  # inherited from slurmd, and stop them.
+  local env_pid
+  for env_pid in $(pgrep -x slurmstepd 2>/dev/null || true); do
+    if tr '\0' '\n' <"/proc/$env_pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$tmp/slurm.conf"; then
+      kill -9 "$env_pid" 2>/dev/null || true
+    fi
+  done
   # munged forks into the background: stop it by its pid file.
   if [[ -s $tmp/munged.pid ]]; then
     local mpid
