@@ -29,6 +29,7 @@ fn pair() -> PreparedPair {
         corrupted: vec![3, 17, 9, 251, 4, 11, 60],
         answer: 5,
         wrong: 8,
+        sets: Default::default(),
     }
 }
 
