@@ -254,6 +254,9 @@ fn the_pane_moves_switches_views_and_methods_and_toggles() {
 #[test]
 fn enter_drills_into_the_edge_estimate_exact_and_heads() {
     let mut s = with_circuit();
+    // An AtP* result carries the plain estimate beside the fixed one.
+    let stored = s.circuit.views[0].stored.as_mut().unwrap();
+    stored.result.edges[1].plain = Some(metrics(2.75));
     key(&mut s, Intent::Down);
     let cmds = key(&mut s, Intent::DrillDown);
     let Some(Command::Worker(Request::EdgeDrill {
@@ -294,6 +297,8 @@ fn enter_drills_into_the_edge_estimate_exact_and_heads() {
         "logit_diff",
         "3.50",
         "3.10",
+        "plain",
+        "2.75",
         "head L0H0 (a0.h0)",
         "head L1H1 (a1.h1)",
     ] {

@@ -53,10 +53,16 @@ pub fn lines<'a>(
         ),
         Line::styled(
             format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 fit("metric", 24),
                 fit_right(method.name(), 10),
-                fit_right("exact", 10)
+                fit_right("exact", 10),
+                // AtP*: the plain linear estimate beside the fixed one.
+                if e.plain.is_some() {
+                    fit_right("plain", 10)
+                } else {
+                    String::new()
+                }
             ),
             th.style("axis"),
         ),
@@ -72,6 +78,12 @@ pub fn lines<'a>(
                 th.style("text"),
             ),
         ];
+        if let Some(p) = e.plain {
+            spans.push(Span::styled(
+                fit_right(&num(p.values()[k]), 10),
+                th.style("muted"),
+            ));
+        }
         if ex.is_some_and(|x| far_from_exact(est, x)) {
             spans.push(Span::styled("  ! far from exact", th.style("warning")));
         }
