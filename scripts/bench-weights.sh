@@ -21,6 +21,8 @@ fi
 
 for m in "${models[@]}"; do
   for mode in f32 bf16 f16 quantized; do
+    # Gemma is refused in f16 (its activations overflow it).
+    if [ "$mode" = f16 ] && [[ "$(basename "$m")" == gemma* ]]; then continue; fi
     echo "== $(basename "$m") --weights $mode"
     "$BIN" bench load --device cpu -m "$m" --weights "$mode"
     "$BIN" bench sweep --device cpu -m "$m" --weights "$mode" --exact-only \

@@ -221,6 +221,20 @@ fn gemma3_matches_its_hugging_face_directory() {
     check_gemma("gemma3", "gemma3", "gemma3-tiny");
 }
 
+/// Gemma in f16 gives NaN logits (Gemma 3 270M's activations overflow it),
+/// so `--weights f16` is refused for every Gemma, naming bf16.
+#[test]
+fn gemma_refuses_f16_naming_bf16() {
+    for name in ["gemma", "gemma3"] {
+        let opts = LoadOptions::cpu_with(patchbench::model::WeightsMode::F16);
+        let e = match LoadedModel::load(gguf(name).to_str().unwrap(), &opts) {
+            Ok(_) => panic!("{name} loaded in f16"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("f16") && e.contains("--weights bf16"), "{e}");
+    }
+}
+
 #[test]
 fn kquant_model_with_sentencepiece_matches() {
     let (m, ids) = check("kquant", "llama");

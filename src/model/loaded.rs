@@ -100,6 +100,14 @@ impl LoadedModel {
             ModelSource::HfDir(dir) => hf::load_dir(dir, dev, dtype)?,
             ModelSource::Hub(id) => hf::load_dir(&hf::resolve_hub_id(id)?, dev, dtype)?,
         };
+        // Gemma's residual stream outgrows f16's range (65504): Gemma 3 270M
+        // gives NaN logits in f16. bf16 has f32's range at the same size.
+        if mode == WeightsMode::F16 && cfg.family.starts_with("gemma") {
+            return Err(ModelError::Source(format!(
+                "{src}: Gemma's activations overflow f16 (its logits come out NaN); load it with \
+                 --weights bf16 (the same memory, with f32's range) or f32"
+            )));
+        }
         Self::assemble(src.to_string(), cfg, weights, tokenizer, start)
     }
 
