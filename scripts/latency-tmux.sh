@@ -11,6 +11,9 @@
 #
 # Usage: scripts/latency-tmux.sh [TARGET_STEPS] (steps right from resid_pre
 # in the sweep pane; default 5 = head_out). Prints a summary.
+# PATCHBENCH_LATENCY_DATASET=FILE starts the workbench with `--dataset FILE`
+# (a sweep over many pairs in shared batches; e.g. 200 generated IOI pairs
+# with PATCHBENCH_LATENCY_MODEL=demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${PATCHBENCH_BIN:-target/debug/patchbench}"
@@ -18,12 +21,14 @@ BIN="${PATCHBENCH_BIN:-target/debug/patchbench}"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 STEPS="${1:-5}"
 MODEL="${PATCHBENCH_LATENCY_MODEL:-random:gpt2-small}"
+DATASET=""
+[ -n "${PATCHBENCH_LATENCY_DATASET:-}" ] && DATASET="--dataset $(cd "$(dirname "$PATCHBENCH_LATENCY_DATASET")" && pwd)/$(basename "$PATCHBENCH_LATENCY_DATASET")"
 WORK="$(mktemp -d)"
 S="pb-lat-$$"
 trap 'tmux kill-session -t "$S" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 LOG="$WORK/latency.log"
 tmux new-session -d -s "$S" -x 120 -y 36 \
-  "env XDG_DATA_HOME=$WORK/d XDG_CONFIG_HOME=$WORK/c PATCHBENCH_LATENCY_LOG=$LOG $BIN --model $MODEL; sleep 60"
+  "env XDG_DATA_HOME=$WORK/d XDG_CONFIG_HOME=$WORK/c PATCHBENCH_LATENCY_LOG=$LOG $BIN --model $MODEL $DATASET; sleep 60"
 screen() { tmux capture-pane -p -t "$S"; }
 until screen | grep -q "loaded in"; do sleep 0.2; done
 until screen | grep -q "ready to run"; do sleep 0.1; done
@@ -57,7 +62,7 @@ tmux send-keys -t "$S" q
 sleep 0.3
 tmux send-keys -t "$S" y
 for _ in $(seq 50); do [ -s "$LOG" ] && break; sleep 0.1; done
-echo "model $MODEL, target steps $STEPS, sweep still running at the end: $still_running"
+echo "model $MODEL${DATASET:+ ($DATASET)}, target steps $STEPS, sweep still running at the end: $still_running"
 grep summary "$LOG" || { echo "no latency log"; exit 1; }
 printf '%s\n' "${ext[@]}" | sort -n | awk '{a[NR]=$1} END {
   if (NR == 0) { print "external: no samples"; exit }
