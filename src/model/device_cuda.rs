@@ -45,13 +45,16 @@ fn try_open(ordinal: usize) -> Result<Device, String> {
     }
 }
 
+/// A CUDA library's name and cudarc's check that it can be loaded.
+type Probe = (&'static str, unsafe fn() -> bool);
+
 /// The first CUDA library that cannot be loaded, as a message. The driver
 /// comes with the GPU's driver installation; the others with a CUDA toolkit
 /// or the nvidia-cublas / nvidia-curand wheels (the loader must find them:
 /// LD_LIBRARY_PATH).
 fn missing_library() -> Option<String> {
     // SAFETY: each check only tries to dlopen a library by name and closes it.
-    let probes: [(&str, unsafe fn() -> bool); 4] = [
+    let probes: [Probe; 4] = [
         (
             "libcuda.so (the NVIDIA driver)",
             cudarc::driver::sys::is_culib_present,
