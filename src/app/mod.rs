@@ -25,6 +25,7 @@
 
 pub mod action;
 pub mod circuit;
+pub mod circuit_state;
 mod circuit_job;
 pub mod command;
 pub mod drill;

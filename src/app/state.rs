@@ -236,7 +236,7 @@ pub struct AppState {
     pub heatmap: HeatmapState,
     pub running: Option<Running>,
     /// Circuit searches and the circuit pane (`circuit.rs`).
-    pub circuit: super::circuit::CircuitState,
+    pub circuit: super::circuit_state::CircuitState,
     pub drill: Option<DrillState>,
     pub popup: Option<Popup>,
     /// Popups waiting for the open one to close (a message never hides
