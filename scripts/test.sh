@@ -47,13 +47,18 @@ cargo test --all-targets
 # kernels' build otherwise asks nvidia-smi and stops) and runs nvcc on every
 # core. check-cuda-binary.sh: the binary starts without any CUDA library,
 # `--device auto` falls back to the CPU and computes what the CPU build
-# computes, `--device cuda` is a one-line error. Cost: README, "GPU" (CI).
-cuda_target="${CARGO_TARGET_DIR:-target}/cuda"
-(
-  . scripts/cuda-env.sh
-  CARGO_TARGET_DIR="$cuda_target" cargo build --release --features cuda --bin patchbench
-)
-scripts/check-cuda-binary.sh "$cuda_target/release/patchbench"
+# computes, `--device cuda` is a one-line error.
+# Opt-in (PATCHBENCH_CUDA_BUILD=1) until a cold build of it has been timed
+# on a 2-core machine: nvcc's quantized-matmul objects alone are estimated
+# at 15-30 minutes there, which with the tests could pass CI's limit.
+if [ "${PATCHBENCH_CUDA_BUILD:-0}" = 1 ]; then
+  cuda_target="${CARGO_TARGET_DIR:-target}/cuda"
+  (
+    . scripts/cuda-env.sh
+    CARGO_TARGET_DIR="$cuda_target" cargo build --release --features cuda --bin patchbench
+  )
+  scripts/check-cuda-binary.sh "$cuda_target/release/patchbench"
+fi
 
 
 # Sharded sweeps on a real local Slurm cluster (installs slurm-wlm and munge
