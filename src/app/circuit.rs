@@ -11,7 +11,6 @@
 //! ordinary drill-down (`DrillTarget::Edge`) whose data the worker
 //! computes from the edge's names.
 
-
 use std::time::Duration;
 
 use crate::circuits::Method;

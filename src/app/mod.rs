@@ -25,8 +25,8 @@
 
 pub mod action;
 pub mod circuit;
-pub mod circuit_state;
 mod circuit_job;
+pub mod circuit_state;
 pub mod command;
 pub mod drill;
 pub mod grid;
