@@ -126,7 +126,7 @@ pub enum Action {
         result: Result<(), String>,
     },
     /// A checkpoint of an interrupted sweep lies beside the opened session.
-    SweepInterrupted(Box<super::resume::Interrupted>),
+    SweepInterrupted(Box<super::messages::Interrupted>),
     /// A mouse click on a pane, or the wheel.
     MouseFocus(super::state::Focus),
     MouseScroll {

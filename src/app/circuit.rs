@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::circuits::Method;
 use crate::patching::metrics::lookup;
 use crate::patching::PromptPair;
-use crate::session::circuit::{circuit_digest, circuit_staleness, CircuitSpec, StoredCircuit};
+use crate::session::circuit::{circuit_digest, CircuitSpec, StoredCircuit};
 
 use super::action::Intent;
 use super::command::Command;
@@ -25,6 +25,7 @@ use super::messages::{DrillTarget, Request, WorkerMsg};
 use super::state::{AppState, Focus, Level, ModelState};
 use super::transitions::input;
 
+pub use super::circuit_stale::mark_stale;
 pub use super::circuit_state::{
     far_from_exact, head_of, CircuitRunning, CircuitState, CircuitTab, CircuitView,
 };
@@ -275,39 +276,6 @@ pub(crate) fn reply(s: &mut AppState, m: WorkerMsg) {
     }
 }
 
-/// Marks the stored circuits that cannot be trusted as current (another
-/// model, or prompts, BOS choice or spec changed since); returns how many.
-pub fn mark_stale(s: &mut AppState) -> usize {
-    let pairs = s.prompts.to_pairs();
-    let pairs: Vec<&PromptPair> = pairs.iter().collect();
-    let current = s
-        .model
-        .info()
-        .map(|i| i.fingerprint.clone())
-        .or_else(|| s.session.fingerprint.clone());
-    let bos = s.prompts.bos;
-    let mut n = 0;
-    for v in &mut s.circuit.views {
-        v.stale = v
-            .stored
-            .as_ref()
-            .and_then(|r| circuit_staleness(&v.spec, r, &pairs, bos, current.as_deref()));
-        n += v.stale.is_some() as usize;
-    }
-    n
-}
-
-/// "k of n stored circuits stale: why", if any are (already marked).
-pub(crate) fn stale_summary(s: &AppState) -> Option<String> {
-    let views = &s.circuit.views;
-    let first = views.iter().find_map(|v| v.stale.as_ref())?;
-    let k = views.iter().filter(|v| v.stale.is_some()).count();
-    let n = views.iter().filter(|v| v.stored.is_some()).count();
-    Some(format!(
-        "{k} of {n} stored circuits stale: {first}; c recomputes"
-    ))
-}
-
 /// The shown circuit's ranking metric's index in the registry.
 pub fn metric_of(c: &StoredCircuit) -> Option<crate::patching::metrics::MetricId> {
     lookup(&c.result.metric).map(|(m, _)| m)
@@ -359,7 +327,7 @@ pub(crate) fn export(s: &mut AppState, out: &mut Vec<Command>) {
         ),
         None => (
             s.session.data_dir.clone().unwrap_or_default(),
-            Some(super::sessions::file_safe(&s.model.load.source)),
+            Some(crate::util::text::file_safe(&s.model.load.source)),
         ),
     };
     if s.session.path.is_none() && s.session.data_dir.is_none() {

@@ -2,6 +2,7 @@
 //! out. Plain data only (strings, `Vec<f32>`, small structs); the model and
 //! its tensors never leave the worker.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::analysis::{AttnDrill, Estimate, HeadDrill, LensDrill, MlpDrill};
@@ -92,6 +93,17 @@ impl Request {
             | Request::EdgeDrill { job, .. } => Some(*job),
         }
     }
+}
+
+/// An interrupted sweep found beside the session (`resume::find`); in
+/// this module so that actions can carry it without importing `resume`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interrupted {
+    pub path: PathBuf,
+    pub spec: SweepSpec,
+    /// Finished batches the checkpoint holds (`None`: unknown, e.g. a
+    /// sweep of this sitting that was cancelled).
+    pub batches: Option<usize>,
 }
 
 /// A sweep's checkpoint file (`patching::checkpoint`, the CLI's format).

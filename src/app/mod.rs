@@ -26,6 +26,7 @@
 pub mod action;
 pub mod circuit;
 mod circuit_job;
+pub mod circuit_stale;
 pub mod circuit_state;
 pub mod command;
 pub mod drill;

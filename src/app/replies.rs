@@ -204,7 +204,7 @@ fn worker_failed(s: &mut AppState, error: String, thread_stopped: bool, out: &mu
 /// "k of n stored results are stale: why", if any are (marking them).
 fn stale_summary(s: &mut AppState) -> Option<String> {
     let n_stale = mark_stale(s);
-    let circuits = super::circuit::stale_summary(s);
+    let circuits = super::circuit_stale::stale_summary(s);
     let Some(first) = s.sweeps.iter().find_map(|v| v.stale.as_ref()) else {
         return circuits;
     };

@@ -24,18 +24,9 @@ use crate::patching::SweepSpec;
 
 use super::action::Intent;
 use super::command::Command;
+pub use super::messages::Interrupted;
 use super::messages::SweepCheckpoint;
 use super::state::{AppState, Level, Popup};
-
-/// An interrupted sweep found beside the session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Interrupted {
-    pub path: PathBuf,
-    pub spec: SweepSpec,
-    /// Finished batches the checkpoint holds (`None`: unknown, e.g. a
-    /// sweep of this sitting that was cancelled).
-    pub batches: Option<usize>,
-}
 
 /// The checkpoint of the sweeps of the session saved at `session`.
 pub fn checkpoint_path(session: &Path) -> PathBuf {

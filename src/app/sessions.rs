@@ -15,13 +15,14 @@ use crate::session::{
     stale_results, ModelRef, Session, StoredResult, SweepEntry, UiState, SESSION_VERSION,
 };
 
-use super::circuit::{CircuitState, CircuitView};
+use super::circuit_state::{CircuitState, CircuitView};
 use super::grid::HeatmapState;
 use super::prompts::PromptsState;
 use super::settings::SettingsState;
 use super::state::{AppState, SweepView};
 use crate::patching::metrics::DEFAULT_METRIC;
 use crate::session::circuit::CircuitEntry;
+pub use crate::util::text::file_safe;
 
 /// The state as a session.
 pub fn to_session(s: &AppState) -> Session {
@@ -134,7 +135,7 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
 /// Called when a session opens, when a model finishes loading, when the
 /// prompts change and when a sweep finishes.
 pub fn mark_stale(s: &mut AppState) -> usize {
-    super::circuit::mark_stale(s);
+    super::circuit_stale::mark_stale(s);
     // Lend the results to the session rather than cloning them: this runs
     // on every keystroke in a prompt.
     let results: Vec<Option<StoredResult>> = s.sweeps.iter_mut().map(|v| v.stored.take()).collect();
@@ -176,14 +177,4 @@ pub fn export_path(s: &AppState) -> Option<PathBuf> {
         v.spec.target,
         s.heatmap.metric_name()
     )))
-}
-
-/// `text` with everything but ASCII letters and digits turned into `-`
-/// (model sources are paths and hub ids).
-pub fn file_safe(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    s.trim_matches('-').to_string()
 }

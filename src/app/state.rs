@@ -172,7 +172,7 @@ pub enum Popup {
     /// A sweep of this session was interrupted: resume or discard it
     /// (`resume`). `requested`: raised by starting a sweep, which follows.
     ResumeSweep {
-        interrupted: Box<super::resume::Interrupted>,
+        interrupted: Box<super::messages::Interrupted>,
         requested: bool,
     },
     /// The prompt pairs with their baselines (`pair_list`).
@@ -206,7 +206,7 @@ pub struct SessionMeta {
     /// "Save and quit": quit once the save succeeds.
     pub quit_after_save: bool,
     /// A sweep whose checkpoint waits beside the session (`resume`).
-    pub interrupted: Option<super::resume::Interrupted>,
+    pub interrupted: Option<super::messages::Interrupted>,
 }
 
 /// Outstanding job ids.

@@ -80,6 +80,16 @@ pub fn quote(s: &str, max_chars: usize) -> String {
     format!("{:?}", clip(&one_line(s), max_chars))
 }
 
+/// `text` with everything but ASCII letters and digits turned into `-`
+/// (model sources are paths and hub ids).
+pub fn file_safe(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
