@@ -194,10 +194,17 @@ fn keep(tok: &Tokenizer, c: Candidate, opts: &GenOptions) -> Result<DatasetPair,
             .unwrap_or(0)
     };
     for (name, r) in &c.marks {
-        let (a, b) = (
-            count(&c.pair.clean[..r.start]),
-            count(&c.pair.clean[..r.end]),
-        );
+        // A word's leading space belongs to its token in byte-level BPE
+        // (GPT-2's `Ġ`) and SentencePiece (`▁`): cut the prefix before the
+        // space, or "When " would end in a lone-space token that the word
+        // then absorbs, and every label would look merged.
+        let clean = c.pair.clean.as_str();
+        let start = if r.start > 0 && clean.as_bytes()[r.start - 1] == b' ' {
+            r.start - 1
+        } else {
+            r.start
+        };
+        let (a, b) = (count(&clean[..start]), count(&clean[..r.end]));
         let span = if b == a + 1 {
             Span::At(a as i64)
         } else if b > a {
