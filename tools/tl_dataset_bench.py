@@ -8,7 +8,14 @@ each patching every prompt of the batch) and prints the wall time, to set
 beside `patchbench bench dataset`'s on the same machine:
 
     patchbench bench dataset -m random:gpt2-small --dump /tmp/pairs.json
-    /work/venv/bin/python tools/tl_dataset_bench.py /tmp/pairs.json
+    python3 tools/tl_dataset_bench.py /tmp/pairs.json
+
+It needs TransformerLens 3.x (4.0 removed HookedTransformer). Beside a 4.x
+environment, the 3.9.0 package alone is enough (its other dependencies are
+4.x's, plus better-abc):
+
+    pip install --target /tmp/tl3 --no-deps transformer_lens==3.9.0 better-abc
+    PYTHONPATH=/tmp/tl3 python3 tools/tl_dataset_bench.py /tmp/pairs.json
 """
 
 import json
