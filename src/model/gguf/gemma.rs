@@ -33,7 +33,7 @@
 
 use candle_core::quantized::gguf_file::Value;
 
-use super::mapping::{Mapped, TensorMap};
+use super::mapping::{Mapped, TensorMap, VO_AND_GATED_MLP};
 use super::meta::Meta;
 use super::Architecture;
 use crate::model::config::{
@@ -248,21 +248,9 @@ fn tensors(m: &Meta, config: &ModelConfig) -> TensorMap {
         for (ours, theirs) in &norms {
             t.norm(&format!("{b}.{ours}"), &format!("{g}.{theirs}"), false);
         }
-        for (ours, theirs) in [
-            ("attn.Q", "attn_q"),
-            ("attn.K", "attn_k"),
-            ("attn.V", "attn_v"),
-            ("attn.O", "attn_output"),
-            ("mlp.gate", "ffn_gate"),
-            ("mlp.in", "ffn_up"),
-            ("mlp.out", "ffn_down"),
-        ] {
-            t.linear_bias(has, &format!("{b}.{ours}"), &format!("{g}.{theirs}"));
-        }
+        t.linears_bias(has, &b, &g, &[("attn.Q", "attn_q"), ("attn.K", "attn_k")]);
+        t.linears_bias(has, &b, &g, &VO_AND_GATED_MLP);
     }
-    t.norm("ln_final", "output_norm", false);
-    if !config.tied_unembed {
-        t.push(Mapped::linear("unembed.W_U", "output.weight"));
-    }
+    t.final_norm_and_unembed(config.tied_unembed, false);
     t
 }

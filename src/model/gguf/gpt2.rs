@@ -50,23 +50,10 @@ fn config(m: &Meta) -> Result<ModelConfig, ModelError> {
 }
 
 fn tensors(m: &Meta, config: &ModelConfig) -> TensorMap {
-    let has = |n: &str| m.has_tensor(n);
     let mut t = TensorMap::default();
     t.push(Mapped::as_is("embed.W_E", "token_embd.weight"));
     t.push(Mapped::as_is("pos_embed.W_pos", "position_embd.weight"));
-    let width = config.n_heads * config.d_head;
-    for l in 0..config.n_layers {
-        let (g, b) = (format!("blk.{l}"), format!("blocks.{l}"));
-        t.norm(&format!("{b}.ln1"), &format!("{g}.attn_norm"), true);
-        t.fused_qkv(has, &b, &format!("{g}.attn_qkv"), width, width);
-        t.linear_bias(has, &format!("{b}.attn.O"), &format!("{g}.attn_output"));
-        t.norm(&format!("{b}.ln2"), &format!("{g}.ffn_norm"), true);
-        t.linear_bias(has, &format!("{b}.mlp.in"), &format!("{g}.ffn_up"));
-        t.linear_bias(has, &format!("{b}.mlp.out"), &format!("{g}.ffn_down"));
-    }
-    t.norm("ln_final", "output_norm", true);
-    if !config.tied_unembed {
-        t.push(Mapped::linear("unembed.W_U", "output.weight"));
-    }
+    t.fused_qkv_layers(|n: &str| m.has_tensor(n), config);
+    t.final_norm_and_unembed(config.tied_unembed, true);
     t
 }

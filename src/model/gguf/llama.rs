@@ -7,7 +7,7 @@
 //! uses the same half-split rotary as the Hugging Face model, so a GGUF model
 //! and its Hugging Face original give the same activations at every hook.
 
-use super::mapping::{Layout, Mapped, TensorMap};
+use super::mapping::{Layout, Mapped, TensorMap, VO_AND_GATED_MLP};
 use super::meta::Meta;
 use super::tensors::ConfigTensors;
 use super::Architecture;
@@ -142,19 +142,8 @@ pub(super) fn llama_like_tensors(m: &Meta, config: &ModelConfig, permuted: bool)
                 t.linear_bias(has, &format!("{b}.attn.{n}"), &format!("{g}.{theirs}"));
             }
         }
-        for (ours, theirs) in [
-            ("attn.V", "attn_v"),
-            ("attn.O", "attn_output"),
-            ("mlp.gate", "ffn_gate"),
-            ("mlp.in", "ffn_up"),
-            ("mlp.out", "ffn_down"),
-        ] {
-            t.linear_bias(has, &format!("{b}.{ours}"), &format!("{g}.{theirs}"));
-        }
+        t.linears_bias(has, &b, &g, &VO_AND_GATED_MLP);
     }
-    t.norm("ln_final", "output_norm", false);
-    if !config.tied_unembed {
-        t.push(Mapped::linear("unembed.W_U", "output.weight"));
-    }
+    t.final_norm_and_unembed(config.tied_unembed, false);
     t
 }

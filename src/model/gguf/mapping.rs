@@ -6,6 +6,8 @@
 //! weights are materialised (dequantised floats today) can change in one
 //! place without touching any architecture.
 
+use crate::model::config::ModelConfig;
+
 /// How a GGUF tensor's layout relates to the canonical one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -53,6 +55,16 @@ impl Mapped {
     }
 }
 
+/// The per-layer linears every Llama-like architecture (llama, qwen2,
+/// gemma*) names alike after Q and K: ours, then llama.cpp's name.
+pub const VO_AND_GATED_MLP: [(&str, &str); 5] = [
+    ("attn.V", "attn_v"),
+    ("attn.O", "attn_output"),
+    ("mlp.gate", "ffn_gate"),
+    ("mlp.in", "ffn_up"),
+    ("mlp.out", "ffn_down"),
+];
+
 /// An architecture's whole mapping.
 #[derive(Debug, Default)]
 pub struct TensorMap {
@@ -91,6 +103,53 @@ impl TensorMap {
         let bias = format!("{gguf}.bias");
         if has(&bias) {
             self.push(Mapped::as_is(format!("{module}{dot}b_{name}"), bias));
+        }
+    }
+
+    /// [`Self::linear_bias`] for each `(ours, gguf)` pair of one layer:
+    /// `{block}.{ours}` from `{gguf_block}.{gguf}`.
+    pub fn linears_bias(
+        &mut self,
+        has: impl Fn(&str) -> bool,
+        block: &str,
+        gguf_block: &str,
+        pairs: &[(&str, &str)],
+    ) {
+        for (ours, theirs) in pairs {
+            self.linear_bias(
+                &has,
+                &format!("{block}.{ours}"),
+                &format!("{gguf_block}.{theirs}"),
+            );
+        }
+    }
+
+    /// The final norm, and the unembedding unless it is tied to the
+    /// embedding (`output.weight` absent).
+    pub fn final_norm_and_unembed(&mut self, tied_unembed: bool, bias: bool) {
+        self.norm("ln_final", "output_norm", bias);
+        if !tied_unembed {
+            self.push(Mapped::linear("unembed.W_U", "output.weight"));
+        }
+    }
+
+    /// Every layer of a LayerNorm architecture with a fused `attn_qkv`
+    /// (gpt2, gptneox as llama.cpp's converter writes them): norms with
+    /// biases, Q/K/V split from the fused rows, O and a two-matrix MLP.
+    pub fn fused_qkv_layers(&mut self, has: impl Fn(&str) -> bool, config: &ModelConfig) {
+        let width = config.n_heads * config.d_head;
+        for l in 0..config.n_layers {
+            let (g, b) = (format!("blk.{l}"), format!("blocks.{l}"));
+            self.norm(&format!("{b}.ln1"), &format!("{g}.attn_norm"), true);
+            self.fused_qkv(&has, &b, &format!("{g}.attn_qkv"), width, width);
+            self.linear_bias(&has, &format!("{b}.attn.O"), &format!("{g}.attn_output"));
+            self.norm(&format!("{b}.ln2"), &format!("{g}.ffn_norm"), true);
+            self.linears_bias(
+                &has,
+                &b,
+                &g,
+                &[("mlp.in", "ffn_up"), ("mlp.out", "ffn_down")],
+            );
         }
     }
 
