@@ -171,6 +171,7 @@ fn the_worker_streams_normalised_cells_for_every_corruption() {
             input: PairsInput {
                 pairs: vec![patchbench::app::example_pair(FIXTURE)],
                 prepend_bos: None,
+                labels: vec![],
             },
             spec,
             checkpoint: None,

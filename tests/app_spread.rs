@@ -12,7 +12,7 @@ use app_support::*;
 use patchbench::app::messages::{SweepStart, WorkerMsg};
 use patchbench::app::spread::difference;
 use patchbench::app::spread_keys::{ranked, unindex};
-use patchbench::app::state::{Popup, StartOptions};
+use patchbench::app::state::StartOptions;
 use patchbench::app::{AppState, Intent};
 use patchbench::data::gen::{generate, GenOptions, Style, Task};
 use patchbench::data::{sweep_stats, Dataset, StatsOptions, SweepStats};
@@ -268,17 +268,18 @@ fn shading_marks_exactly_the_cells_whose_interval_crosses_zero() {
 }
 
 #[test]
-fn the_pair_list_flags_failing_pairs_filters_them_and_opens_one_alone() {
+fn the_dataset_pane_flags_failing_pairs_filters_them_and_opens_one_alone() {
     let f = fixture();
     let st = stats(&f.denoise);
     let mut s = bench();
     finish(&mut s, &f.denoise);
     key(&mut s, Intent::PairList);
-    assert!(matches!(s.popup, Some(Popup::PairList { .. })));
+    assert!(s.dataset.shown && s.popup.is_none());
     let screen = draw(&s, 80, 24);
-    let header = format!("Pairs · 16 of 16 · {} failing", st.flagged.len());
+    let header = format!("16 pairs · {} failing", st.flagged.len());
     assert!(screen.contains(&header), "{screen}");
-    // The first pair's clean and corrupted logit differences.
+    // The first pair's clean and corrupted logit differences (the sweep's,
+    // until the model thread's measurement arrives).
     let b = &f.denoise.pair_baselines[0];
     let first = screen.lines().find(|l| l.contains("▸ 1 ")).unwrap();
     assert!(
@@ -287,16 +288,20 @@ fn the_pair_list_flags_failing_pairs_filters_them_and_opens_one_alone() {
         "{first}"
     );
     key(&mut s, Intent::FilterFailing);
-    let rows = patchbench::app::pair_list::rows(&s, true);
+    let rows = patchbench::app::dataset::rows(&s, true);
     assert_eq!(rows.iter().map(|r| r.index).collect::<Vec<_>>(), st.flagged);
     key(&mut s, Intent::FilterFailing);
-    // Open pair 3 alone: the grid shows its own values.
+    // Open pair 3 alone: the editor holds it, the grid shows its own values.
     key(&mut s, Intent::Down);
     key(&mut s, Intent::Down);
     key(&mut s, Intent::Select);
-    assert!(s.popup.is_none());
+    assert!(!s.dataset.shown);
+    assert_eq!(s.dataset.alone, Some(2));
+    assert_eq!(
+        s.prompts.to_pairs(),
+        vec![f.dataset.prompt_pairs()[2].clone()]
+    );
     assert_eq!(s.heatmap.spread.pair, Some(2));
-    assert_eq!(s.prompts.selected, 2);
     let g = s.grid().unwrap();
     for c in 0..g.n_cells() {
         let want = f.denoise.per_pair[2][NORM][c];
@@ -354,6 +359,63 @@ fn the_difference_of_two_sweeps_is_shown_with_paired_intervals() {
     key(&mut s, Intent::CompareNext);
     key(&mut s, Intent::Back);
     assert_eq!(s.heatmap.spread.compare, None);
+}
+
+#[test]
+fn two_sweeps_side_by_side_share_the_scale_and_cursor_and_fall_back_when_narrow() {
+    use patchbench::app::grid::GridRef;
+    let f = fixture();
+    let mut s = bench();
+    finish(&mut s, &f.denoise);
+    key(&mut s, Intent::SideBySide);
+    assert_eq!(s.heatmap.spread.beside, None, "only one sweep so far");
+    s.settings.spec.direction = Direction::Noise;
+    finish(&mut s, &f.noise);
+    key(&mut s, Intent::SideBySide);
+    assert_eq!(s.heatmap.spread.beside, Some(0));
+    // One half-range for both, each centred on its own "no effect".
+    let gn = GridRef::from_result(&f.noise, &[], &[], Direction::Noise);
+    let gd = GridRef::from_result(&f.denoise, &[], &[], Direction::Denoise);
+    let half = gn.scale(NORM).1.max(gd.scale(NORM).1);
+    for w in [80u16, 160] {
+        let screen = draw(&s, w, 30);
+        assert!(
+            screen.contains("sweep 2: head_out noise")
+                && screen.contains("sweep 1: head_out denoise"),
+            "{screen}"
+        );
+        for g in [&gn, &gd] {
+            let c = g.centre(NORM).unwrap();
+            let legend = format!("{} ", num(c - half));
+            assert!(screen.contains(&legend), "{legend} {screen}");
+        }
+        // One cursor: both readouts name the same cell.
+        let cur = &s.heatmap.cursor;
+        let at = format!("layer {} · head {}", cur[0], cur[1]);
+        assert_eq!(screen.matches(&at).count(), 2, "{screen}");
+    }
+    // Too narrow for two: the shown sweep alone, with a message.
+    let screen = draw(&s, 64, 20);
+    assert!(screen.contains("too narrow for side by side"), "{screen}");
+    assert!(!screen.contains("sweep 1: head_out denoise"), "{screen}");
+    // No size panics.
+    for (w, h) in [
+        (1, 1),
+        (10, 5),
+        (63, 19),
+        (64, 20),
+        (73, 24),
+        (75, 21),
+        (200, 60),
+    ] {
+        draw(&s, w, h);
+    }
+    // V steps on (no third sweep: off), Esc turns it off.
+    key(&mut s, Intent::SideBySide);
+    assert_eq!(s.heatmap.spread.beside, None);
+    key(&mut s, Intent::SideBySide);
+    key(&mut s, Intent::Back);
+    assert_eq!(s.heatmap.spread.beside, None);
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn sweep(job: u64) -> Request {
         input: PairsInput {
             pairs: vec![patchbench::app::example_pair(FIXTURE)],
             prepend_bos: None,
+            labels: vec![],
         },
         spec: SweepSpec::new(Target::ResidPre),
         checkpoint: None,
@@ -176,6 +177,7 @@ fn tokenize(job: u64) -> Request {
         input: PairsInput {
             pairs: vec![patchbench::app::example_pair(FIXTURE)],
             prepend_bos: None,
+            labels: vec![],
         },
     }
 }

@@ -608,6 +608,7 @@ fn the_worker_finds_the_demo_circuit_cancels_one_and_drills_an_edge() {
     let input = PairsInput {
         pairs: vec![example_pair("demo")],
         prepend_bos: None,
+        labels: vec![],
     };
     let spec = CircuitSpec {
         check_exact: 10,

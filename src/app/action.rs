@@ -67,8 +67,10 @@ intents! {
     ZoomOut "zoom_out" "Narrow the heatmap cells (more fit on screen)",
     SweepNext "sweep_next" "Show the next sweep of the session",
     SweepPrev "sweep_prev" "Show the previous sweep of the session",
-    PairList "pair_list" "List the prompt pairs with their clean/corrupted logit difference (filter the failing ones, open one alone)",
-    FilterFailing "filter_failing" "In the pair list: show only the pairs whose clean run does not prefer the answer (again: all)",
+    PairList "pair_list" "Show the dataset pane in the heatmap's place (every pair with its clean/corrupted baselines), or the heatmap again",
+    FilterFailing "filter_failing" "In the dataset pane: list only the pairs whose clean run does not prefer the answer (again: all)",
+    AllPairs "all_pairs" "In the dataset pane: put every pair of the dataset back in the prompt editor (after opening one alone)",
+    SideBySide "side_by_side" "Show the shown sweep beside another sweep of the same shape, same colour scale and cursor (again: the next, then off)",
     StrongestNext "strongest_next" "Move the heatmap cursor to the next strongest effect",
     StrongestPrev "strongest_prev" "Move the heatmap cursor to the previous strongest effect",
     ShadeUncertain "shade_uncertain" "Shade the cells whose 95% interval over pairs crosses zero (again: off)",
@@ -127,6 +129,12 @@ pub enum Action {
     },
     /// A checkpoint of an interrupted sweep lies beside the opened session.
     SweepInterrupted(Box<super::messages::Interrupted>),
+    /// A dataset file was read (`--dataset`, or the file a session names).
+    DatasetOpened {
+        /// The file's name, for the pane's title.
+        name: String,
+        result: Result<Box<crate::data::Dataset>, String>,
+    },
     /// A mouse click on a pane, or the wheel.
     MouseFocus(super::state::Focus),
     MouseScroll {
@@ -151,6 +159,7 @@ impl Action {
             Action::SaveTargetExists { .. } => "save_target_exists",
             Action::Exported { .. } => "exported",
             Action::SweepInterrupted(_) => "sweep_interrupted",
+            Action::DatasetOpened { .. } => "dataset_opened",
             Action::MouseFocus(_) => "mouse_focus",
             Action::MouseScroll { .. } => "mouse_scroll",
         }
@@ -172,6 +181,7 @@ impl Action {
             Action::SaveTargetExists { .. } => "the file to save as already exists",
             Action::Exported { .. } => "a heatmap export was written",
             Action::SweepInterrupted(_) => "an interrupted sweep of the session can be resumed",
+            Action::DatasetOpened { .. } => "a dataset file was read",
             Action::MouseFocus(_) => "a mouse click focused a pane",
             Action::MouseScroll { .. } => "the mouse wheel moved",
         }

@@ -16,6 +16,8 @@ pub enum Command {
     Cancel(JobId),
     /// Cancel circuit search `job` between pieces of work.
     CancelCircuit(JobId),
+    /// Cancel baselines job `job` between pairs.
+    CancelBaselines(JobId),
     /// Write a session file (atomically).
     Save {
         path: PathBuf,

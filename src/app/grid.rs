@@ -29,8 +29,11 @@ pub struct GridRef<'a> {
     pub axes: &'a [String],
     pub shape: &'a [usize],
     pub components: &'a [String],
-    /// Clean tokens, for `pos` labels.
+    /// Clean tokens, for `pos` labels; the position labels instead when
+    /// the pairs were aligned by label (`labelled`).
     pub tokens: &'a [String],
+    /// The position axis runs over a dataset's labels, not token positions.
+    pub labelled: bool,
     pub corrupted_tokens: &'a [String],
     pub direction: Direction,
     pub values: Values<'a>,
@@ -103,11 +106,13 @@ impl<'a> GridRef<'a> {
         corrupted_tokens: &'a [String],
         direction: Direction,
     ) -> Self {
+        let labelled = !r.position_labels.is_empty();
         GridRef {
             axes: &r.axes,
             shape: &r.shape,
             components: &r.components,
-            tokens,
+            tokens: if labelled { &r.position_labels } else { tokens },
+            labelled,
             corrupted_tokens,
             direction,
             values: Values::Done(r),
@@ -120,11 +125,17 @@ impl<'a> GridRef<'a> {
         baselines: Option<&'a Baselines>,
         direction: Direction,
     ) -> Self {
+        let labelled = !s.position_labels.is_empty();
         GridRef {
             axes: &s.axes,
             shape: &s.shape,
             components: &s.components,
-            tokens: &s.clean_tokens.strings,
+            tokens: if labelled {
+                &s.position_labels
+            } else {
+                &s.clean_tokens.strings
+            },
+            labelled,
             corrupted_tokens: &s.corrupted_tokens.strings,
             direction,
             values: Values::Partial(cells, baselines),

@@ -76,6 +76,9 @@ pub fn describe(r: &Request) -> String {
         Request::Estimate { .. } => "estimating the sweep's cost".into(),
         Request::Sweep { spec, .. } => format!("running the {} sweep", spec.target),
         Request::Drill { target, .. } => format!("computing the {} drill-down", target.title()),
+        Request::Baselines { input, .. } => {
+            format!("measuring the baselines of {} pairs", input.pairs.len())
+        }
         Request::Circuit { spec, .. } => format!("finding the circuit ({})", spec.method.name()),
         Request::EdgeDrill {
             sender, receiver, ..

@@ -30,10 +30,14 @@ pub struct LoadSpec {
 }
 
 /// Prompt pairs as the user wrote them, with the BOS choice.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PairsInput {
     pub pairs: Vec<PromptPair>,
     pub prepend_bos: Option<bool>,
+    /// Position labels of each pair (a labelled dataset's, one entry per
+    /// pair), or empty: position-indexed sweeps then run over the labels,
+    /// so pairs of different lengths line up by role.
+    pub labels: Vec<crate::data::Labels>,
 }
 
 /// A request to the worker.
@@ -69,6 +73,12 @@ pub enum Request {
         input: PairsInput,
         spec: CircuitSpec,
     },
+    /// Every pair's clean and corrupted baselines (the dataset pane),
+    /// with progress; answered by `BaselinesProgress` and `BaselinesDone`.
+    Baselines {
+        job: JobId,
+        input: PairsInput,
+    },
     /// One edge of a circuit: its exact change (when `exact`) and the
     /// patterns of the heads at its ends; answered by `Drilled`.
     EdgeDrill {
@@ -90,6 +100,7 @@ impl Request {
             | Request::Sweep { job, .. }
             | Request::Drill { job, .. }
             | Request::Circuit { job, .. }
+            | Request::Baselines { job, .. }
             | Request::EdgeDrill { job, .. } => Some(*job),
         }
     }
@@ -216,6 +227,8 @@ pub struct SweepStart {
     pub wrong: String,
     pub wrong_id: u32,
     pub fingerprint: String,
+    /// The labels the position axis runs over (a labelled dataset), or empty.
+    pub position_labels: Vec<String>,
 }
 
 /// A message from the worker.
@@ -284,6 +297,19 @@ pub enum WorkerMsg {
         job: JobId,
         error: String,
         cancelled: bool,
+    },
+    /// Baselines of some pairs: `(pair, its baselines or why it cannot run)`.
+    BaselinesProgress {
+        job: JobId,
+        done: usize,
+        total: usize,
+        values: Vec<(usize, Result<Baselines, String>)>,
+    },
+    /// The baselines job ended (`error`: it could not run at all).
+    BaselinesDone {
+        job: JobId,
+        cancelled: bool,
+        error: Option<String>,
     },
 
     /// A job panicked (a bug): its own failure reply has been sent; this

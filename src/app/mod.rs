@@ -14,7 +14,9 @@
 //!   `panes` and `replies`; what they share is below them, in `transitions`
 //!   and `saving`, so no two import each other);
 //! - `worker`, `model_thread`, `guard`, `tokenize`: background work;
-//! - `pair_list`: the list of pairs with their baselines (a popup);
+//! - `dataset_state`, `dataset`, `baselines_job`: the dataset (its pairs
+//!   and labels, one pair opened alone) and the dataset pane, and the
+//!   model thread's measuring of every pair's baselines;
 //! - `resume`: resuming a sweep interrupted with its checkpoint (a popup);
 //! - `spread`: the statistics of a sweep over many pairs as the heatmap
 //!   shows them (intervals, one pair alone, differences of sweeps), and
@@ -24,17 +26,19 @@
 //!   the model thread's circuit searches and edge drill-downs.
 
 pub mod action;
+mod baselines_job;
 pub mod circuit;
 mod circuit_job;
 pub mod circuit_stale;
 pub mod circuit_state;
 pub mod command;
+pub mod dataset;
+pub mod dataset_state;
 pub mod drill;
 pub mod grid;
 pub mod guard;
 pub mod messages;
 mod model_thread;
-pub mod pair_list;
 mod panes;
 pub mod prompts;
 mod replies;

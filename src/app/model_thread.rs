@@ -15,9 +15,11 @@ use crate::model::WeightsMode;
 use crate::model::{LoadedModel, Tokenizer};
 use crate::patching::output::TokenList;
 use crate::patching::part::Shard;
-use crate::patching::plan::plan;
+use crate::patching::plan::{plan, plan_labeled};
 use crate::patching::sharded::PartControl;
-use crate::patching::{prepare_pairs, run_sweep_with, EngineOptions, PreparedPair, SweepError};
+use crate::patching::{
+    prepare_each, prepare_pairs, run_sweep_with, EngineOptions, PreparedPair, SweepError,
+};
 use crate::session::time::rfc3339;
 
 use super::guard::{describe, guarded, Faults};
@@ -31,6 +33,7 @@ fn coalesce(queue: Vec<Request>) -> Vec<Request> {
     let mut drill = None;
     let mut sweep = None;
     let mut circuit = None;
+    let mut baselines = None;
     for r in queue {
         match r {
             Request::Load(_) => load = Some(r),
@@ -38,12 +41,13 @@ fn coalesce(queue: Vec<Request>) -> Vec<Request> {
             Request::Drill { .. } => drill = Some(r),
             Request::Sweep { .. } => sweep = Some(r),
             Request::Circuit { .. } => circuit = Some(r),
+            Request::Baselines { .. } => baselines = Some(r),
             // One drill-down is open at a time: an edge's replaces a cell's.
             Request::EdgeDrill { .. } => drill = Some(r),
             Request::Tokenize { .. } => {}
         }
     }
-    [load, est, drill, sweep, circuit]
+    [load, est, drill, baselines, sweep, circuit]
         .into_iter()
         .flatten()
         .collect()
@@ -62,6 +66,7 @@ pub(crate) struct ModelThread {
     cancel: Arc<AtomicBool>,
     cancelled_upto: Arc<AtomicU64>,
     pub(super) circuits_cancelled_upto: Arc<AtomicU64>,
+    pub(super) baselines_cancelled_upto: Arc<AtomicU64>,
     faults: Faults,
 }
 
@@ -103,6 +108,11 @@ fn failure_reply(r: &Request) -> Box<dyn FnOnce(String) -> WorkerMsg> {
             job,
             result: Err(error),
         }),
+        &Request::Baselines { job, .. } => Box::new(move |error| WorkerMsg::BaselinesDone {
+            job,
+            cancelled: false,
+            error: Some(error),
+        }),
     }
 }
 
@@ -121,6 +131,7 @@ impl ModelThread {
             cancel,
             cancelled_upto,
             circuits_cancelled_upto: Arc::new(AtomicU64::new(0)),
+            baselines_cancelled_upto: Arc::new(AtomicU64::new(0)),
             faults,
         }
     }
@@ -128,6 +139,12 @@ impl ModelThread {
     /// Where circuit searches learn that they are cancelled.
     pub(crate) fn with_circuit_cancel(mut self, upto: Arc<AtomicU64>) -> Self {
         self.circuits_cancelled_upto = upto;
+        self
+    }
+
+    /// Where baselines jobs learn that they are cancelled.
+    pub(crate) fn with_baselines_cancel(mut self, upto: Arc<AtomicU64>) -> Self {
+        self.baselines_cancelled_upto = upto;
         self
     }
 
@@ -181,6 +198,7 @@ impl ModelThread {
                 (self.sink)(WorkerMsg::Drilled { job, result });
             }
             Request::Circuit { job, input, spec } => self.circuit(job, &input, &spec),
+            Request::Baselines { job, input } => self.baselines(job, &input),
             Request::EdgeDrill {
                 job,
                 input,
@@ -245,8 +263,13 @@ impl ModelThread {
         input: &PairsInput,
     ) -> Result<(&LoadedModel, Vec<PreparedPair>), String> {
         let m = self.model.as_ref().ok_or("no model is loaded")?;
-        let pairs = prepare_pairs(&m.tokenizer, &input.pairs, input.prepend_bos)
-            .map_err(|e| e.to_string())?;
+        // Labelled pairs line up by label, so their lengths may differ.
+        let pairs = if input.labels.is_empty() {
+            prepare_pairs(&m.tokenizer, &input.pairs, input.prepend_bos)
+        } else {
+            prepare_each(&m.tokenizer, &input.pairs, input.prepend_bos)
+        }
+        .map_err(|e| e.to_string())?;
         Ok((m, pairs))
     }
 
@@ -255,7 +278,12 @@ impl ModelThread {
         input: &PairsInput,
         spec: &crate::patching::SweepSpec,
     ) -> Result<analysis::Estimate, String> {
-        let (m, pairs) = self.prepared(input)?;
+        let (m, mut pairs) = self.prepared(input)?;
+        if !input.labels.is_empty() {
+            // Pairs aligned by label may differ in length; the estimate
+            // prices each as the first (by its positions, an upper bound).
+            pairs = vec![pairs[0].clone(); pairs.len()];
+        }
         // Calibrated on the batch shapes this sweep will run.
         analysis::estimate::measure(&m.model, &pairs, spec, &EngineOptions::default())
             .map_err(|e| e.to_string())
@@ -282,12 +310,24 @@ impl ModelThread {
             Ok(x) => x,
             Err(e) => return (self.sink)(fail(e, false)),
         };
+        let labels = match super::dataset_state::align_labels(input, &pairs) {
+            Ok(l) => l,
+            Err(e) => return (self.sink)(fail(e, false)),
+        };
         let p0 = &pairs[0];
         let tokens = |ids: &[u32]| TokenList {
             ids: ids.to_vec(),
             strings: m.tokenizer.token_strs(ids),
         };
-        let layout = plan(m.config(), p0.n_pos(), spec);
+        let layout = match &labels {
+            Some(l) => plan_labeled(m.config(), p0.n_pos(), spec, &l.spans[0]),
+            None => plan(m.config(), p0.n_pos(), spec),
+        };
+        let positional = layout.axes.iter().any(|a| a == "pos" || a == "dest_pos");
+        let position_labels = match &labels {
+            Some(l) if positional => l.names.clone(),
+            _ => vec![],
+        };
         (self.sink)(WorkerMsg::SweepStarted {
             job,
             start: Box::new(SweepStart {
@@ -301,6 +341,7 @@ impl ModelThread {
                 wrong: m.tokenizer.token_str(p0.wrong),
                 wrong_id: p0.wrong,
                 fingerprint: m.fingerprint.clone(),
+                position_labels,
             }),
         });
         let sink = self.sink.clone();
@@ -354,11 +395,12 @@ impl ModelThread {
         }
         let one = Shard { k: 1, n: 1 };
         let path = checkpoint.map(|c| c.path.clone());
-        let mut control = PartControl::new(m, &pairs, spec, &opts, one, path);
+        let mut control =
+            PartControl::new(m, &pairs, spec, &opts, one, path).with_labels(labels.as_ref());
         let outcome = run_sweep_with(
             &m.model,
             &pairs,
-            None,
+            labels.as_ref(),
             spec,
             &opts,
             &mut control,

@@ -16,6 +16,7 @@ pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
     match s.focus {
         Focus::Prompts => prompts(s, i, out),
         Focus::Settings => settings(s, i, out),
+        Focus::Heatmap if s.dataset.shown => super::dataset::pane_intent(s, i, out),
         Focus::Heatmap if s.circuit.shown => super::circuit::pane_intent(s, i, out),
         Focus::Heatmap => heatmap(s, i, out),
         Focus::Drill => {
@@ -124,6 +125,7 @@ fn heatmap(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         }
         Intent::ShadeUncertain => spread_keys::toggle_shade(s),
         Intent::CompareNext => spread_keys::compare_next(s),
+        Intent::SideBySide => spread_keys::beside_next(s),
         _ => {}
     }
 }
@@ -148,6 +150,14 @@ fn drill(s: &mut AppState, out: &mut Vec<Command>) {
         s.set_status(Level::Warn, "this cell has no drill-down");
         return;
     };
+    if grid.labelled && !matches!(target, DrillTarget::Head { .. }) {
+        // A label is a span in each pair, not one token of the prompt shown.
+        s.set_status(
+            Level::Warn,
+            "the columns are position labels: open a pair alone (D, Enter) and sweep it to drill into its tokens",
+        );
+        return;
+    }
     let effect = match target {
         DrillTarget::Mlp { layer, .. } | DrillTarget::Attn { layer, .. } => {
             effect_row(&grid, s.heatmap.metric_name(), &cursor, layer)

@@ -167,10 +167,26 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
         m @ (WorkerMsg::CircuitProgress { .. }
         | WorkerMsg::CircuitDone { .. }
         | WorkerMsg::CircuitFailed { .. }) => super::circuit::reply(s, m),
+        m @ (WorkerMsg::BaselinesProgress { .. } | WorkerMsg::BaselinesDone { .. }) => {
+            super::dataset::reply(s, m)
+        }
         WorkerMsg::WorkerFailed {
             error,
             thread_stopped,
         } => worker_failed(s, error, thread_stopped, out),
+    }
+}
+
+/// A dataset file was read: its pairs fill the editor.
+pub(crate) fn dataset_opened(
+    s: &mut AppState,
+    name: String,
+    result: Result<Box<crate::data::Dataset>, String>,
+    out: &mut Vec<Command>,
+) {
+    match result {
+        Ok(ds) => super::dataset::read(s, &ds, name, out),
+        Err(e) => s.set_status(Level::Error, format!("cannot read the dataset {name}: {e}")),
     }
 }
 
@@ -231,6 +247,7 @@ pub(crate) fn open(
     let Loaded { session, warnings } = loaded;
     let source = session.model.source.clone();
     apply_session(s, session, path);
+    super::dataset::session_inline(s, out);
     // Before marking: a model about to be replaced must not judge the
     // session's results (while the new one loads, the session's recorded
     // fingerprint stands in).

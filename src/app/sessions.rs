@@ -37,14 +37,15 @@ pub fn to_session(s: &AppState) -> Session {
                 .or_else(|| s.session.fingerprint.clone()),
         },
         prepend_bos: s.prompts.bos,
-        prompts: s.prompts.to_pairs(),
+        // The whole set, also while the editor holds one pair alone.
+        prompts: s.dataset.whole_pairs(&s.prompts.to_pairs()),
         dataset: s.session.dataset.clone(),
         sweeps: s
             .sweeps
             .iter()
             .map(|v| SweepEntry {
                 spec: v.spec.clone(),
-                pairs: None,
+                pairs: v.pairs.clone(),
                 result: v.stored.clone(),
             })
             .collect(),
@@ -82,6 +83,7 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
         .into_iter()
         .map(|e| SweepView {
             stored: e.result,
+            pairs: e.pairs,
             ..SweepView::new(e.spec)
         })
         .collect();
@@ -115,6 +117,9 @@ pub fn apply_session(s: &mut AppState, session: Session, path: Option<PathBuf>) 
             .collect(),
         ..CircuitState::default()
     };
+    // The session's dataset, if it has one, is applied when read
+    // (`dataset::opened`); its pairs are the prompts until then.
+    s.dataset = Default::default();
     s.session.notes = session.notes;
     s.session.dataset = session.dataset;
     s.session.fingerprint = session.model.fingerprint;
@@ -156,6 +161,28 @@ pub fn mark_stale(s: &mut AppState) -> usize {
         }
     }
     n
+}
+
+/// The inputs digest of a sweep of `spec` over `pairs` (a subset of the
+/// whole set, or all) as the session will judge it when saved: the
+/// dataset's digest when the session has a dataset, else the prompts.
+pub fn inputs_of(
+    s: &AppState,
+    spec: &crate::patching::SweepSpec,
+    pairs: Option<Vec<usize>>,
+) -> String {
+    let session = Session {
+        dataset: s.session.dataset.clone(),
+        prepend_bos: s.prompts.bos,
+        prompts: s.dataset.whole_pairs(&s.prompts.to_pairs()),
+        ..Session::new(&s.model.load.source, super::example_pair("demo"))
+    };
+    let entry = SweepEntry {
+        spec: spec.clone(),
+        pairs,
+        result: None,
+    };
+    crate::session::results::inputs_digest(&session, &entry)
 }
 
 /// Where the export of the shown sweep's heatmap goes: beside the session

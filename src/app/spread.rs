@@ -17,6 +17,9 @@
 //!   pair too when both ran on the same pairs, so the interval is that of
 //!   the paired difference), as a derived result the grid draws instead of
 //!   the stored one ([`SpreadView::derived`]);
+//! - another sweep of the same shape beside the shown one (noising and
+//!   denoising, two datasets), drawn on one colour scale with one cursor
+//!   (`spread_keys::beside_grid`);
 //! - the cells ranked by the size of their effect, for the cursor to start
 //!   on the strongest and step to the next (`spread_keys::ranked`).
 //!
@@ -40,6 +43,9 @@ pub struct SpreadView {
     pub pair: Option<usize>,
     /// Show the shown sweep minus this sweep (index into the session's sweeps).
     pub compare: Option<usize>,
+    /// Show this sweep beside the shown one, on one colour scale and with
+    /// one cursor (index into the session's sweeps).
+    pub beside: Option<usize>,
     /// The result drawn instead of the stored one, with what it is.
     pub derived: Option<Derived>,
     /// Per cell of the drawn result: whether its interval crosses zero

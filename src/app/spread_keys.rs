@@ -164,6 +164,7 @@ pub fn compare_next(s: &mut AppState) {
     });
     s.heatmap.spread.compare = next;
     s.heatmap.spread.pair = None;
+    s.heatmap.spread.beside = None;
     let msg = match next {
         Some(i) => {
             let v = &s.sweeps[i];
@@ -179,6 +180,72 @@ pub fn compare_next(s: &mut AppState) {
                 .into()
         }
         None => "difference off".into(),
+    };
+    s.set_status(Level::Info, msg);
+}
+
+/// The sweeps whose result can stand beside (or be subtracted from) the
+/// shown one: another sweep with a stored result of `shape`, not running.
+fn partners(s: &AppState, shape: &[usize]) -> Vec<usize> {
+    (0..s.sweeps.len())
+        .filter(|&i| {
+            i != s.selected_sweep
+                && s.sweeps[i].partial.is_none()
+                && s.sweeps[i]
+                    .stored
+                    .as_ref()
+                    .is_some_and(|st| st.result.shape == shape)
+        })
+        .collect()
+}
+
+/// The grid drawn beside the shown one, while side by side is on and the
+/// two still have one shape.
+pub fn beside_grid(s: &AppState) -> Option<GridRef<'_>> {
+    let i = s.heatmap.spread.beside?;
+    let shape = s.grid()?.shape.to_vec();
+    if !partners(s, &shape).contains(&i) {
+        return None;
+    }
+    s.sweeps[i].grid()
+}
+
+/// Shows the next sweep of the same shape beside the shown one (after
+/// the one beside it now); off after the last.
+pub fn beside_next(s: &mut AppState) {
+    use super::state::Level;
+    let Some(shape) = s
+        .sweep()
+        .filter(|v| v.partial.is_none())
+        .and_then(|v| v.stored.as_ref())
+        .map(|st| st.result.shape.clone())
+    else {
+        return s.set_status(
+            Level::Warn,
+            "no result to show side by side yet: press r to run a sweep",
+        );
+    };
+    let start = s.heatmap.spread.beside.map_or(0, |c| c + 1);
+    let next = partners(s, &shape).into_iter().find(|&i| i >= start);
+    let sp = &mut s.heatmap.spread;
+    sp.beside = next;
+    (sp.pair, sp.compare) = (None, None);
+    let msg = match next {
+        Some(i) => {
+            let v = &s.sweeps[i];
+            format!(
+                "sweep {} beside sweep {} ({} {}): one colour scale, one cursor; V: the next, Esc: back",
+                s.selected_sweep + 1,
+                i + 1,
+                v.spec.target,
+                v.spec.direction
+            )
+        }
+        None if start == 0 => {
+            "no other sweep of this shape has a result: run another (e.g. the other direction) first"
+                .into()
+        }
+        None => "side by side off".into(),
     };
     s.set_status(Level::Info, msg);
 }

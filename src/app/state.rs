@@ -62,6 +62,9 @@ impl ModelStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepView {
     pub spec: SweepSpec,
+    /// The pairs it runs on, as indices into the whole set (the session's
+    /// `pairs`): `Some([i])` for a pair opened alone; `None`: every pair.
+    pub pairs: Option<Vec<usize>>,
     pub stored: Option<StoredResult>,
     /// Why the stored result cannot be trusted as current, as decided by
     /// `session::stale_results` (see `sessions::mark_stale` for when).
@@ -81,6 +84,7 @@ impl SweepView {
     pub fn new(spec: SweepSpec) -> Self {
         Self {
             spec,
+            pairs: None,
             stored: None,
             stale: None,
             partial: None,
@@ -175,13 +179,6 @@ pub enum Popup {
         interrupted: Box<super::messages::Interrupted>,
         requested: bool,
     },
-    /// The prompt pairs with their baselines (`pair_list`).
-    PairList {
-        /// Index into the listed rows.
-        selected: usize,
-        /// Only the pairs whose clean run does not prefer the answer.
-        failing_only: bool,
-    },
 }
 
 /// Where the session lives and whether it has unsaved changes.
@@ -237,6 +234,8 @@ pub struct AppState {
     pub running: Option<Running>,
     /// Circuit searches and the circuit pane (`circuit.rs`).
     pub circuit: super::circuit_state::CircuitState,
+    /// The dataset and the dataset pane (`dataset_state`).
+    pub dataset: super::dataset_state::DatasetState,
     pub drill: Option<DrillState>,
     pub popup: Option<Popup>,
     /// Popups waiting for the open one to close (a message never hides
@@ -275,6 +274,7 @@ impl AppState {
             heatmap: HeatmapState::default(),
             running: None,
             circuit: Default::default(),
+            dataset: Default::default(),
             drill: None,
             popup: None,
             queued_popups: VecDeque::new(),

@@ -140,7 +140,21 @@ pub fn tokenize_pairs(tok: &Tokenizer, input: &PairsInput) -> Tokenized {
         }
         out.pairs.push(pt);
     }
-    if let Some(&(_, first)) = lengths.first() {
+    if !input.labels.is_empty() {
+        // Labelled pairs line up by label: lengths may differ, but every
+        // label must resolve in its pair.
+        let prepared: Vec<_> = input
+            .pairs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| prepare_pair(tok, p, input.prepend_bos, i).ok())
+            .collect();
+        if prepared.len() == input.pairs.len() {
+            if let Err(e) = super::dataset_state::align_labels(input, &prepared) {
+                out.problems.push(e);
+            }
+        }
+    } else if let Some(&(_, first)) = lengths.first() {
         if let Some(&(i, n)) = lengths.iter().find(|(_, n)| *n != first) {
             out.problems.push(format!(
                 "all pairs of a sweep need the same token length: pair 1 has {first}, pair {} has {n}",

@@ -12,8 +12,10 @@ use super::state::AppState;
 
 /// The prompt pairs as the worker takes them.
 pub(crate) fn input(s: &AppState) -> PairsInput {
+    let pairs = s.prompts.to_pairs();
     PairsInput {
-        pairs: s.prompts.to_pairs(),
+        labels: s.dataset.labels_for(&pairs),
+        pairs,
         prepend_bos: s.prompts.bos,
     }
 }

@@ -8,8 +8,7 @@
 
 use std::path::PathBuf;
 
-use crate::patching::{PromptPair, METRICS};
-use crate::session::results::digest;
+use crate::patching::METRICS;
 
 use super::action::{Action, Intent};
 use super::command::{Command, SaveKind};
@@ -51,6 +50,9 @@ pub fn update(s: &mut AppState, a: Action) -> Vec<Command> {
         }
         Action::Exported { path, result } => replies::exported(s, path, result),
         Action::SweepInterrupted(i) => super::resume::found(s, *i),
+        Action::DatasetOpened { name, result } => {
+            replies::dataset_opened(s, name, result, &mut out)
+        }
         Action::MouseFocus(f) => {
             if s.popup.is_none() && s.mode == Mode::Nav && (f != Focus::Drill || s.drill.is_some())
             {
@@ -99,7 +101,7 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
             out.push(Command::ListSessions);
         }
         Intent::Export => export(s, out),
-        Intent::PairList => super::pair_list::open(s),
+        Intent::PairList => super::dataset::toggle(s, out),
         Intent::FocusNext | Intent::FocusPrev => cycle_focus(s, i == Intent::FocusNext),
         Intent::MetricNext | Intent::MetricPrev => {
             let d = if i == Intent::MetricNext { 1 } else { -1 };
@@ -133,6 +135,9 @@ fn cycle_focus(s: &mut AppState, forward: bool) {
 }
 
 fn back(s: &mut AppState, out: &mut Vec<Command>) {
+    if s.dataset.shown && s.focus == Focus::Heatmap && s.drill.is_none() {
+        return super::dataset::back(s, out);
+    }
     if s.drill.is_none() && super::circuit::cancel(s, out) {
         return;
     }
@@ -140,9 +145,10 @@ fn back(s: &mut AppState, out: &mut Vec<Command>) {
     if s.drill.is_some() {
         s.drill = None;
         s.focus = Focus::Heatmap;
-    } else if spread.pair.is_some() || spread.compare.is_some() {
-        // Back from one pair alone or a difference to the sweep's means.
-        (spread.pair, spread.compare) = (None, None);
+    } else if spread.pair.is_some() || spread.compare.is_some() || spread.beside.is_some() {
+        // Back from one pair alone, a difference or two sweeps side by
+        // side to the sweep's means.
+        (spread.pair, spread.compare, spread.beside) = (None, None, None);
         s.set_status(Level::Info, "showing the mean over pairs");
     } else if let Some(r) = &mut s.running {
         if !r.cancelling {
@@ -200,19 +206,27 @@ fn start_sweep(s: &mut AppState, resume: bool, out: &mut Vec<Command>) {
         }
     }
     let spec = s.settings.spec.clone();
-    let idx = match s.sweeps.iter().position(|v| v.spec == spec) {
+    // A pair opened alone is a sweep of its own, beside the dataset's.
+    let subset = s.dataset.alone.map(|i| vec![i]);
+    let idx = match s
+        .sweeps
+        .iter()
+        .position(|v| v.spec == spec && v.pairs == subset)
+    {
         Some(i) => i,
         None => {
-            s.sweeps.push(SweepView::new(spec.clone()));
+            s.sweeps.push(SweepView {
+                pairs: subset.clone(),
+                ..SweepView::new(spec.clone())
+            });
             s.sweeps.len() - 1
         }
     };
     s.selected_sweep = idx;
     let job = s.jobs.new_id();
     let input = input(s);
-    let pairs: Vec<&PromptPair> = input.pairs.iter().collect();
     s.running = Some(Running {
-        inputs: digest(&spec, &pairs, input.prepend_bos),
+        inputs: super::sessions::inputs_of(s, &spec, subset),
         job,
         sweep: idx,
         done: 0,
@@ -376,10 +390,6 @@ fn popup(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 _ => Some(Popup::Browser { entries, selected }),
             }
         }
-        Popup::PairList {
-            selected,
-            failing_only,
-        } => super::pair_list::intent(s, i, selected, failing_only),
         Popup::ResumeSweep {
             interrupted,
             requested,

@@ -33,6 +33,8 @@ struct Shared {
     /// Circuit searches up to this job are cancelled (apart from sweeps':
     /// cancelling one kind must not stop the other).
     circuits_cancelled_upto: Arc<AtomicU64>,
+    /// Baselines jobs up to this one are cancelled.
+    baselines_cancelled_upto: Arc<AtomicU64>,
     faults: Faults,
 }
 
@@ -80,7 +82,8 @@ fn spawn_model_thread(shared: &Shared) -> ModelHandle {
         shared.cancelled_upto.clone(),
         shared.faults.clone(),
     )
-    .with_circuit_cancel(shared.circuits_cancelled_upto.clone());
+    .with_circuit_cancel(shared.circuits_cancelled_upto.clone())
+    .with_baselines_cancel(shared.baselines_cancelled_upto.clone());
     let sentinel = Sentinel(shared.sink.clone(), "model");
     let thread = std::thread::Builder::new()
         .name("patchbench-model".into())
@@ -107,6 +110,7 @@ impl Worker {
             cancel: Arc::new(AtomicBool::new(false)),
             cancelled_upto: Arc::new(AtomicU64::new(0)),
             circuits_cancelled_upto: Arc::new(AtomicU64::new(0)),
+            baselines_cancelled_upto: Arc::new(AtomicU64::new(0)),
             faults,
         };
         let model = spawn_model_thread(&shared);
@@ -169,6 +173,13 @@ impl Worker {
             .circuits_cancelled_upto
             .fetch_max(job, Ordering::SeqCst);
     }
+
+    /// Cancels baselines job `job` (and any earlier one), running or queued.
+    pub fn cancel_baselines(&self, job: JobId) {
+        self.shared
+            .baselines_cancelled_upto
+            .fetch_max(job, Ordering::SeqCst);
+    }
 }
 
 /// A mutex's value, also after a panic elsewhere poisoned it (the values
@@ -183,6 +194,9 @@ impl Drop for Worker {
         self.shared.cancelled_upto.store(u64::MAX, Ordering::SeqCst);
         self.shared
             .circuits_cancelled_upto
+            .store(u64::MAX, Ordering::SeqCst);
+        self.shared
+            .baselines_cancelled_upto
             .store(u64::MAX, Ordering::SeqCst);
         let model = lock(&self.model).take();
         self.tok_tx.take();

@@ -16,7 +16,7 @@ use super::layout::Areas;
 pub fn contexts(s: &AppState) -> Vec<Context> {
     match (&s.popup, s.mode) {
         (Some(Popup::Help { .. }), _) => vec![Context::Help],
-        (Some(Popup::Browser { .. } | Popup::PairList { .. }), _) => vec![Context::Browser],
+        (Some(Popup::Browser { .. }), _) => vec![Context::Browser],
         (Some(Popup::SaveAs { .. }), _) => vec![Context::Edit],
         (Some(_), _) => vec![Context::Dialog],
         (None, Mode::Edit) => vec![Context::Edit],
@@ -24,6 +24,7 @@ pub fn contexts(s: &AppState) -> Vec<Context> {
             let pane = match s.focus {
                 Focus::Prompts => Context::Prompts,
                 Focus::Settings => Context::Settings,
+                Focus::Heatmap if s.dataset.shown => Context::Dataset,
                 Focus::Heatmap if s.circuit.shown => Context::Circuit,
                 Focus::Heatmap => Context::Heatmap,
                 Focus::Drill => Context::Drill,

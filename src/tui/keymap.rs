@@ -25,6 +25,7 @@ const WAYS_OUT: &[(&[Context], &[Intent])] = &[
     (&[Context::Settings, Context::Global], &[Intent::Quit]),
     (&[Context::Heatmap, Context::Global], &[Intent::Quit]),
     (&[Context::Circuit, Context::Global], &[Intent::Quit]),
+    (&[Context::Dataset, Context::Global], &[Intent::Quit]),
     (&[Context::Drill, Context::Global], &[Intent::Quit]),
     (&[Context::Edit], &[Intent::Back, Intent::Select]),
     (&[Context::Dialog], &[Intent::Yes]),
@@ -46,6 +47,7 @@ pub enum Context {
     Settings,
     Heatmap,
     Circuit,
+    Dataset,
     Drill,
     Edit,
     Dialog,
@@ -54,12 +56,13 @@ pub enum Context {
 }
 
 impl Context {
-    pub const ALL: [Context; 10] = [
+    pub const ALL: [Context; 11] = [
         Context::Global,
         Context::Prompts,
         Context::Settings,
         Context::Heatmap,
         Context::Circuit,
+        Context::Dataset,
         Context::Drill,
         Context::Edit,
         Context::Dialog,
@@ -74,6 +77,7 @@ impl Context {
             Context::Settings => "settings",
             Context::Heatmap => "heatmap",
             Context::Circuit => "circuit",
+            Context::Dataset => "dataset",
             Context::Drill => "drill",
             Context::Edit => "edit",
             Context::Dialog => "dialog",

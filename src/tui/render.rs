@@ -44,7 +44,9 @@ pub fn render(
         SettingsPane { state: s, theme }.render(r, buf);
     }
     if let Some(r) = a.heatmap {
-        if s.circuit.shown {
+        if s.dataset.shown {
+            DatasetPane { state: s, theme }.render(r, buf);
+        } else if s.circuit.shown {
             CircuitPane { state: s, theme }.render(r, buf);
         } else {
             HeatmapPane { state: s, theme }.render(r, buf);
@@ -96,19 +98,6 @@ fn draw_popup(s: &AppState, theme: &Theme, keymap: &Keymap, area: Rect, buf: &mu
                 keymap,
                 theme,
                 scroll: *scroll,
-            }
-            .render(r, buf);
-        }
-        Some(Popup::PairList {
-            selected,
-            failing_only,
-        }) => {
-            let r = dialogs::centred(area, 110, area.height.saturating_sub(4).max(10));
-            PairListPopup {
-                state: s,
-                theme,
-                selected: *selected,
-                failing_only: *failing_only,
             }
             .render(r, buf);
         }

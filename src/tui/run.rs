@@ -83,7 +83,11 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
         .or_else(|| opened.as_ref().map(|(_, l)| l.session.model.source.clone()))
         .unwrap_or_else(|| "demo".into());
     let dataset = match &opts.dataset {
-        Some(p) => Some(crate::data::load(p).map_err(io::Error::other)?),
+        Some(p) => {
+            // Absolute, so the session can name it wherever it is saved.
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            Some(crate::data::load(&p).map_err(io::Error::other)?)
+        }
         None => None,
     };
     let mut s = AppState::new(StartOptions {
@@ -100,6 +104,11 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
     s.session.model_override = opts.model.is_some();
     if let Some((path, loaded)) = opened {
         let interrupted = resume::find(&path);
+        // Its dataset by path, unless one given on the command line replaces it.
+        let session_dataset = match dataset {
+            None => session_dataset(&path, &loaded),
+            Some(_) => None,
+        };
         // The same path as opening from the browser: stale marks, repairs
         // in the status bar. The model is not loaded yet, so this asks the
         // worker for nothing; its load is sent by `run`.
@@ -113,19 +122,26 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
         if let Some(i) = interrupted {
             update(&mut s, Action::SweepInterrupted(Box::new(i)));
         }
+        if let Some(a) = session_dataset {
+            update(&mut s, a);
+        }
     }
     if let Some(ds) = dataset {
         // The dataset's pairs are the prompts (also over an opened
-        // session's): sweeps run over all of them, the pair list shows them.
-        s.prompts = crate::app::prompts::PromptsState::new(&ds.prompt_pairs(), s.prompts.bos);
-        s.session.dirty = opts.open.is_some();
+        // session's, whose dataset it becomes): sweeps run over all of
+        // them, the dataset pane lists them.
+        let n = ds.len();
+        let name = dataset_name(opts.dataset.as_deref().unwrap_or(Path::new("")));
+        update(
+            &mut s,
+            Action::DatasetOpened {
+                name: name.clone(),
+                result: Ok(Box::new(ds)),
+            },
+        );
         s.set_status(
             Level::Info,
-            format!(
-                "{} pairs from {}: r sweeps them all, D lists them",
-                ds.len(),
-                opts.dataset.as_deref().unwrap_or(Path::new("")).display()
-            ),
+            format!("{n} pairs from {name}: r sweeps them all, D lists them"),
         );
     }
     if !warnings.is_empty() {
@@ -135,6 +151,28 @@ pub fn initial_state(opts: &TuiOptions, warnings: Vec<String>) -> io::Result<App
         s.show_message("keymap or theme problem", &warnings.join("\n"));
     }
     Ok(s)
+}
+
+/// A file name for titles (control characters escaped where drawn).
+fn dataset_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Reads the dataset file a loaded session names, as the action that
+/// applies it (an inline dataset is applied with the session itself).
+fn session_dataset(path: &Path, loaded: &session::Loaded) -> Option<Action> {
+    let r = loaded.session.dataset.as_ref()?;
+    let file = r.file(Some(path))?;
+    let result = session::dataset::resolve(r, Some(path))
+        .map(|res| Box::new(res.dataset))
+        .map_err(|e| e.to_string());
+    Some(Action::DatasetOpened {
+        name: dataset_name(&file),
+        result,
+    })
 }
 
 /// Autosave files: this sitting's slot (`crate::session::Autosave`) and a
@@ -378,6 +416,7 @@ fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut V
         Command::Worker(r) => worker.send(r),
         Command::Cancel(job) => worker.cancel(job),
         Command::CancelCircuit(job) => worker.cancel_circuit(job),
+        Command::CancelBaselines(job) => worker.cancel_baselines(job),
         Command::Save {
             path,
             session: s,
@@ -405,7 +444,9 @@ fn execute(c: Command, worker: &Worker, autosaves: &mut Autosaves, queue: &mut V
                 .map(Box::new)
                 .map_err(|e| e.to_string());
             let interrupted = result.is_ok().then(|| resume::find(&path)).flatten();
+            let dataset = result.as_ref().ok().and_then(|l| session_dataset(&path, l));
             queue.push_back(Action::SessionLoaded { path, result });
+            queue.extend(dataset);
             if let Some(i) = interrupted {
                 queue.push_back(Action::SweepInterrupted(Box::new(i)));
             }

@@ -104,6 +104,7 @@ pub fn start(axes: &[&str], shape: &[usize]) -> SweepStart {
         wrong: " John".into(),
         wrong_id: 3,
         fingerprint: "f00d".into(),
+        position_labels: vec![],
     }
 }
 

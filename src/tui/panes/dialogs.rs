@@ -43,7 +43,6 @@ impl DialogPopup<'_> {
             Popup::RestoreAutosave { .. } => (70, 8),
             Popup::Message { text, .. } => (90, (text.lines().count() as u16 + 5).min(20)),
             Popup::Help { .. } => (100, 40),
-            Popup::PairList { .. } => (110, 22),
             Popup::ResumeSweep { .. } => (90, 8),
         }
     }
@@ -84,8 +83,6 @@ impl Widget for DialogPopup<'_> {
                 );
                 return;
             }
-            // Drawn by `PairListPopup`, which reads the state.
-            Popup::PairList { .. } => return,
             Popup::ResumeSweep {
                 interrupted,
                 requested,

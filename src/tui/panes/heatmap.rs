@@ -18,6 +18,7 @@ use crate::tui::theme::Theme;
 use crate::tui::widgets::{fit, fit_right, heat_cell, pane_block, trunc};
 use crate::util::text::one_line;
 
+mod beside;
 mod readout;
 use readout::draw_readout;
 
@@ -72,7 +73,10 @@ impl Widget for HeatmapPane<'_> {
         if grid.shape.len() < 2 || inner.height < 6 {
             return;
         }
-        draw_grid(s, &grid, stale, th, inner, buf);
+        if let Some(other) = crate::app::spread_keys::beside_grid(s) {
+            return beside::draw(s, &grid, &other, stale, th, inner, buf);
+        }
+        draw_grid(s, &grid, stale, th, inner, buf, Side::ALONE);
     }
 }
 
@@ -107,6 +111,22 @@ struct View<'m> {
     uncertain: Option<&'m [Option<bool>]>,
 }
 
+/// How a grid is drawn when another stands beside it.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    /// The colour scale's half-range shared with the other grid.
+    half: Option<f32>,
+    /// Shade uncertain cells (the cache is the shown sweep's only).
+    shade: bool,
+}
+
+impl Side {
+    const ALONE: Side = Side {
+        half: None,
+        shade: true,
+    };
+}
+
 /// The grid in four steps: the banners above it (page, staleness), the
 /// column labels, the rows of cells, and the readout below (legend, the
 /// cursor's position and every metric of its cell).
@@ -117,12 +137,19 @@ fn draw_grid(
     th: &Theme,
     inner: Rect,
     buf: &mut Buffer,
+    side: Side,
 ) {
     let mut cursor = s.heatmap.clone();
     cursor.fit(g.shape);
     let cur = cursor.cursor;
     let y = draw_banners(g, &cur, stale.as_deref(), th, inner, buf);
-    let v = view(s, g, cur, th, inner, y);
+    let mut v = view(s, g, cur, th, inner, y);
+    if let Some(h) = side.half {
+        v.half = h;
+    }
+    if !side.shade {
+        v.uncertain = None;
+    }
     draw_column_labels(g, &v, th, inner, y, buf);
     draw_rows(g, &v, th, inner, y + HEADER, buf);
     draw_readout(g, &v, th, inner, buf);

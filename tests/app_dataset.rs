@@ -1,0 +1,295 @@
+//! The dataset in the workbench, end to end on the demo model with the real
+//! worker: a session naming a labelled dataset of IOI pairs of different
+//! lengths (by path) opens with the dataset's pairs in the editor, sweeps
+//! resid_pre by label (the heatmap's columns are the labels, the values
+//! those of the CLI's labelled sweep, the result current, not stale); the
+//! dataset pane's baselines are measured on the model thread and equal the
+//! sweep's per-pair baselines; one pair opens alone in the editor, sweeps
+//! by itself beside the dataset's sweep, and every pair comes back.
+
+mod app_support;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchbench::app::messages::{Request, WorkerMsg};
+use patchbench::app::sessions::to_session;
+use patchbench::app::worker::Worker;
+use patchbench::app::{update, Action, AppState, Command, Intent};
+use patchbench::data::gen::{generate, GenOptions, Style, Task};
+use patchbench::data::{self, Dataset};
+use patchbench::model::loaded::LoadOptions;
+use patchbench::model::LoadedModel;
+use patchbench::patching::{prepare_each, run_sweep_labeled, EngineOptions, SweepSpec, Target};
+use patchbench::session::dataset::DatasetRef;
+use patchbench::session::{self, Session};
+use patchbench::tui::keymap::Keymap;
+use patchbench::tui::render::render;
+use patchbench::tui::run::{initial_state, TuiOptions};
+use patchbench::tui::theme::{ColorMode, Theme};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+/// Six labelled IOI pairs for the demo, two of each of three lengths.
+fn mixed(m: &LoadedModel) -> Dataset {
+    let g = generate(
+        &m.tokenizer,
+        &GenOptions {
+            task: Task::Ioi,
+            style: Style::Demo,
+            n: 60,
+            seed: 1,
+            prepend_bos: None,
+            tokens: None,
+        },
+    )
+    .expect("IOI pairs for the demo");
+    let prepared = prepare_each(&m.tokenizer, &g.dataset.prompt_pairs(), None).unwrap();
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, p) in prepared.iter().enumerate() {
+        by_len.entry(p.n_pos()).or_default().push(i);
+    }
+    assert!(by_len.len() >= 2, "the generator gives several lengths");
+    let pick: Vec<usize> = by_len
+        .values()
+        .take(3)
+        .flat_map(|v| v.iter().take(2).copied())
+        .collect();
+    Dataset::from_pairs(pick.iter().map(|&i| g.dataset.pairs[i].clone()).collect())
+}
+
+struct Bench {
+    s: AppState,
+    worker: Worker,
+    rx: Receiver<WorkerMsg>,
+}
+
+impl Bench {
+    fn new(s: AppState) -> Self {
+        let (tx, rx) = channel();
+        let worker = Worker::spawn(Arc::new(move |m| {
+            let _ = tx.send(m);
+        }));
+        worker.send(Request::Load(s.model.load.clone()));
+        Bench { s, worker, rx }
+    }
+
+    fn carry_out(&mut self, cmds: Vec<Command>) {
+        for c in cmds {
+            match c {
+                Command::Worker(r) => self.worker.send(r),
+                Command::Cancel(j) => self.worker.cancel(j),
+                Command::CancelBaselines(j) => self.worker.cancel_baselines(j),
+                _ => {}
+            }
+        }
+    }
+
+    fn act(&mut self, a: Action) {
+        let cmds = update(&mut self.s, a);
+        self.carry_out(cmds);
+    }
+
+    fn key(&mut self, i: Intent) {
+        self.act(Action::Intent(i));
+    }
+
+    /// Feeds worker replies to the app until `done` holds.
+    fn until(&mut self, what: &str, done: impl Fn(&AppState) -> bool) {
+        while !done(&self.s) {
+            let m = self
+                .rx
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("waiting for {what}"));
+            self.act(Action::Worker(m));
+        }
+    }
+}
+
+fn draw(s: &AppState, w: u16, h: u16) -> String {
+    let area = Rect::new(0, 0, w, h);
+    let mut buf = Buffer::empty(area);
+    render(
+        s,
+        &Theme::default_theme(ColorMode::NoColor),
+        &Keymap::defaults(),
+        area,
+        &mut buf,
+    );
+    (0..h)
+        .map(|y| (0..w).map(|x| buf[(x, y)].symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_labelled_mixed_length_dataset_sweeps_by_label_in_the_workbench() {
+    let m = LoadedModel::load("demo", &LoadOptions::cpu()).expect("the demo loads");
+    let ds = mixed(&m);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ioi.jsonl");
+    std::fs::write(&file, ds.to_jsonl()).unwrap();
+    let mut sess = Session::new("demo", ds.pairs[0].prompt_pair());
+    sess.dataset = Some(DatasetRef {
+        path: Some("ioi.jsonl".into()),
+        digest: data::digest(ds.to_jsonl().as_bytes()),
+        pairs: vec![],
+    });
+    let path = dir.path().join("s.yaml");
+    session::save_as(&sess, &path, false).unwrap();
+
+    // Opening the session reads its dataset: every pair in the editor.
+    let opts = TuiOptions {
+        open: Some(path.clone()),
+        device: "cpu".into(),
+        weights: "f32".into(),
+        ..Default::default()
+    };
+    let s = initial_state(&opts, vec![]).expect("the session opens");
+    assert_eq!(s.prompts.to_pairs(), ds.prompt_pairs());
+    assert_eq!(s.dataset.labels.len(), ds.len());
+    assert!(
+        !s.session.dirty,
+        "reading the session's own dataset changes nothing"
+    );
+    let mut b = Bench::new(s);
+    b.until("the model", |s| s.model.info().is_some());
+    b.until("the tokens", |s| s.prompts.tokens.is_some());
+    assert_eq!(
+        b.s.prompts.problems(),
+        Vec::<String>::new(),
+        "lengths may differ"
+    );
+
+    // resid_pre by label.
+    assert_eq!(b.s.settings.spec.target, Target::ResidPre);
+    b.key(Intent::RunSweep);
+    b.until("the sweep", |s| s.running.is_none());
+    let v = b.s.sweep().expect("a sweep");
+    assert!(v.stale.is_none(), "{:?}", v.stale);
+    let r = &v.stored.as_ref().expect("a result").result;
+    let prepared = prepare_each(&m.tokenizer, &ds.prompt_pairs(), None).unwrap();
+    let labels = data::align(&ds, &prepared).unwrap().expect("labelled");
+    let want = run_sweep_labeled(
+        &m.model,
+        &prepared,
+        Some(&labels),
+        &SweepSpec::new(Target::ResidPre),
+        &EngineOptions::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(r.position_labels, labels.names);
+    assert_eq!(r.shape, want.shape);
+    for (a, w) in r.metrics["logit_diff"]
+        .iter()
+        .zip(&want.metrics["logit_diff"])
+    {
+        assert!((a - w).abs() <= 1e-5, "{a} vs {w}");
+    }
+    let g = b.s.grid().unwrap();
+    let cols: Vec<String> = (0..g.shape[1]).map(|j| g.label(1, j)).collect();
+    assert_eq!(cols, labels.names);
+    let screen = draw(&b.s, 80, 24);
+    let header = screen.lines().find(|l| l.contains("pos→")).unwrap_or("");
+    let second = screen
+        .lines()
+        .skip_while(|l| !l.contains("pos→"))
+        .nth(1)
+        .unwrap_or("");
+    for name in &labels.names {
+        assert!(
+            header.contains(name.as_str()) || second.contains(name.as_str()),
+            "{screen}"
+        );
+    }
+    // A label column has no single token to drill into.
+    b.key(Intent::DrillDown);
+    assert!(b.s.drill.is_none());
+
+    // The dataset pane: baselines measured on the model thread, equal to
+    // the sweep's per-pair baselines.
+    b.key(Intent::PairList);
+    assert!(b.s.dataset.shown && b.s.dataset.measuring.is_some());
+    b.until("the baselines", |s| s.dataset.measuring.is_none());
+    let rows = patchbench::app::dataset::rows(&b.s, false);
+    assert_eq!(rows.len(), ds.len());
+    for (row, pb) in rows.iter().zip(&want.pair_baselines) {
+        let (c, k) = (row.clean.unwrap(), row.corrupted.unwrap());
+        assert!((c - pb.clean.logit_diff()).abs() <= 1e-5, "{row:?}");
+        assert!((k - pb.corrupted.logit_diff()).abs() <= 1e-5, "{row:?}");
+    }
+    let screen = draw(&b.s, 80, 24);
+    assert!(screen.contains("Dataset · ioi.jsonl · 6 pairs"), "{screen}");
+
+    // Pair 4 alone: in the editor by itself, swept as a sweep of its own;
+    // the dataset's sweep stays current.
+    for _ in 0..3 {
+        b.key(Intent::Down);
+    }
+    b.key(Intent::Select);
+    assert_eq!(b.s.dataset.alone, Some(3));
+    assert_eq!(b.s.prompts.to_pairs(), vec![ds.pairs[3].prompt_pair()]);
+    b.until("the tokens", |s| s.prompts.tokens.is_some());
+    b.key(Intent::RunSweep);
+    b.until("the sweep of one pair", |s| s.running.is_none());
+    assert_eq!(b.s.sweeps.len(), 2);
+    assert_eq!(b.s.sweeps[1].pairs, Some(vec![3]));
+    let one = &b.s.sweeps[1].stored.as_ref().unwrap().result;
+    assert_eq!(one.per_pair.len(), 1);
+    assert_eq!(one.shape[1], prepared[3].n_pos(), "by token, alone");
+    assert!(b.s.sweeps.iter().all(|v| v.stale.is_none()));
+    let saved = to_session(&b.s);
+    assert_eq!(saved.prompts, ds.prompt_pairs(), "the whole set is saved");
+    assert_eq!(saved.sweeps[1].pairs, Some(vec![3]));
+
+    // Every pair back, with their labels.
+    b.key(Intent::PairList);
+    b.key(Intent::AllPairs);
+    assert_eq!(b.s.dataset.alone, None);
+    assert_eq!(b.s.prompts.to_pairs(), ds.prompt_pairs());
+    assert!(b.s.sweeps.iter().all(|v| v.stale.is_none()));
+}
+
+#[test]
+fn measuring_baselines_is_cancelled_with_esc() {
+    let mut s = app_support::ready();
+    s.prompts = patchbench::app::prompts::PromptsState::new(
+        &vec![patchbench::app::example_pair("random:gpt2-tiny"); 3],
+        None,
+    );
+    let out = update(&mut s, Action::Intent(Intent::PairList));
+    let job = match out.iter().find_map(|c| match c {
+        Command::Worker(Request::Baselines { job, input }) => Some((*job, input.pairs.len())),
+        _ => None,
+    }) {
+        Some((job, 3)) => job,
+        other => panic!("{other:?} {out:?}"),
+    };
+    update(
+        &mut s,
+        Action::Worker(WorkerMsg::BaselinesProgress {
+            job,
+            done: 1,
+            total: 3,
+            values: vec![(0, Err("no".into()))],
+        }),
+    );
+    let screen = draw(&s, 80, 24);
+    assert!(screen.contains("measuring baselines 1/3"), "{screen}");
+    let out = update(&mut s, Action::Intent(Intent::Back));
+    assert!(out.contains(&Command::CancelBaselines(job)), "{out:?}");
+    assert!(s.dataset.shown, "the first Esc cancels, the pane stays");
+    update(
+        &mut s,
+        Action::Worker(WorkerMsg::BaselinesDone {
+            job,
+            cancelled: true,
+            error: None,
+        }),
+    );
+    update(&mut s, Action::Intent(Intent::Back));
+    assert!(!s.dataset.shown);
+}
