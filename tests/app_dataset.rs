@@ -223,6 +223,22 @@ fn a_labelled_mixed_length_dataset_sweeps_by_label_in_the_workbench() {
     }
     let screen = draw(&b.s, 80, 24);
     assert!(screen.contains("Dataset · ioi.jsonl · 6 pairs"), "{screen}");
+    // Sorted by the clean logit difference, lowest first, and back.
+    b.key(Intent::SortPairs);
+    let sorted: Vec<usize> = patchbench::app::dataset::rows(&b.s, false)
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    let mut want_order: Vec<usize> = (0..ds.len()).collect();
+    want_order.sort_by(|&a, &c| rows[a].clean.unwrap().total_cmp(&rows[c].clean.unwrap()));
+    assert_eq!(sorted, want_order);
+    b.key(Intent::SortPairs);
+    // The export names the label columns too.
+    let stored = b.s.sweeps[0].stored.as_ref().unwrap();
+    let svg = session::heatmap_svg("demo", &b.s.sweeps[0].spec, stored, "logit_diff").unwrap();
+    for name in &labels.names {
+        assert!(svg.contains(&format!(">{name}<")), "{name}");
+    }
 
     // Pair 4 alone: in the editor by itself, swept as a sweep of its own;
     // the dataset's sweep stays current.
@@ -292,4 +308,30 @@ fn measuring_baselines_is_cancelled_with_esc() {
     );
     update(&mut s, Action::Intent(Intent::Back));
     assert!(!s.dataset.shown);
+}
+
+#[test]
+fn the_help_screen_lists_the_dataset_pane_and_side_by_side_keys() {
+    let th = Theme::default_theme(ColorMode::NoColor);
+    let text: Vec<String> = patchbench::tui::panes::help::help_lines(&Keymap::defaults(), &th)
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    let at = |ctx: &str| text.iter().position(|l| l == ctx).expect(ctx);
+    let in_ctx = |ctx: &str, key: &str, intent: &str| {
+        text[at(ctx) + 1..]
+            .iter()
+            .take_while(|l| !l.is_empty())
+            .any(|l| l.trim_start().starts_with(key) && l.contains(intent))
+    };
+    for (key, intent) in [
+        ("enter", "select"),
+        ("f", "filter_failing"),
+        ("s", "sort_pairs"),
+        ("a", "all_pairs"),
+    ] {
+        assert!(in_ctx("dataset", key, intent), "{key} {intent}: {text:#?}");
+    }
+    assert!(in_ctx("heatmap", "V", "side_by_side"), "{text:#?}");
+    assert!(in_ctx("global", "D", "pair_list"), "{text:#?}");
 }

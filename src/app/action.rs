@@ -69,6 +69,7 @@ intents! {
     SweepPrev "sweep_prev" "Show the previous sweep of the session",
     PairList "pair_list" "Show the dataset pane in the heatmap's place (every pair with its clean/corrupted baselines), or the heatmap again",
     FilterFailing "filter_failing" "In the dataset pane: list only the pairs whose clean run does not prefer the answer (again: all)",
+    SortPairs "sort_pairs" "In the dataset pane: list the pairs by clean logit difference, lowest first (again: in the dataset's order)",
     AllPairs "all_pairs" "In the dataset pane: put every pair of the dataset back in the prompt editor (after opening one alone)",
     SideBySide "side_by_side" "Show the shown sweep beside another sweep of the same shape, same colour scale and cursor (again: the next, then off)",
     StrongestNext "strongest_next" "Move the heatmap cursor to the next strongest effect",

@@ -53,7 +53,7 @@ pub fn whole(s: &AppState) -> PairsInput {
 /// these pairs, else those of the shown sweep when it ran on all of them.
 pub fn rows(s: &AppState, failing_only: bool) -> Vec<PairRow> {
     let input = whole(s);
-    let measured = s.dataset.measured_for(input_key(&input));
+    let measured = s.dataset.measured_for(input_key(&input, model(s)));
     let swept = s
         .sweep()
         .filter(|v| v.pairs.is_none())
@@ -61,7 +61,7 @@ pub fn rows(s: &AppState, failing_only: bool) -> Vec<PairRow> {
         .map(|st| st.result.pair_baselines.as_slice())
         .filter(|b| b.len() == input.pairs.len())
         .unwrap_or(&[]);
-    input
+    let mut list = input
         .pairs
         .iter()
         .enumerate()
@@ -82,7 +82,18 @@ pub fn rows(s: &AppState, failing_only: bool) -> Vec<PairRow> {
             }
         })
         .filter(|r| !failing_only || r.failing)
-        .collect()
+        .collect::<Vec<_>>();
+    if s.dataset.by_clean {
+        // Lowest first; pairs without a number last, in order.
+        let k = |r: &PairRow| r.clean.filter(|c| !c.is_nan()).unwrap_or(f32::INFINITY);
+        list.sort_by(|a, b| k(a).total_cmp(&k(b)).then(a.index.cmp(&b.index)));
+    }
+    list
+}
+
+/// The loaded model's fingerprint ("" while none is loaded).
+fn model(s: &AppState) -> &str {
+    s.model.info().map_or("", |i| i.fingerprint.as_str())
 }
 
 /// Shows the pane (on the pair in the editor) or hides it again.
@@ -107,7 +118,7 @@ pub fn measure(s: &mut AppState, out: &mut Vec<Command>) {
         return;
     }
     let input = whole(s);
-    let key = input_key(&input);
+    let key = input_key(&input, model(s));
     if s.dataset.measured_for(key).is_some() && s.dataset.measuring.is_none() {
         return;
     }
@@ -136,10 +147,14 @@ pub fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
     match i {
         Intent::Up => d.selected = d.selected.saturating_sub(1),
         Intent::Down => d.selected = (d.selected + 1).min(n.saturating_sub(1)),
-        Intent::FilterFailing => {
+        Intent::FilterFailing | Intent::SortPairs => {
             // Keep the same pair selected when it is still listed.
             let pair = list.get(d.selected).map(|r| r.index);
-            d.failing_only = !d.failing_only;
+            if i == Intent::FilterFailing {
+                d.failing_only = !d.failing_only;
+            } else {
+                d.by_clean = !d.by_clean;
+            }
             let next = rows(s, s.dataset.failing_only);
             s.dataset.selected = pair
                 .and_then(|p| next.iter().position(|r| r.index == p))

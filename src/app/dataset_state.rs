@@ -46,12 +46,15 @@ pub struct DatasetState {
     pub selected: usize,
     /// List only the pairs whose clean run does not prefer the answer.
     pub failing_only: bool,
+    /// List the pairs by their clean logit difference, lowest (most
+    /// failing) first, instead of in the dataset's order.
+    pub by_clean: bool,
 }
 
 /// Per-pair baselines and what they were measured on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
-    /// [`input_key`] of the pairs measured.
+    /// [`input_key`] of the pairs and model measured.
     pub key: u64,
     /// Per pair: not measured yet, its baselines, or why it cannot run.
     pub values: Vec<Option<Result<Baselines, String>>>,
@@ -115,9 +118,11 @@ impl DatasetState {
     }
 }
 
-/// A key of the pairs and BOS choice baselines are measured on.
-pub fn input_key(input: &PairsInput) -> u64 {
+/// A key of the pairs, BOS choice and model (its fingerprint) baselines
+/// are measured with.
+pub fn input_key(input: &PairsInput, model: &str) -> u64 {
     let mut h = DefaultHasher::new();
+    model.hash(&mut h);
     input.prepend_bos.hash(&mut h);
     for p in &input.pairs {
         (&p.clean, &p.corrupted, &p.answer, &p.wrong).hash(&mut h);

@@ -38,6 +38,9 @@ pub(crate) fn worker(s: &mut AppState, m: WorkerMsg, out: &mut Vec<Command>) {
             }
             request_tokenize(s, out);
             request_estimate(s, out);
+            if s.dataset.shown {
+                super::dataset::measure(s, out);
+            }
         }
         WorkerMsg::ModelFailed { source, error } => {
             s.model.state = ModelState::Failed(error.clone());

@@ -320,6 +320,13 @@ fn colour_bar(s: &mut String, x: f32, y: f32, h: f32, scale: f32, metric: &str) 
 
 fn axis_label(stored: &StoredResult, axis: &str, i: usize) -> String {
     match axis {
+        // Pairs aligned by label: the axis runs over the labels.
+        "pos" | "dest_pos" if !stored.result.position_labels.is_empty() => stored
+            .result
+            .position_labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string()),
         "pos" | "dest_pos" => match stored.clean_tokens.strings.get(i) {
             Some(t) => t.clone(),
             None => i.to_string(),

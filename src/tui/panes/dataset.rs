@@ -2,7 +2,8 @@
 //! line (the dataset, how many pairs fail, the baselines' progress while
 //! the model thread measures them), then each pair with its clean and
 //! corrupted logit difference, failing pairs (the clean run does not
-//! prefer the answer) marked `✗`; `f` lists only those, Enter opens one
+//! prefer the answer) marked `✗`; `f` lists only those, `s` sorts by the
+//! clean logit difference (lowest first), Enter opens one
 //! alone in the prompt editor, `a` brings every pair back.
 
 use ratatui::buffer::Buffer;
@@ -33,10 +34,11 @@ impl Widget for DatasetPane<'_> {
             .collect();
         let name = d.name.as_deref().unwrap_or("the prompt pairs");
         let title = format!(
-            " Dataset · {} · {} pairs · {failing} failing{} ",
+            " Dataset · {} · {} pairs · {failing} failing{}{} ",
             trunc(name, 40),
             all.len(),
             if d.failing_only { " (only those)" } else { "" },
+            if d.by_clean { " · by clean ld" } else { "" },
         );
         let block = pane_block(title, s.focus == Focus::Heatmap, th);
         let inner = block.inner(area);
@@ -52,7 +54,9 @@ impl Widget for DatasetPane<'_> {
                 "pair {} alone in the editor · a: every pair back · Enter: another",
                 i + 1
             ),
-            (None, None) => "Enter: open a pair alone · f: failing only · D/Esc: heatmap".into(),
+            (None, None) => {
+                "Enter: open a pair alone · f: failing only · s: sort · D/Esc: heatmap".into()
+            }
         };
         v.push(Line::styled(trunc(&status, w), th.style("muted")));
         let text_w = w.saturating_sub(2 + 5 + 9 + 9 + 3);
