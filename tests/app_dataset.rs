@@ -256,10 +256,18 @@ fn a_labelled_mixed_length_dataset_sweeps_by_label_in_the_workbench() {
     let one = &b.s.sweeps[1].stored.as_ref().unwrap().result;
     assert_eq!(one.per_pair.len(), 1);
     assert_eq!(one.shape[1], prepared[3].n_pos(), "by token, alone");
+    assert!(draw(&b.s, 80, 24).contains("2/2 · of pair 4"));
     assert!(b.s.sweeps.iter().all(|v| v.stale.is_none()));
     let saved = to_session(&b.s);
     assert_eq!(saved.prompts, ds.prompt_pairs(), "the whole set is saved");
     assert_eq!(saved.sweeps[1].pairs, Some(vec![3]));
+
+    // The pair alone stays alone: no pair is added beside it.
+    b.key(Intent::FocusPrev);
+    b.key(Intent::FocusPrev);
+    assert_eq!(b.s.focus, patchbench::app::Focus::Prompts);
+    b.key(Intent::PairAdd);
+    assert_eq!(b.s.prompts.pairs.len(), 1);
 
     // Every pair back, with their labels.
     b.key(Intent::PairList);
@@ -334,4 +342,48 @@ fn the_help_screen_lists_the_dataset_pane_and_side_by_side_keys() {
     }
     assert!(in_ctx("heatmap", "V", "side_by_side"), "{text:#?}");
     assert!(in_ctx("global", "D", "pair_list"), "{text:#?}");
+}
+
+#[test]
+fn edits_to_a_pair_alone_go_back_into_the_set() {
+    use patchbench::app::prompts::{PairFields, PromptsState};
+    let mut s = app_support::ready();
+    let pairs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|w| patchbench::patching::PromptPair {
+            clean: format!("{w} clean"),
+            ..patchbench::app::example_pair("random:gpt2-tiny")
+        })
+        .collect();
+    s.prompts = PromptsState::new(&pairs, None);
+    let open = |s: &mut AppState, i: usize| {
+        update(s, Action::Intent(Intent::PairList));
+        for _ in 0..3 {
+            update(s, Action::Intent(Intent::Up));
+        }
+        for _ in 0..i {
+            update(s, Action::Intent(Intent::Down));
+        }
+        update(s, Action::Intent(Intent::Select));
+    };
+    open(&mut s, 0);
+    assert_eq!(s.prompts.to_pairs(), vec![pairs[0].clone()]);
+    let edited = patchbench::patching::PromptPair {
+        clean: "a edited".into(),
+        ..pairs[0].clone()
+    };
+    s.prompts.pairs[0] = PairFields::from_pair(&edited);
+    // Saved as the whole set, with the edit.
+    assert_eq!(
+        to_session(&s).prompts,
+        vec![edited.clone(), pairs[1].clone(), pairs[2].clone()]
+    );
+    open(&mut s, 2);
+    assert_eq!(s.prompts.to_pairs(), vec![pairs[2].clone()]);
+    update(&mut s, Action::Intent(Intent::PairList));
+    update(&mut s, Action::Intent(Intent::AllPairs));
+    assert_eq!(
+        s.prompts.to_pairs(),
+        vec![edited, pairs[1].clone(), pairs[2].clone()]
+    );
 }

@@ -189,13 +189,12 @@ pub fn open_alone(s: &mut AppState, i: usize, out: &mut Vec<Command>) {
         return;
     };
     let d = &mut s.dataset;
-    if d.alone.is_none() {
-        // The editor's pairs are the dataset (edits included).
-        if d.labels.len() != input.pairs.len() {
-            d.labels.clear();
-        }
-        d.pairs = input.pairs;
+    // The whole set as edited (every pair in the editor, or the pair
+    // alone there until now) is the dataset from here on.
+    if d.labels.len() != input.pairs.len() {
+        d.labels.clear();
     }
+    d.pairs = input.pairs;
     d.alone = Some(i);
     d.shown = false;
     s.prompts = PromptsState::new(&[pair], s.prompts.bos);

@@ -32,6 +32,14 @@ pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
 }
 
 fn prompts(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    if matches!(i, Intent::PairAdd | Intent::PairRemove) && s.dataset.alone.is_some() {
+        // The editor holds one pair of the dataset; the set changes with
+        // every pair in view.
+        return s.set_status(
+            Level::Warn,
+            "one pair is open alone: bring every pair back first (D, then a)",
+        );
+    }
     let p = &mut s.prompts;
     let n_fields = FIELDS.len() as i32;
     match i {

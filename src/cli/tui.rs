@@ -33,8 +33,9 @@ pub struct TuiArgs {
     #[arg(long)]
     pub mouse: bool,
     /// A dataset file (JSONL or CSV, as `sweep --dataset`) whose pairs
-    /// become the prompt pairs: sweeps run over all of them, with the
-    /// spread per cell (D lists the pairs).
+    /// become the prompt pairs and the session's dataset: sweeps run over
+    /// all of them (by label when the file labels positions), with the
+    /// spread per cell (D: the dataset pane).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
 }

@@ -44,6 +44,11 @@ impl Widget for HeatmapPane<'_> {
                 s.selected_sweep + 1,
                 s.sweeps.len()
             )));
+            if let Some(p) = &v.pairs {
+                // A sweep of pairs opened alone, beside the dataset's.
+                let which: Vec<String> = p.iter().take(3).map(|i| (i + 1).to_string()).collect();
+                title.push(Span::raw(format!("· of pair {} ", which.join(","))));
+            }
         }
         if let Some(m) = s
             .sweep()
