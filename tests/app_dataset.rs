@@ -303,6 +303,13 @@ fn measuring_baselines_is_cancelled_with_esc() {
     );
     let screen = draw(&s, 80, 24);
     assert!(screen.contains("measuring baselines 1/3"), "{screen}");
+    assert!(
+        screen.contains("can't run"),
+        "a pair that cannot run says so: {screen}"
+    );
+    for (w, h) in [(1, 1), (20, 8), (64, 20), (65, 21), (300, 80)] {
+        draw(&s, w, h);
+    }
     let out = update(&mut s, Action::Intent(Intent::Back));
     assert!(out.contains(&Command::CancelBaselines(job)), "{out:?}");
     assert!(s.dataset.shown, "the first Esc cancels, the pane stays");

@@ -52,17 +52,19 @@ pub fn whole(s: &AppState) -> PairsInput {
 /// Every pair, or only the failing ones: baselines measured for exactly
 /// these pairs, else those of the shown sweep when it ran on all of them.
 pub fn rows(s: &AppState, failing_only: bool) -> Vec<PairRow> {
-    let input = whole(s);
-    let measured = s.dataset.measured_for(input_key(&input, model(s)));
+    // Drawn every frame: the pairs only, no labels.
+    let pairs = s.dataset.whole_pairs(&s.prompts.to_pairs());
+    let measured = s
+        .dataset
+        .measured_for(input_key(&pairs, s.prompts.bos, model(s)));
     let swept = s
         .sweep()
         .filter(|v| v.pairs.is_none())
         .and_then(|v| v.stored.as_ref())
         .map(|st| st.result.pair_baselines.as_slice())
-        .filter(|b| b.len() == input.pairs.len())
+        .filter(|b| b.len() == pairs.len())
         .unwrap_or(&[]);
-    let mut list = input
-        .pairs
+    let mut list = pairs
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -118,7 +120,7 @@ pub fn measure(s: &mut AppState, out: &mut Vec<Command>) {
         return;
     }
     let input = whole(s);
-    let key = input_key(&input, model(s));
+    let key = input_key(&input.pairs, input.prepend_bos, model(s));
     if s.dataset.measured_for(key).is_some() && s.dataset.measuring.is_none() {
         return;
     }
@@ -141,12 +143,23 @@ pub fn measure(s: &mut AppState, out: &mut Vec<Command>) {
 
 /// A key in the shown pane.
 pub fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
+    if let Intent::Up | Intent::Down = i {
+        // Moving needs only the count (every pair but when filtered).
+        let n = match (s.dataset.failing_only, s.dataset.alone) {
+            (true, _) => rows(s, true).len(),
+            (false, Some(_)) => s.dataset.pairs.len(),
+            (false, None) => s.prompts.pairs.len(),
+        };
+        let d = &mut s.dataset;
+        d.selected = match i {
+            Intent::Up => d.selected.saturating_sub(1),
+            _ => (d.selected + 1).min(n.saturating_sub(1)),
+        };
+        return;
+    }
     let list = rows(s, s.dataset.failing_only);
-    let n = list.len();
     let d = &mut s.dataset;
     match i {
-        Intent::Up => d.selected = d.selected.saturating_sub(1),
-        Intent::Down => d.selected = (d.selected + 1).min(n.saturating_sub(1)),
         Intent::FilterFailing | Intent::SortPairs => {
             // Keep the same pair selected when it is still listed.
             let pair = list.get(d.selected).map(|r| r.index);

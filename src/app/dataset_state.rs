@@ -120,11 +120,11 @@ impl DatasetState {
 
 /// A key of the pairs, BOS choice and model (its fingerprint) baselines
 /// are measured with.
-pub fn input_key(input: &PairsInput, model: &str) -> u64 {
+pub fn input_key(pairs: &[PromptPair], prepend_bos: Option<bool>, model: &str) -> u64 {
     let mut h = DefaultHasher::new();
     model.hash(&mut h);
-    input.prepend_bos.hash(&mut h);
-    for p in &input.pairs {
+    prepend_bos.hash(&mut h);
+    for p in pairs {
         (&p.clean, &p.corrupted, &p.answer, &p.wrong).hash(&mut h);
     }
     h.finish()
