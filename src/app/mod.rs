@@ -13,7 +13,7 @@
 //! - `update`, `panes`, `replies`: the transitions (`update` dispatches to
 //!   `panes` and `replies`; what they share is below them, in `transitions`
 //!   and `saving`, so no two import each other);
-//! - `worker`, `model_thread`, `guard`, `tokenize`: background work;
+//! - `worker`, `model_thread`, `sweep_job`, `guard`, `tokenize`: background work;
 //! - `dataset_state`, `dataset`, `baselines_job`: the dataset (its pairs
 //!   and labels, one pair opened alone) and the dataset pane, and the
 //!   model thread's measuring of every pair's baselines;
@@ -49,6 +49,7 @@ pub mod settings;
 pub mod spread;
 pub mod spread_keys;
 pub mod state;
+mod sweep_job;
 pub mod tokenize;
 mod transitions;
 pub mod update;
