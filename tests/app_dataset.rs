@@ -394,3 +394,35 @@ fn edits_to_a_pair_alone_go_back_into_the_set() {
         vec![edited, pairs[1].clone(), pairs[2].clone()]
     );
 }
+
+#[test]
+fn a_session_whose_dataset_file_is_missing_opens_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sess = Session::new("demo", patchbench::app::example_pair("demo"));
+    sess.dataset = Some(DatasetRef {
+        path: Some("gone.jsonl".into()),
+        digest: "sha256:00".into(),
+        pairs: vec![],
+    });
+    let path = dir.path().join("s.yaml");
+    session::save_as(&sess, &path, false).unwrap();
+    let opts = TuiOptions {
+        open: Some(path),
+        device: "cpu".into(),
+        weights: "f32".into(),
+        ..Default::default()
+    };
+    let s = initial_state(&opts, vec![]).expect("the session still opens");
+    let st = s.status.as_ref().expect("a message");
+    assert!(
+        st.text.contains("cannot read the dataset gone.jsonl"),
+        "{}",
+        st.text
+    );
+    assert_eq!(
+        s.prompts.to_pairs(),
+        sess.prompts,
+        "the session's prompts stay"
+    );
+    assert!(!s.dataset.loaded());
+}
