@@ -23,7 +23,10 @@ use crate::patching::{Corruption, Direction, PreparedPair};
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::progress::{Stage, Watch};
 use super::runs::{self, CircuitSpecRuns, Runs};
-use super::{exact, patched, CircuitError};
+use super::units::{Unit, UnitValues};
+use super::{exact, CircuitError};
+
+pub use super::finish::{faithfulness_curve, log_grid};
 
 /// How edges are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,137 +210,105 @@ pub fn run_circuit(
 
 /// [`run_circuit`], reporting progress to `watch` between pieces of work
 /// and stopping with [`CircuitError::Cancelled`] when it says so.
+///
+/// The work is the sharded search's (`units.rs`): every unit of the
+/// scoring stage, then the finishing step over their means.
 pub fn run_circuit_watched(
     model: &Transformer,
     pairs: &[PreparedPair],
     opts: &CircuitOptions,
     watch: &mut Watch<'_>,
 ) -> Result<CircuitResult, CircuitError> {
-    let graph = Graph::new(&model.cfg);
-    if opts.method.is_estimate() {
-        model
-            .require_float_weights(opts.method.name())
-            .map_err(|e| CircuitError::Invalid(e.to_string()))?;
-    }
-    if opts.method.is_estimate() && estimate_of(opts.metric).is_none() {
-        return Err(CircuitError::Invalid(format!(
-            "metric {} has no gradient, so {} cannot estimate it; rank by another metric or use --method exact",
-            opts.metric.def().name,
-            opts.method.name()
-        )));
-    }
-    let t0 = Instant::now();
-    watch.step(Stage::Runs, 0, 1)?;
-    let spec = CircuitSpecRuns {
-        direction: opts.direction,
-        corruption: opts.corruption.clone(),
-    };
-    let runs = runs::build(model, &graph, pairs, &spec)?;
-    let (clean, corrupted) = runs.mean_baselines();
-    let runs_ms = ms(t0);
-    let edges = graph.edges();
+    let search = Search::new(model, pairs, opts, watch)?;
     let t1 = Instant::now();
-    watch.step(Stage::Scores, 0, runs.runs.len())?;
-    let (mut plain, mut graddrop) = (None, None);
-    let scores = match opts.method {
-        Method::Exact => exact_scores(
-            model,
-            &graph,
-            &runs,
-            &edges,
-            opts.max_rows,
-            (Stage::Scores, watch),
-        )?,
-        Method::Path => path_scores(model, &graph, &runs, &edges, opts, watch)?,
-        Method::Eap | Method::EapIg | Method::AtpStar => {
-            let est = super::scoring::estimates(model, &graph, &runs, &edges, opts, watch)?;
-            plain = est.plain;
-            graddrop = est.graddrop;
-            est.scores
+    let units = search.units(opts);
+    let all: Vec<usize> = (0..units.len()).collect();
+    let values = search.score(model, opts, (&units, &all), watch)?;
+    let raw = super::units::assemble(search.runs.runs.len(), &units, values);
+    super::finish::finish(model, &search, pairs, opts, raw, ms(t1), watch)
+}
+
+/// A circuit search with its unpatched runs built: what scoring a share of
+/// the units and finishing from the scores both need.
+pub struct Search {
+    pub graph: Graph,
+    pub edges: Vec<(SenderId, ReceiverId)>,
+    pub runs: Runs,
+    pub runs_ms: u64,
+}
+
+impl Search {
+    /// Checks the options against the model and runs the unpatched forwards.
+    pub fn new(
+        model: &Transformer,
+        pairs: &[PreparedPair],
+        opts: &CircuitOptions,
+        watch: &mut Watch<'_>,
+    ) -> Result<Search, CircuitError> {
+        let graph = Graph::new(&model.cfg);
+        if opts.method.is_estimate() {
+            model
+                .require_float_weights(opts.method.name())
+                .map_err(|e| CircuitError::Invalid(e.to_string()))?;
         }
-    };
-    let scores: Vec<Metrics> = scores
-        .into_iter()
-        .map(|m| derive(m, &clean, &corrupted))
-        .collect();
-    let derive_all = |v: Option<Vec<Metrics>>| {
-        v.map(|v| {
-            v.into_iter()
-                .map(|m| derive(m, &clean, &corrupted))
-                .collect::<Vec<_>>()
+        if opts.method.is_estimate() && estimate_of(opts.metric).is_none() {
+            return Err(CircuitError::Invalid(format!(
+                "metric {} has no gradient, so {} cannot estimate it; rank by another metric or use --method exact",
+                opts.metric.def().name,
+                opts.method.name()
+            )));
+        }
+        let edges = graph.edges();
+        if let (Method::Path, Some(&(sender, r))) = (opts.method, edges.first()) {
+            let q = super::path::PathQuery {
+                sender,
+                receivers: vec![r],
+            };
+            super::path::check_query(&graph, &q, &opts.path).map_err(CircuitError::Invalid)?;
+        }
+        let t0 = Instant::now();
+        watch.step(Stage::Runs, 0, 1)?;
+        let spec = CircuitSpecRuns {
+            direction: opts.direction,
+            corruption: opts.corruption.clone(),
+        };
+        let runs = runs::build(model, &graph, pairs, &spec)?;
+        Ok(Search {
+            graph,
+            edges,
+            runs,
+            runs_ms: ms(t0),
         })
-    };
-    let (plain, graddrop) = (derive_all(plain), derive_all(graddrop));
-    let scores_ms = ms(t1);
-    // Ranked by |score|, or by GradDrop's magnitude where there is one
-    // (AtP*'s ranking).
-    let key = |i: usize| {
-        let v = graddrop.as_ref().unwrap_or(&scores)[i][opts.metric];
-        if v.is_finite() {
-            v.abs()
-        } else {
-            -1.0
-        }
-    };
-    let mut order: Vec<usize> = (0..edges.len()).collect();
-    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
-    let t2 = Instant::now();
-    let mut exact_of = vec![None; edges.len()];
-    if opts.method.checks_exact() && opts.check_exact > 0 {
-        let top: Vec<usize> = order.iter().copied().take(opts.check_exact).collect();
-        let picked: Vec<_> = top.iter().map(|&i| edges[i]).collect();
-        let ex = exact_scores(
-            model,
-            &graph,
-            &runs,
-            &picked,
-            opts.max_rows,
-            (Stage::Exact, watch),
-        )?;
-        for (i, m) in top.into_iter().zip(ex) {
-            exact_of[i] = Some(derive(m, &clean, &corrupted));
-        }
-    } else if opts.method == Method::Exact {
-        exact_of = scores.iter().map(|m| Some(*m)).collect();
     }
-    let exact_ms = ms(t2);
-    let t3 = Instant::now();
-    let ranked: Vec<(SenderId, ReceiverId)> = order.iter().map(|&i| edges[i]).collect();
-    let faithfulness = if opts.faithfulness_points > 0 {
-        let ks = log_grid(edges.len(), opts.faithfulness_points);
-        faithfulness_curve_watched(model, &graph, pairs, opts, &ranked, &ks, watch)?
-    } else {
-        Vec::new()
-    };
-    let faithfulness_ms = ms(t3);
-    let first = |x: f32| faithfulness.iter().find(|p| p.recovered >= x).map(|p| p.k);
-    Ok(CircuitResult {
-        method: opts.method,
-        direction: opts.direction,
-        metric: opts.metric.def().name.to_string(),
-        n_edges: edges.len(),
-        baselines: Baselines { clean, corrupted },
-        edges: order
-            .iter()
-            .map(|&i| EdgeScore {
-                sender: graph.sender_name(edges[i].0),
-                receiver: graph.receiver_name(edges[i].1),
-                scores: scores[i],
-                exact: exact_of[i],
-                plain: plain.as_ref().map(|p| p[i]),
-                graddrop: graddrop.as_ref().map(|g| g[i]),
-            })
-            .collect(),
-        edges_for_80: first(0.8),
-        edges_for_90: first(0.9),
-        faithfulness,
-        timing: CircuitTiming {
-            runs_ms,
-            scores_ms,
-            exact_ms,
-            faithfulness_ms,
-        },
-    })
+
+    /// The canonical units of the scoring stage.
+    pub fn units(&self, opts: &CircuitOptions) -> Vec<Unit> {
+        super::units::plan(
+            opts.method,
+            self.runs.runs.len(),
+            self.edges.len(),
+            opts.max_rows,
+        )
+    }
+
+    /// Computes units `which` of `units`.
+    pub fn score(
+        &self,
+        model: &Transformer,
+        opts: &CircuitOptions,
+        work: (&[Unit], &[usize]),
+        watch: &mut Watch<'_>,
+    ) -> Result<Vec<UnitValues>, CircuitError> {
+        super::units::compute(
+            model,
+            &self.graph,
+            &self.runs,
+            &self.edges,
+            opts,
+            work,
+            watch,
+        )
+    }
 }
 
 fn ms(t: Instant) -> u64 {
@@ -368,43 +339,6 @@ pub(super) fn derive(mut m: Metrics, clean: &Metrics, corrupted: &Metrics) -> Me
         }
     }
     m
-}
-
-/// Path-patching changes of every metric (each edge's sender to that
-/// receiver alone), averaged over run pairs.
-fn path_scores(
-    model: &Transformer,
-    graph: &Graph,
-    runs: &Runs,
-    edges: &[(SenderId, ReceiverId)],
-    opts: &CircuitOptions,
-    watch: &mut Watch<'_>,
-) -> Result<Vec<Metrics>, CircuitError> {
-    let queries: Vec<super::path::PathQuery> = edges
-        .iter()
-        .map(|&(sender, r)| super::path::PathQuery {
-            sender,
-            receivers: vec![r],
-        })
-        .collect();
-    if let Some(q) = queries.first() {
-        super::path::check_query(graph, q, &opts.path).map_err(CircuitError::Invalid)?;
-    }
-    let piece = opts.max_rows.max(1) * 4;
-    let total = runs.runs.len() * queries.len().div_ceil(piece);
-    let mut done = 0;
-    let mut per_run = Vec::new();
-    for run in &runs.runs {
-        let mut rows = Vec::with_capacity(queries.len());
-        for chunk in queries.chunks(piece) {
-            watch.step(Stage::Scores, done, total)?;
-            let m = super::path::path_patch(model, graph, run, chunk, &opts.path, opts.max_rows)?;
-            rows.extend(m.into_iter().map(|m| minus(m, &run.base_metrics)));
-            done += 1;
-        }
-        per_run.push(rows);
-    }
-    Ok(mean_rows(&per_run))
 }
 
 /// Exact changes of every metric, averaged over run pairs; progress goes
@@ -445,89 +379,4 @@ pub(super) fn mean_rows(per_run: &[Vec<Metrics>]) -> Vec<Metrics> {
     (0..n)
         .map(|i| Metrics::mean(&per_run.iter().map(|r| r[i]).collect::<Vec<_>>()))
         .collect()
-}
-
-/// About `points` values of `k` from 1 to `n`, evenly spaced in log scale,
-/// always including 0 (the empty circuit) and `n` (the full graph).
-pub fn log_grid(n: usize, points: usize) -> Vec<usize> {
-    let mut ks = vec![0];
-    let p = points.max(2);
-    for i in 0..p {
-        let k = (n as f64).powf(i as f64 / (p - 1) as f64).round() as usize;
-        ks.push(k.clamp(1, n.max(1)));
-    }
-    ks.push(n);
-    ks.dedup();
-    ks
-}
-
-/// Real forward passes of the top-`k` circuits: the clean run, every edge
-/// outside the circuit patched from the corrupted run.
-pub fn faithfulness_curve(
-    model: &Transformer,
-    graph: &Graph,
-    pairs: &[PreparedPair],
-    opts: &CircuitOptions,
-    ranked: &[(SenderId, ReceiverId)],
-    ks: &[usize],
-) -> Result<Vec<FaithPoint>, CircuitError> {
-    faithfulness_curve_watched(model, graph, pairs, opts, ranked, ks, &mut Watch::none())
-}
-
-fn faithfulness_curve_watched(
-    model: &Transformer,
-    graph: &Graph,
-    pairs: &[PreparedPair],
-    opts: &CircuitOptions,
-    ranked: &[(SenderId, ReceiverId)],
-    ks: &[usize],
-    watch: &mut Watch<'_>,
-) -> Result<Vec<FaithPoint>, CircuitError> {
-    watch.step(Stage::Faithfulness, 0, 1)?;
-    let spec = CircuitSpecRuns {
-        direction: Direction::Noise,
-        corruption: opts.corruption.clone(),
-    };
-    let runs = runs::build(model, graph, pairs, &spec)?;
-    let (clean, corrupted) = runs.mean_baselines();
-    let (ns, nr) = (graph.n_senders(), graph.n_receivers());
-    let weights: Vec<Vec<f32>> = ks
-        .iter()
-        .map(|&k| {
-            let mut w = vec![0f32; ns * nr];
-            for &(s, r) in &ranked[k..] {
-                w[graph.idx(s, r)] = 1.0;
-            }
-            w
-        })
-        .collect();
-    let chunks = weights.len().div_ceil(opts.max_rows.max(1));
-    let total = runs.runs.len() * chunks;
-    let mut per_run = Vec::new();
-    for (r, run) in runs.runs.iter().enumerate() {
-        let mut rows = Vec::new();
-        for (c, chunk) in weights.chunks(opts.max_rows.max(1)).enumerate() {
-            watch.step(Stage::Faithfulness, r * chunks + c, total)?;
-            rows.extend(patched::patched_runs(model, graph, run, chunk)?);
-        }
-        per_run.push(rows);
-    }
-    let means = mean_rows(&per_run);
-    let rank_by = opts.metric;
-    Ok(ks
-        .iter()
-        .zip(means)
-        .map(|(&k, mut m)| {
-            m.normalize(&clean, &corrupted);
-            let of = match rank_by.def().compute {
-                Compute::Normalized { of } => crate::patching::metrics::id(of),
-                Compute::Run(_) => rank_by,
-            };
-            FaithPoint {
-                k,
-                recovered: crate::patching::metrics::normalized(m[of], clean[of], corrupted[of]),
-                metrics: m,
-            }
-        })
-        .collect())
 }

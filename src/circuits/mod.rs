@@ -10,6 +10,9 @@
 //! - `eap`: EAP and EAP-IG estimates from one backward pass;
 //! - `path`: path patching (the IOI paper's two-step procedure);
 //! - `atp`: AtP* (QK fix, GradDrop); `scoring`: the estimates averaged over runs;
+//! - `units`: the scoring stage as canonical units, split into shards;
+//!   `part`, `merge`: circuit part files and the checks of a set of them;
+//! - `finish`: ranking, exact checks and the faithfulness curve from scores;
 //! - `circuit`: scoring every edge with a method, top-k circuits and the
 //!   faithfulness curve;
 //! - `progress`: stage-by-stage progress reports and cancelling;
@@ -25,9 +28,12 @@ pub mod atp;
 pub mod circuit;
 pub mod eap;
 pub mod exact;
+pub mod finish;
 pub mod graph;
 pub mod layered;
+pub mod merge;
 pub mod output;
+pub mod part;
 pub mod patched;
 pub mod path;
 pub mod progress;
@@ -35,6 +41,7 @@ pub mod runs;
 pub mod scoring;
 pub mod single;
 pub mod svg;
+pub mod units;
 
 pub use circuit::{
     run_circuit, run_circuit_watched, CircuitOptions, CircuitResult, EdgeScore, Method,

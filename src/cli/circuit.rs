@@ -9,11 +9,16 @@ use clap::{Args, ValueEnum};
 
 use patchbench::circuits::eap::IgOn;
 use patchbench::circuits::output::CircuitReport;
-use patchbench::circuits::{run_circuit, CircuitOptions, Graph, LnMode, Method, PathOptions};
+use patchbench::circuits::part::DatasetNote;
+use patchbench::circuits::{
+    run_circuit, CircuitOptions, CircuitResult, Graph, LnMode, Method, PathOptions,
+};
+use patchbench::model::LoadedModel;
 use patchbench::patching::metrics::lookup;
 use patchbench::patching::output::{json_text, TokenList};
+use patchbench::patching::part::Shard;
 use patchbench::patching::{
-    prepare_pairs, Corruption, Direction, PromptPair, MAX_SAMPLES, METRICS,
+    prepare_pairs, Corruption, Direction, PreparedPair, PromptPair, MAX_SAMPLES, METRICS,
 };
 
 use super::bounds::{count, positive_finite, MAX_POSITION};
@@ -36,7 +41,7 @@ pub enum CircuitFormat {
 }
 
 impl CircuitFormat {
-    fn extension(self) -> &'static str {
+    pub fn extension(self) -> &'static str {
         match self {
             CircuitFormat::Json => "json",
             CircuitFormat::Dot => "dot",
@@ -151,6 +156,12 @@ pub struct CircuitCmd {
     /// Write the output to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Compute shard K of N of the scoring (exact and path: edges and pairs;
+    /// eap, eap-ig, atp-star: pairs) and write a part file (JSON) for
+    /// `patchbench merge`, which finishes the search (ranking, exact checks,
+    /// faithfulness curve) and prints what an unsharded run prints.
+    #[arg(long, value_name = "K/N", conflicts_with = "format")]
+    pub shard: Option<Shard>,
 }
 
 impl CircuitCmd {
@@ -198,7 +209,12 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
     let (pairs, dataset) = match &cmd.dataset {
         Some(path) => {
             let d = super::dataset::load_for(path, &m, cmd.bos.choice())?;
-            (d.pairs, Some(d.dataset))
+            let note = DatasetNote {
+                path: d.dataset.path.as_ref().map(|p| p.display().to_string()),
+                digest: d.dataset.digest.clone(),
+                ids: d.dataset.pairs.iter().map(|p| p.id.clone()).collect(),
+            };
+            (d.pairs, Some(note))
         }
         None => {
             let pair = PromptPair {
@@ -244,7 +260,38 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         },
         ..Default::default()
     };
+    if let Some(shard) = cmd.shard {
+        let part = super::circuit_shard::part(
+            &m,
+            &cmd.model.weights,
+            &pairs,
+            dataset,
+            &opts,
+            (shard, cmd.top),
+        )?;
+        let text = json_text(&serde_json::to_value(&part)?) + "\n";
+        return write_output(cmd.out.as_deref(), &text, &inputs, "json");
+    }
     let result = run_circuit(&m.model, &pairs, &opts)?;
+    let text = render(
+        &m,
+        &pairs,
+        dataset.as_ref(),
+        (&opts, &result),
+        (cmd.top, cmd.format),
+    );
+    write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension())
+}
+
+/// The output of a finished search in `format`, listing the `top` edges
+/// (`circuit` and `merge` of circuit parts print through here).
+pub fn render(
+    m: &LoadedModel,
+    pairs: &[PreparedPair],
+    dataset: Option<&DatasetNote>,
+    (opts, result): (&CircuitOptions, &CircuitResult),
+    (top, format): (usize, CircuitFormat),
+) -> String {
     let graph = Graph::new(&m.model.cfg);
     let p = &pairs[0];
     let tl = |ids: &[u32]| TokenList {
@@ -259,22 +306,22 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         answer: (p.answer, m.tokenizer.token_str(p.answer)),
         wrong: (p.wrong, m.tokenizer.token_str(p.wrong)),
         graph: &graph,
-        result: &result,
-        top: cmd.top,
+        result,
+        top,
         load_ms: m.load_ms as u64,
     };
-    let text = match cmd.format {
+    match format {
         CircuitFormat::Json => {
             let mut v = rep.to_json();
-            if let (Some(d), Some(obj)) = (&dataset, v.as_object_mut()) {
+            if let (Some(d), Some(obj)) = (dataset, v.as_object_mut()) {
                 // The tokens and answers above are the first pair's.
                 obj.insert("n_pairs".into(), pairs.len().into());
                 obj.insert(
                     "dataset".into(),
                     serde_json::json!({
-                        "path": d.path.as_ref().map(|p| p.display().to_string()),
+                        "path": d.path,
                         "digest": d.digest,
-                        "ids": d.pairs.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+                        "ids": d.ids,
                     }),
                 );
             }
@@ -282,7 +329,7 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         }
         CircuitFormat::Dot => rep.to_dot(),
         CircuitFormat::Csv => rep.to_csv(),
-        CircuitFormat::Table => match &dataset {
+        CircuitFormat::Table => match dataset {
             Some(_) => format!(
                 "{} prompt pairs; scores are means over pairs\n{}",
                 pairs.len(),
@@ -291,6 +338,5 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
             None => rep.to_table(),
         },
         CircuitFormat::Svg => rep.to_svg(),
-    };
-    write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension())
+    }
 }

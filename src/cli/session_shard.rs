@@ -17,13 +17,12 @@ use patchbench::model::LoadedModel;
 use patchbench::patching::output::json_text;
 use patchbench::patching::part::{SessionKey, Shard};
 use patchbench::patching::sharded::PartControl;
-use patchbench::patching::{run_sweep_with, Method};
+use patchbench::patching::Method;
 use patchbench::session::{results, time::rfc3339, Session};
 
 use super::output::{refuse_clobber, write_output};
-use super::progress::ProgressLine;
 use super::session_sweep::prepare_entry_inputs;
-use super::sweep::{checkpoint_path, host_name, SweepCmd, SweepFormat};
+use super::sweep::{checkpoint_path, host_name, run_with_control, SweepCmd, SweepFormat};
 
 /// Runs shard `shard` of the one sweep in `todo` and writes its part file.
 pub fn shard_session(
@@ -74,26 +73,7 @@ pub fn shard_session(
         .with_labels(labels.as_ref())
         .with_dataset(dataset.map(|d| d.digest.clone()))
         .with_session(Some(key));
-    let mut bar = ProgressLine::new();
-    let result = run_sweep_with(
-        &m.model,
-        &pairs,
-        labels.as_ref(),
-        &spec,
-        &engine,
-        &mut control,
-        None,
-        &mut |p| bar.update(p),
-    );
-    bar.finish();
-    let result = result?;
-    if control.resumed > 0 || control.dropped > 0 {
-        note!(
-            "resumed: {} finished batches read from the checkpoint ({} damaged records dropped)",
-            control.resumed,
-            control.dropped
-        );
-    }
+    let result = run_with_control(m, &pairs, labels.as_ref(), (&spec, &engine), &mut control)?;
     let part = control.part(&result, started, host_name());
     let text = json_text(&serde_json::to_value(&part)?) + "\n";
     write_output(cmd.out.as_deref(), &text, &[path], "json")?;

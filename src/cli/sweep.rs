@@ -13,6 +13,7 @@ use patchbench::data::{sweep_stats, Dataset, StatsOptions, SweepStats};
 use patchbench::model::LoadedModel;
 use patchbench::patching::output::{json_text, SweepReport, TokenList};
 use patchbench::patching::part::{DatasetNote, Shard};
+use patchbench::patching::plan::PositionLabels;
 use patchbench::patching::sharded::PartControl;
 use patchbench::patching::{
     prepare_pairs, run_sweep_with, Corruption, Direction, EngineOptions, Method, PreparedPair,
@@ -396,26 +397,7 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
     if let Some(n) = &note {
         control = control.with_dataset_note(n.clone());
     }
-    let mut bar = ProgressLine::new();
-    let result = run_sweep_with(
-        &m.model,
-        pairs,
-        d.labels.as_ref(),
-        &spec,
-        &engine,
-        &mut control,
-        None,
-        &mut |p| bar.update(p),
-    );
-    bar.finish();
-    let result = result?;
-    if control.resumed > 0 || control.dropped > 0 {
-        note!(
-            "resumed: {} finished batches read from the checkpoint ({} damaged records dropped)",
-            control.resumed,
-            control.dropped
-        );
-    }
+    let result = run_with_control(&m, pairs, d.labels.as_ref(), (&spec, &engine), &mut control)?;
     let text = if cmd.shard.is_some() {
         let part = control.part(&result, started, host_name());
         json_text(&serde_json::to_value(&part)?) + "\n"
@@ -431,6 +413,39 @@ pub fn sweep_pair(cmd: &SweepCmd) -> Result<()> {
         cmd.format.extension(),
     )?;
     Ok(control.finish()?)
+}
+
+/// Runs a sweep (or a shard of it) under `control` with a progress line,
+/// and says how much of it a checkpoint held (`sweep` and `sweep --session
+/// --shard` both run through here).
+pub fn run_with_control(
+    m: &LoadedModel,
+    pairs: &[PreparedPair],
+    labels: Option<&PositionLabels>,
+    (spec, engine): (&SweepSpec, &EngineOptions),
+    control: &mut PartControl<'_>,
+) -> Result<SweepResult> {
+    let mut bar = ProgressLine::new();
+    let result = run_sweep_with(
+        &m.model,
+        pairs,
+        labels,
+        spec,
+        engine,
+        control,
+        None,
+        &mut |p| bar.update(p),
+    );
+    bar.finish();
+    let result = result?;
+    if control.resumed > 0 || control.dropped > 0 {
+        note!(
+            "resumed: {} finished batches read from the checkpoint ({} damaged records dropped)",
+            control.resumed,
+            control.dropped
+        );
+    }
+    Ok(result)
 }
 
 /// A sweep report in the chosen format, with a dataset sweep's per-cell

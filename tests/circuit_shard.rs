@@ -1,0 +1,377 @@
+//! Sharded circuit searches: `circuit --shard K/N` parts merged by
+//! `patchbench merge` equal the unsharded `circuit --format json` bit for
+//! bit (without its `timing`), for every method that splits — exact and
+//! path patching over edges and pairs, EAP, EAP-IG and AtP* over pairs —
+//! on single pairs and datasets; bad sets of parts (missing, duplicated,
+//! foreign, edited, mixed with sweep parts, of another model) are refused
+//! with the file named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A short pair on the demo model (few positions: fast forwards).
+const PAIR: [&str; 8] = [
+    "--clean",
+    "john gave a drink to",
+    "--corrupted",
+    "mary gave a drink to",
+    "--answer",
+    "mary",
+    "--wrong",
+    "john",
+];
+
+/// What every search here shares: every edge listed (the whole ranking is
+/// compared), a few exact checks and a short curve.
+const SMALL: [&str; 6] = [
+    "--top",
+    "0",
+    "--check-exact",
+    "4",
+    "--faithfulness-points",
+    "2",
+];
+
+fn patchbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchbench"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The JSON output without its `timing`, which no two runs share.
+fn without_timing(text: &str) -> Value {
+    let mut v: Value = serde_json::from_str(text).unwrap();
+    v.as_object_mut().unwrap().remove("timing");
+    v
+}
+
+/// `circuit` with `args` (inputs and options), unsharded, as JSON text.
+fn full(args: &[&str]) -> String {
+    let mut a = vec!["circuit"];
+    a.extend_from_slice(args);
+    a.extend(["--format", "json"]);
+    String::from_utf8(ok(patchbench(&a), "unsharded circuit").stdout).unwrap()
+}
+
+/// The `n` part files of the same search, written in `dir`.
+fn parts(dir: &Path, args: &[&str], n: usize) -> Vec<PathBuf> {
+    (1..=n)
+        .map(|k| {
+            let path = dir.join(format!("part-{k}-of-{n}.json"));
+            let shard = format!("{k}/{n}");
+            let mut a = vec!["circuit"];
+            a.extend_from_slice(args);
+            a.extend(["--shard", &shard, "--out", p(&path)]);
+            ok(patchbench(&a), &format!("circuit --shard {shard}"));
+            path
+        })
+        .collect()
+}
+
+fn merge(parts: &[PathBuf], extra: &[&str]) -> Output {
+    let mut a = vec!["merge"];
+    a.extend(parts.iter().map(|x| p(x)));
+    a.extend_from_slice(extra);
+    patchbench(&a)
+}
+
+/// Shards `ns` ways, merges each set and compares with the unsharded run;
+/// returns the directory (the `n`-way parts are in `dir/n/`).
+fn check(args: &[&str], ns: &[usize]) -> tempfile::TempDir {
+    let want = without_timing(&full(args));
+    let dir = tempfile::tempdir().unwrap();
+    for &n in ns {
+        let sub = dir.path().join(n.to_string());
+        std::fs::create_dir_all(&sub).unwrap();
+        let ps = parts(&sub, args, n);
+        let merged = ok(merge(&ps, &[]), "merge");
+        let got = without_timing(std::str::from_utf8(&merged.stdout).unwrap());
+        assert!(
+            got == want,
+            "{args:?} in {n} shards differs from the unsharded search"
+        );
+    }
+    dir
+}
+
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec!["--model", "demo"];
+    v.extend_from_slice(base);
+    v.extend_from_slice(&SMALL);
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn exact_edge_patching_of_one_pair_merges_bit_for_bit() {
+    let dir = check(&with(&PAIR, &["--method", "exact"]), &[1, 2, 3]);
+    // The split is over edges: every one of the 3 parts holds some.
+    for k in 1..=3 {
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            !v["units"].as_array().unwrap().is_empty(),
+            "part {k}/3 is empty"
+        );
+        assert_eq!(v["manifest"]["shard"], serde_json::json!({"k": k, "n": 3}));
+        assert_eq!(v["manifest"]["spec"]["method"], "exact");
+    }
+}
+
+#[test]
+fn path_patching_of_one_pair_merges_bit_for_bit() {
+    check(
+        &with(&PAIR, &["--method", "path", "--freeze-mlps"]),
+        &[1, 2, 3],
+    );
+}
+
+/// Three pairs (of one length: circuits line pairs up by position).
+fn dataset(dir: &Path) -> PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let rows = [
+        (
+            "john gave a drink to",
+            "mary gave a drink to",
+            "mary",
+            "john",
+        ),
+        (
+            "mary gave a drink to",
+            "john gave a drink to",
+            "john",
+            "mary",
+        ),
+        (
+            "alice handed a book to",
+            "bob handed a book to",
+            "bob",
+            "alice",
+        ),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(c, k, a, w)| {
+            serde_json::json!({"clean": c, "corrupted": k, "answer": a, "wrong": w}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn gradient_estimates_over_a_dataset_split_by_pairs_and_merge_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dataset(dir.path());
+    for method in ["eap", "eap-ig", "atp-star"] {
+        let mut args = vec!["--model", "demo", "--dataset", p(&file), "--method", method];
+        args.extend_from_slice(&SMALL);
+        args.extend(["--ig-steps", "2"]);
+        // EAP in 1, 2 and 3 parts; the others (the same units) in 3.
+        let ns: &[usize] = if method == "eap" { &[1, 2, 3] } else { &[3] };
+        let d = check(&args, ns);
+        // One unit per pair: three parts of one pair each.
+        for k in 1..=3 {
+            let text =
+                std::fs::read_to_string(d.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let units = v["units"].as_array().unwrap();
+            assert_eq!(units.len(), 1, "{method}: part {k}/3");
+            assert_eq!(units[0]["run"], k - 1);
+            assert_eq!(v["circuit"]["dataset"]["ids"].as_array().unwrap().len(), 3);
+        }
+    }
+}
+
+#[test]
+fn exact_over_a_dataset_and_gaussian_noise_samples_merge_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dataset(dir.path());
+    let mut args = vec![
+        "--model",
+        "demo",
+        "--dataset",
+        p(&file),
+        "--method",
+        "exact",
+    ];
+    args.extend_from_slice(&SMALL);
+    check(&args, &[3]);
+    // Noise samples are runs of their own; the noising direction.
+    check(
+        &with(
+            &PAIR,
+            &[
+                "--method",
+                "exact",
+                "--corruption",
+                "gaussian",
+                "--samples",
+                "2",
+                "--direction",
+                "noise",
+            ],
+        ),
+        &[2],
+    );
+}
+
+#[test]
+fn one_pair_of_a_gradient_method_is_one_unit_and_empty_shards_still_merge() {
+    let args = with(&PAIR, &["--method", "eap"]);
+    let dir = check(&args, &[3]);
+    let sizes: Vec<usize> = (1..=3)
+        .map(|k| {
+            let text =
+                std::fs::read_to_string(dir.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            v["units"].as_array().unwrap().len()
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 1, "{sizes:?}");
+}
+
+/// The GQA fixture: key/value receivers are KV heads.
+#[test]
+fn grouped_query_attention_fixture_merges_bit_for_bit() {
+    let model = common::fixture("llama-tiny");
+    let args = [
+        "--model",
+        p(&model),
+        "--clean",
+        "When Mary and John went to the store, John gave a drink to",
+        "--corrupted",
+        "When John and Mary went to the store, John gave a drink to",
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+        "--method",
+        "exact",
+        "--top",
+        "0",
+        "--check-exact",
+        "0",
+        "--faithfulness-points",
+        "2",
+    ];
+    let want = without_timing(&full(&args));
+    assert!(want["nodes"].to_string().contains(".kv"), "kv receivers");
+    let dir = tempfile::tempdir().unwrap();
+    let ps = parts(dir.path(), &args, 2);
+    let merged = ok(merge(&ps, &[]), "merge");
+    assert!(without_timing(std::str::from_utf8(&merged.stdout).unwrap()) == want);
+}
+
+fn refused(out: Output) -> String {
+    assert!(!out.status.success(), "should have been refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_circuit_part_sets_are_refused_naming_the_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = with(&PAIR, &["--method", "eap"]);
+    let ps = parts(dir.path(), &args, 2);
+    // A 2-way split has the one unit in one part; find it.
+    let full_part = ps
+        .iter()
+        .find(|x| std::fs::read_to_string(x).unwrap().contains("\"index\": 0"))
+        .unwrap()
+        .clone();
+    let empty_part = ps.iter().find(|x| **x != full_part).unwrap().clone();
+
+    let e = refused(merge(std::slice::from_ref(&full_part), &[]));
+    assert!(e.contains("missing") && e.contains("--shard K/2"), "{e}");
+
+    let e = refused(merge(&[full_part.clone(), full_part.clone()], &[]));
+    assert!(e.contains("both shard"), "{e}");
+
+    // Another search's part (another metric): named, with the field.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut oargs = args.clone();
+    oargs.extend(["--metric", "prob"]);
+    let foreign = parts(&other, &oargs, 2);
+    let e = refused(merge(&[full_part.clone(), foreign[0].clone()], &[]));
+    assert!(
+        e.contains("another circuit search") && e.contains("spec"),
+        "{e}"
+    );
+    assert!(e.contains(p(&foreign[0])), "{e}");
+
+    // An edited value is caught by the content digest.
+    let text = std::fs::read_to_string(&full_part).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let s = v["units"][0]["scores"].as_str().unwrap().to_string();
+    let flipped = if s.starts_with('0') { "1" } else { "0" }.to_string() + &s[1..];
+    v["units"][0]["scores"] = Value::String(flipped);
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, v.to_string()).unwrap();
+    let e = refused(merge(&[edited.clone(), empty_part.clone()], &[]));
+    assert!(e.contains("edited.json") && e.contains("digest"), "{e}");
+
+    // A sweep part beside circuit parts.
+    let sweep_part = dir.path().join("sweep-part.json");
+    let mut sa = vec!["sweep", "--model", "demo"];
+    sa.extend_from_slice(&PAIR);
+    sa.extend([
+        "--target",
+        "resid_pre",
+        "--shard",
+        "1/2",
+        "--out",
+        p(&sweep_part),
+    ]);
+    ok(patchbench(&sa), "sweep --shard");
+    let e = refused(merge(&[full_part.clone(), sweep_part.clone()], &[]));
+    assert!(
+        e.contains("sweep part") && e.contains("circuit part"),
+        "{e}"
+    );
+    let e = refused(merge(
+        std::slice::from_ref(&sweep_part),
+        &["--model", "demo"],
+    ));
+    assert!(e.contains("for circuit parts"), "{e}");
+
+    // Finishing needs the parts' model; a session cannot take circuit parts.
+    let good = [full_part.clone(), empty_part.clone()];
+    let llama = common::fixture("llama-tiny");
+    let e = refused(merge(&good, &["--model", p(&llama)]));
+    assert!(e.contains("fingerprint") && e.contains("--model"), "{e}");
+    let e = refused(merge(&good, &["--into", p(&dir.path().join("s.yaml"))]));
+    assert!(e.contains("--into") && e.contains("circuit parts"), "{e}");
+
+    // --shard writes JSON parts: no --format beside it.
+    let mut fa = vec!["circuit"];
+    fa.extend_from_slice(&args);
+    fa.extend(["--shard", "1/2", "--format", "table"]);
+    let e = refused(patchbench(&fa));
+    assert!(e.contains("--format") && e.contains("--shard"), "{e}");
+    let mut sa = vec!["circuit"];
+    sa.extend_from_slice(&args);
+    sa.extend(["--shard", "3/2"]);
+    let e = refused(patchbench(&sa));
+    assert!(e.contains("K/N"), "{e}");
+}
