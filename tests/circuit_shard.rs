@@ -145,8 +145,8 @@ fn path_patching_of_one_pair_merges_bit_for_bit() {
     );
 }
 
-/// Three pairs (of one length: circuits line pairs up by position).
-fn dataset(dir: &Path) -> PathBuf {
+/// `n` (up to 3) pairs of one length (circuits line pairs up by position).
+fn dataset(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("pairs.jsonl");
     let rows = [
         (
@@ -168,7 +168,7 @@ fn dataset(dir: &Path) -> PathBuf {
             "alice",
         ),
     ];
-    let text: String = rows
+    let text: String = rows[..n]
         .iter()
         .map(|(c, k, a, w)| {
             serde_json::json!({"clean": c, "corrupted": k, "answer": a, "wrong": w}).to_string()
@@ -182,7 +182,7 @@ fn dataset(dir: &Path) -> PathBuf {
 #[test]
 fn gradient_estimates_over_a_dataset_split_by_pairs_and_merge_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dataset(dir.path());
+    let file = dataset(dir.path(), 3);
     for method in ["eap", "eap-ig", "atp-star"] {
         let mut args = vec!["--model", "demo", "--dataset", p(&file), "--method", method];
         args.extend_from_slice(&SMALL);
@@ -206,7 +206,7 @@ fn gradient_estimates_over_a_dataset_split_by_pairs_and_merge_bit_for_bit() {
 #[test]
 fn exact_over_a_dataset_and_gaussian_noise_samples_merge_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dataset(dir.path());
+    let file = dataset(dir.path(), 2);
     let mut args = vec![
         "--model",
         "demo",
@@ -216,7 +216,19 @@ fn exact_over_a_dataset_and_gaussian_noise_samples_merge_bit_for_bit() {
         "exact",
     ];
     args.extend_from_slice(&SMALL);
-    check(&args, &[3]);
+    let d = check(&args, &[2]);
+    // Split over edges and pairs: each part holds units of both runs.
+    for k in 1..=2 {
+        let text = std::fs::read_to_string(d.path().join(format!("2/part-{k}-of-2.json"))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let runs: std::collections::BTreeSet<u64> = v["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["run"].as_u64().unwrap())
+            .collect();
+        assert!(!runs.is_empty(), "part {k}/2 is empty");
+    }
     // Noise samples are runs of their own; the noising direction.
     check(
         &with(
