@@ -11,6 +11,9 @@
 # (`scontrol requeue`) while it runs, once its checkpoint holds finished
 # batches: Slurm kills it and runs it again, and it must resume from the
 # checkpoint (its log says so) and still give the same merged result. The
+# A session's sweep runs as a 2-task array merged --into the session, and a
+# circuit search (exact edge patching) as a 2-task array of `circuit
+# --shard` parts merged by merge.sbatch, each compared with one process. The
 # cluster is torn down on exit, however the script ends (trap), leaving
 # nothing running. Timings: the single-process run, the array's wall time
 # from submission to merged result, each task's compute (load + sweep, from
@@ -262,6 +265,36 @@ strip_yaml() { grep -v -e 'computed_at:' -e 'load_ms:' -e 'sweep_ms:' -e 'forwar
 diff <(strip_yaml "$tmp/single.yaml") <(strip_yaml "$tmp/array.yaml") >/dev/null ||
   { log "the session merged --into differs from sweep --session --write"; cat "$tmp"/patchbench-merge-*.log >&2; exit 1; }
 log "session sweep: 2-task array merged --into the session equals sweep --session --write ($(secs "$t4" "$t5") s wall)"
+# A circuit search the same way: a 2-task array of `circuit --shard`
+# parts (exact edge patching splits over edges), merged by merge.sbatch
+# (which finishes the search with the model), equals one `circuit` run.
+circuit=(circuit --model demo --device cpu --method exact --top 0 --check-exact 0
+  --faithfulness-points 3 --clean "john gave a drink to" --corrupted "mary gave a drink to"
+  --answer mary --wrong john)
+"$bin" "${circuit[@]}" --format json --out "$tmp/circuit-single.json"
+t6=$(now)
+cjid=$(sbatch --parsable --chdir="$tmp" --array=1-2 \
+  scripts/slurm/sweep-array.sbatch "$tmp/circuit-parts" "${circuit[@]}")
+cmid=$(sbatch --parsable --chdir="$tmp" --dependency=afterok:"$cjid" --kill-on-invalid-dep=yes \
+  scripts/slurm/merge.sbatch "$tmp/circuit-parts" 2 "$tmp/circuit-merged.json" --device cpu)
+for i in $(seq 600); do
+  [[ -z $(squeue -h -j "$cjid,$cmid" 2>/dev/null) ]] && break
+  if ((i == 600)); then
+    log "the circuit jobs did not finish within 300 s"
+    exit 1
+  fi
+  sleep 0.5
+done
+t7=$(now)
+strip_circuit() { grep -v -e '"load_ms"' -e '"runs_ms"' -e '"scores_ms"' -e '"exact_ms"' -e '"faithfulness_ms"' "$1"; }
+if [[ ! -s $tmp/circuit-merged.json ]] ||
+  ! diff <(strip_circuit "$tmp/circuit-single.json") <(strip_circuit "$tmp/circuit-merged.json") >/dev/null; then
+  log "the merged circuit differs from the single-process run"
+  cat "$tmp"/patchbench-merge-*.log >&2 || true
+  exit 1
+fi
+log "circuit search: 2-task array merged equals the single-process run ($(secs "$t6" "$t7") s wall)"
+
 compute=0
 for k in 1 2 3; do
   ms=$(grep -o -e '"load_ms": [0-9.]*' -e '"sweep_ms": [0-9.]*' "$tmp/parts/part-$k-of-3.json" |
