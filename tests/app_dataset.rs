@@ -223,6 +223,8 @@ fn a_labelled_mixed_length_dataset_sweeps_by_label_in_the_workbench() {
     }
     let screen = draw(&b.s, 80, 24);
     assert!(screen.contains("Dataset · ioi.jsonl · 6 pairs"), "{screen}");
+    let hints = screen.lines().last().unwrap();
+    assert!(hints.contains("enter open alone · f failing"), "{hints}");
     // Sorted by the clean logit difference, lowest first, and back.
     b.key(Intent::SortPairs);
     let sorted: Vec<usize> = patchbench::app::dataset::rows(&b.s, false)

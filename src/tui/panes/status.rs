@@ -192,6 +192,15 @@ impl StatusBar<'_> {
                 Context::Settings,
                 &[(Intent::Down, "row"), (Intent::Right, "change")],
             ),
+            (None, Mode::Nav, Focus::Heatmap) if s.dataset.shown => (
+                Context::Dataset,
+                &[
+                    (Intent::Select, "open alone"),
+                    (Intent::FilterFailing, "failing"),
+                    (Intent::SortPairs, "sort"),
+                    (Intent::AllPairs, "all pairs"),
+                ],
+            ),
             (None, Mode::Nav, Focus::Heatmap) if s.circuit.shown => (
                 Context::Circuit,
                 &[
