@@ -367,13 +367,19 @@ fn bad_circuit_part_sets_are_refused_naming_the_part() {
     ));
     assert!(e.contains("for circuit parts"), "{e}");
 
-    // Finishing needs the parts' model; a session cannot take circuit parts.
+    // Finishing needs the parts' model.
     let good = [full_part.clone(), empty_part.clone()];
     let llama = common::fixture("llama-tiny");
     let e = refused(merge(&good, &["--model", p(&llama)]));
     assert!(e.contains("fingerprint") && e.contains("--model"), "{e}");
-    let e = refused(merge(&good, &["--into", p(&dir.path().join("s.yaml"))]));
-    assert!(e.contains("--into") && e.contains("circuit parts"), "{e}");
+    // A session on another model (or with other prompts) is not theirs.
+    let other_session = dir.path().join("s.yaml");
+    let yaml = "version: 1\nmodel:\n  source: random:gpt2-tiny\nprompts:\n- clean: a\n  \
+                answer: a\n  wrong: b\n";
+    std::fs::write(&other_session, yaml).unwrap();
+    let e = refused(merge(&good, &["--into", p(&other_session)]));
+    assert!(e.contains("session on model") && e.contains("demo"), "{e}");
+    assert_eq!(std::fs::read_to_string(&other_session).unwrap(), yaml);
 
     // --shard writes JSON parts: no --format beside it.
     let mut fa = vec!["circuit"];

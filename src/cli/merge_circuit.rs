@@ -8,16 +8,19 @@
 //! fingerprint. It reruns the unpatched forwards and refuses to go on when
 //! their baselines differ from the parts' by a bit (another device kind or
 //! weights mode): the output is then exactly what `patchbench circuit`
-//! without `--shard` prints (timing aside).
+//! without `--shard` prints (timing aside). `--into SESSION` stores it in
+//! the session's circuits instead (`merge_circuit_into.rs`).
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use patchbench::circuits::circuit::Search;
 use patchbench::circuits::finish::finish;
 use patchbench::circuits::merge::check;
-use patchbench::circuits::part::{units_digest, CircuitPart, PairIds};
+use patchbench::circuits::part::{units_digest, CircuitPart, DatasetNote, Manifest, PairIds};
 use patchbench::circuits::units::assemble;
 use patchbench::circuits::Watch;
+use patchbench::circuits::{CircuitOptions, CircuitResult};
+use patchbench::model::LoadedModel;
 use patchbench::patching::part::baselines_hex;
 use patchbench::patching::PreparedPair;
 
@@ -26,18 +29,38 @@ use super::merge::MergeArgs;
 use super::output::{refuse_clobber, write_output};
 use super::ModelArgs;
 
+/// A finished search from a checked set of circuit parts.
+pub struct Finished {
+    pub m: LoadedModel,
+    pub manifest: Manifest,
+    pub dataset: Option<DatasetNote>,
+    pub pairs: Vec<PreparedPair>,
+    pub opts: CircuitOptions,
+    pub result: CircuitResult,
+}
+
 pub fn merge_circuit(files: Vec<(String, serde_json::Value)>, args: &MergeArgs) -> Result<()> {
-    if args.into.is_some() {
-        bail!(
-            "--into SESSION stores the parts of `sweep --session S --shard K/N`; circuit parts \
-             merge to --format json, csv, table, dot or svg (drop --into)"
-        );
+    if let Some(session) = args.into.as_deref() {
+        return super::merge_circuit_into::merge_circuit_into(files, args, session);
     }
     let format = args.format.circuit();
     let inputs: Vec<&std::path::Path> = args.parts.iter().map(|p| p.as_path()).collect();
     if let Some(out) = args.out.as_deref() {
         refuse_clobber(out, &inputs, format.extension())?;
     }
+    let f = finish_parts(files, args)?;
+    let text = render(
+        &f.m,
+        &f.pairs,
+        f.dataset.as_ref(),
+        (&f.opts, &f.result),
+        (f.manifest.spec.top, format),
+    );
+    write_output(args.out.as_deref(), &text, &inputs, format.extension())
+}
+
+/// Checks the parts, loads the model and runs the finishing step.
+pub fn finish_parts(files: Vec<(String, serde_json::Value)>, args: &MergeArgs) -> Result<Finished> {
     let mut parts = Vec::with_capacity(files.len());
     for (name, v) in files {
         let part: CircuitPart = serde_json::from_value(v)
@@ -107,12 +130,12 @@ pub fn merge_circuit(files: Vec<(String, serde_json::Value)>, args: &MergeArgs) 
         scores_ms,
         &mut Watch::none(),
     )?;
-    let text = render(
-        &m,
-        &pairs,
-        checked.shared.dataset.as_ref(),
-        (&opts, &result),
-        (man.spec.top, format),
-    );
-    write_output(args.out.as_deref(), &text, &inputs, format.extension())
+    Ok(Finished {
+        manifest: man.clone(),
+        dataset: checked.shared.dataset,
+        m,
+        pairs,
+        opts,
+        result,
+    })
 }

@@ -30,6 +30,7 @@ pub mod compare;
 pub mod dataset;
 pub mod merge;
 pub mod merge_circuit;
+pub mod merge_circuit_into;
 pub mod merge_into;
 pub mod output;
 pub mod progress;
