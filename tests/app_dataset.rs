@@ -325,6 +325,12 @@ fn measuring_baselines_is_cancelled_with_esc() {
     );
     update(&mut s, Action::Intent(Intent::Back));
     assert!(!s.dataset.shown);
+    // The dataset pane and the circuit pane take turns in the heatmap's place.
+    update(&mut s, Action::Intent(Intent::PairList));
+    update(&mut s, Action::Intent(Intent::ToggleCircuit));
+    assert!(s.circuit.shown && !s.dataset.shown);
+    update(&mut s, Action::Intent(Intent::PairList));
+    assert!(s.dataset.shown && !s.circuit.shown);
 }
 
 #[test]

@@ -89,7 +89,11 @@ fn intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         }
         Intent::Help => s.popup = Some(Popup::Help { scroll: 0 }),
         Intent::RunSweep => run_sweep(s, out),
-        Intent::RunCircuit | Intent::ToggleCircuit => super::circuit::global_intent(s, i, out),
+        Intent::RunCircuit | Intent::ToggleCircuit => {
+            // One pane at a time in the heatmap's place.
+            s.dataset.shown = false;
+            super::circuit::global_intent(s, i, out)
+        }
         Intent::Back => back(s, out),
         Intent::Save => save(s, out),
         Intent::SaveAs => save_as(s),
