@@ -120,55 +120,82 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
     v
 }
 
+/// The tiny Llama fixture (grouped-query attention: key/value receivers
+/// are KV heads) with its pair and `extra` options: cheap enough to shard
+/// every method 1, 2 and 3 ways.
+fn llama(extra: &[&'static str]) -> Vec<String> {
+    let model = common::fixture("llama-tiny");
+    let mut v: Vec<String> = vec!["--model".into(), p(&model).into()];
+    v.extend(LLAMA_PAIR.iter().map(|s| s.to_string()));
+    v.extend(SMALL.iter().chain(extra).map(|s| s.to_string()));
+    v
+}
+
+const LLAMA_PAIR: [&str; 8] = [
+    "--clean",
+    "When Mary and John went to the store, John gave a drink to",
+    "--corrupted",
+    "When John and Mary went to the store, John gave a drink to",
+    "--answer",
+    " Mary",
+    "--wrong",
+    " John",
+];
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+/// The number of units in each part of the `n`-way split in `dir`.
+fn units_per_part(dir: &Path, n: usize) -> Vec<Vec<Value>> {
+    (1..=n)
+        .map(|k| {
+            let path = dir.join(format!("{n}/part-{k}-of-{n}.json"));
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!(v["manifest"]["shard"], serde_json::json!({"k": k, "n": n}));
+            v["units"].as_array().unwrap().clone()
+        })
+        .collect()
+}
+
+/// On the embedded demo model: the split is over edges, so each of 3
+/// parts holds some.
 #[test]
 fn exact_edge_patching_of_one_pair_merges_bit_for_bit() {
     let dir = check(&with(&PAIR, &["--method", "exact"]), &[1, 2, 3]);
-    // The split is over edges: every one of the 3 parts holds some.
-    for k in 1..=3 {
-        let text =
-            std::fs::read_to_string(dir.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert!(
-            !v["units"].as_array().unwrap().is_empty(),
-            "part {k}/3 is empty"
-        );
-        assert_eq!(v["manifest"]["shard"], serde_json::json!({"k": k, "n": 3}));
-        assert_eq!(v["manifest"]["spec"]["method"], "exact");
+    for (k, units) in units_per_part(dir.path(), 3).iter().enumerate() {
+        assert!(!units.is_empty(), "part {}/3 is empty", k + 1);
     }
 }
 
 #[test]
-fn path_patching_of_one_pair_merges_bit_for_bit() {
-    check(
-        &with(&PAIR, &["--method", "path", "--freeze-mlps"]),
-        &[1, 2, 3],
-    );
+fn every_method_on_one_pair_of_a_grouped_query_model_merges_bit_for_bit() {
+    let want = full(&strs(&llama(&["--method", "exact"])));
+    assert!(want.contains(".kv"), "kv receivers");
+    for method in ["exact", "path", "eap", "eap-ig", "atp-star"] {
+        let args = llama(&["--method", method, "--ig-steps", "2"]);
+        // 1 and 2 parts: the demo's exact search, and datasets below.
+        check(&strs(&args), &[3]);
+    }
 }
 
-/// `n` (up to 3) pairs of one length (circuits line pairs up by position).
-fn dataset(dir: &Path, n: usize) -> PathBuf {
+/// Three pairs of one length (circuits line pairs up by position).
+fn dataset(dir: &Path) -> PathBuf {
     let path = dir.join("pairs.jsonl");
+    let (a, b) = (
+        "When Mary and John went to the store, John gave a drink to",
+        "When John and Mary went to the store, John gave a drink to",
+    );
+    let (c, d) = (
+        "When Mary and John went to the store, Mary gave a drink to",
+        "When John and Mary went to the store, Mary gave a drink to",
+    );
     let rows = [
-        (
-            "john gave a drink to",
-            "mary gave a drink to",
-            "mary",
-            "john",
-        ),
-        (
-            "mary gave a drink to",
-            "john gave a drink to",
-            "john",
-            "mary",
-        ),
-        (
-            "alice handed a book to",
-            "bob handed a book to",
-            "bob",
-            "alice",
-        ),
+        (a, b, " Mary", " John"),
+        (c, d, " John", " Mary"),
+        (b, a, " John", " Mary"),
     ];
-    let text: String = rows[..n]
+    let text: String = rows
         .iter()
         .map(|(c, k, a, w)| {
             serde_json::json!({"clean": c, "corrupted": k, "answer": a, "wrong": w}).to_string()
@@ -180,119 +207,53 @@ fn dataset(dir: &Path, n: usize) -> PathBuf {
 }
 
 #[test]
-fn gradient_estimates_over_a_dataset_split_by_pairs_and_merge_bit_for_bit() {
+fn every_method_over_a_dataset_merges_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dataset(dir.path(), 3);
-    for method in ["eap", "eap-ig", "atp-star"] {
-        let mut args = vec!["--model", "demo", "--dataset", p(&file), "--method", method];
+    let file = dataset(dir.path());
+    let model = common::fixture("llama-tiny");
+    for method in ["exact", "path", "eap", "eap-ig", "atp-star"] {
+        let mut args = vec!["--model", p(&model), "--dataset", p(&file)];
+        args.extend(["--method", method, "--ig-steps", "2"]);
         args.extend_from_slice(&SMALL);
-        args.extend(["--ig-steps", "2"]);
-        // EAP in 1, 2 and 3 parts; the others (the same units) in 3.
         let ns: &[usize] = if method == "eap" { &[1, 2, 3] } else { &[3] };
         let d = check(&args, ns);
-        // One unit per pair: three parts of one pair each.
-        for k in 1..=3 {
-            let text =
-                std::fs::read_to_string(d.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
-            let v: Value = serde_json::from_str(&text).unwrap();
-            let units = v["units"].as_array().unwrap();
-            assert_eq!(units.len(), 1, "{method}: part {k}/3");
-            assert_eq!(units[0]["run"], k - 1);
-            assert_eq!(v["circuit"]["dataset"]["ids"].as_array().unwrap().len(), 3);
+        let parts = units_per_part(d.path(), 3);
+        if matches!(method, "exact" | "path") {
+            continue;
+        }
+        // The gradient estimates split by pairs: one run per part.
+        for (k, units) in parts.iter().enumerate() {
+            assert_eq!(units.len(), 1, "{method}: part {}/3", k + 1);
+            assert_eq!(units[0]["run"], k);
         }
     }
 }
 
 #[test]
-fn exact_over_a_dataset_and_gaussian_noise_samples_merge_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dataset(dir.path(), 2);
-    let mut args = vec![
-        "--model",
-        "demo",
-        "--dataset",
-        p(&file),
-        "--method",
-        "exact",
-    ];
-    args.extend_from_slice(&SMALL);
-    let d = check(&args, &[2]);
-    // Split over edges and pairs: each part holds units of both runs.
-    for k in 1..=2 {
-        let text = std::fs::read_to_string(d.path().join(format!("2/part-{k}-of-2.json"))).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let runs: std::collections::BTreeSet<u64> = v["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["run"].as_u64().unwrap())
-            .collect();
-        assert!(!runs.is_empty(), "part {k}/2 is empty");
+fn gaussian_noise_samples_and_the_noising_direction_merge_bit_for_bit() {
+    for method in ["exact", "eap"] {
+        let args = llama(&[
+            "--method",
+            method,
+            "--corruption",
+            "gaussian",
+            "--samples",
+            "3",
+            "--direction",
+            "noise",
+        ]);
+        check(&strs(&args), &[3]);
     }
-    // Noise samples are runs of their own; the noising direction.
-    check(
-        &with(
-            &PAIR,
-            &[
-                "--method",
-                "exact",
-                "--corruption",
-                "gaussian",
-                "--samples",
-                "2",
-                "--direction",
-                "noise",
-            ],
-        ),
-        &[2],
-    );
 }
 
 #[test]
 fn one_pair_of_a_gradient_method_is_one_unit_and_empty_shards_still_merge() {
-    let args = with(&PAIR, &["--method", "eap"]);
-    let dir = check(&args, &[3]);
-    let sizes: Vec<usize> = (1..=3)
-        .map(|k| {
-            let text =
-                std::fs::read_to_string(dir.path().join(format!("3/part-{k}-of-3.json"))).unwrap();
-            let v: Value = serde_json::from_str(&text).unwrap();
-            v["units"].as_array().unwrap().len()
-        })
+    let dir = check(&with(&PAIR, &["--method", "eap"]), &[3]);
+    let sizes: Vec<usize> = units_per_part(dir.path(), 3)
+        .iter()
+        .map(|u| u.len())
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 1, "{sizes:?}");
-}
-
-/// The GQA fixture: key/value receivers are KV heads.
-#[test]
-fn grouped_query_attention_fixture_merges_bit_for_bit() {
-    let model = common::fixture("llama-tiny");
-    let args = [
-        "--model",
-        p(&model),
-        "--clean",
-        "When Mary and John went to the store, John gave a drink to",
-        "--corrupted",
-        "When John and Mary went to the store, John gave a drink to",
-        "--answer",
-        " Mary",
-        "--wrong",
-        " John",
-        "--method",
-        "exact",
-        "--top",
-        "0",
-        "--check-exact",
-        "0",
-        "--faithfulness-points",
-        "2",
-    ];
-    let want = without_timing(&full(&args));
-    assert!(want["nodes"].to_string().contains(".kv"), "kv receivers");
-    let dir = tempfile::tempdir().unwrap();
-    let ps = parts(dir.path(), &args, 2);
-    let merged = ok(merge(&ps, &[]), "merge");
-    assert!(without_timing(std::str::from_utf8(&merged.stdout).unwrap()) == want);
 }
 
 fn refused(out: Output) -> String {
