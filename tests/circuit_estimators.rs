@@ -6,48 +6,16 @@
 //! and converges as its steps grow. On the gpt2-tiny and llama-tiny
 //! (grouped-query) presets.
 
-use candle_core::{DType, Device};
+mod circuit_support;
+
+use circuit_support::{max_abs_diff, model, pair, prompt_runs};
 use patchbench::circuits::atp::atp_star;
 use patchbench::circuits::eap::{eap_ig, eap_ig_on, IgOn};
 use patchbench::circuits::exact;
 use patchbench::circuits::graph::{Graph, Qkv, Receiver};
-use patchbench::circuits::runs::{self, CircuitSpecRuns, Runs};
-use patchbench::model::random::{preset_config, random_weights};
-use patchbench::model::Transformer;
+use patchbench::circuits::runs::{self, CircuitSpecRuns};
 use patchbench::patching::metrics::LOGIT_DIFF;
-use patchbench::patching::{Corruption, Direction, PreparedPair};
-
-fn model(preset: &str) -> Transformer {
-    let cfg = preset_config(preset).unwrap();
-    let w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
-    Transformer::new(cfg, w).unwrap()
-}
-
-fn pair() -> PreparedPair {
-    PreparedPair {
-        clean: vec![3, 17, 9, 250, 4, 11, 60],
-        corrupted: vec![3, 17, 9, 251, 4, 11, 60],
-        answer: 5,
-        wrong: 8,
-        sets: Default::default(),
-    }
-}
-
-fn prompt_runs(m: &Transformer, g: &Graph) -> Runs {
-    let spec = CircuitSpecRuns {
-        direction: Direction::Denoise,
-        corruption: Corruption::Prompt,
-    };
-    runs::build(m, g, &[pair()], &spec).unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
-}
+use patchbench::patching::{Corruption, Direction};
 
 fn is_qk(g: &Graph, r: usize) -> bool {
     matches!(

@@ -3,33 +3,19 @@
 //! converges as its steps grow, and the faithfulness curve's ends are the
 //! two baselines. On the gpt2-tiny and llama-tiny (grouped-query) presets.
 
-use candle_core::{DType, Device};
+mod circuit_support;
+
+use candle_core::Device;
+
+use circuit_support::{model, pair, prompt_spec};
 use patchbench::circuits::graph::{Graph, ReceiverId, SenderId};
 use patchbench::circuits::path::path_patch;
 use patchbench::circuits::runs::{self, CircuitSpecRuns};
 use patchbench::circuits::{
     eap, exact, patched, run_circuit, CircuitOptions, Method, PathOptions, PathQuery,
 };
-use patchbench::model::random::{preset_config, random_weights};
-use patchbench::model::Transformer;
 use patchbench::patching::metrics::{id, Metrics, LOGIT_DIFF};
 use patchbench::patching::{Corruption, Direction, PreparedPair};
-
-fn model(preset: &str) -> Transformer {
-    let cfg = preset_config(preset).unwrap();
-    let w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
-    Transformer::new(cfg, w).unwrap()
-}
-
-fn pair() -> PreparedPair {
-    PreparedPair {
-        clean: vec![3, 17, 9, 250, 4, 11, 60],
-        corrupted: vec![3, 17, 9, 251, 4, 11, 60],
-        answer: 5,
-        wrong: 8,
-        sets: Default::default(),
-    }
-}
 
 /// A spread of edges: every receiver kind, early and late senders.
 fn sample_edges(g: &Graph) -> Vec<(SenderId, ReceiverId)> {
@@ -39,11 +25,7 @@ fn sample_edges(g: &Graph) -> Vec<(SenderId, ReceiverId)> {
 fn check_exact_routes_agree(preset: &str) {
     let m = model(preset);
     let g = Graph::new(&m.cfg);
-    let spec = CircuitSpecRuns {
-        direction: Direction::Denoise,
-        corruption: Corruption::Prompt,
-    };
-    let runs = runs::build(&m, &g, &[pair()], &spec).unwrap();
+    let runs = runs::build(&m, &g, &[pair()], &prompt_spec()).unwrap();
     let run = &runs.runs[0];
     let edges = sample_edges(&g);
     let fast = exact::exact_edges(&m, &g, run, &edges, 16).unwrap();
@@ -171,11 +153,7 @@ fn eap_equals_exact_edge_patching_for_a_small_step_llama_gqa() {
 fn eap_ig_converges_as_steps_grow() {
     let m = model("gpt2-tiny");
     let g = Graph::new(&m.cfg);
-    let spec = CircuitSpecRuns {
-        direction: Direction::Denoise,
-        corruption: Corruption::Prompt,
-    };
-    let runs = runs::build(&m, &g, &[pair()], &spec).unwrap();
+    let runs = runs::build(&m, &g, &[pair()], &prompt_spec()).unwrap();
     let run = &runs.runs[0];
     let ld = LOGIT_DIFF.0;
     let at = |steps| eap::eap_ig(&m, &g, run, steps).unwrap()[ld].clone();
@@ -258,11 +236,7 @@ fn check_against_pytorch(name: &str) {
         wrong: refj["wrong"].as_u64().unwrap() as u32,
         sets: Default::default(),
     };
-    let spec = CircuitSpecRuns {
-        direction: Direction::Denoise,
-        corruption: Corruption::Prompt,
-    };
-    let runs = runs::build(&m, &g, &[p], &spec).unwrap();
+    let runs = runs::build(&m, &g, &[p], &prompt_spec()).unwrap();
     let run = &runs.runs[0];
     let want = refj["edges"].as_array().unwrap();
     assert_eq!(want.len(), g.edges().len(), "{name}: edge count");

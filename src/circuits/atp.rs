@@ -29,14 +29,13 @@
 
 use candle_core::{DType, Result as CResult, Tensor, Var};
 
-use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use crate::patching::metrics::REGISTRY;
 use crate::patching::runs::RunPair;
 
 use super::eap::{grad_metrics, metric_seeds};
-use super::exact::receiver_hook;
 use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
-use super::runs::base_and_source;
+use super::runs::{base_and_source, edge_row_edits, resume_from_base};
 
 /// AtP*'s scores of every sender × receiver pair for one run pair, per
 /// registry metric, dense row-major `[sender][receiver]` (NaN where not an
@@ -243,50 +242,9 @@ fn patched_patterns(
     l: usize,
     chunk: &[(SenderId, ReceiverId)],
 ) -> CResult<Tensor> {
-    let (dev, dtype) = (model.device(), model.dtype());
-    let (t, d) = (delta.dim(1)?, delta.dim(2)?);
-    let rows = chunk.len();
-    let mut by_hook: Vec<(HookPoint, Vec<Tensor>)> = Vec::new();
-    for (row, &(s, r)) in chunk.iter().enumerate() {
-        let (hp, head) = receiver_hook(graph, r);
-        let (hi, n) = head.expect("a head receiver");
-        let k = match by_hook.iter().position(|(x, _)| *x == hp) {
-            Some(k) => k,
-            None => {
-                let zero = Tensor::zeros((t, n, d), dtype, dev)?;
-                by_hook.push((hp, vec![zero; rows]));
-                by_hook.len() - 1
-            }
-        };
-        let mut onehot = vec![0f32; n];
-        onehot[hi] = 1.0;
-        let onehot = Tensor::from_vec(onehot, (1, n, 1), dev)?.to_dtype(dtype)?;
-        let du = delta.get(s.0 as usize)?.to_dtype(dtype)?;
-        by_hook[k].1[row] = du.unsqueeze(1)?.broadcast_mul(&onehot)?;
-    }
-    let mut spec = HookSpec::new().capture(HookPoint::Pattern(l));
-    for (hp, t_rows) in by_hook {
-        spec = spec.intervene(hp, Edit::Add(Tensor::stack(&t_rows, 0)?));
-    }
-    let resid = run
-        .base
-        .get(HookPoint::ResidPre(l))
-        .expect("base run captured resid_pre")
-        .clone();
-    let opts = ForwardOptions {
-        start: Some(StartState {
-            layer: l,
-            resid,
-            pos_offset: 0,
-            past: None,
-            batch: rows,
-            packing: None,
-        }),
-        last_pos_only: true,
-        stop_before_layer: Some(l + 1),
-        ..Default::default()
-    };
-    let out = model.forward(None, &spec, &opts)?;
+    let spec = HookSpec::new().capture(HookPoint::Pattern(l));
+    let spec = edge_row_edits(model, graph, delta, chunk, spec)?;
+    let out = resume_from_base(model, run, l, chunk.len(), &spec, Some(l + 1))?;
     out.cache
         .get(HookPoint::Pattern(l))
         .expect("captured")

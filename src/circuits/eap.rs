@@ -2,11 +2,11 @@
 //!
 //! An edge `u -> v` contributes `out_u` to `v`'s input, so patching it
 //! changes that input by `Δ_u = out_u(source) − out_u(base)` and, to first
-//! order, the metric by `Δ_u · ∂metric/∂input_v`. One backward pass gives
-//! `∂metric/∂input_v` for every receiver at once (a zero variable added at
-//! each split-input hook: `hook_q_input`, `hook_k_input`, `hook_v_input`,
-//! `hook_mlp_in`, and the final residual), and the scores of all edges are
-//! one matrix product `Δ [senders, pos·d] × G [receivers, pos·d]ᵀ`.
+//! order, the metric by `Δ_u · ∂metric/∂input_v`. One forward and one
+//! backward give `∂metric/∂input_v` for every receiver at once (zero
+//! variables at cheap hooks, each head's input gradient then in closed
+//! form: see [`super::grads`]), and the scores of all edges are one matrix
+//! product per block, `Δ [senders, pos·d] × G [receivers, pos·d]ᵀ`.
 //!
 //! EAP-IG (Hanna et al. 2024) averages the gradient over `m` points on the
 //! straight line between the base run's and the source run's input
@@ -23,21 +23,25 @@
 //! actual`), found first by running each block on the interpolated
 //! residual (two block passes per layer, one row per step).
 //!
-//! Every differentiable metric of the registry is estimated in the same
-//! pass: each metric is a row of the batch, seeded with that metric's
-//! gradient with respect to the logits (`MetricDef::grad`), so one backward
-//! yields each metric's gradient in its own row. Gradients are taken with
-//! respect to activations only: weights are not variables and their
-//! products go through `model::layers::matmul_weight`, whose backward skips
-//! the weight's gradient.
+//! Every differentiable metric of the registry is estimated from the same
+//! forward pass (one row per step): each metric's backward is seeded with
+//! its gradient with respect to the logits (`MetricDef::grad`); metrics
+//! whose seeds are equal (`multi_logit_diff` without answer lists is
+//! `logit_diff`) share a backward. Gradients are taken with respect to
+//! activations only: weights are not variables and their products go
+//! through `model::layers::matmul_weight`, whose backward skips the
+//! weight's gradient. Neither per-head split norms nor one forward row per
+//! metric are in the graph any more: `patchbench bench circuit` measures
+//! the time and peak memory on gpt2-small.
 
-use candle_core::{DType, Result as CResult, Tensor, Var};
+use candle_core::{DType, Result as CResult, Tensor};
 
 use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use crate::patching::metrics::{self, RunView, REGISTRY};
 use crate::patching::runs::RunPair;
 
-use super::graph::Graph;
+use super::grads::{self, ReceiverVars};
+use super::graph::{Graph, ReceiverId, SenderId};
 use super::runs::base_and_source;
 
 /// Registry indices of the metrics with a gradient.
@@ -82,17 +86,18 @@ pub fn eap_ig_on(
     let dev = model.device();
     let ids = grad_metrics();
     let n_m = ids.len();
-    let rows = n_m * steps;
+    // One row per step: every metric's gradient comes from the same forward.
+    let rows = steps;
     let t = run.base_tokens.len();
     let d = model.cfg.d_model;
-    // Interpolated embeddings, row = step * n_m + metric.
+    // Interpolated embeddings, one row per step.
     let e_base = run
         .base
         .get(HookPoint::Embed)
         .expect("embed captured")
         .to_dtype(DType::F32)?;
     let e_src = run.source[&HookPoint::Embed].to_dtype(DType::F32)?;
-    let alphas: Vec<f32> = (0..rows).map(|r| (r / n_m) as f32 / steps as f32).collect();
+    let alphas: Vec<f32> = (0..rows).map(|r| r as f32 / steps as f32).collect();
     let alpha = Tensor::from_vec(alphas, (rows, 1, 1), dev)?;
     let embeds = e_base.broadcast_add(&(e_src - &e_base)?.broadcast_mul(&alpha)?)?;
     let mut spec = HookSpec::new().intervene(
@@ -105,31 +110,11 @@ pub fn eap_ig_on(
     // (The base run's own embedding edit, Gaussian noise, is inside the
     // captured base embeddings the interpolation starts from.)
     if on == IgOn::Activations {
-        let idx: Vec<u32> = (0..rows).map(|r| (r / n_m) as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), dev)?;
         for (hp, fix) in activation_fixes(model, graph, run, steps)? {
-            spec = spec.intervene(hp, Edit::Add(fix.index_select(&idx, 0)?));
+            spec = spec.intervene(hp, Edit::Add(fix));
         }
     }
-    let mut vars = Vec::new();
-    let mut add = |spec: HookSpec, hp: HookPoint, heads: Option<usize>| {
-        let v = match heads {
-            Some(n) => Var::zeros((rows, t, n, d), model.dtype(), dev)?,
-            None => Var::zeros((rows, t, d), model.dtype(), dev)?,
-        };
-        let spec = spec.intervene(hp, Edit::Add(v.as_tensor().clone()));
-        vars.push((heads.unwrap_or(1), v));
-        Ok::<_, candle_core::Error>(spec)
-    };
-    // In graph order: per layer queries, keys, values, MLP; then logits.
-    let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
-    for l in 0..graph.n_layers {
-        spec = add(spec, HookPoint::QInput(l), Some(h))?;
-        spec = add(spec, HookPoint::KInput(l), Some(hkv))?;
-        spec = add(spec, HookPoint::VInput(l), Some(hkv))?;
-        spec = add(spec, HookPoint::MlpIn(l), None)?;
-    }
-    spec = add(spec, HookPoint::ResidPost(graph.n_layers - 1), None)?;
+    let (spec, vars) = ReceiverVars::attach(model, graph, spec, rows, t)?;
     let tokens = Tensor::new(run.base_tokens.as_slice(), dev)?
         .unsqueeze(0)?
         .broadcast_as((rows, t))?
@@ -138,50 +123,95 @@ pub fn eap_ig_on(
         last_pos_only: true,
         ..Default::default()
     };
-    let logits = model
-        .forward(Some(&tokens), &spec, &opts)?
-        .logits
-        .expect("logits")
-        .to_dtype(DType::F32)?;
-    let seed = metric_seeds(&logits, run, &ids, n_m)?;
-    let objective = (&logits * seed)?.sum_all()?;
-    let grads = objective.backward()?;
-    // Gradient per receiver, averaged over steps: [n_m, receivers, t*d].
-    let mut per_layer = Vec::new();
-    for (heads, var) in &vars {
-        let g = match grads.get(var.as_tensor()) {
-            Some(g) => g.to_dtype(DType::F32)?,
-            None => var.as_tensor().zeros_like()?.to_dtype(DType::F32)?,
-        };
-        let g = g.reshape((steps, n_m, t, *heads, d))?.mean(0)?; // [n_m, t, heads, d]
-        per_layer.push(g.transpose(1, 2)?.reshape((n_m, *heads, t * d))?);
+    let out = model.forward(Some(&tokens), &spec, &opts)?;
+    let resid_pre = grads::resid_pre(&out.cache, graph.n_layers)?;
+    drop(out.cache);
+    let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
+    // One backward per distinct metric gradient (metrics whose seeds are
+    // equal, e.g. multi_logit_diff without answer lists and logit_diff,
+    // share one), all on the one forward graph.
+    let seeds = seed_rows(&logits, run, &ids)?;
+    let mut raw: Vec<Vec<Tensor>> = Vec::new();
+    for (k, seed) in seeds.iter().enumerate() {
+        if let Some(j) = (0..k).find(|&j| seeds[j] == *seed) {
+            raw.push(raw[j].clone());
+            continue;
+        }
+        let seed = Tensor::from_slice(seed, logits.shape(), dev)?;
+        let grads = (&logits * seed)?.sum_all()?.backward()?;
+        raw.push(vars.take(&grads)?);
     }
-    let g = Tensor::cat(&per_layer, 1)?;
-    debug_assert_eq!(g.dim(1)?, graph.n_receivers());
+    // The forward graph is no longer needed.
+    drop(logits);
+    drop(spec);
+    let stacked = (0..raw[0].len())
+        .map(|v| Tensor::cat(&raw.iter().map(|r| &r[v]).collect::<Vec<_>>(), 0))
+        .collect::<CResult<Vec<_>>>()?;
+    drop(raw);
     let (base, src) = base_and_source(graph, run)?;
     let delta = (src - base)?.reshape((graph.n_senders(), t * d))?;
-    // [n_m, senders, receivers]
-    let scores = delta
-        .unsqueeze(0)?
-        .broadcast_as((n_m, graph.n_senders(), t * d))?
-        .contiguous()?
-        .matmul(&g.transpose(1, 2)?.contiguous()?)?;
-    let scores: Vec<Vec<Vec<f32>>> = scores.to_vec3()?;
-    let mut out = vec![vec![f32::NAN; graph.n_senders() * graph.n_receivers()]; REGISTRY.len()];
-    for (k, &mi) in ids.iter().enumerate() {
-        for (s, row) in scores[k].iter().enumerate() {
-            for (r, &v) in row.iter().enumerate() {
+    // Per block, its receivers' gradients averaged over steps
+    // [receivers, n_m, t*d], scored at once.
+    edge_scores(graph, &delta, &ids, |l| {
+        vars.block_grads(model, &resid_pre, &stacked, n_m, l)
+    })
+}
+
+/// `Δ · G` for every edge: per block, the receivers of that block (their
+/// gradients from `grads_of(l)`, `l = n_layers` for the logits) against
+/// the senders upstream of it (the other pairs are not edges), every
+/// metric in one product; dense `[sender][receiver]` per registry metric,
+/// NaN elsewhere.
+///
+/// # Shapes
+/// `delta: [senders, pos · d]`, `grads_of(l): [receivers of l, n_m, pos · d]`
+pub(crate) fn edge_scores(
+    graph: &Graph,
+    delta: &Tensor,
+    ids: &[usize],
+    mut grads_of: impl FnMut(usize) -> CResult<Tensor>,
+) -> CResult<Vec<Vec<f32>>> {
+    let n_m = ids.len();
+    let nr = graph.n_receivers();
+    let mut out = vec![vec![f32::NAN; graph.n_senders() * nr]; REGISTRY.len()];
+    for l in 0..=graph.n_layers {
+        let recv = graph.receivers_of(l);
+        // MLPs also read their own layer's heads.
+        let ns = if l < graph.n_layers {
+            graph.senders_before(l) + graph.n_heads
+        } else {
+            graph.n_senders()
+        };
+        let g = grads_of(l)?;
+        let g = g.reshape((recv.len() * n_m, g.dim(2)?))?;
+        // [ns, receivers of l × metrics]
+        let scores: Vec<Vec<f32>> = delta.narrow(0, 0, ns)?.matmul(&g.t()?)?.to_vec2()?;
+        for (s, row) in scores.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
                 let (s, r) = (
-                    super::graph::SenderId(s as u32),
-                    super::graph::ReceiverId(r as u32),
+                    SenderId(s as u32),
+                    ReceiverId((recv.start + j / n_m) as u32),
                 );
                 if graph.is_edge(s, r) {
-                    out[mi][graph.idx(s, r)] = v;
+                    out[ids[j % n_m]][graph.idx(s, r)] = v;
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// Per metric `ids[k]`, its gradient with respect to each row's logits,
+/// flat `[rows · d_vocab]`.
+fn seed_rows(logits: &Tensor, run: &RunPair, ids: &[usize]) -> CResult<Vec<Vec<f32>>> {
+    let rows = logits.dim(0)?;
+    ids.iter()
+        .map(|&mi| {
+            let seed = metric_seeds_by(logits, run, |_| mi)?;
+            debug_assert_eq!(seed.dim(0)?, rows);
+            seed.flatten_all()?.to_vec1::<f32>()
+        })
+        .collect()
 }
 
 /// `[rows, d_vocab]`: row `step * n_m + k` holds metric `ids[k]`'s gradient
@@ -191,6 +221,16 @@ pub(crate) fn metric_seeds(
     run: &RunPair,
     ids: &[usize],
     n_m: usize,
+) -> CResult<Tensor> {
+    metric_seeds_by(logits, run, |r| ids[r % n_m])
+}
+
+/// `[rows, d_vocab]`: row `r` holds metric `metric_of(r)`'s gradient (a
+/// registry index) with respect to that row's logits.
+fn metric_seeds_by(
+    logits: &Tensor,
+    run: &RunPair,
+    metric_of: impl Fn(usize) -> usize,
 ) -> CResult<Tensor> {
     let rows: Vec<Vec<f32>> = logits.to_vec2()?;
     let lps: Vec<Vec<f32>> = metrics::log_softmax(logits)?.to_vec2()?;
@@ -208,7 +248,7 @@ pub(crate) fn metric_seeds(
             wrong: run.wrong as usize,
             sets: &run.sets,
         };
-        let grad = REGISTRY[ids[r % n_m]].grad.expect("a gradient metric");
+        let grad = REGISTRY[metric_of(r)].grad.expect("a gradient metric");
         grad(&view, &mut seed[r * vocab..(r + 1) * vocab]);
     }
     Tensor::from_vec(seed, (rows.len(), vocab), logits.device())

@@ -19,12 +19,12 @@
 
 use candle_core::{DType, Result as CResult, Tensor};
 
-use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::model::{HookSpec, Transformer};
 use crate::patching::metrics::{self, Metrics};
 use crate::patching::runs::RunPair;
 
-use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
-use super::runs::base_and_source;
+use super::graph::{Graph, ReceiverId, SenderId};
+use super::runs::{base_and_source, edge_row_edits, resume_from_base};
 
 /// One exact patched run per edge: every registry metric of the base run
 /// with that edge alone carrying the source run's value (normalised
@@ -59,19 +59,6 @@ pub fn exact_edges(
     Ok(out)
 }
 
-/// Which split-input hook a receiver reads through, and its head axis.
-pub(crate) fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<(usize, usize)>) {
-    match graph.receiver(r) {
-        Receiver::Head { layer, head, port } => match port {
-            Qkv::Q => (HookPoint::QInput(layer), Some((head, graph.n_heads))),
-            Qkv::K => (HookPoint::KInput(layer), Some((head, graph.n_kv_heads))),
-            Qkv::V => (HookPoint::VInput(layer), Some((head, graph.n_kv_heads))),
-        },
-        Receiver::Mlp { layer } => (HookPoint::MlpIn(layer), None),
-        Receiver::Logits => (HookPoint::ResidPost(graph.n_layers - 1), None),
-    }
-}
-
 /// Patched runs of edges whose receivers are in (or, for logits, after) block `l`.
 fn run_chunk(
     model: &Transformer,
@@ -81,57 +68,9 @@ fn run_chunk(
     l: usize,
     chunk: &[(SenderId, ReceiverId)],
 ) -> CResult<Vec<Metrics>> {
-    let (dev, dtype) = (model.device(), model.dtype());
-    let (t, d) = (delta.dim(1)?, delta.dim(2)?);
-    let rows = chunk.len();
-    // Per hook: the rows' edits.
-    let mut edits: Vec<(HookPoint, Option<usize>, Vec<Tensor>)> = Vec::new();
-    for (row, &(s, r)) in chunk.iter().enumerate() {
-        let (hp, head) = receiver_hook(graph, r);
-        let k = match edits.iter().position(|(h, _, _)| *h == hp) {
-            Some(k) => k,
-            None => {
-                let zero = match head {
-                    Some((_, n)) => Tensor::zeros((t, n, d), dtype, dev)?,
-                    None => Tensor::zeros((t, d), dtype, dev)?,
-                };
-                edits.push((hp, head.map(|(_, n)| n), vec![zero; rows]));
-                edits.len() - 1
-            }
-        };
-        let du = delta.get(s.0 as usize)?; // [pos, d]
-        edits[k].2[row] = match head {
-            Some((h, n)) => {
-                let mut onehot = vec![0f32; n];
-                onehot[h] = 1.0;
-                let onehot = Tensor::from_vec(onehot, (1, n, 1), dev)?.to_dtype(dtype)?;
-                du.unsqueeze(1)?.broadcast_mul(&onehot)?
-            }
-            None => du,
-        };
-    }
-    let mut spec = HookSpec::new();
-    for (hp, _, rows_t) in edits {
-        spec = spec.intervene(hp, Edit::Add(Tensor::stack(&rows_t, 0)?));
-    }
-    let resid = run
-        .base
-        .get(HookPoint::ResidPre(l))
-        .expect("base run captured resid_pre")
-        .clone();
-    let opts = ForwardOptions {
-        start: Some(StartState {
-            layer: l,
-            resid,
-            pos_offset: 0,
-            past: None,
-            batch: rows,
-            packing: None,
-        }),
-        last_pos_only: true,
-        ..Default::default()
-    };
-    let logits = model.forward(None, &spec, &opts)?.logits.expect("logits");
+    let spec = edge_row_edits(model, graph, delta, chunk, HookSpec::new())?;
+    let out = resume_from_base(model, run, l, chunk.len(), &spec, None)?;
+    let logits = out.logits.expect("logits");
     metrics::compute_with(
         &logits.to_dtype(DType::F32)?,
         &run.clean_logprobs,

@@ -29,6 +29,7 @@ pub mod circuit;
 pub mod eap;
 pub mod exact;
 pub mod finish;
+mod grads;
 pub mod graph;
 pub mod layered;
 pub mod merge;

@@ -31,11 +31,12 @@
 use candle_core::{DType, Result as CResult, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+use crate::model::{Edit, HookPoint, HookSpec, Transformer};
 use crate::patching::metrics::{self, Metrics};
 use crate::patching::runs::RunPair;
 
 use super::graph::{Graph, Qkv, Receiver, ReceiverId, Sender, SenderId};
+use super::runs::{receiver_hook, resume_from_base};
 
 /// How LayerNorm scales behave in the two steps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,19 +229,7 @@ fn step1(
         }
     }
     spec = spec.capture(HookPoint::ResidPost(graph.n_layers - 1));
-    let opts = ForwardOptions {
-        start: Some(StartState {
-            layer: s0,
-            resid: base(HookPoint::ResidPre(s0))?,
-            pos_offset: 0,
-            past: None,
-            batch: rows,
-            packing: None,
-        }),
-        last_pos_only: true,
-        ..Default::default()
-    };
-    let out = model.forward(None, &spec, &opts)?;
+    let out = resume_from_base(model, run, s0, rows, &spec, None)?;
     Ok(Step1 { cache: out.cache })
 }
 
@@ -266,7 +255,7 @@ fn step2(
     // One edit per hook: the heads of one port of one layer share it.
     let mut done = std::collections::HashSet::new();
     for &r in &named {
-        let (hp, heads) = super::exact::receiver_hook(graph, r);
+        let (hp, heads) = receiver_hook(graph, r);
         if !done.insert(hp) {
             continue;
         }
@@ -285,24 +274,9 @@ fn step2(
         };
         spec = spec.intervene(hp, Edit::Replace { mask, value });
     }
-    let resid = run
-        .base
-        .get(HookPoint::ResidPre(r0))
-        .expect("base run captured resid_pre")
-        .clone();
-    let opts = ForwardOptions {
-        start: Some(StartState {
-            layer: r0,
-            resid,
-            pos_offset: 0,
-            past: None,
-            batch: rows,
-            packing: None,
-        }),
-        last_pos_only: true,
-        ..Default::default()
-    };
-    let logits = model.forward(None, &spec, &opts)?.logits.expect("logits");
+    let logits = resume_from_base(model, run, r0, rows, &spec, None)?
+        .logits
+        .expect("logits");
     metrics::compute(
         &logits.to_dtype(DType::F32)?,
         &run.clean_logprobs,

@@ -10,11 +10,12 @@ use std::collections::HashSet;
 
 use candle_core::{Result as CResult, Tensor};
 
-use crate::model::{HookPoint, Transformer};
+use crate::model::Transformer;
+use crate::model::{Edit, ForwardOptions, ForwardOutput, HookPoint, HookSpec, StartState};
 use crate::patching::runs::{build_runs, PairBaselines, RunPair};
 use crate::patching::{Direction, Metrics, PreparedPair, SweepSpec, Target};
 
-use super::graph::Graph;
+use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
 use super::CircuitError;
 
 /// The hooks whose activations make up the senders' outputs, plus the
@@ -108,4 +109,99 @@ pub fn base_and_source(graph: &Graph, run: &RunPair) -> CResult<(Tensor, Tensor)
     let base = sender_outputs(graph, |h| run.base.get(h).cloned())?;
     let src = sender_outputs(graph, |h| run.source.get(&h).cloned())?;
     Ok((base, src))
+}
+
+/// Which split-input hook a receiver reads through, and its head axis
+/// `(head, heads)`.
+pub(crate) fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<(usize, usize)>) {
+    match graph.receiver(r) {
+        Receiver::Head { layer, head, port } => match port {
+            Qkv::Q => (HookPoint::QInput(layer), Some((head, graph.n_heads))),
+            Qkv::K => (HookPoint::KInput(layer), Some((head, graph.n_kv_heads))),
+            Qkv::V => (HookPoint::VInput(layer), Some((head, graph.n_kv_heads))),
+        },
+        Receiver::Mlp { layer } => (HookPoint::MlpIn(layer), None),
+        Receiver::Logits => (HookPoint::ResidPost(graph.n_layers - 1), None),
+    }
+}
+
+/// One edge per batch row: row `b` adds `Δ_s` (sender `s`'s change) at
+/// its receiver's split-input hook, on that receiver's head only; rows
+/// that patch nothing at a hook add zeros there. One `Add` edit per hook.
+///
+/// # Shapes
+/// `delta: [senders, pos, d_model]`
+pub(crate) fn edge_row_edits(
+    model: &Transformer,
+    graph: &Graph,
+    delta: &Tensor,
+    chunk: &[(SenderId, ReceiverId)],
+    mut spec: HookSpec,
+) -> CResult<HookSpec> {
+    let (dev, dtype) = (model.device(), model.dtype());
+    let (t, d) = (delta.dim(1)?, delta.dim(2)?);
+    let rows = chunk.len();
+    // Per hook: the rows' edits.
+    let mut edits: Vec<(HookPoint, Vec<Tensor>)> = Vec::new();
+    for (row, &(s, r)) in chunk.iter().enumerate() {
+        let (hp, head) = receiver_hook(graph, r);
+        let k = match edits.iter().position(|(h, _)| *h == hp) {
+            Some(k) => k,
+            None => {
+                let zero = match head {
+                    Some((_, n)) => Tensor::zeros((t, n, d), dtype, dev)?,
+                    None => Tensor::zeros((t, d), dtype, dev)?,
+                };
+                edits.push((hp, vec![zero; rows]));
+                edits.len() - 1
+            }
+        };
+        let du = delta.get(s.0 as usize)?.to_dtype(dtype)?; // [pos, d]
+        edits[k].1[row] = match head {
+            Some((h, n)) => {
+                let mut onehot = vec![0f32; n];
+                onehot[h] = 1.0;
+                let onehot = Tensor::from_vec(onehot, (1, n, 1), dev)?.to_dtype(dtype)?;
+                du.unsqueeze(1)?.broadcast_mul(&onehot)?
+            }
+            None => du,
+        };
+    }
+    for (hp, rows_t) in edits {
+        spec = spec.intervene(hp, Edit::Add(Tensor::stack(&rows_t, 0)?));
+    }
+    Ok(spec)
+}
+
+/// A forward of `rows` batch rows resumed at block `layer` from the base
+/// run's cached `resid_pre` there (prefix reuse: the blocks before it are
+/// the base run's), last-position logits only, stopping before block
+/// `stop_before_layer` when given.
+pub(crate) fn resume_from_base(
+    model: &Transformer,
+    run: &RunPair,
+    layer: usize,
+    rows: usize,
+    spec: &HookSpec,
+    stop_before_layer: Option<usize>,
+) -> CResult<ForwardOutput> {
+    let resid = run
+        .base
+        .get(HookPoint::ResidPre(layer))
+        .expect("base run captured resid_pre")
+        .to_dtype(model.dtype())?;
+    let opts = ForwardOptions {
+        start: Some(StartState {
+            layer,
+            resid,
+            pos_offset: 0,
+            past: None,
+            batch: rows,
+            packing: None,
+        }),
+        last_pos_only: true,
+        stop_before_layer,
+        ..Default::default()
+    };
+    model.forward(None, spec, &opts)
 }

@@ -73,8 +73,34 @@ fn track_weights(model: &mut Transformer) -> Result<()> {
     Ok(())
 }
 
+/// Wall-clock seconds since `t`.
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
+}
+
+/// CPU seconds (user + system, every thread) this process has used: with
+/// other work on the machine, wall-clock times stretch and this does not
+/// (much; waiting threads spin).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name: utime and stime are
+    // the 12th and 13th (14th and 15th of the line).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) if hz > 0.0 => (u + s) / hz,
+        _ => f64::NAN,
+    }
+}
+
+/// `wall s (cpu s)` since `t` and `cpu0`.
+fn took(t: Instant, cpu0: f64) -> String {
+    format!("{:.3} s (cpu {:.2} s)", secs(t), cpu_secs() - cpu0)
 }
 
 pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
@@ -91,6 +117,13 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
         wrong: args.wrong.clone(),
     };
     let pairs = prepare_pairs(&m.tokenizer, &[pair], None)?;
+    println!(
+        "{} threads; load average {}",
+        candle_core::utils::get_num_threads(),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into())
+    );
     let model = &m.model;
     let g = Graph::new(&model.cfg);
     let edges = g.edges();
@@ -111,23 +144,23 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
         direction: Direction::Denoise,
         corruption: Corruption::Prompt,
     };
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_secs());
     let built = runs::build(model, &g, &pairs, &spec)?;
     let run = &built.runs[0];
-    println!("unpatched runs: {:.3} s", secs(t));
-    let t = Instant::now();
+    println!("unpatched runs: {}; peak RSS {}", took(t, c), rss());
+    let (t, c) = (Instant::now(), cpu_secs());
     let e1 = eap::eap_ig(model, &g, run, 1)?;
     println!(
-        "EAP, all edges, every differentiable metric: {:.3} s; peak RSS {}",
-        secs(t),
+        "EAP, all edges, every differentiable metric: {}; peak RSS {}",
+        took(t, c),
         rss()
     );
     if args.eap_only {
         return Ok(());
     }
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_secs());
     let _ = eap::eap_ig(model, &g, run, 5)?;
-    println!("EAP-IG m = 5: {:.3} s; peak RSS {}", secs(t), rss());
+    println!("EAP-IG m = 5: {}; peak RSS {}", took(t, c), rss());
     let ld = &e1[LOGIT_DIFF.0];
     let mut order: Vec<usize> = (0..edges.len()).collect();
     let score = |i: usize| ld[g.idx(edges[i].0, edges[i].1)];
@@ -137,12 +170,12 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
         .take(args.check_exact)
         .map(|&i| edges[i])
         .collect();
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_secs());
     let ex = exact::exact_edges(model, &g, run, &top, 32)?;
     println!(
-        "exact, top {} edges: {:.3} s; peak RSS {}",
+        "exact, top {} edges: {}; peak RSS {}",
         top.len(),
-        secs(t),
+        took(t, c),
         rss()
     );
     let base = run.base_metrics.logit_diff();
@@ -164,13 +197,13 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
     let opts = CircuitOptions::default();
     let ranked: Vec<_> = order.iter().map(|&i| edges[i]).collect();
     let ks = patchbench::circuits::circuit::log_grid(edges.len(), 10);
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_secs());
     let curve =
         patchbench::circuits::circuit::faithfulness_curve(model, &g, &pairs, &opts, &ranked, &ks)?;
     println!(
-        "faithfulness curve, {} values of k: {:.3} s; peak RSS {}",
+        "faithfulness curve, {} values of k: {}; peak RSS {}",
         curve.len(),
-        secs(t),
+        took(t, c),
         rss()
     );
     for p in &curve {
