@@ -171,7 +171,7 @@ pub fn softcap(x: Tensor, cap: Option<f64>) -> CResult<Tensor> {
 /// Applies the MLP nonlinearity.
 pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
     match act {
-        Activation::GeluTanh => x.gelu(),
+        Activation::GeluTanh => super::gelu::gelu_tanh(x),
         Activation::Gelu => x.gelu_erf(),
         Activation::Silu => x.silu(),
         Activation::Relu => x.relu(),

@@ -16,6 +16,7 @@ mod device_cuda;
 pub mod embedded;
 pub mod families;
 pub mod forward;
+mod gelu;
 pub mod gguf;
 pub mod gguf_header;
 pub mod hf;
