@@ -16,9 +16,16 @@ environment, the 3.9.0 package alone is enough (its other dependencies are
 
     pip install --target /tmp/tl3 --no-deps transformer_lens==3.9.0 better-abc
     PYTHONPATH=/tmp/tl3 python3 tools/tl_dataset_bench.py /tmp/pairs.json
+
+Arguments: the pairs file, then optionally the torch thread count (as
+patchbench's, for a fair comparison), the targets (comma-separated,
+default `head_out,resid_pre`) and a JSON file for the numbers. Each target
+reports wall and CPU seconds (CPU time is the steadier figure on a shared
+machine) and prints its progress every 16 cells on stderr.
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -26,7 +33,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
 
 
-def main(path, threads=None):
+def main(path, threads=None, targets="head_out,resid_pre", out=None):
     if threads:
         torch.set_num_threads(int(threads))
     d = json.load(open(path))
@@ -44,19 +51,45 @@ def main(path, threads=None):
     _, clean_cache = model.run_with_cache(clean)
     rows = torch.arange(len(answer))
 
+    cells = [0]
+
     def metric(logits):
+        cells[0] += 1
+        if cells[0] % 16 == 0:
+            print(f"  {cells[0]} cells, {time.perf_counter() - t0:.1f} s", file=sys.stderr,
+                  flush=True)
         last = logits[:, -1]
         return (last[rows, answer] - last[rows, wrong]).mean()
 
     print(f"TransformerLens {len(answer)} pairs of {clean.shape[1]} tokens, "
           f"{torch.get_num_threads()} threads")
-    for name, fn in [
-        ("head_out", patching.get_act_patch_attn_head_out_all_pos),
-        ("resid_pre", patching.get_act_patch_resid_pre),
-    ]:
-        t = time.perf_counter()
-        fn(model, corrupted, clean_cache, metric)
-        print(f"{name:<12} {time.perf_counter() - t:10.3f} s")
+    fns = {
+        "head_out": patching.get_act_patch_attn_head_out_all_pos,
+        "resid_pre": patching.get_act_patch_resid_pre,
+    }
+    results = {}
+    for name in targets.split(","):
+        cells[0] = 0
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        fns[name](model, corrupted, clean_cache, metric)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        results[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "cells": cells[0]}
+        print(f"{name:<12} {wall:10.3f} s  (CPU {cpu:.3f} s, {cells[0]} cells)", flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {rss:.0f} MiB")
+    if out:
+        import transformer_lens
+        with open(out, "w") as f:
+            json.dump({
+                "tool": "TransformerLens " + getattr(transformer_lens, "__version__", "3.x"),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "pairs": len(answer),
+                "tokens": clean.shape[1],
+                "targets": results,
+                "peak_rss_mib": round(rss),
+            }, f, indent=1)
 
 
 if __name__ == "__main__":

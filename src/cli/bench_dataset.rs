@@ -3,6 +3,12 @@
 //! between their per-pair values; `--dump` writes the token ids for
 //! `tools/tl_dataset_bench.py`, which times TransformerLens's batched
 //! `get_act_patch_*` on the same pairs and the same model shape.
+//!
+//! Each side is timed in wall seconds and in CPU seconds of the process
+//! (user + system, all threads): on a shared machine the wall time follows
+//! the load, the CPU time much less, so both are reported (`--json` keeps
+//! them with the load average and the options, for the committed results
+//! under `bench-results/`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,11 +44,40 @@ pub struct BenchDatasetArgs {
     /// Memory budget for one batch, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_mem: usize,
+    /// Upper bound on recomputed tokens per batch (the engine's default
+    /// when absent).
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
     #[command(flatten)]
     pub bos: BosArgs,
     /// Write the pairs' token ids as JSON (for tools/tl_dataset_bench.py).
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Write the measurements as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// CPU seconds (user + system, every thread) this process has used.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given and reads nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(ru.ru_utime) + s(ru.ru_stime)
+}
+
+/// The 1-minute load average (Linux), to say how busy the machine was.
+fn load_average() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Wall and CPU seconds since `start` (`(Instant, cpu_seconds())`).
+fn elapsed(start: &(Instant, f64)) -> (f64, f64) {
+    (start.0.elapsed().as_secs_f64(), cpu_seconds() - start.1)
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -98,23 +133,34 @@ pub fn bench_dataset(args: &BenchDatasetArgs) -> Result<()> {
         candle_core::utils::get_num_threads(),
         args.max_batch_mem
     );
-    let opts = EngineOptions {
+    let mut opts = EngineOptions {
         max_batch_mem: args.max_batch_mem << 20,
         ..Default::default()
     };
+    if let Some(t) = args.max_batch_tokens {
+        opts.max_batch_tokens = t.max(1);
+    }
     println!(
-        "{:<12} {:>12} {:>10} {:>14} {:>10} {:>9} {:>12}",
-        "target", "shared (s)", "forwards", "separate (s)", "forwards", "speedup", "max |diff|"
+        "{:<10} {:>18} {:>8} {:>18} {:>8} {:>14} {:>10}",
+        "target",
+        "shared s (CPU)",
+        "passes",
+        "separate s (CPU)",
+        "passes",
+        "speedup (CPU)",
+        "max |diff|"
     );
+    let mut rows = Vec::new();
     for &target in &args.targets {
         let spec = SweepSpec::new(target);
         let labels = d.labels.as_ref();
         // Warm-up: first-touch allocations are not the engine's cost.
         run_sweep_labeled(&m.model, &pairs[..1], None, &spec, &opts, None, &mut |_| {})?;
-        let t = Instant::now();
+        let load_before = load_average();
+        let t = (Instant::now(), cpu_seconds());
         let shared = run_sweep_labeled(&m.model, pairs, labels, &spec, &opts, None, &mut |_| {})?;
-        let shared_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
+        let (shared_s, shared_cpu) = elapsed(&t);
+        let t = (Instant::now(), cpu_seconds());
         let mut passes = 0;
         let mut diff = 0f32;
         for (i, p) in pairs.iter().enumerate() {
@@ -141,20 +187,50 @@ pub fn bench_dataset(args: &BenchDatasetArgs) -> Result<()> {
                 }
             }
         }
-        let separate_s = t.elapsed().as_secs_f64();
+        let (separate_s, separate_cpu) = elapsed(&t);
         println!(
-            "{:<12} {:>12.3} {:>10} {:>14.3} {:>10} {:>8.1}x {:>12.2e}",
+            "{:<10} {:>9.2} ({:>6.1}) {:>8} {:>9.2} ({:>6.1}) {:>8} {:>5.2}x ({:.2}x) {:>10.2e}",
             target.name(),
             shared_s,
+            shared_cpu,
             shared.timing.forward_passes,
             separate_s,
+            separate_cpu,
             passes,
             separate_s / shared_s,
+            separate_cpu / shared_cpu,
             diff
         );
+        rows.push(json!({
+            "target": target.name(),
+            "shared": {"wall_s": shared_s, "cpu_s": shared_cpu,
+                       "forward_passes": shared.timing.forward_passes},
+            "separate": {"wall_s": separate_s, "cpu_s": separate_cpu, "forward_passes": passes},
+            "speedup_wall": separate_s / shared_s,
+            "speedup_cpu": separate_cpu / shared_cpu,
+            "max_abs_diff": diff,
+            "load_before": load_before,
+            "load_after": load_average(),
+        }));
     }
-    if let Some(rss) = peak_rss_mib() {
+    let rss = peak_rss_mib();
+    if let Some(rss) = rss {
         println!("peak RSS {rss:.0} MiB");
+    }
+    if let Some(path) = &args.json {
+        let v = json!({
+            "model": m.source,
+            "pairs": pairs.len(),
+            "tokens": pairs[0].n_pos(),
+            "threads": candle_core::utils::get_num_threads(),
+            "max_batch_mem_mib": args.max_batch_mem,
+            "max_batch_tokens": opts.max_batch_tokens,
+            "version": env!("CARGO_PKG_VERSION"),
+            "targets": rows,
+            "peak_rss_mib": rss,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
