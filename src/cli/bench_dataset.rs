@@ -8,7 +8,7 @@
 //! (user + system, all threads): on a shared machine the wall time follows
 //! the load, the CPU time much less, so both are reported (`--json` keeps
 //! them with the load average and the options, for the committed results
-//! under `bench-results/`).
+//! under `tools/bench-results/`).
 
 use std::path::PathBuf;
 use std::time::Instant;
