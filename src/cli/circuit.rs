@@ -162,6 +162,15 @@ pub struct CircuitCmd {
     /// faithfulness curve) and prints what an unsharded run prints.
     #[arg(long, value_name = "K/N", conflicts_with = "format")]
     pub shard: Option<Shard>,
+    /// Path patching of one sender into a set of receivers (with
+    /// --receivers and --method path): prints every metric's change instead
+    /// of scoring every edge. Senders: input, a{layer}.h{head}, m{layer}.
+    #[arg(long, requires = "receivers", conflicts_with = "shard")]
+    pub sender: Option<String>,
+    /// The receivers of --sender, comma-separated, patched together (e.g.
+    /// 'a9.h6<q>,a9.h9<q>'; m{layer}, logits).
+    #[arg(long, value_delimiter = ',', requires = "sender")]
+    pub receivers: Vec<String>,
 }
 
 impl CircuitCmd {
@@ -260,6 +269,14 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
         },
         ..Default::default()
     };
+    if let Some(sender) = &cmd.sender {
+        if cmd.method != MethodChoice::Path {
+            bail!("--sender/--receivers ask a path-patching query: add --method path");
+        }
+        let text =
+            super::circuit_path::run(&m, &pairs, &opts, (sender, &cmd.receivers), cmd.format)?;
+        return write_output(cmd.out.as_deref(), &text, &inputs, cmd.format.extension());
+    }
     if let Some(shard) = cmd.shard {
         let part = super::circuit_shard::part(
             &m,

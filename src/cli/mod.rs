@@ -25,6 +25,7 @@ pub mod bench_load;
 pub mod bounds;
 pub mod check_device;
 pub mod circuit;
+pub mod circuit_path;
 pub mod circuit_shard;
 pub mod compare;
 pub mod dataset;

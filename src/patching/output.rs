@@ -61,7 +61,8 @@ fn num(x: f32) -> Value {
     }
 }
 
-fn metrics_obj(m: &Metrics) -> Value {
+/// Every metric of `m` by name, non-finite values as null.
+pub fn metrics_obj(m: &Metrics) -> Value {
     Value::Object(m.iter().map(|(n, v)| (n.to_string(), num(v))).collect())
 }
 
