@@ -1,28 +1,57 @@
 //! `patchbench circuit --method path --sender S --receivers R,...`: one
-//! path-patching query, checked against the edge search on the demo model's
-//! induction pair.
+//! path-patching query, checked against the edge searches (exact and path)
+//! on the tiny grouped-query Llama fixture (82 edges; key/value receivers
+//! are KV heads), and its refusals on the demo model.
 
 use std::process::Command;
 
 use serde_json::Value;
 
-const CLEAN: &str =
-    "red cat tree bob tea fire rome lima milk oslo gold star river bob tea fire rome";
-const CORRUPTED: &str =
-    "red cat tree bob tea fire rome salt milk oslo gold star river bob tea fire rome";
+mod common;
+
+fn llama_tiny() -> Vec<String> {
+    let model = common::fixture("llama-tiny");
+    [
+        "--model",
+        model.to_str().unwrap(),
+        "--clean",
+        "When Mary and John went to the store, John gave a drink to",
+        "--corrupted",
+        "When John and Mary went to the store, John gave a drink to",
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn demo() -> Vec<String> {
+    [
+        "--model",
+        "demo",
+        "--clean",
+        "red cat tree bob tea fire rome lima milk oslo gold star river bob tea fire rome",
+        "--corrupted",
+        "red cat tree bob tea fire rome salt milk oslo gold star river bob tea fire rome",
+        "--answer",
+        "lima",
+        "--wrong",
+        "salt",
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
 fn circuit(extra: &[&str]) -> (bool, String, String) {
+    run(&llama_tiny(), extra)
+}
+
+fn run(pair: &[String], extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args([
-            "circuit",
-            "--model",
-            "demo",
-            "--clean",
-            CLEAN,
-            "--corrupted",
-            CORRUPTED,
-        ])
-        .args(["--answer", "lima", "--wrong", "salt"])
+        .arg("circuit")
+        .args(pair)
         .args(extra)
         .output()
         .expect("run patchbench");
@@ -55,64 +84,60 @@ fn effect(q: &Value, metric: &str) -> f64 {
     q["effect"][metric].as_f64().unwrap()
 }
 
-#[test]
-fn a_query_of_one_receiver_equals_the_search_and_exact_patching() {
-    let search_args = [
-        "--top",
-        "0",
-        "--check-exact",
-        "0",
-        "--faithfulness-points",
-        "0",
-    ];
-    let fmt = ["--format", "json"];
-    // MLPs frozen: the sender's only path is the direct one, exact edge patching.
-    let exact = json(&[&["--method", "exact"][..], &search_args, &fmt].concat());
-    let direct = json(&[
+fn query(sender: &str, receivers: &str, freeze_mlps: bool) -> Value {
+    let mut args = vec![
         "--method",
         "path",
         "--sender",
-        "m0",
+        sender,
         "--receivers",
-        "a3.h0<k>",
-        "--freeze-mlps",
-        "--format",
-        "json",
-    ]);
-    let want = edge_score(&exact, "m0", "a3.h0<k>", "logit_diff");
-    assert!(
-        want > 10.0,
-        "the demo's key edge into the induction head: {want}"
-    );
-    for metric in ["logit_diff", "logprob", "prob"] {
-        let (a, b) = (
-            effect(&direct, metric),
-            edge_score(&exact, "m0", "a3.h0<k>", metric),
-        );
-        assert!((a - b).abs() < 1e-4, "{metric}: query {a} vs exact {b}");
+        receivers,
+    ];
+    if freeze_mlps {
+        args.push("--freeze-mlps");
+    }
+    json(&[&args[..], &["--format", "json"]].concat())
+}
+
+const SEARCH: [&str; 8] = [
+    "--top",
+    "0",
+    "--check-exact",
+    "0",
+    "--faithfulness-points",
+    "0",
+    "--format",
+    "json",
+];
+
+#[test]
+fn a_query_of_one_receiver_equals_the_search_and_exact_patching() {
+    // MLPs frozen: the sender's only path is the direct one, exact edge patching.
+    let exact = json(&[&["--method", "exact"][..], &SEARCH].concat());
+    for (s, r) in [
+        ("input", "a0.kv1<k>"),
+        ("a0.h0", "a1.h1<q>"),
+        ("m0", "logits"),
+    ] {
+        let direct = query(s, r, true);
+        for metric in ["logit_diff", "logprob", "prob"] {
+            let (a, b) = (effect(&direct, metric), edge_score(&exact, s, r, metric));
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{s} -> {r} {metric}: query {a} vs exact {b}"
+            );
+        }
     }
     // MLPs live: the same number as the path-patching search of every edge.
-    let search = json(&[&["--method", "path"][..], &search_args, &fmt].concat());
-    for (s, r) in [
-        ("a2.h1", "a3.h0<k>"),
-        ("m0", "a2.h1<k>"),
-        ("a3.h0", "logits"),
-    ] {
-        let q = json(&[
-            "--method",
-            "path",
-            "--sender",
-            s,
-            "--receivers",
-            r,
-            "--format",
-            "json",
-        ]);
+    let search = json(&[&["--method", "path"][..], &SEARCH].concat());
+    for (s, r) in [("input", "a0.kv0<v>"), ("a0.h0", "m0"), ("m1", "logits")] {
+        let q = query(s, r, false);
         let (a, b) = (
             effect(&q, "logit_diff"),
             edge_score(&search, s, r, "logit_diff"),
         );
-        assert!((a - b).abs() < 1e-4, "{s} -> {r}: query {a} vs search {b}");
+        assert!((a - b).abs() < 1e-5, "{s} -> {r}: query {a} vs search {b}");
+        assert!(a.abs() > 1e-3, "{s} -> {r} should matter: {a}");
         let norm = effect(&q, "logit_diff_normalized");
         let base = &q["baselines"];
         let span = base["clean"]["logit_diff"].as_f64().unwrap()
@@ -127,46 +152,23 @@ fn a_query_of_one_receiver_equals_the_search_and_exact_patching() {
 
 #[test]
 fn a_receiver_set_is_patched_together() {
-    // The keys and the values of the induction head read MLP 0 together:
-    // patched at once, the change is not the sum of the two alone (the
-    // head's softmax couples them), and it is what the JSON says it is.
-    let one = |r: &str| {
-        let q = json(&[
-            "--method",
-            "path",
-            "--sender",
-            "m0",
-            "--receivers",
-            r,
-            "--freeze-mlps",
-            "--format",
-            "json",
-        ]);
-        effect(&q, "logit_diff")
-    };
-    let (k, v) = (one("a3.h0<k>"), one("a3.h0<v>"));
-    let both = json(&[
-        "--method",
-        "path",
-        "--sender",
-        "m0",
-        "--receivers",
-        "a3.h0<k>,a3.h0<v>",
-        "--freeze-mlps",
-        "--format",
-        "json",
-    ]);
+    // A KV head's keys and values read the input together: patched at
+    // once, the change is not the sum of the two alone (the softmax over
+    // the keys weighs the values).
+    let k = effect(&query("input", "a0.kv1<k>", true), "logit_diff");
+    let v = effect(&query("input", "a0.kv1<v>", true), "logit_diff");
+    let both = query("input", "a0.kv1<k>,a0.kv1<v>", true);
     assert_eq!(
         both["receivers"],
-        serde_json::json!(["a3.h0<k>", "a3.h0<v>"])
+        serde_json::json!(["a0.kv1<k>", "a0.kv1<v>"])
     );
     let kv = effect(&both, "logit_diff");
     assert!(
-        kv.is_finite() && kv > k.max(v) - 1e-3,
+        kv.is_finite() && k.abs() > 1e-3 && v.abs() > 1e-3,
         "both {kv}, keys {k}, values {v}"
     );
     assert!(
-        (kv - (k + v)).abs() > 1e-3,
+        (kv - (k + v)).abs() > 1e-4,
         "both {kv} should not be the sum {k} + {v}"
     );
 }
@@ -224,7 +226,7 @@ fn bad_queries_are_refused_with_the_fix() {
         ),
     ];
     for (args, want) in cases {
-        let (ok, _, err) = circuit(args);
+        let (ok, _, err) = run(&demo(), args);
         assert!(!ok, "{args:?} should fail");
         assert!(
             err.contains(want),
