@@ -69,7 +69,8 @@ teardown() {
   # inherited from slurmd, and stop them.
   local env_pid
   for env_pid in $(pgrep -x slurmstepd 2>/dev/null || true); do
-    if tr '\0' '\n' <"/proc/$env_pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$tmp/slurm.conf"; then
+    # (the process may be gone by now: the redirection's error is silenced too)
+    if { tr '\0' '\n' <"/proc/$env_pid/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$tmp/slurm.conf"; then
       kill -9 "$env_pid" 2>/dev/null || true
     fi
   done

@@ -12,6 +12,11 @@ export PATCHBENCH_SMOLLM2_GGUF
 PATCHBENCH_GEMMA3_GGUF="$(scripts/fetch-gemma3.sh | tail -n 1)"
 export PATCHBENCH_GEMMA3_GGUF
 
+# The suite builds each test binary once: incremental caches (~2.6 GB) buy
+# nothing here. The disk left is printed now and before the CUDA build.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | awk 'NR == 2 { print "test.sh: disk: " $4 " free of " $2 }'
+
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # A short fuzz pass over the parsers that read user files (GGUF header and
@@ -60,6 +65,7 @@ scripts/slurm-test.sh
 # It runs last: it replaces target/debug/patchbench with the CUDA build.
 # PATCHBENCH_CUDA_BUILD=0 leaves it out.
 if [ "${PATCHBENCH_CUDA_BUILD:-1}" = 1 ]; then
+  df -h . | awk 'NR == 2 { print "test.sh: disk before the CUDA build: " $4 " free" }'
   (
     . scripts/cuda-env.sh
     cargo build --features cuda --bin patchbench
