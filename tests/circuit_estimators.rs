@@ -10,11 +10,12 @@ mod circuit_support;
 
 use circuit_support::{max_abs_diff, model, pair, prompt_runs};
 use patchbench::circuits::atp::atp_star;
+use patchbench::circuits::eap::grad_metrics;
 use patchbench::circuits::eap::{eap_ig, eap_ig_on, IgOn};
 use patchbench::circuits::exact;
 use patchbench::circuits::graph::{Graph, Qkv, Receiver};
 use patchbench::circuits::runs::{self, CircuitSpecRuns};
-use patchbench::patching::metrics::LOGIT_DIFF;
+use patchbench::patching::metrics::{LOGIT_DIFF, REGISTRY};
 use patchbench::patching::{Corruption, Direction};
 
 fn is_qk(g: &Graph, r: usize) -> bool {
@@ -32,43 +33,54 @@ fn check_atp_star(preset: &str) {
     let g = Graph::new(&m.cfg);
     let runs = prompt_runs(&m, &g);
     let run = &runs.runs[0];
-    let ld = LOGIT_DIFF.0;
     let a = atp_star(&m, &g, run, true, 64).unwrap();
     let eap = eap_ig(&m, &g, run, 1).unwrap();
-    let d = max_abs_diff(&a.plain[ld], &eap[ld]);
-    assert!(d < 1e-5, "{preset}: plain AtP differs from EAP by {d}");
     let (nl, nr) = (g.n_layers, g.n_receivers());
     let gd = a.graddrop.as_ref().unwrap();
-    let (mut fixed_moved, mut checked) = (0, 0);
-    for (s, r) in g.edges() {
-        let i = g.idx(s, r);
-        let (p, f, gd) = (a.plain[ld][i], a.fixed[ld][i], gd[ld][i]);
-        let r = r.0 as usize;
-        if is_qk(&g, r) {
-            fixed_moved += usize::from((p - f).abs() > 1e-4 * (1.0 + p.abs()));
-        } else {
-            assert_eq!(p, f, "{preset}: the QK fix moved a non-q/k edge");
-        }
-        // Logits read no block: every dropped layer leaves the gradient,
-        // L terms of |fixed| over L - 1. A last-block receiver loses its
-        // gradient only when its own block is dropped: |fixed|.
-        let want = if r == nr - 1 {
-            f.abs() * nl as f32 / (nl - 1) as f32
-        } else if g.receiver_layer(patchbench::circuits::ReceiverId(r as u32)) == nl - 1 {
-            f.abs()
-        } else {
-            continue;
-        };
-        checked += 1;
+    // Every differentiable metric has its own rows (GradDrop's groups ×
+    // metrics): each must reduce as logit_diff does.
+    for k in grad_metrics() {
+        let name = REGISTRY[k].name;
+        let top = eap[k]
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0f32, |t, x| t.max(x.abs()));
+        let d = max_abs_diff(&a.plain[k], &eap[k]);
         assert!(
-            (gd - want).abs() <= 1e-4 * (1.0 + want),
-            "{preset}: GradDrop {gd} vs {want}"
+            d <= 1e-5 * (1.0 + top),
+            "{preset} {name}: plain AtP differs from EAP by {d}"
+        );
+        let (mut fixed_moved, mut checked) = (0, 0);
+        for (s, r) in g.edges() {
+            let i = g.idx(s, r);
+            let (p, f, gd) = (a.plain[k][i], a.fixed[k][i], gd[k][i]);
+            let r = r.0 as usize;
+            if is_qk(&g, r) {
+                fixed_moved += usize::from((p - f).abs() > 1e-4 * (1.0 + p.abs()));
+            } else {
+                assert_eq!(p, f, "{preset} {name}: the QK fix moved a non-q/k edge");
+            }
+            // Logits read no block: every dropped layer leaves the gradient,
+            // L terms of |fixed| over L - 1. A last-block receiver loses its
+            // gradient only when its own block is dropped: |fixed|.
+            let want = if r == nr - 1 {
+                f.abs() * nl as f32 / (nl - 1) as f32
+            } else if g.receiver_layer(patchbench::circuits::ReceiverId(r as u32)) == nl - 1 {
+                f.abs()
+            } else {
+                continue;
+            };
+            checked += 1;
+            assert!(
+                (gd - want).abs() <= 1e-4 * (1.0 + want),
+                "{preset} {name}: GradDrop {gd} vs {want}"
+            );
+        }
+        assert!(
+            checked > 0 && (fixed_moved > 0 || k != LOGIT_DIFF.0),
+            "{preset} {name}: {checked} {fixed_moved}"
         );
     }
-    assert!(
-        checked > 0 && fixed_moved > 0,
-        "{preset}: {checked} {fixed_moved}"
-    );
 }
 
 #[test]

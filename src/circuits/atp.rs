@@ -24,8 +24,11 @@
 //!
 //! All gradients come from one backward: the batch holds a row per
 //! (dropped layer or none) × differentiable metric, each seeded with its
-//! metric's gradient, with zero variables at every split-input hook and
-//! every attention pattern.
+//! metric's gradient, with zero variables at every attention pattern and
+//! at the receivers' cheap hooks (`hook_q`/`hook_k`/`hook_v`,
+//! `hook_mlp_in`, the final residual), each head's input gradient then in
+//! closed form as for EAP ([`super::grads`]): the per-head split norms of
+//! `hook_q_input` & co. never enter the autograd graph.
 
 use candle_core::{DType, Result as CResult, Tensor, Var};
 
@@ -34,6 +37,7 @@ use crate::patching::metrics::REGISTRY;
 use crate::patching::runs::RunPair;
 
 use super::eap::{grad_metrics, metric_seeds};
+use super::grads::{self, ReceiverVars};
 use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
 use super::runs::{base_and_source, edge_row_edits, resume_from_base};
 
@@ -92,25 +96,14 @@ pub fn atp_star(
     };
     let base = model.forward(Some(&tokens), &spec, &last)?.cache;
     // The gradient pass: row = group * n_m + metric; group 0 drops nothing,
-    // group 1 + ℓ drops block ℓ.
+    // group 1 + ℓ drops block ℓ. Every row computes the same forward
+    // values (a dropped output is replaced by itself), so each row's
+    // receiver gradients follow from its `hook_q`/`hook_k`/`hook_v`
+    // gradients in closed form ([`grads`]) with one row's norm statistics.
     let mut spec = HookSpec::new().intervene(HookPoint::Embed, embed_edit()?);
-    let mut vars: Vec<(usize, Var)> = Vec::new();
     let mut pattern_vars = Vec::new();
-    let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
+    let h = graph.n_heads;
     for l in 0..nl {
-        for (hp, n) in [
-            (HookPoint::QInput(l), Some(h)),
-            (HookPoint::KInput(l), Some(hkv)),
-            (HookPoint::VInput(l), Some(hkv)),
-            (HookPoint::MlpIn(l), None),
-        ] {
-            let v = match n {
-                Some(n) => Var::zeros((rows, t, n, d), dtype, dev)?,
-                None => Var::zeros((rows, t, d), dtype, dev)?,
-            };
-            spec = spec.intervene(hp, Edit::Add(v.as_tensor().clone()));
-            vars.push((n.unwrap_or(1), v));
-        }
         let p = Var::zeros((rows, h, t, t), dtype, dev)?;
         spec = spec.intervene(HookPoint::Pattern(l), Edit::Add(p.as_tensor().clone()));
         pattern_vars.push(p);
@@ -129,43 +122,43 @@ pub fn atp_star(
             }
         }
     }
-    let v = Var::zeros((rows, t, d), dtype, dev)?;
-    spec = spec.intervene(
-        HookPoint::ResidPost(nl - 1),
-        Edit::Add(v.as_tensor().clone()),
-    );
-    vars.push((1, v));
+    let (spec, vars) = ReceiverVars::attach(model, graph, spec, rows, t)?;
     let batch = tokens.broadcast_as((rows, t))?.contiguous()?;
-    let logits = model
-        .forward(Some(&batch), &spec, &last)?
-        .logits
-        .expect("logits")
-        .to_dtype(DType::F32)?;
+    let out = model.forward(Some(&batch), &spec, &last)?;
+    let resid_pre = grads::resid_pre(&out.cache, nl)?
+        .into_iter()
+        .map(|x| x.narrow(0, 0, 1))
+        .collect::<CResult<Vec<_>>>()?;
+    drop(out.cache);
+    let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
     let seed = metric_seeds(&logits, run, &ids, n_m)?;
     let grads = (&logits * seed)?.sum_all()?.backward()?;
+    let raw = vars.take(&grads)?;
     let grad_of = |v: &Var| -> CResult<Tensor> {
         match grads.get(v.as_tensor()) {
             Some(g) => g.to_dtype(DType::F32),
             None => v.as_tensor().zeros_like()?.to_dtype(DType::F32),
         }
     };
-    // Linear estimates, [rows, senders, receivers].
-    let mut per = Vec::new();
-    for (heads, var) in &vars {
-        let g = grad_of(var)?.reshape((rows, t, *heads, d))?;
-        per.push(g.transpose(1, 2)?.reshape((rows, *heads, t * d))?);
-    }
-    let g = Tensor::cat(&per, 1)?;
+    // Linear estimates [rows][sender][receiver]: per block, its receivers'
+    // gradients against every sender (pairs that are not edges are
+    // never read).
     let (b, s) = base_and_source(graph, run)?;
     let delta = (s - b)?;
     let ns = graph.n_senders();
     let flat = delta.reshape((ns, t * d))?;
-    let linear: Vec<Vec<Vec<f32>>> = flat
-        .unsqueeze(0)?
-        .broadcast_as((rows, ns, t * d))?
-        .contiguous()?
-        .matmul(&g.transpose(1, 2)?.contiguous()?)?
-        .to_vec3()?;
+    let mut linear = vec![vec![vec![0f32; graph.n_receivers()]; ns]; rows];
+    for l in 0..=nl {
+        let recv = graph.receivers_of(l);
+        let g = vars.row_grads(model, &resid_pre, &raw, l)?; // [recv, rows, t·d]
+        let g = g.reshape((recv.len() * rows, t * d))?;
+        let est: Vec<Vec<f32>> = flat.matmul(&g.t()?)?.to_vec2()?;
+        for (si, row) in est.into_iter().enumerate() {
+            for (j, v) in row.into_iter().enumerate() {
+                linear[j % rows][si][recv.start + j / rows] = v;
+            }
+        }
+    }
     // QK fix: [rows of the gradient batch][sender][receiver], for q/k edges.
     let mut fix: Vec<Vec<Vec<f32>>> = linear.clone();
     for (l, pv) in pattern_vars.iter().enumerate() {

@@ -127,6 +127,29 @@ impl ReceiverVars {
         }
         Tensor::cat(&per, 0)
     }
+
+    /// [`Self::block_grads`] of one backward with every row its own group
+    /// (nothing averaged): for a batch whose rows all compute the same
+    /// forward values and differ only in their seed or in where the
+    /// gradient is cut (AtP*'s metric × GradDrop rows). `resid_pre[l]`
+    /// is then one row's block input, `[1, pos, d_model]`.
+    ///
+    /// # Shapes
+    /// returns `[receivers of l, rows, pos · d_model]` (f32)
+    pub(crate) fn row_grads(
+        &self,
+        model: &Transformer,
+        resid_pre: &[Tensor],
+        raw: &[Tensor],
+        l: usize,
+    ) -> CResult<Tensor> {
+        let one = ReceiverVars {
+            vars: self.vars.clone(),
+            rows: 1,
+            t: self.t,
+        };
+        one.block_grads(model, resid_pre, raw, self.rows, l)
+    }
 }
 
 /// Each block's input `resid_pre` as the forward computed it, detached
