@@ -13,12 +13,23 @@
 //!    reaches another receiver) and everything downstream recomputed; the
 //!    metric's change is the path effect.
 //!
-//! LayerNorm: every norm is recomputed on the input it sees (the IOI
-//! paper's procedure, run through TransformerLens's hooked forward, where
-//! the norm scales are live). This is the only mode: a frozen scale is a
-//! different intervention (the receiver reads an input no recomputed norm
-//! produces), and [`LnMode::Freeze`] is refused with that explanation until
-//! the model exposes norm-scale hooks.
+//! LayerNorm ([`LnMode`]): by default every norm is recomputed on the
+//! input it sees — the IOI paper's procedure as its code runs it (the
+//! `path_patching` of its repository freezes heads' `hook_q`/`hook_k`/
+//! `hook_v` and, optionally, MLP outputs, and never touches a norm's
+//! `hook_scale`), and as TransformerLens's hooked forward does. With
+//! [`LnMode::Freeze`] each receiver reads its step-1 input through its own
+//! norm with the *base run's* scale (`ln1.hook_scale` for a head's query,
+//! key or value, `ln2.hook_scale` for an MLP, `ln_final.hook_scale` for
+//! the logits; the centring and the norm's weights still apply): the
+//! receiver's normalised input then moves linearly with the patched paths'
+//! contribution, as in direct logit attribution with a frozen scale.
+//! Everything downstream of the receivers recomputes its norms either way.
+//! A frozen head receiver is patched at `hook_q`/`hook_k`/`hook_v` (its
+//! normalised, projected input, computed here with
+//! `Norm::forward_with_scale` and the head's own projection), an MLP at
+//! `hook_mlp_in` plus `ln2.hook_scale`, the logits at the final
+//! `resid_post` plus `ln_final.hook_scale`.
 //!
 //! With MLPs frozen, step 1 leaves every receiver reading `resid + Δ_u`, so
 //! path patching a single receiver equals exact edge patching of `u -> v`
@@ -42,10 +53,10 @@ use super::runs::{receiver_hook, resume_from_base};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LnMode {
-    /// Recomputed on the patched input (the IOI paper).
+    /// Recomputed on the patched input (the IOI paper's code).
     #[default]
     Recompute,
-    /// Held at the base run's values.
+    /// The receivers' norm scales held at the base run's values.
     Freeze,
 }
 
@@ -67,11 +78,10 @@ pub struct PathQuery {
     pub receivers: Vec<ReceiverId>,
 }
 
-/// Why a query cannot run (checked before any forward pass).
-pub fn check_query(graph: &Graph, q: &PathQuery, opts: &PathOptions) -> Result<(), String> {
-    if opts.ln == LnMode::Freeze {
-        return Err("path patching with frozen LayerNorm scales needs norm-scale hooks this build does not have; use the default (recomputed norms, as in the IOI paper)".into());
-    }
+/// Why a query cannot run (checked before any forward pass). Every
+/// [`PathOptions`] is valid with every query; they stay in the signature
+/// for options that may not be.
+pub fn check_query(graph: &Graph, q: &PathQuery, _opts: &PathOptions) -> Result<(), String> {
     if q.receivers.is_empty() {
         return Err(format!(
             "path patching from {} needs at least one receiver",
@@ -106,10 +116,15 @@ pub fn path_patch(
     let start = |i: usize| sender_layer(graph, queries[i].sender);
     order.sort_by_key(|&i| start(i));
     let mut out = vec![Metrics::nan(); queries.len()];
+    let frozen = match opts.ln {
+        LnMode::Freeze if !queries.is_empty() => Some(base_scales(model, graph, run)?),
+        _ => None,
+    };
     for chunk in order.chunks(max_rows.max(1)) {
         let qs: Vec<&PathQuery> = chunk.iter().map(|&i| &queries[i]).collect();
         let inputs = step1(model, graph, run, &qs, opts)?;
-        for (&i, m) in chunk.iter().zip(step2(model, graph, run, &qs, &inputs)?) {
+        let m = step2(model, graph, run, &qs, &inputs, frozen.as_ref())?;
+        for (&i, m) in chunk.iter().zip(m) {
             out[i] = m;
         }
     }
@@ -233,12 +248,58 @@ fn step1(
     Ok(Step1 { cache: out.cache })
 }
 
+/// The base run's norm scales (`ln1`, `ln2` of every block and
+/// `ln_final`, the last position only), for frozen LayerNorm.
+fn base_scales(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+) -> CResult<crate::model::ActivationCache> {
+    let mut spec = HookSpec::new().capture(HookPoint::LnFinalScale);
+    for l in 0..graph.n_layers {
+        spec = spec
+            .capture(HookPoint::Ln1Scale(l))
+            .capture(HookPoint::Ln2Scale(l));
+    }
+    Ok(resume_from_base(model, run, 0, 1, &spec, None)?.cache)
+}
+
+/// The edit that makes head receivers read `value` (`[rows, pos, d_model]`,
+/// their step-1 input) through `ln1` with the base run's scale: their
+/// projections' output at `hook_q`/`hook_k`/`hook_v`, on the heads `mask`
+/// picks.
+fn frozen_head_edit(
+    model: &Transformer,
+    layer: usize,
+    port: Qkv,
+    value: &Tensor,
+    mask: Tensor,
+    scales: &crate::model::ActivationCache,
+) -> CResult<(HookPoint, Edit)> {
+    let block = &model.blocks[layer];
+    let scale = scales
+        .get(HookPoint::Ln1Scale(layer))
+        .expect("captured the base scales");
+    let normed = block.ln1.forward_with_scale(value, scale)?;
+    let (hp, proj, n) = match port {
+        Qkv::Q => (HookPoint::Q(layer), &block.attn.q, model.cfg.n_heads),
+        Qkv::K => (HookPoint::K(layer), &block.attn.k, model.cfg.n_kv_heads),
+        Qkv::V => (HookPoint::V(layer), &block.attn.v, model.cfg.n_kv_heads),
+    };
+    let (rows, t, _) = value.dims3()?;
+    let value = proj
+        .forward(&normed)?
+        .reshape((rows, t, n, model.cfg.d_head))?;
+    Ok((hp, Edit::Replace { mask, value }))
+}
+
 fn step2(
     model: &Transformer,
     graph: &Graph,
     run: &RunPair,
     qs: &[&PathQuery],
     inputs: &Step1,
+    frozen: Option<&crate::model::ActivationCache>,
 ) -> CResult<Vec<Metrics>> {
     let rows = qs.len();
     let dtype = model.dtype();
@@ -268,10 +329,31 @@ fn step2(
                         find_head(graph, layer, h, port).expect("a receiver of the graph"),
                     )
                 };
-                (row_mask(rows, Some(n), pick, model)?, value.unsqueeze(2)?)
+                let mask = row_mask(rows, Some(n), pick, model)?;
+                if let Some(scales) = frozen {
+                    let (hp, edit) = frozen_head_edit(model, layer, port, &value, mask, scales)?;
+                    spec = spec.intervene(hp, edit);
+                    continue;
+                }
+                (mask, value.unsqueeze(2)?)
             }
             _ => (row_mask(rows, None, |b, _| has(b, r), model)?, value),
         };
+        if let Some(scales) = frozen {
+            // The MLP's or the final norm's scale, the base run's on these rows.
+            let shp = match graph.receiver(r) {
+                Receiver::Mlp { layer } => HookPoint::Ln2Scale(layer),
+                _ => HookPoint::LnFinalScale,
+            };
+            let base = scales.get(shp).expect("captured the base scales").clone();
+            spec = spec.intervene(
+                shp,
+                Edit::Replace {
+                    mask: mask.clone(),
+                    value: base,
+                },
+            );
+        }
         spec = spec.intervene(hp, Edit::Replace { mask, value });
     }
     let logits = resume_from_base(model, run, r0, rows, &spec, None)?

@@ -127,7 +127,8 @@ pub struct CircuitCmd {
     /// Path patching: freeze MLP outputs as well as heads (direct paths only).
     #[arg(long)]
     pub freeze_mlps: bool,
-    /// Path patching: LayerNorm scales recomputed (IOI paper) or frozen.
+    /// Path patching: the receivers' LayerNorm scales recomputed on their
+    /// patched input (the IOI paper's code) or frozen at the base run's.
     #[arg(long, value_enum, default_value = "recompute")]
     pub ln: LnChoice,
     /// The metric edges are ranked by.

@@ -312,21 +312,26 @@ impl Transformer {
             (None, false) => (x, batch),
         };
         let last_only = opts.last_pos_only || layout.last_tokens.is_some();
-        let normed = self.ln_final.forward(&x)?;
         let n_pos = layout.hook_total;
-        let normed = if layout.last_tokens.is_some() {
-            // Packed rows: the hook sees one last token per row.
-            sites
-                .hooks
-                .apply(HookPoint::LnFinal, normed, 0, rows, cache)?
-        } else if last_only {
-            // Only the last position is here; narrow full-length edits accordingly.
-            sites
-                .hooks
-                .apply(HookPoint::LnFinal, normed, n_pos - 1, n_pos, cache)?
-        } else {
-            sites.apply(HookPoint::LnFinal, normed, cache)?
+        // Hooks here see the rows computed: packed rows one last token
+        // each, last-position logits the last position only (full-length
+        // edits are narrowed accordingly).
+        let mut hook = |hp: HookPoint, t: Tensor| {
+            if layout.last_tokens.is_some() {
+                sites.hooks.apply(hp, t, 0, rows, cache)
+            } else if last_only {
+                sites.hooks.apply(hp, t, n_pos - 1, n_pos, cache)
+            } else {
+                sites.apply(hp, t, cache)
+            }
         };
+        let normed = if sites.hooks.wants(HookPoint::LnFinalScale) {
+            self.ln_final
+                .forward_hooked(&x, |s| hook(HookPoint::LnFinalScale, s))?
+        } else {
+            self.ln_final.forward(&x)?
+        };
+        let normed = hook(HookPoint::LnFinal, normed)?;
         let logits = self.unembed(&normed)?;
         if last_only {
             logits.reshape((rows, self.cfg.d_vocab))

@@ -66,6 +66,16 @@ pub enum HookPoint {
     MlpIn(usize),
     /// Each head's output `z_h W_O^h` (without `b_O`) `[batch, pos, n_heads, d_model]`.
     AttnResult(usize),
+    /// `ln1`'s scale of block `l`'s shared input: the divisor
+    /// `sqrt(mean((x − μ)²) + ε)` (RMSNorm: `μ = 0`) `[batch, pos, 1]`, f32
+    /// (TransformerLens `ln1.hook_scale`). A named-only hook: see
+    /// [`HookPoint::is_named_only`].
+    Ln1Scale(usize),
+    /// `ln2`'s scale, of the MLP's input `[batch, pos, 1]`.
+    Ln2Scale(usize),
+    /// `ln_final`'s scale `[batch, pos, 1]` (last positions only when only
+    /// last-position logits are computed).
+    LnFinalScale,
 }
 
 /// The per-layer hook kinds, in forward order, with their TransformerLens suffixes.
@@ -91,6 +101,8 @@ const LAYER_HOOKS: &[(&str, LayerHook)] = &[
     ("hook_v_input", HookPoint::VInput),
     ("hook_mlp_in", HookPoint::MlpIn),
     ("attn.hook_result", HookPoint::AttnResult),
+    ("ln1.hook_scale", HookPoint::Ln1Scale),
+    ("ln2.hook_scale", HookPoint::Ln2Scale),
 ];
 
 impl HookPoint {
@@ -98,10 +110,12 @@ impl HookPoint {
     pub fn layer(&self) -> Option<usize> {
         use HookPoint::*;
         match *self {
-            Embed | PosEmbed | LnFinal => None,
+            Embed | PosEmbed | LnFinal | LnFinalScale => None,
             ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | Q(l) | K(l)
             | V(l) | Z(l) | AttnScores(l) | Pattern(l) | MlpPre(l) | MlpPost(l) | QInput(l)
-            | KInput(l) | VInput(l) | MlpIn(l) | AttnResult(l) => Some(l),
+            | KInput(l) | VInput(l) | MlpIn(l) | AttnResult(l) | Ln1Scale(l) | Ln2Scale(l) => {
+                Some(l)
+            }
         }
     }
 
@@ -130,6 +144,9 @@ impl HookPoint {
             VInput(_) => "hook_v_input",
             MlpIn(_) => "hook_mlp_in",
             AttnResult(_) => "attn.hook_result",
+            Ln1Scale(_) => "ln1.hook_scale",
+            Ln2Scale(_) => "ln2.hook_scale",
+            LnFinalScale => "ln_final.hook_scale",
         }
     }
 
@@ -151,11 +168,27 @@ impl HookPoint {
         )
     }
 
+    /// Norm scales (`ln1.hook_scale`, `ln2.hook_scale`,
+    /// `ln_final.hook_scale`) are visited only when a spec names them
+    /// (`capture_all` skips them, so caches and sweeps are as before):
+    /// they exist so that an intervention can hold a norm's scale at
+    /// another run's value (path patching with frozen LayerNorm). Only
+    /// the block's shared norms have one: a split-input hook's per-head
+    /// norm is not hooked.
+    pub fn is_named_only(&self) -> bool {
+        self.is_split()
+            || matches!(
+                self,
+                HookPoint::Ln1Scale(_) | HookPoint::Ln2Scale(_) | HookPoint::LnFinalScale
+            )
+    }
+
     /// Every valid name pattern, for error messages.
     pub fn valid_names() -> Vec<String> {
         let mut v = vec!["hook_embed".to_string(), "hook_pos_embed".to_string()];
         v.extend(LAYER_HOOKS.iter().map(|(s, _)| format!("blocks.{{l}}.{s}")));
         v.push("ln_final.hook_normalized".into());
+        v.push("ln_final.hook_scale".into());
         v
     }
 
@@ -197,6 +230,7 @@ impl FromStr for HookPoint {
             "hook_embed" => return Ok(HookPoint::Embed),
             "hook_pos_embed" => return Ok(HookPoint::PosEmbed),
             "ln_final.hook_normalized" => return Ok(HookPoint::LnFinal),
+            "ln_final.hook_scale" => return Ok(HookPoint::LnFinalScale),
             _ => {}
         }
         let rest = s.strip_prefix("blocks.").ok_or_else(err)?;
@@ -298,7 +332,7 @@ impl HookSpec {
     /// Whether the forward pass must visit `hook` at all; lets it skip
     /// computing activations nobody reads (like full attention scores).
     pub fn wants(&self, hook: HookPoint) -> bool {
-        if hook.is_split() {
+        if hook.is_named_only() {
             return self.names(hook);
         }
         self.capture_all
@@ -436,6 +470,9 @@ mod tests {
             HookPoint::Pattern(3),
             HookPoint::MlpPost(23),
             HookPoint::ResidMid(7),
+            HookPoint::Ln1Scale(2),
+            HookPoint::Ln2Scale(0),
+            HookPoint::LnFinalScale,
         ];
         for h in hooks {
             assert_eq!(h.to_string().parse::<HookPoint>().unwrap(), h);
@@ -443,6 +480,11 @@ mod tests {
         assert_eq!(HookPoint::Z(2).to_string(), "blocks.2.attn.hook_z");
         assert_eq!(HookPoint::MlpOut(0).to_string(), "blocks.0.hook_mlp_out");
         assert_eq!(HookPoint::QInput(3).to_string(), "blocks.3.hook_q_input");
+        assert_eq!(
+            HookPoint::Ln2Scale(4).to_string(),
+            "blocks.4.ln2.hook_scale"
+        );
+        assert_eq!(HookPoint::LnFinalScale.to_string(), "ln_final.hook_scale");
         assert_eq!(
             HookPoint::AttnResult(1).to_string(),
             "blocks.1.attn.hook_result"

@@ -88,24 +88,55 @@ impl Norm {
     /// # Shapes
     /// `x: [.., d_model]` -> same
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
-        let normed = match self.kind {
-            NormKind::LayerNorm => {
-                let mean = x.mean_keepdim(D::Minus1)?;
-                let xc = x.broadcast_sub(&mean)?;
-                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-                xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
-            }
-            NormKind::RmsNorm => {
-                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-                x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            }
-        };
+        self.forward_hooked(x, Ok)
+    }
+
+    /// The scale `x` is divided by: `sqrt(mean((x − μ)²) + ε)` (RMSNorm:
+    /// `μ = 0`), in f32 (TransformerLens `hook_scale`).
+    ///
+    /// # Shapes
+    /// `x: [.., d_model]` -> `[.., 1]`
+    pub fn scale(&self, x: &Tensor) -> CResult<Tensor> {
+        self.scale_of_centred(&self.centred(&x.to_dtype(DType::F32)?)?)
+    }
+
+    fn scale_of_centred(&self, xc: &Tensor) -> CResult<Tensor> {
+        (xc.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()
+    }
+
+    /// [`Self::forward`] with the scale passed through `hook` (the forward's
+    /// `hook_scale` site): what it returns divides the centred input.
+    pub fn forward_hooked(
+        &self,
+        x: &Tensor,
+        hook: impl FnOnce(Tensor) -> CResult<Tensor>,
+    ) -> CResult<Tensor> {
+        let xc = self.centred(&x.to_dtype(DType::F32)?)?;
+        let scale = hook(self.scale_of_centred(&xc)?)?;
+        self.finish(xc, &scale, x.dtype())
+    }
+
+    /// The norm with a given scale (`[.., 1]`, as [`Self::scale`] gives it)
+    /// instead of the input's own: a frozen LayerNorm.
+    pub fn forward_with_scale(&self, x: &Tensor, scale: &Tensor) -> CResult<Tensor> {
+        let xc = self.centred(&x.to_dtype(DType::F32)?)?;
+        self.finish(xc, scale, x.dtype())
+    }
+
+    fn finish(&self, xc: Tensor, scale: &Tensor, dtype: DType) -> CResult<Tensor> {
+        let normed = xc.broadcast_div(&scale.to_dtype(DType::F32)?)?;
         let y = normed.to_dtype(dtype)?.broadcast_mul(&self.w)?;
         match &self.b {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
+        }
+    }
+
+    /// LayerNorm centres its input; RMSNorm does not.
+    fn centred(&self, x: &Tensor) -> CResult<Tensor> {
+        match self.kind {
+            NormKind::LayerNorm => x.broadcast_sub(&x.mean_keepdim(D::Minus1)?),
+            NormKind::RmsNorm => Ok(x.clone()),
         }
     }
 }

@@ -55,6 +55,22 @@ fn head_norm(norm: &Option<Norm>, x: Tensor) -> CResult<Tensor> {
     }
 }
 
+/// A block's shared norm, its scale hooked at `hp` (`ln1.hook_scale`,
+/// `ln2.hook_scale`) when a spec names it.
+fn norm_at(
+    norm: &Norm,
+    x: &Tensor,
+    hp: HookPoint,
+    sites: Sites<'_>,
+    cache: &mut ActivationCache,
+) -> CResult<Tensor> {
+    if sites.hooks.wants(hp) {
+        norm.forward_hooked(x, |s| sites.apply(hp, s, cache))
+    } else {
+        norm.forward(x)
+    }
+}
+
 /// Applies `sites` when there are any (the last-position shortcut has none
 /// after keys and values).
 fn maybe(
@@ -83,7 +99,7 @@ impl Transformer {
         sites: Sites<'_>,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
-        let normed = block.ln1.forward(&x)?;
+        let normed = norm_at(&block.ln1, &x, HookPoint::Ln1Scale(l), sites, cache)?;
         let inputs = Inputs {
             x: &x,
             normed: &normed,
@@ -368,10 +384,12 @@ impl Transformer {
         cache: &mut ActivationCache,
     ) -> CResult<Tensor> {
         let hp = HookPoint::MlpIn(l);
+        let scale = HookPoint::Ln2Scale(l);
         if sites.hooks.wants(hp) {
-            block.ln2.forward(&sites.apply(hp, resid.clone(), cache)?)
+            let resid = sites.apply(hp, resid.clone(), cache)?;
+            norm_at(&block.ln2, &resid, scale, sites, cache)
         } else {
-            block.ln2.forward(resid)
+            norm_at(&block.ln2, resid, scale, sites, cache)
         }
     }
 
