@@ -5,6 +5,7 @@
 //! They capture every sender's output (`hook_embed` + positions as
 //! `blocks.0.hook_resid_pre`, `attn.hook_result`, `hook_mlp_out`), and the
 //! base run's `resid_pre` at every layer, which exact patching resumes from.
+//! Pairs may have different token lengths: nothing is batched across runs.
 
 use std::collections::HashSet;
 
@@ -66,7 +67,32 @@ pub fn build(
     let mut sweep = SweepSpec::new(Target::ResidPre);
     sweep.direction = spec.direction;
     sweep.corruption = spec.corruption.clone();
-    crate::patching::engine::check_inputs(model, pairs, &sweep)?;
+    // Edges have no position axis: every method scores, checks and
+    // measures faithfulness run by run (each pair at its own length) and
+    // averages over the runs, so pairs may differ in length. Checked as a
+    // position-free target; an ablation (one source activation for every
+    // pair) still needs one length, and the check says which pairs differ.
+    let lengths: std::collections::BTreeMap<usize, Vec<usize>> =
+        pairs
+            .iter()
+            .enumerate()
+            .fold(Default::default(), |mut by, (i, p)| {
+                by.entry(p.n_pos()).or_default().push(i);
+                by
+            });
+    if lengths.len() > 1 && spec.corruption.is_ablation() {
+        let groups: Vec<(usize, Vec<usize>)> = lengths.into_iter().collect();
+        return Err(CircuitError::Invalid(format!(
+            "{} ablation patches one source activation, position by position, into every \
+             pair, so a circuit search over it needs pairs of one token length ({}); use \
+             --corruption prompt or gaussian, or a dataset of one length",
+            spec.corruption.name(),
+            crate::patching::prepare::describe_groups(&groups)
+        )));
+    }
+    let mut check = sweep.clone();
+    check.target = Target::HeadOut;
+    crate::patching::engine::check_inputs(model, pairs, &check)?;
     let (runs, baselines, passes) = build_runs(model, pairs, &sweep, &sender_hooks(graph))?;
     Ok(Runs {
         runs,
