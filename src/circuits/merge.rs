@@ -5,6 +5,7 @@
 
 use super::part::{CircuitPart, Manifest, Shared, CIRCUIT_PART_FORMAT};
 use super::units::{Unit, UnitValues};
+use crate::patching::shard_set::{check_coverage, CoverageError, PartUnits};
 
 /// Why a set of circuit parts does not merge. Parts are named by file.
 #[derive(Debug, thiserror::Error)]
@@ -33,20 +34,8 @@ pub enum CircuitMergeError {
         ours: String,
         theirs: String,
     },
-    #[error("{a} and {b} are both shard {shard}; keep one of them")]
-    DuplicateShard { a: String, b: String, shard: String },
-    #[error(
-        "shard(s) {missing} of {n} missing: pass their part files too (each written by \
-         `patchbench circuit ... --shard K/{n}`)"
-    )]
-    MissingShards { missing: String, n: usize },
-    #[error("unit {unit} is in both {a} and {b}; the parts overlap, so they were not cut from one split")]
-    DuplicateUnit { unit: usize, a: String, b: String },
-    #[error(
-        "unit {unit} is in no part although every shard is present: a part file was truncated \
-         or edited; recompute the shard next to it ({near})"
-    )]
-    MissingUnit { unit: usize, near: String },
+    #[error(transparent)]
+    Coverage(#[from] CoverageError),
 }
 
 /// A checked, complete set of parts.
@@ -82,72 +71,28 @@ pub fn check(parts: &[(String, CircuitPart)]) -> Result<Checked, CircuitMergeErr
         }
         check_same(first_name, first, name, p)?;
     }
-    let n = first.manifest.shard.n;
-    let mut by_shard: Vec<Option<&str>> = vec![None; n];
-    for (name, p) in parts {
-        let s = p.manifest.shard;
-        if s.k == 0 || s.k > n {
-            return Err(CircuitMergeError::Damaged {
-                file: name.clone(),
-                what: "manifest.shard".into(),
-                detail: format!("{s} is not K/N with 1 <= K <= N"),
-            });
-        }
-        if let Some(a) = by_shard[s.k - 1] {
-            return Err(CircuitMergeError::DuplicateShard {
-                a: a.to_string(),
-                b: name.clone(),
-                shard: s.to_string(),
-            });
-        }
-        by_shard[s.k - 1] = Some(name);
-    }
-    let missing: Vec<String> = (1..=n)
-        .filter(|k| by_shard[k - 1].is_none())
-        .map(|k| k.to_string())
+    let coverage: Vec<PartUnits> = parts
+        .iter()
+        .map(|(name, p)| PartUnits {
+            file: name,
+            shard: p.manifest.shard,
+            units: p.units.iter().map(|u| u.index).collect(),
+        })
         .collect();
-    if !missing.is_empty() {
-        return Err(CircuitMergeError::MissingShards {
-            missing: missing.join(", "),
-            n,
-        });
-    }
     let total = first.manifest.units;
-    let mut slots: Vec<Option<(&str, Unit, UnitValues)>> = vec![None; total];
+    check_coverage(&coverage, first.manifest.shard.n, total, "circuit")?;
+    let mut slots: Vec<Option<(Unit, UnitValues)>> = vec![None; total];
     for (name, p) in parts {
         for u in &p.units {
-            let damaged = |detail: String| CircuitMergeError::Damaged {
+            let (unit, values) = u.values().ok_or_else(|| CircuitMergeError::Damaged {
                 file: name.clone(),
                 what: format!("unit {}", u.index),
-                detail,
-            };
-            let slot = slots
-                .get_mut(u.index)
-                .ok_or_else(|| damaged(format!("index beyond the {total} units")))?;
-            if let Some((a, _, _)) = slot {
-                return Err(CircuitMergeError::DuplicateUnit {
-                    unit: u.index,
-                    a: a.to_string(),
-                    b: name.clone(),
-                });
-            }
-            let (unit, values) = u
-                .values()
-                .ok_or_else(|| damaged("values are not one row of hex metrics per edge".into()))?;
-            *slot = Some((name, unit, values));
+                detail: "values are not one row of hex metrics per edge".into(),
+            })?;
+            slots[u.index] = Some((unit, values));
         }
     }
-    if let Some(unit) = slots.iter().position(|o| o.is_none()) {
-        let near = slots[..unit]
-            .iter()
-            .rev()
-            .chain(&slots[unit..])
-            .flatten()
-            .next()
-            .map_or("?".to_string(), |s| s.0.to_string());
-        return Err(CircuitMergeError::MissingUnit { unit, near });
-    }
-    let (units, values) = slots.into_iter().flatten().map(|(_, u, v)| (u, v)).unzip();
+    let (units, values) = slots.into_iter().flatten().unzip();
     Ok(Checked {
         manifest: first.manifest.clone(),
         shared: first.circuit.clone(),

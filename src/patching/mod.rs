@@ -29,6 +29,7 @@ pub mod prepare;
 pub mod reference;
 pub mod result;
 pub mod runs;
+pub mod shard_set;
 pub mod sharded;
 pub mod spec;
 pub mod validate;

@@ -23,6 +23,7 @@ use super::metrics::{Metrics, METRICS, N_METRICS};
 use super::output::TokenList;
 use super::result::{assemble_values, Layout, SweepResult, Timing};
 use super::runs::PairBaselines;
+use super::shard_set::{check_coverage, CoverageError, PartUnits};
 use super::spec::SweepSpec;
 
 /// The part file format written by this build.
@@ -256,20 +257,8 @@ pub enum MergeError {
         ours: String,
         theirs: String,
     },
-    #[error("{a} and {b} are both shard {shard}; keep one of them")]
-    DuplicateShard { a: String, b: String, shard: Shard },
-    #[error(
-        "shard(s) {missing} of {n} missing: pass their part files too (each written by \
-         `patchbench sweep ... --shard K/{n}`)"
-    )]
-    MissingShards { missing: String, n: usize },
-    #[error("unit {unit} is in both {a} and {b}; the parts overlap, so they were not cut from one split")]
-    DuplicateUnit { unit: usize, a: String, b: String },
-    #[error(
-        "unit {unit} is in no part although every shard is present: a part file was truncated \
-         or edited; recompute the shard next to it ({near})"
-    )]
-    MissingUnit { unit: usize, near: String },
+    #[error(transparent)]
+    Coverage(#[from] CoverageError),
 }
 
 /// A merged sweep: the first part's manifest and the assembled result.
@@ -297,29 +286,20 @@ pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
         }
         check_same(first_name, first, name, p)?;
     }
-    let n = first.manifest.shard.n;
-    let mut by_shard: Vec<Option<&str>> = vec![None; n];
-    for (name, p) in parts {
-        let k = p.manifest.shard.k;
-        if let Some(a) = by_shard[k - 1] {
-            return Err(MergeError::DuplicateShard {
-                a: a.to_string(),
-                b: name.clone(),
-                shard: p.manifest.shard,
-            });
-        }
-        by_shard[k - 1] = Some(name);
-    }
-    let missing: Vec<String> = (1..=n)
-        .filter(|k| by_shard[k - 1].is_none())
-        .map(|k| k.to_string())
+    let coverage: Vec<PartUnits> = parts
+        .iter()
+        .map(|(name, p)| PartUnits {
+            file: name,
+            shard: p.manifest.shard,
+            units: p.units.iter().map(|u| u.index).collect(),
+        })
         .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::MissingShards {
-            missing: missing.join(", "),
-            n,
-        });
-    }
+    check_coverage(
+        &coverage,
+        first.manifest.shard.n,
+        first.manifest.units,
+        "sweep",
+    )?;
     let sweep = &first.sweep;
     let baselines = parse_baselines(&sweep.baselines).ok_or_else(|| MergeError::Damaged {
         file: first_name.clone(),
@@ -328,7 +308,6 @@ pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
     })?;
     let n_cells = sweep.layout.n_cells();
     let mut values = vec![vec![Metrics::nan(); n_cells]; sweep.run_pairs.len()];
-    let mut owner: Vec<Option<&str>> = vec![None; first.manifest.units];
     for (name, p) in parts {
         for u in &p.units {
             let damaged = |detail: String| MergeError::Damaged {
@@ -336,17 +315,6 @@ pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
                 what: format!("unit {}", u.index),
                 detail,
             };
-            let slot = owner.get_mut(u.index).ok_or_else(|| {
-                damaged(format!("index beyond the {} units", first.manifest.units))
-            })?;
-            if let Some(a) = *slot {
-                return Err(MergeError::DuplicateUnit {
-                    unit: u.index,
-                    a: a.to_string(),
-                    b: name.clone(),
-                });
-            }
-            *slot = Some(name);
             let ms = parse_metrics_hex(&u.values)
                 .filter(|ms| ms.len() == u.rows.len())
                 .ok_or_else(|| damaged("values are not one row of hex metrics per row".into()))?;
@@ -357,16 +325,6 @@ pub fn merge(parts: &[(String, PartFile)]) -> Result<Merged, MergeError> {
                     .ok_or_else(|| damaged(format!("run {run}, cell {cell} does not exist")))? = m;
             }
         }
-    }
-    if let Some(unit) = owner.iter().position(|o| o.is_none()) {
-        let near = owner[..unit]
-            .iter()
-            .rev()
-            .chain(&owner[unit..])
-            .flatten()
-            .next()
-            .map_or("?".to_string(), |s| s.to_string());
-        return Err(MergeError::MissingUnit { unit, near });
     }
     let timing = Timing {
         sweep_ms: parts
