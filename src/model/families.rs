@@ -308,6 +308,45 @@ impl Raw<'_> {
     fn linear_t(&mut self, name: &str) -> Result<Tensor, ModelError> {
         Ok(self.take(name)?.t()?.contiguous()?)
     }
+    /// A Llama-style block's attention (`self_attn.{q,k,v,o}_proj`) and
+    /// gated MLP (`mlp.{gate,up,down}_proj`) of Hugging Face layer `h` as
+    /// canonical block `b`'s `attn.W_*` and `mlp.W_*`, with the biases a
+    /// checkpoint has (`attention_bias: true`, Qwen2's q/k/v biases).
+    fn llama_projections(
+        &mut self,
+        w: &mut CanonicalWeights,
+        h: &str,
+        b: &str,
+    ) -> Result<(), ModelError> {
+        for (n, proj) in [
+            ("Q", "q_proj"),
+            ("K", "k_proj"),
+            ("V", "v_proj"),
+            ("O", "o_proj"),
+        ] {
+            w.insert(
+                format!("{b}.attn.W_{n}"),
+                self.linear_t(&format!("{h}.self_attn.{proj}.weight"))?,
+            );
+            if let Ok(bias) = self.take(&format!("{h}.self_attn.{proj}.bias")) {
+                w.insert(format!("{b}.attn.b_{n}"), bias);
+            }
+        }
+        for (n, proj) in [
+            ("gate", "gate_proj"),
+            ("in", "up_proj"),
+            ("out", "down_proj"),
+        ] {
+            w.insert(
+                format!("{b}.mlp.W_{n}"),
+                self.linear_t(&format!("{h}.mlp.{proj}.weight"))?,
+            );
+            if let Ok(bias) = self.take(&format!("{h}.mlp.{proj}.bias")) {
+                w.insert(format!("{b}.mlp.b_{n}"), bias);
+            }
+        }
+        Ok(())
+    }
     fn finish(self, w: CanonicalWeights) -> Result<CanonicalWeights, ModelError> {
         if self.map.is_empty() {
             return Ok(w);
@@ -422,33 +461,7 @@ fn map_llama(
             format!("{b}.ln2.w"),
             r.take(&format!("{h}.post_attention_layernorm.weight"))?,
         );
-        for (n, proj) in [
-            ("Q", "q_proj"),
-            ("K", "k_proj"),
-            ("V", "v_proj"),
-            ("O", "o_proj"),
-        ] {
-            w.insert(
-                format!("{b}.attn.W_{n}"),
-                r.linear_t(&format!("{h}.self_attn.{proj}.weight"))?,
-            );
-            if let Ok(bias) = r.take(&format!("{h}.self_attn.{proj}.bias")) {
-                w.insert(format!("{b}.attn.b_{n}"), bias);
-            }
-        }
-        for (n, proj) in [
-            ("W_gate", "gate_proj"),
-            ("W_in", "up_proj"),
-            ("W_out", "down_proj"),
-        ] {
-            w.insert(
-                format!("{b}.mlp.{n}"),
-                r.linear_t(&format!("{h}.mlp.{proj}.weight"))?,
-            );
-            if let Ok(bias) = r.take(&format!("{h}.mlp.{proj}.bias")) {
-                w.insert(format!("{b}.mlp.{}", n.replace("W_", "b_")), bias);
-            }
-        }
+        r.llama_projections(&mut w, &h, &b)?;
     }
     w.insert("ln_final.w", r.take("model.norm.weight")?);
     if !cfg.tied_unembed {

@@ -278,31 +278,7 @@ pub(super) fn map(
             norm("attn.q_norm", "self_attn.q_norm")?;
             norm("attn.k_norm", "self_attn.k_norm")?;
         }
-        for (n, proj) in [
-            ("Q", "q_proj"),
-            ("K", "k_proj"),
-            ("V", "v_proj"),
-            ("O", "o_proj"),
-        ] {
-            w.insert(
-                format!("{b}.attn.W_{n}"),
-                r.linear_t(&format!("{h}.self_attn.{proj}.weight"))?,
-            );
-            // `attention_bias: true` checkpoints.
-            if let Ok(bias) = r.take(&format!("{h}.self_attn.{proj}.bias")) {
-                w.insert(format!("{b}.attn.b_{n}"), bias);
-            }
-        }
-        for (n, proj) in [
-            ("W_gate", "gate_proj"),
-            ("W_in", "up_proj"),
-            ("W_out", "down_proj"),
-        ] {
-            w.insert(
-                format!("{b}.mlp.{n}"),
-                r.linear_t(&format!("{h}.mlp.{proj}.weight"))?,
-            );
-        }
+        r.llama_projections(&mut w, &h, &b)?;
     }
     w.insert("ln_final.w", r.take("model.norm.weight")?);
     if !cfg.tied_unembed {
