@@ -8,7 +8,7 @@ use crate::patching::{Direction, METRICS};
 
 use super::grid::GridRef;
 use super::spread::{difference, pair_alone, uncertain_cells, Derived, Key};
-use super::state::AppState;
+use super::state::{AppState, Level};
 
 /// Cells with a value, strongest effect first: by `|sign · (x − centre)|`,
 /// the distance from "no effect" the colours show; ties in cell order.
@@ -137,34 +137,21 @@ pub fn toggle_shade(s: &mut AppState) {
         (true, 0 | 1) => "shading on; this sweep has one pair, so no intervals to shade".into(),
         (true, n) => format!("shaded: cells whose 95% interval over {n} pairs crosses zero"),
     };
-    s.set_status(super::state::Level::Info, msg);
+    s.set_status(Level::Info, msg);
 }
 
 /// Compares the shown sweep with the next sweep of the same shape that
 /// has a result (after the one compared now); off after the last.
 pub fn compare_next(s: &mut AppState) {
-    use super::state::Level;
-    let Some(shape) = s
-        .sweep()
-        .and_then(|v| v.stored.as_ref())
-        .map(|st| st.result.shape.clone())
-    else {
+    let Some((next, first)) = step_partner(s, s.heatmap.spread.compare) else {
         return s.set_status(
             Level::Warn,
-            "no result to compare yet: press r to run a sweep",
+            "no finished result to compare yet: press r to run a sweep",
         );
     };
-    let start = s.heatmap.spread.compare.map_or(0, |c| c + 1);
-    let next = (start..s.sweeps.len()).find(|&i| {
-        i != s.selected_sweep
-            && s.sweeps[i]
-                .stored
-                .as_ref()
-                .is_some_and(|st| st.result.shape == shape)
-    });
-    s.heatmap.spread.compare = next;
-    s.heatmap.spread.pair = None;
-    s.heatmap.spread.beside = None;
+    let sp = &mut s.heatmap.spread;
+    sp.compare = next;
+    (sp.pair, sp.beside) = (None, None);
     let msg = match next {
         Some(i) => {
             let v = &s.sweeps[i];
@@ -175,13 +162,28 @@ pub fn compare_next(s: &mut AppState) {
                 v.spec.direction
             )
         }
-        None if start == 0 => {
-            "no other sweep of this shape has a result: run another (e.g. the other direction) first"
-                .into()
-        }
+        None if first => NO_PARTNER.into(),
         None => "difference off".into(),
     };
     s.set_status(Level::Info, msg);
+}
+
+/// What `v` and `V` say when the shown sweep has no partner at all.
+const NO_PARTNER: &str =
+    "no other sweep of this shape has a result: run another (e.g. the other direction) first";
+
+/// The partner after `current` (the first when `None`) of the shown sweep,
+/// and whether the search started from the first; `None` when the shown
+/// sweep has no finished result.
+fn step_partner(s: &AppState, current: Option<usize>) -> Option<(Option<usize>, bool)> {
+    let shape = s
+        .sweep()
+        .filter(|v| v.partial.is_none())
+        .and_then(|v| v.stored.as_ref())
+        .map(|st| st.result.shape.clone())?;
+    let start = current.map_or(0, |c| c + 1);
+    let next = partners(s, &shape).into_iter().find(|&i| i >= start);
+    Some((next, start == 0))
 }
 
 /// The sweeps whose result can stand beside (or be subtracted from) the
@@ -213,20 +215,12 @@ pub fn beside_grid(s: &AppState) -> Option<GridRef<'_>> {
 /// Shows the next sweep of the same shape beside the shown one (after
 /// the one beside it now); off after the last.
 pub fn beside_next(s: &mut AppState) {
-    use super::state::Level;
-    let Some(shape) = s
-        .sweep()
-        .filter(|v| v.partial.is_none())
-        .and_then(|v| v.stored.as_ref())
-        .map(|st| st.result.shape.clone())
-    else {
+    let Some((next, first)) = step_partner(s, s.heatmap.spread.beside) else {
         return s.set_status(
             Level::Warn,
             "no result to show side by side yet: press r to run a sweep",
         );
     };
-    let start = s.heatmap.spread.beside.map_or(0, |c| c + 1);
-    let next = partners(s, &shape).into_iter().find(|&i| i >= start);
     let sp = &mut s.heatmap.spread;
     sp.beside = next;
     (sp.pair, sp.compare) = (None, None);
@@ -241,10 +235,7 @@ pub fn beside_next(s: &mut AppState) {
                 v.spec.direction
             )
         }
-        None if start == 0 => {
-            "no other sweep of this shape has a result: run another (e.g. the other direction) first"
-                .into()
-        }
+        None if first => NO_PARTNER.into(),
         None => "side by side off".into(),
     };
     s.set_status(Level::Info, msg);
