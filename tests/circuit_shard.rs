@@ -7,9 +7,10 @@
 //! with the file named.
 
 mod common;
+use common::cli::{ok, p, patchbench, refused, without_timing};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -35,33 +36,6 @@ const SMALL: [&str; 6] = [
     "--faithfulness-points",
     "2",
 ];
-
-fn patchbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// The JSON output without its `timing`, which no two runs share.
-fn without_timing(text: &str) -> Value {
-    let mut v: Value = serde_json::from_str(text).unwrap();
-    v.as_object_mut().unwrap().remove("timing");
-    v
-}
 
 /// `circuit` with `args` (inputs and options), unsharded, as JSON text.
 fn full(args: &[&str]) -> String {
@@ -254,11 +228,6 @@ fn one_pair_of_a_gradient_method_is_one_unit_and_empty_shards_still_merge() {
         .map(|u| u.len())
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 1, "{sizes:?}");
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "should have been refused");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

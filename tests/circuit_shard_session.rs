@@ -1,33 +1,11 @@
 //! Circuit parts merged `--into SESSION`: the search lands in the
 //! session's circuits exactly as the workbench stores one it ran.
 
+mod common;
+use common::cli::{ok, p, patchbench, refused};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn patchbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "should have been refused");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use std::process::Output;
 
 const PAIR: [&str; 8] = [
     "--clean",

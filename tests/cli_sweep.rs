@@ -2,20 +2,12 @@
 //! output against DESIGN.md's contract, CSV, the table, and the errors.
 
 mod common;
-
-use std::process::Command;
+use common::cli::patchbench;
 
 use serde_json::Value;
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPTED: &str = "When John and Mary went to the store, John gave a drink to";
-
-fn patchbench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn sweep(target: &str, format: &str, extra: &[&str]) -> std::process::Output {
     sweep_with(CORRUPTED, " Mary", target, format, extra)

@@ -6,6 +6,7 @@
 //! damaged) are refused with the file named.
 
 mod common;
+use common::cli::{ok, p, patchbench, refused};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,13 +16,6 @@ use serde_json::Value;
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPTED: &str = "When John and Mary went to the store, John gave a drink to";
 
-fn patchbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// `patchbench` on one compute thread, as a Slurm task with one CPU runs.
 fn patchbench_one_thread(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_patchbench"))
@@ -29,15 +23,6 @@ fn patchbench_one_thread(args: &[&str]) -> Output {
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// `sweep` on the tiny Llama fixture (grouped-query attention, so
@@ -65,10 +50,6 @@ fn sweep_on(run: fn(&[&str]) -> Output, target: &str, extra: &[&str]) -> Output 
     ];
     args.extend_from_slice(extra);
     run(&args)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// The JSON output without its `timing`, which no two runs share.
@@ -181,11 +162,6 @@ fn csv_of_merged_parts_equals_the_unsharded_csv_byte_for_byte() {
         String::from_utf8(merged).unwrap(),
         String::from_utf8(csv).unwrap()
     );
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "expected a refusal");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -7,37 +7,15 @@
 //! sweep, model, spec, prompts; a sweep already stored) are refused and the
 //! session left as it was.
 
+mod common;
+use common::cli::{ok, p, patchbench, refused};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use patchbench::data;
 use patchbench::patching::{SweepSpec, Target};
 use patchbench::session::{self, dataset::DatasetRef, Session, SweepEntry};
-
-fn patchbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "expected a refusal");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The session text without what no two runs share: the time a result was
 /// computed, the model's load time and the sweep's timing.
