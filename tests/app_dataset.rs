@@ -434,3 +434,72 @@ fn a_session_whose_dataset_file_is_missing_opens_and_says_so() {
     );
     assert!(!s.dataset.loaded());
 }
+
+/// An edit to a pair of the session's dataset file: the sweep computed on
+/// the file's pairs turns stale, the session keeps the edited pairs inline
+/// (the other pairs as they were, ids and labels included; the edited
+/// one's labels dropped with its old clean prompt), the file is left as it
+/// was, and the edit is there when the saved session is opened again.
+#[test]
+fn editing_a_pair_of_a_dataset_file_stales_its_results_and_keeps_the_edit() {
+    let m = LoadedModel::load("demo", &LoadOptions::cpu()).expect("the demo loads");
+    let ds = mixed(&m);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ioi.jsonl");
+    std::fs::write(&file, ds.to_jsonl()).unwrap();
+    let mut sess = Session::new("demo", ds.pairs[0].prompt_pair());
+    sess.dataset = Some(DatasetRef {
+        path: Some("ioi.jsonl".into()),
+        digest: data::digest(ds.to_jsonl().as_bytes()),
+        pairs: vec![],
+    });
+    let path = dir.path().join("s.yaml");
+    session::save_as(&sess, &path, false).unwrap();
+    let opts = |open| TuiOptions {
+        open: Some(open),
+        device: "cpu".into(),
+        weights: "f32".into(),
+        ..Default::default()
+    };
+    let mut b = Bench::new(initial_state(&opts(path.clone()), vec![]).unwrap());
+    b.until("the model", |s| s.model.info().is_some());
+    b.until("the tokens", |s| s.prompts.tokens.is_some());
+    b.key(Intent::RunSweep);
+    b.until("the sweep", |s| s.running.is_none());
+    assert!(b.s.sweep().unwrap().stale.is_none());
+
+    b.act(Action::MouseFocus(patchbench::app::state::Focus::Prompts));
+    b.key(Intent::Edit);
+    b.act(Action::EditKey(tui_textarea::Input {
+        key: tui_textarea::Key::Char('!'),
+        ..Default::default()
+    }));
+    let edited = format!("{}!", ds.pairs[0].clean);
+    assert_eq!(b.s.prompts.to_pairs()[0].clean, edited);
+    let stale = b.s.sweep().unwrap().stale.as_ref().map(|w| w.to_string());
+    assert!(stale.is_some(), "the sweep ran on the file's pairs");
+    let r = b.s.session.dataset.clone().expect("still a dataset");
+    assert_eq!(r.path, None, "kept inline");
+    assert_eq!(r.pairs.len(), ds.len());
+    assert_eq!(r.pairs[0].clean, edited);
+    assert!(r.pairs[0].labels.is_empty());
+    assert_eq!(r.pairs[1..], ds.pairs[1..]);
+    assert_ne!(r.digest, sess.dataset.as_ref().unwrap().digest);
+    let st = b.s.status.as_ref().expect("a message");
+    assert!(st.text.contains("ioi.jsonl is unchanged"), "{}", st.text);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), ds.to_jsonl());
+    // A second keystroke edits the copy; nothing more to say.
+    b.act(Action::EditKey(tui_textarea::Input {
+        key: tui_textarea::Key::Char('?'),
+        ..Default::default()
+    }));
+    let r2 = b.s.session.dataset.clone().unwrap();
+    assert_eq!(r2.pairs[0].clean, format!("{edited}?"));
+
+    let again = dir.path().join("again.yaml");
+    session::save_as(&to_session(&b.s), &again, false).unwrap();
+    let s = initial_state(&opts(again), vec![]).expect("the saved session opens");
+    assert_eq!(s.prompts.to_pairs()[0].clean, format!("{edited}?"));
+    assert_eq!(s.prompts.to_pairs()[1..], ds.prompt_pairs()[1..]);
+    assert!(s.sweeps[0].stale.is_some(), "still stale after reopening");
+}

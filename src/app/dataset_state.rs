@@ -16,7 +16,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::data::{Dataset, Labels};
+use crate::data::{Dataset, DatasetPair, Labels};
 use crate::patching::result::Baselines;
 use crate::patching::PromptPair;
 
@@ -29,8 +29,11 @@ pub struct DatasetState {
     /// `None` while the workbench has no dataset (the pane then lists the
     /// editor's pairs).
     pub name: Option<String>,
-    /// The dataset's pairs, as loaded.
+    /// The dataset's pairs, as loaded (or as last edited, see
+    /// `dataset_edits`).
     pub pairs: Vec<PromptPair>,
+    /// The same pairs as the dataset holds them (ids, answer lists, labels).
+    pub source: Vec<DatasetPair>,
     /// Each pair's position labels, or empty when none is labelled.
     pub labels: Vec<Labels>,
     /// The pair the prompt editor holds alone (index into `pairs`);
@@ -75,6 +78,7 @@ impl DatasetState {
         DatasetState {
             name: Some(name),
             pairs: ds.prompt_pairs(),
+            source: ds.pairs.clone(),
             labels: if labelled {
                 ds.pairs.iter().map(|p| p.labels.clone()).collect()
             } else {

@@ -14,7 +14,7 @@
 //!   `panes` and `replies`; what they share is below them, in `transitions`
 //!   and `saving`, so no two import each other);
 //! - `worker`, `model_thread`, `sweep_job`, `guard`, `tokenize`: background work;
-//! - `dataset_state`, `dataset`, `baselines_job`: the dataset (its pairs
+//! - `dataset_state`, `dataset`, `dataset_edits`, `baselines_job`: the dataset (its pairs
 //!   and labels, one pair opened alone) and the dataset pane, and the
 //!   model thread's measuring of every pair's baselines;
 //! - `resume`: resuming a sweep interrupted with its checkpoint (a popup);
@@ -33,6 +33,7 @@ pub mod circuit_stale;
 pub mod circuit_state;
 pub mod command;
 pub mod dataset;
+pub mod dataset_edits;
 pub mod dataset_state;
 pub mod drill;
 pub mod grid;

@@ -55,6 +55,7 @@ pub(crate) fn request_estimate(s: &mut AppState, out: &mut Vec<Command>) {
 /// The prompts or the BOS choice changed.
 pub(crate) fn prompts_changed(s: &mut AppState, out: &mut Vec<Command>) {
     s.session.dirty = true;
+    super::dataset_edits::follow_edits(s);
     mark_stale(s);
     request_tokenize(s, out);
     request_estimate(s, out);
