@@ -37,12 +37,14 @@
 use candle_core::{DType, Result as CResult, Tensor};
 
 use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
-use crate::patching::metrics::{self, RunView, REGISTRY};
+use crate::patching::metrics::REGISTRY;
 use crate::patching::runs::RunPair;
 
 use super::grads::{self, ReceiverVars};
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::runs::base_and_source;
+pub(crate) use super::seeds::metric_seeds;
+use super::seeds::{gradient_groups, FromGroup};
 
 /// Registry indices of the metrics with a gradient.
 pub fn grad_metrics() -> Vec<usize> {
@@ -85,7 +87,6 @@ pub fn eap_ig_on(
     let steps = steps.max(1);
     let dev = model.device();
     let ids = grad_metrics();
-    let n_m = ids.len();
     // One row per step: every metric's gradient comes from the same forward.
     let rows = steps;
     let t = run.base_tokens.len();
@@ -127,23 +128,11 @@ pub fn eap_ig_on(
     let resid_pre = grads::resid_pre(&out.cache, graph.n_layers)?;
     drop(out.cache);
     let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
-    // One backward per distinct metric gradient (metrics whose seeds are
-    // equal, e.g. multi_logit_diff without answer lists and logit_diff,
-    // share one), all on the one forward graph.
-    let seeds = seed_rows(&logits, run, &ids)?;
-    let mut raw: Vec<Vec<Tensor>> = Vec::new();
-    for (k, seed) in seeds.iter().enumerate() {
-        if let Some(j) = (0..k).find(|&j| seeds[j] == *seed) {
-            raw.push(raw[j].clone());
-            continue;
-        }
-        let seed = Tensor::from_slice(seed, logits.shape(), dev)?;
-        let grads = (&logits * seed)?.sum_all()?.backward()?;
-        raw.push(vars.take(&grads)?);
-    }
+    let (raw, from) = gradient_groups(&logits, run, &ids, &vars)?;
     // The forward graph is no longer needed.
     drop(logits);
     drop(spec);
+    let n_g = raw.len();
     let stacked = (0..raw[0].len())
         .map(|v| Tensor::cat(&raw.iter().map(|r| &r[v]).collect::<Vec<_>>(), 0))
         .collect::<CResult<Vec<_>>>()?;
@@ -151,9 +140,9 @@ pub fn eap_ig_on(
     let (base, src) = base_and_source(graph, run)?;
     let delta = (src - base)?.reshape((graph.n_senders(), t * d))?;
     // Per block, its receivers' gradients averaged over steps
-    // [receivers, n_m, t*d], scored at once.
-    edge_scores(graph, &delta, &ids, |l| {
-        vars.block_grads(model, &resid_pre, &stacked, n_m, l)
+    // [receivers, groups, t*d], scored at once.
+    edge_scores(graph, &delta, &ids, &from, |l| {
+        vars.block_grads(model, &resid_pre, &stacked, n_g, l)
     })
 }
 
@@ -164,14 +153,16 @@ pub fn eap_ig_on(
 /// NaN elsewhere.
 ///
 /// # Shapes
-/// `delta: [senders, pos · d]`, `grads_of(l): [receivers of l, n_m, pos · d]`
+/// `delta: [senders, pos · d]`, `grads_of(l): [receivers of l, groups,
+/// pos · d]`; metric `ids[k]` reads group `from[k].group`, scaled.
 pub(crate) fn edge_scores(
     graph: &Graph,
     delta: &Tensor,
     ids: &[usize],
+    from: &[FromGroup],
     mut grads_of: impl FnMut(usize) -> CResult<Tensor>,
 ) -> CResult<Vec<Vec<f32>>> {
-    let n_m = ids.len();
+    let n_g = from.iter().map(|f| f.group + 1).max().unwrap_or(0);
     let nr = graph.n_receivers();
     let mut out = vec![vec![f32::NAN; graph.n_senders() * nr]; REGISTRY.len()];
     for l in 0..=graph.n_layers {
@@ -183,75 +174,22 @@ pub(crate) fn edge_scores(
             graph.n_senders()
         };
         let g = grads_of(l)?;
-        let g = g.reshape((recv.len() * n_m, g.dim(2)?))?;
-        // [ns, receivers of l × metrics]
+        let g = g.reshape((recv.len() * n_g, g.dim(2)?))?;
+        // [ns, receivers of l × gradient groups]
         let scores: Vec<Vec<f32>> = delta.narrow(0, 0, ns)?.matmul(&g.t()?)?.to_vec2()?;
         for (s, row) in scores.iter().enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                let (s, r) = (
-                    SenderId(s as u32),
-                    ReceiverId((recv.start + j / n_m) as u32),
-                );
-                if graph.is_edge(s, r) {
-                    out[ids[j % n_m]][graph.idx(s, r)] = v;
+            for (j, r) in recv.clone().enumerate() {
+                let (s, r) = (SenderId(s as u32), ReceiverId(r as u32));
+                if !graph.is_edge(s, r) {
+                    continue;
+                }
+                for (&m, f) in ids.iter().zip(from) {
+                    out[m][graph.idx(s, r)] = f.scale * row[j * n_g + f.group];
                 }
             }
         }
     }
     Ok(out)
-}
-
-/// Per metric `ids[k]`, its gradient with respect to each row's logits,
-/// flat `[rows · d_vocab]`.
-fn seed_rows(logits: &Tensor, run: &RunPair, ids: &[usize]) -> CResult<Vec<Vec<f32>>> {
-    let rows = logits.dim(0)?;
-    ids.iter()
-        .map(|&mi| {
-            let seed = metric_seeds_by(logits, run, |_| mi)?;
-            debug_assert_eq!(seed.dim(0)?, rows);
-            seed.flatten_all()?.to_vec1::<f32>()
-        })
-        .collect()
-}
-
-/// `[rows, d_vocab]`: row `step * n_m + k` holds metric `ids[k]`'s gradient
-/// with respect to that row's logits.
-pub(crate) fn metric_seeds(
-    logits: &Tensor,
-    run: &RunPair,
-    ids: &[usize],
-    n_m: usize,
-) -> CResult<Tensor> {
-    metric_seeds_by(logits, run, |r| ids[r % n_m])
-}
-
-/// `[rows, d_vocab]`: row `r` holds metric `metric_of(r)`'s gradient (a
-/// registry index) with respect to that row's logits.
-fn metric_seeds_by(
-    logits: &Tensor,
-    run: &RunPair,
-    metric_of: impl Fn(usize) -> usize,
-) -> CResult<Tensor> {
-    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
-    let lps: Vec<Vec<f32>> = metrics::log_softmax(logits)?.to_vec2()?;
-    let clean_lp: Vec<f32> = run.clean_logprobs.to_dtype(DType::F32)?.to_vec1()?;
-    let clean_p: Vec<f32> = clean_lp.iter().map(|x| x.exp()).collect();
-    let vocab = rows[0].len();
-    let mut seed = vec![0f32; rows.len() * vocab];
-    for (r, (row, lp)) in rows.iter().zip(&lps).enumerate() {
-        let view = RunView {
-            logits: row,
-            logprobs: lp,
-            clean_logprobs: &clean_lp,
-            clean_probs: &clean_p,
-            answer: run.answer as usize,
-            wrong: run.wrong as usize,
-            sets: &run.sets,
-        };
-        let grad = REGISTRY[metric_of(r)].grad.expect("a gradient metric");
-        grad(&view, &mut seed[r * vocab..(r + 1) * vocab]);
-    }
-    Tensor::from_vec(seed, (rows.len(), vocab), logits.device())
 }
 
 /// The constants that make every head and MLP write its interpolated

@@ -7,7 +7,8 @@
 //! - `runs`: the unpatched runs and every sender's output in them;
 //! - `exact`: exact edge patching, one batched row per edge (the reference);
 //! - `patched`: runs with any set of edges patched (circuits, faithfulness);
-//! - `eap`: EAP and EAP-IG estimates from one backward pass;
+//! - `eap`: EAP and EAP-IG estimates from one forward pass; `seeds`: each
+//!   metric's gradient seed and which backward passes serve which metrics;
 //! - `path`: path patching (the IOI paper's two-step procedure);
 //! - `atp`: AtP* (QK fix, GradDrop); `scoring`: the estimates averaged over runs;
 //! - `units`: the scoring stage as canonical units, split into shards;
@@ -40,6 +41,7 @@ pub mod path;
 pub mod progress;
 pub mod runs;
 pub mod scoring;
+mod seeds;
 pub mod single;
 pub mod svg;
 pub mod units;

@@ -7,8 +7,10 @@
 //! patches change it — so the pass goes block by block, capturing every
 //! head's and MLP's output (`attn.hook_result`, `hook_mlp_out`) before
 //! computing the edits of the next block's receivers. An MLP reads the
-//! heads of its own block (sequential blocks), so those blocks run twice:
-//! once to learn what the heads wrote, once with the MLP's input edited.
+//! heads of its own block (sequential blocks), so those blocks run in two
+//! halves ([`Transformer::attention_half`], then
+//! [`Transformer::mlp_half`] with the MLP's input edited by what the heads
+//! wrote); a parallel block is one pass.
 //! This is the construction of the EAP-IG library's evaluation (Hanna et
 //! al. 2024): a circuit's faithfulness is a real forward pass.
 //!
@@ -104,27 +106,34 @@ pub fn patched_runs(
                 .reshape((rows, h, t * d))
         };
         let mlp_recv = recv.end - 1..recv.end;
-        let out = if graph.parallel {
-            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
-            block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?
-        } else {
-            let first = block(&qkv)?;
-            let with_heads = Tensor::cat(&[&actual, &heads_of(&first.cache)?], 1)?;
-            let m = edits(&with_heads, mlp_recv)?.reshape((rows, t, d))?;
-            block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?
+        let mlp_of = |c: &crate::model::ActivationCache| -> CResult<Tensor> {
+            c.get(HookPoint::MlpOut(l))
+                .expect("captured")
+                .to_dtype(DType::F32)?
+                .reshape((rows, 1, t * d))
         };
-        let mlp = out
-            .cache
-            .get(HookPoint::MlpOut(l))
-            .expect("captured")
-            .to_dtype(DType::F32)?
-            .reshape((rows, 1, t * d))?;
-        actual = Tensor::cat(&[&actual, &heads_of(&out.cache)?, &mlp], 1)?;
-        x = out
-            .cache
-            .get(HookPoint::ResidPost(l))
-            .expect("captured")
-            .clone();
+        if graph.parallel {
+            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
+            let out = block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?;
+            actual = Tensor::cat(&[&actual, &heads_of(&out.cache)?, &mlp_of(&out.cache)?], 1)?;
+            x = out
+                .cache
+                .get(HookPoint::ResidPost(l))
+                .expect("captured")
+                .clone();
+        } else {
+            // The heads first, then the MLP with its input edited by what
+            // they wrote in this pass (each half computed once).
+            let (mid, heads) = model.attention_half(l, &x, &qkv)?;
+            actual = Tensor::cat(&[&actual, &heads_of(&heads)?], 1)?;
+            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
+            let spec = HookSpec::new()
+                .intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?))
+                .capture(HookPoint::MlpOut(l));
+            let (post, mlp) = model.mlp_half(l, &mid, &spec)?;
+            actual = Tensor::cat(&[&actual, &mlp_of(&mlp)?], 1)?;
+            x = post;
+        }
     }
     let e = edits(&actual, graph.receivers_of(graph.n_layers))?.reshape((rows, t, d))?;
     let last = (x.to_dtype(DType::F32)? + e)?

@@ -196,7 +196,9 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
     );
     let opts = CircuitOptions::default();
     let ranked: Vec<_> = order.iter().map(|&i| edges[i]).collect();
-    let ks = patchbench::circuits::circuit::log_grid(edges.len(), 10);
+    // Ten values of k (issue 13's curve): 0, then nine from 1 to every
+    // edge, evenly spaced in log scale.
+    let ks = patchbench::circuits::circuit::log_grid(edges.len(), 9);
     let (t, c) = (Instant::now(), cpu_secs());
     let curve =
         patchbench::circuits::circuit::faithfulness_curve(model, &g, &pairs, &opts, &ranked, &ks)?;

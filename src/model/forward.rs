@@ -20,6 +20,7 @@ use candle_core::{DType, Device, Result as CResult, Tensor};
 
 mod block;
 mod build;
+mod halves;
 
 use super::config::ModelConfig;
 use super::hooks::{ActivationCache, HookPoint, HookSpec};

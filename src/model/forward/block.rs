@@ -99,11 +99,33 @@ impl Transformer {
         sites: Sites<'_>,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
-        let normed = norm_at(&block.ln1, &x, HookPoint::Ln1Scale(l), sites, cache)?;
-        let inputs = Inputs {
-            x: &x,
-            normed: &normed,
+        let (attn_out, kv) = self.attention_part(l, block, &x, layout, sites, cache)?;
+        let x = if self.cfg.parallel_attn_mlp {
+            let mlp_in = self.mlp_input(l, block, &x, sites, cache)?;
+            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
+            (x + attn_out)?.add(&mlp_out)?
+        } else {
+            let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
+            self.mlp_part(l, block, mid, sites, cache)?
         };
+        let x = sites.apply(HookPoint::ResidPost(l), x, cache)?;
+        Ok((x, kv))
+    }
+
+    /// The attention of a block over every computed position: what it adds
+    /// to the residual stream (hooked at `attn_out`), and its keys and values.
+    pub(super) fn attention_part(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        layout: &Layout<'_>,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, (Tensor, Tensor))> {
+        let normed = norm_at(&block.ln1, x, HookPoint::Ln1Scale(l), sites, cache)?;
+        let inputs = Inputs { x, normed: &normed };
         let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
         let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
         let mask = layout.mask_for(self.cfg.extras.is_local(l));
@@ -112,20 +134,23 @@ impl Transformer {
         // hook_attn_out and hook_mlp_out are what the residual stream adds.
         let attn_out = block.attn_post(attn_out)?;
         let attn_out = sites.apply(HookPoint::AttnOut(l), attn_out, cache)?;
-        let x = if self.cfg.parallel_attn_mlp {
-            let mlp_in = self.mlp_input(l, block, &x, sites, cache)?;
-            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
-            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
-            (x + attn_out)?.add(&mlp_out)?
-        } else {
-            let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
-            let mlp_in = self.mlp_input(l, block, &mid, sites, cache)?;
-            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
-            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
-            (mid + mlp_out)?
-        };
-        let x = sites.apply(HookPoint::ResidPost(l), x, cache)?;
-        Ok((x, (k, v)))
+        Ok((attn_out, (k, v)))
+    }
+
+    /// A sequential block's second half: `resid_mid` (already hooked) ->
+    /// `resid_post` before its hook.
+    pub(super) fn mlp_part(
+        &self,
+        l: usize,
+        block: &Block,
+        mid: Tensor,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let mlp_in = self.mlp_input(l, block, &mid, sites, cache)?;
+        let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
+        let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
+        mid + mlp_out
     }
 
     /// The final block when only last-position logits are wanted and no hook
