@@ -85,6 +85,13 @@ pub struct ForwardOptions<'a> {
     pub return_kv: bool,
     /// Stop before this block and return its `resid_pre` instead of logits.
     pub stop_before_layer: Option<usize>,
+    /// With `start`: the start block's attention is not recomputed; this is
+    /// its `hook_z` before any hook, for the computed positions, in the
+    /// layout of `start.resid` (`[batch or 1, pos, n_heads, d_head]`), taken
+    /// from the run the residual came from. The hooks from `hook_z` on
+    /// apply as usual. Refused with `return_kv` or a hook in the start
+    /// block before `hook_z`, which such a pass would skip.
+    pub resume_z: Option<Tensor>,
 }
 
 pub struct ForwardOutput {
@@ -171,6 +178,9 @@ impl Transformer {
         opts: &ForwardOptions<'_>,
     ) -> CResult<ForwardOutput> {
         let mut cache = ActivationCache::default();
+        if opts.resume_z.is_some() {
+            check_resume_z(hooks, opts)?;
+        }
         let (x, first_layer, layout) = self.begin(tokens, hooks, opts, &mut cache)?;
         let n_layers = self.cfg.n_layers;
         let last = opts.stop_before_layer.unwrap_or(n_layers).min(n_layers);
@@ -256,9 +266,18 @@ impl Transformer {
         cache: &mut ActivationCache,
     ) -> CResult<BlocksRun> {
         let mut kv = Vec::new();
+        let first = layers.start;
         for l in layers {
             let block = &self.blocks[l];
             x = sites.apply(HookPoint::ResidPre(l), x, cache)?;
+            if let Some(z) = opts.resume_z.as_ref().filter(|_| l == first) {
+                let z = match z.dim(0)? == x.dim(0)? {
+                    true => z.clone(),
+                    false => z.broadcast_as((x.dim(0)?, z.dim(1)?, z.dim(2)?, z.dim(3)?))?,
+                };
+                x = self.block_from_z(l, block, x, &z, sites, cache)?;
+                continue;
+            }
             let trim =
                 opts.last_pos_only && l + 1 == self.cfg.n_layers && !sites.hooks.reads_past_kv(l);
             let (out, layer_kv) = if trim {
@@ -390,4 +409,23 @@ impl Transformer {
         let logits = Linear::dense(self.w_u.clone(), self.b_u.clone()).forward(x)?;
         softcap(logits, self.cfg.extras.final_softcap)
     }
+}
+
+/// Refuses a pass resumed from `hook_z` that would skip what its hooks ask:
+/// it needs a start block, returns no keys/values (the start block's are
+/// not recomputed), and no hook may sit in the start block before `hook_z`.
+fn check_resume_z(hooks: &HookSpec, opts: &ForwardOptions<'_>) -> CResult<()> {
+    let Some(start) = &opts.start else {
+        candle_core::bail!("a pass resumed from hook_z needs a start state");
+    };
+    if opts.return_kv {
+        candle_core::bail!("a pass resumed from hook_z recomputes no keys/values to return");
+    }
+    if hooks.touches_attention_before_z(start.layer) {
+        candle_core::bail!(
+            "a pass resumed from blocks.{}.attn.hook_z skips the hooks before it in that block",
+            start.layer
+        );
+    }
+    Ok(())
 }

@@ -368,6 +368,31 @@ impl HookSpec {
         self.captures.iter().any(after_kv) || self.interventions.iter().any(|i| after_kv(&i.hook))
     }
 
+    /// Whether a capture or an intervention sits in block `l` before its
+    /// `hook_z` (the block's input, queries, keys, values, scores or
+    /// pattern): a pass resumed from a given `hook_z` skips those sites.
+    pub fn touches_attention_before_z(&self, l: usize) -> bool {
+        if self.capture_all {
+            return true;
+        }
+        let before_z = |h: &HookPoint| {
+            h.layer() == Some(l)
+                && matches!(
+                    h,
+                    HookPoint::ResidPre(_)
+                        | HookPoint::QInput(_)
+                        | HookPoint::KInput(_)
+                        | HookPoint::VInput(_)
+                        | HookPoint::Q(_)
+                        | HookPoint::K(_)
+                        | HookPoint::V(_)
+                        | HookPoint::AttnScores(_)
+                        | HookPoint::Pattern(_)
+                )
+        };
+        self.captures.iter().any(before_z) || self.interventions.iter().any(|i| before_z(&i.hook))
+    }
+
     /// Applies this spec at one hook site.
     ///
     /// `pos_offset` and `n_pos_total` describe the computed position range

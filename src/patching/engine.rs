@@ -9,7 +9,11 @@
 //!   attending to cached keys/values for the earlier ones;
 //! - a patch that changes nothing (the source activation equals the base
 //!   activation everywhere it writes, as for positions before the first
-//!   differing token) reproduces the base run, so no forward is needed.
+//!   differing token) reproduces the base run, so no forward is needed;
+//! - a patch of block `l`'s `hook_z` alone (`head_out` cells) leaves that
+//!   block's queries, keys, values and pattern as the base run computed
+//!   them, so the run resumes from the base run's cached `hook_z` at the
+//!   output projection (`ForwardOptions::resume_z`), not at `resid_pre`.
 //!
 //! Cells sharing a start layer are batched along the batch dimension, each
 //! row carrying its own mask; only the last position is unembedded. Work is

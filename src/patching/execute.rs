@@ -103,6 +103,9 @@ pub(crate) fn fast_rows<'p>(
                 .expect("resid_pre cached for every layer")
         })
         .collect();
+    let zs = resume_z_sources(runs, &seg_runs, &cells, layer);
+    // A pass resumed from `hook_z` reads no keys/values of its first block.
+    let kv_from = layer + usize::from(zs.is_some());
     let starts: Vec<usize> = batch.iter().map(|r| r.p0).collect();
     let logits = if packed && is_packable(&cells) && packing_pays(&starts, n_pos) {
         let packing = Packing::with_segments(starts, row_seg.clone(), n_pos);
@@ -128,7 +131,8 @@ pub(crate) fn fast_rows<'p>(
             flat(&srcs)
         })?;
         let resid = flat(&resids)?;
-        let past = concat_kv(runs, &seg_runs, layer, 2)?;
+        let resume_z = zs.as_deref().map(flat).transpose()?;
+        let past = concat_kv(runs, &seg_runs, kv_from, 2)?;
         let opts = ForwardOptions {
             start: Some(StartState {
                 layer,
@@ -139,6 +143,7 @@ pub(crate) fn fast_rows<'p>(
                 packing: Some(&packing),
             }),
             last_pos_only: true,
+            resume_z,
             ..Default::default()
         };
         model.forward(None, &spec, &opts)?.logits
@@ -160,18 +165,22 @@ pub(crate) fn fast_rows<'p>(
             per_row(&srcs)
         })?;
         let resid = per_row(&resids)?.narrow(1, p0, n_pos - p0)?;
+        let resume_z = zs
+            .as_deref()
+            .map(|zs| per_row(zs)?.narrow(1, p0, n_pos - p0))
+            .transpose()?;
         // Nothing before p0 is read when p0 is 0.
         let past = if single || p0 == 0 {
             std::borrow::Cow::Borrowed(&runs[seg_runs[0]].base_kv)
         } else {
-            let kv = concat_kv(runs, &seg_runs, layer, 0)?;
+            let kv = concat_kv(runs, &seg_runs, kv_from, 0)?;
             std::borrow::Cow::Owned(KvCache {
                 layers: kv
                     .layers
                     .iter()
                     .enumerate()
                     .map(|(l, (k, v))| {
-                        if l < layer {
+                        if l < kv_from {
                             return Ok((k.clone(), v.clone()));
                         }
                         let k = k.narrow(2, 0, p0)?.contiguous()?.index_select(&idx, 0)?;
@@ -191,6 +200,7 @@ pub(crate) fn fast_rows<'p>(
                 packing: None,
             }),
             last_pos_only: true,
+            resume_z,
             ..Default::default()
         };
         model.forward(None, &spec, &opts)?.logits
@@ -208,6 +218,24 @@ pub(crate) fn fast_rows<'p>(
         })
         .collect();
     metrics::compute_each(&logits.expect("logits"), &rows)
+}
+
+/// The unpatched runs' `hook_z` at `layer` when every cell of the batch
+/// patches only that hook: the patched residual after the block's attention
+/// is then the output projection of the patched `z`, so the forward resumes
+/// there instead of recomputing the block's queries, keys, values and
+/// pattern (exactly what the unpatched run computed; `head_out` cells).
+fn resume_z_sources<'a>(
+    runs: &'a [RunPair],
+    seg_runs: &[usize],
+    cells: &[&Vec<PatchOp>],
+    layer: usize,
+) -> Option<Vec<&'a Tensor>> {
+    let hook = HookPoint::Z(layer);
+    if !cells.iter().all(|ops| ops.iter().all(|o| o.hook == hook)) {
+        return None;
+    }
+    seg_runs.iter().map(|&r| runs[r].base.get(hook)).collect()
 }
 
 /// The cached keys/values of `seg_runs`, concatenated along `dim` (2: the

@@ -113,6 +113,38 @@ impl Transformer {
         Ok((x, kv))
     }
 
+    /// A block resumed from its attention's per-head outputs: `z` is the
+    /// unpatched run's `hook_z` at the computed positions, which the hooks
+    /// from `hook_z` on (patches included) then see as in [`Self::block`].
+    /// Exact when no hook touches the block before `hook_z` (the forward
+    /// checks): the block's queries, keys, values and pattern are those of
+    /// the run `z` came from, so they need not be recomputed.
+    ///
+    /// # Shapes
+    /// `x: [batch, pos, d_model]`, `z: [batch, pos, n_heads, d_head]` -> `x`'s
+    pub(super) fn block_from_z(
+        &self,
+        l: usize,
+        block: &Block,
+        x: Tensor,
+        z: &Tensor,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let attn_out = block.attn_post(self.attn_output(l, block, z, Some(sites), cache)?)?;
+        let attn_out = sites.apply(HookPoint::AttnOut(l), attn_out, cache)?;
+        let x = if self.cfg.parallel_attn_mlp {
+            let mlp_in = self.mlp_input(l, block, &x, sites, cache)?;
+            let mlp_out = self.mlp(l, block, &mlp_in, Some(sites), cache)?;
+            let mlp_out = sites.apply(HookPoint::MlpOut(l), block.mlp_post(mlp_out)?, cache)?;
+            (x + attn_out)?.add(&mlp_out)?
+        } else {
+            let mid = sites.apply(HookPoint::ResidMid(l), (x + attn_out)?, cache)?;
+            self.mlp_part(l, block, mid, sites, cache)?
+        };
+        sites.apply(HookPoint::ResidPost(l), x, cache)
+    }
+
     /// The attention of a block over every computed position: what it adds
     /// to the residual stream (hooked at `attn_out`), and its keys and values.
     pub(super) fn attention_part(
@@ -314,7 +346,7 @@ impl Transformer {
         sites: Option<Sites<'_>>,
         cache: &mut ActivationCache,
     ) -> CResult<Tensor> {
-        let (b, h, t, dh) = q.dims4()?;
+        let h = q.dim(1)?;
         let group = h / self.cfg.n_kv_heads;
         let (k, v) = (repeat_kv(k, group)?, repeat_kv(v, group)?);
         let scores = (q.matmul(&k.t()?)? * self.cfg.attn_scale as f64)?;
@@ -334,7 +366,24 @@ impl Transformer {
             cache,
         )?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]
-        let z = maybe(sites, HookPoint::Z(l), z, cache)?;
+        self.attn_output(l, block, &z, sites, cache)
+    }
+
+    /// The attention output from the per-head outputs (hooked at `z` and
+    /// `result`): the output projection.
+    ///
+    /// # Shapes
+    /// `z: [batch, pos, n_heads, d_head]` -> `[batch, pos, d_model]`
+    fn attn_output(
+        &self,
+        l: usize,
+        block: &Block,
+        z: &Tensor,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let (b, t, h, dh) = z.dims4()?;
+        let z = maybe(sites, HookPoint::Z(l), z.clone(), cache)?;
         let hp = HookPoint::AttnResult(l);
         match sites.filter(|s| s.hooks.wants(hp)) {
             Some(s) => {
