@@ -47,7 +47,9 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn resumed_equals_full(name: &str) {
     let m = load(name);
     let (model, cfg) = (&m.model, &m.model.cfg);
-    let tokens: Vec<u32> = (0..9u32).map(|i| (i * 7 + 3) % cfg.d_vocab as u32).collect();
+    let tokens: Vec<u32> = (0..9u32)
+        .map(|i| (i * 7 + 3) % cfg.d_vocab as u32)
+        .collect();
     let t = tokens.len();
     let ids = Tensor::new(tokens.as_slice(), &Device::Cpu)
         .unwrap()
@@ -124,8 +126,12 @@ fn resumed_from_z_refuses_what_it_would_skip() {
     let m = load(fixture("gpt2-tiny").to_str().unwrap());
     let model = &m.model;
     let ids = Tensor::new(&[[1u32, 2, 3, 4]], &Device::Cpu).unwrap();
-    let spec = HookSpec::new().capture(HookPoint::ResidPre(1)).capture(HookPoint::Z(1));
-    let base = model.forward(Some(&ids), &spec, &ForwardOptions::default()).unwrap();
+    let spec = HookSpec::new()
+        .capture(HookPoint::ResidPre(1))
+        .capture(HookPoint::Z(1));
+    let base = model
+        .forward(Some(&ids), &spec, &ForwardOptions::default())
+        .unwrap();
     let z = base.cache.get(HookPoint::Z(1)).unwrap();
     let resid = base.cache.get(HookPoint::ResidPre(1)).unwrap();
     let start = || StartState {
@@ -143,7 +149,10 @@ fn resumed_from_z_refuses_what_it_would_skip() {
             return_kv,
             ..Default::default()
         };
-        model.forward(Some(&ids), hooks, &opts).err().map(|e| e.to_string())
+        model
+            .forward(Some(&ids), hooks, &opts)
+            .err()
+            .map(|e| e.to_string())
     };
     let empty = HookSpec::new();
     assert!(run(&empty, true, false).is_none());
@@ -182,8 +191,16 @@ fn ioi_pairs(m: &LoadedModel, style: Style, n: usize) -> Vec<PreparedPair> {
         .iter()
         .max_by_key(|&&l| lengths.iter().filter(|&&x| x == l).count())
         .unwrap();
-    let same: Vec<PreparedPair> = pairs.into_iter().filter(|p| p.n_pos() == len).take(n).collect();
-    assert!(same.len() >= 2, "need pairs sharing a length, got {}", same.len());
+    let same: Vec<PreparedPair> = pairs
+        .into_iter()
+        .filter(|p| p.n_pos() == len)
+        .take(n)
+        .collect();
+    assert!(
+        same.len() >= 2,
+        "need pairs sharing a length, got {}",
+        same.len()
+    );
     same
 }
 
