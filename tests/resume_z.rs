@@ -17,7 +17,8 @@ use patchbench::model::loaded::LoadOptions;
 use patchbench::model::{Edit, ForwardOptions, HookPoint, HookSpec, LoadedModel, StartState};
 use patchbench::patching::reference::reference_sweep;
 use patchbench::patching::{
-    prepare_pairs, run_sweep, Direction, EngineOptions, PreparedPair, SweepSpec, Target, METRICS,
+    prepare_each, prepare_pairs, run_sweep, Direction, EngineOptions, PreparedPair, PromptPair,
+    SweepSpec, Target, METRICS,
 };
 
 /// Both paths run float32 on the CPU and differ only in summation order.
@@ -184,7 +185,7 @@ fn ioi_pairs(m: &LoadedModel, style: Style, n: usize) -> Vec<PreparedPair> {
         },
     )
     .unwrap();
-    let pairs = prepare_pairs(&m.tokenizer, &g.dataset.prompt_pairs(), None).unwrap();
+    let pairs = prepare_each(&m.tokenizer, &g.dataset.prompt_pairs(), None).unwrap();
     let mut lengths: Vec<usize> = pairs.iter().map(|p| p.n_pos()).collect();
     lengths.sort_unstable();
     let len = *lengths
@@ -257,6 +258,18 @@ fn head_out_shared_batches_equal_reference_demo() {
 #[test]
 fn head_out_shared_batches_equal_reference_llama_gqa() {
     let m = load(fixture("llama-tiny").to_str().unwrap());
-    let pairs = ioi_pairs(&m, Style::English, 2);
+    let pair = |clean: &str, corrupted: &str| PromptPair {
+        clean: clean.into(),
+        corrupted: Some(corrupted.into()),
+        answer: " Mary".into(),
+        wrong: " John".into(),
+    };
+    // Corrupted prompts that differ first at different positions.
+    let clean = "When Mary and John went, John gave it to";
+    let pairs = [
+        pair(clean, "When John and Mary went, John gave it to"),
+        pair(clean, "When Mary and John went, Mary gave it to"),
+    ];
+    let pairs = prepare_pairs(&m.tokenizer, &pairs, None).unwrap();
     engine_equals_reference(&m, &pairs, "llama-tiny");
 }
