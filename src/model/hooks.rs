@@ -369,8 +369,8 @@ impl HookSpec {
     }
 
     /// Whether a capture or an intervention sits in block `l` before its
-    /// `hook_z` (the block's input, queries, keys, values, scores or
-    /// pattern): a pass resumed from a given `hook_z` skips those sites.
+    /// `hook_z` (the block's input and its `ln1` scale, queries, keys,
+    /// values, scores or pattern): a pass resumed from a given `hook_z` skips those sites.
     pub fn touches_attention_before_z(&self, l: usize) -> bool {
         if self.capture_all {
             return true;
@@ -380,6 +380,7 @@ impl HookSpec {
                 && matches!(
                     h,
                     HookPoint::ResidPre(_)
+                        | HookPoint::Ln1Scale(_)
                         | HookPoint::QInput(_)
                         | HookPoint::KInput(_)
                         | HookPoint::VInput(_)
