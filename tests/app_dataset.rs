@@ -59,6 +59,30 @@ fn mixed(m: &LoadedModel) -> Dataset {
     Dataset::from_pairs(pick.iter().map(|&i| g.dataset.pairs[i].clone()).collect())
 }
 
+/// A session naming `ds` by path (`ioi.jsonl` beside it) in a fresh
+/// directory: the directory, the dataset file, the session and its file.
+fn session_on_file(
+    ds: &Dataset,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Session,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ioi.jsonl");
+    std::fs::write(&file, ds.to_jsonl()).unwrap();
+    let mut sess = Session::new("demo", ds.pairs[0].prompt_pair());
+    sess.dataset = Some(DatasetRef {
+        path: Some("ioi.jsonl".into()),
+        digest: data::digest(ds.to_jsonl().as_bytes()),
+        pairs: vec![],
+    });
+    let path = dir.path().join("s.yaml");
+    session::save_as(&sess, &path, false).unwrap();
+    (dir, file, sess, path)
+}
+
 struct Bench {
     s: AppState,
     worker: Worker,
@@ -127,17 +151,7 @@ fn draw(s: &AppState, w: u16, h: u16) -> String {
 fn a_labelled_mixed_length_dataset_sweeps_by_label_in_the_workbench() {
     let m = LoadedModel::load("demo", &LoadOptions::cpu()).expect("the demo loads");
     let ds = mixed(&m);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ioi.jsonl");
-    std::fs::write(&file, ds.to_jsonl()).unwrap();
-    let mut sess = Session::new("demo", ds.pairs[0].prompt_pair());
-    sess.dataset = Some(DatasetRef {
-        path: Some("ioi.jsonl".into()),
-        digest: data::digest(ds.to_jsonl().as_bytes()),
-        pairs: vec![],
-    });
-    let path = dir.path().join("s.yaml");
-    session::save_as(&sess, &path, false).unwrap();
+    let (_dir, _, _, path) = session_on_file(&ds);
 
     // Opening the session reads its dataset: every pair in the editor.
     let opts = TuiOptions {
@@ -444,17 +458,7 @@ fn a_session_whose_dataset_file_is_missing_opens_and_says_so() {
 fn editing_a_pair_of_a_dataset_file_stales_its_results_and_keeps_the_edit() {
     let m = LoadedModel::load("demo", &LoadOptions::cpu()).expect("the demo loads");
     let ds = mixed(&m);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ioi.jsonl");
-    std::fs::write(&file, ds.to_jsonl()).unwrap();
-    let mut sess = Session::new("demo", ds.pairs[0].prompt_pair());
-    sess.dataset = Some(DatasetRef {
-        path: Some("ioi.jsonl".into()),
-        digest: data::digest(ds.to_jsonl().as_bytes()),
-        pairs: vec![],
-    });
-    let path = dir.path().join("s.yaml");
-    session::save_as(&sess, &path, false).unwrap();
+    let (dir, file, sess, path) = session_on_file(&ds);
     let opts = |open| TuiOptions {
         open: Some(open),
         device: "cpu".into(),

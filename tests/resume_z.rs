@@ -28,19 +28,6 @@ fn load(name: &str) -> LoadedModel {
     LoadedModel::load(name, &LoadOptions::cpu()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// For every layer and a few heads: the logits of a full pass whose
 /// `hook_z` head is replaced by other values equal those of a pass resumed
 /// at that layer from the unpatched `hook_z`, from position 0 and from a
@@ -101,7 +88,7 @@ fn resumed_equals_full(name: &str) {
                 };
                 let got = model.forward(None, &spec, &opts).unwrap().logits.unwrap();
                 let want = full.narrow(1, p0, t - p0).unwrap();
-                let d = max_diff(&got, &want);
+                let d = common::max_abs_diff(&got, &want);
                 assert!(d <= TOL, "{name} layer {l} head {head} from {p0}: {d:e}");
                 worst = worst.max(d);
             }
