@@ -39,6 +39,8 @@ fn edge(s: &str, r: &str, score: f32, exact: Option<f32>) -> EdgeScore {
         exact: exact.map(metrics),
         plain: None,
         graddrop: None,
+        src_pos: None,
+        dst_pos: None,
     }
 }
 
@@ -72,6 +74,7 @@ fn circuit() -> StoredCircuit {
             direction: Direction::Denoise,
             metric: "logit_diff".into(),
             n_edges: 479,
+            positions: false,
             baselines: Baselines {
                 clean: metrics(4.0),
                 corrupted: metrics(-2.0),

@@ -236,7 +236,7 @@ fn patched_patterns(
     chunk: &[(SenderId, ReceiverId)],
 ) -> CResult<Tensor> {
     let spec = HookSpec::new().capture(HookPoint::Pattern(l));
-    let spec = edge_row_edits(model, graph, delta, chunk, spec)?;
+    let spec = edge_row_edits(model, graph, delta, (chunk, None), spec)?;
     let out = resume_from_base(model, run, l, chunk.len(), &spec, Some(l + 1))?;
     out.cache
         .get(HookPoint::Pattern(l))

@@ -26,7 +26,7 @@ use super::runs::{self, CircuitSpecRuns, Runs};
 use super::units::{Unit, UnitValues};
 use super::{exact, CircuitError};
 
-pub use super::finish::{faithfulness_curve, log_grid};
+pub use super::finish::{faithfulness_curve, faithfulness_curve_at, log_grid};
 
 /// How edges are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +106,9 @@ pub struct CircuitOptions {
     pub max_rows: usize,
     /// Path patching's choices (`Method::Path`).
     pub path: super::path::PathOptions,
+    /// Position-aware edges: every edge is scored, checked and kept or
+    /// patched at each token position on its own (see [`super::positions`]).
+    pub positions: bool,
 }
 
 impl Default for CircuitOptions {
@@ -122,6 +125,7 @@ impl Default for CircuitOptions {
             faithfulness_points: 10,
             max_rows: 32,
             path: Default::default(),
+            positions: false,
         }
     }
 }
@@ -144,6 +148,16 @@ pub struct EdgeScore {
     /// AtP* with GradDrop: the magnitude edges are ranked by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graddrop: Option<Metrics>,
+    /// Position-aware edges: the token position of the sender's
+    /// contribution (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_pos: Option<usize>,
+    /// Position-aware edges: the position where the receiver reads it
+    /// (equal to `src_pos`: the residual stream moves nothing between
+    /// positions; a separate field keeps a cross-position variant
+    /// compatible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_pos: Option<usize>,
 }
 
 impl EdgeScore {
@@ -182,7 +196,11 @@ pub struct CircuitResult {
     pub method: Method,
     pub direction: Direction,
     pub metric: String,
+    /// Edges ranked: (edge, position) units when `positions`.
     pub n_edges: usize,
+    /// Whether the edges are position-aware (each at one token position).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub positions: bool,
     pub baselines: Baselines,
     /// Every edge, by decreasing `|score|` of the ranking metric.
     pub edges: Vec<EdgeScore>,
@@ -232,7 +250,11 @@ pub fn run_circuit_watched(
 /// the units and finishing from the scores both need.
 pub struct Search {
     pub graph: Graph,
+    /// The ranked units' edges: every edge once, or, position-aware, every
+    /// edge once per position (edge-major).
     pub edges: Vec<(SenderId, ReceiverId)>,
+    /// Position-aware: each unit's token position, parallel to `edges`.
+    pub at: Option<Vec<usize>>,
     pub runs: Runs,
     pub runs_ms: u64,
 }
@@ -258,6 +280,9 @@ impl Search {
                 opts.method.name()
             )));
         }
+        if opts.positions {
+            super::positions::check(opts, pairs)?;
+        }
         let edges = graph.edges();
         if let (Method::Path, Some(&(sender, r))) = (opts.method, edges.first()) {
             let q = super::path::PathQuery {
@@ -273,9 +298,17 @@ impl Search {
             corruption: opts.corruption.clone(),
         };
         let runs = runs::build(model, &graph, pairs, &spec)?;
+        let (edges, at) = match opts.positions {
+            true => {
+                let (e, a) = super::positions::expand(&edges, pairs[0].n_pos());
+                (e, Some(a))
+            }
+            false => (edges, None),
+        };
         Ok(Search {
             graph,
             edges,
+            at,
             runs,
             runs_ms: ms(t0),
         })
@@ -303,7 +336,7 @@ impl Search {
             model,
             &self.graph,
             &self.runs,
-            &self.edges,
+            (&self.edges, self.at.as_deref()),
             opts,
             work,
             watch,
@@ -347,7 +380,7 @@ pub(super) fn exact_scores(
     model: &Transformer,
     graph: &Graph,
     runs: &Runs,
-    edges: &[(SenderId, ReceiverId)],
+    (edges, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
     max_rows: usize,
     (stage, watch): (Stage, &mut Watch<'_>),
 ) -> Result<Vec<Metrics>, CircuitError> {
@@ -357,9 +390,10 @@ pub(super) fn exact_scores(
     let mut per_run = Vec::new();
     for run in &runs.runs {
         let mut rows = Vec::with_capacity(edges.len());
-        for chunk in edges.chunks(piece) {
+        for (c, chunk) in edges.chunks(piece).enumerate() {
             watch.step(stage, done, total)?;
-            let m = exact::exact_edges(model, graph, run, chunk, max_rows)?;
+            let at = at.map(|a| &a[c * piece..c * piece + chunk.len()]);
+            let m = exact::exact_edges_at(model, graph, run, (chunk, at), max_rows)?;
             rows.extend(m.into_iter().map(|m| minus(m, &run.base_metrics)));
             done += 1;
         }

@@ -84,6 +84,19 @@ pub fn eap_ig_on(
     steps: usize,
     on: IgOn,
 ) -> CResult<Vec<Vec<f32>>> {
+    eap_ig_at(model, graph, run, (steps, on), false)
+}
+
+/// [`eap_ig_on`], position-aware when `positions`: the score of edge
+/// `(s, r)` at position `p` is `Δ_s[p] · G_r[p]` (the position-free score
+/// is their sum over `p`), dense `[sender][receiver][position]`.
+pub fn eap_ig_at(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    (steps, on): (usize, IgOn),
+    positions: bool,
+) -> CResult<Vec<Vec<f32>>> {
     let steps = steps.max(1);
     let dev = model.device();
     let ids = grad_metrics();
@@ -141,9 +154,11 @@ pub fn eap_ig_on(
     let delta = (src - base)?.reshape((graph.n_senders(), t * d))?;
     // Per block, its receivers' gradients averaged over steps
     // [receivers, groups, t*d], scored at once.
-    edge_scores(graph, &delta, &ids, &from, |l| {
-        vars.block_grads(model, &resid_pre, &stacked, n_g, l)
-    })
+    let grads_of = |l| vars.block_grads(model, &resid_pre, &stacked, n_g, l);
+    match positions {
+        true => super::positions::edge_scores_at(graph, &delta, t, (&ids, &from), grads_of),
+        false => edge_scores(graph, &delta, &ids, &from, grads_of),
+    }
 }
 
 /// `Δ · G` for every edge: per block, the receivers of that block (their

@@ -36,6 +36,18 @@ pub fn exact_edges(
     edges: &[(SenderId, ReceiverId)],
     max_rows: usize,
 ) -> CResult<Vec<Metrics>> {
+    exact_edges_at(model, graph, run, (edges, None), max_rows)
+}
+
+/// [`exact_edges`], position-aware where `at` is given: edge `i` patched
+/// at token position `at[i]` only (`Δ_u ⊙ 1[at[i]]`).
+pub fn exact_edges_at(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    (edges, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
+    max_rows: usize,
+) -> CResult<Vec<Metrics>> {
     let (base, src) = base_and_source(graph, run)?;
     let delta = (src - base)?.to_dtype(model.dtype())?; // [senders, pos, d]
     let mut order: Vec<usize> = (0..edges.len()).collect();
@@ -50,7 +62,8 @@ pub fn exact_edges(
             j += 1;
         }
         let chunk: Vec<(SenderId, ReceiverId)> = order[i..j].iter().map(|&k| edges[k]).collect();
-        let m = run_chunk(model, graph, run, &delta, l, &chunk)?;
+        let chunk_at: Option<Vec<usize>> = at.map(|a| order[i..j].iter().map(|&k| a[k]).collect());
+        let m = run_chunk(model, graph, run, &delta, l, (&chunk, chunk_at.as_deref()))?;
         for (&k, v) in order[i..j].iter().zip(m) {
             out[k] = v;
         }
@@ -66,9 +79,9 @@ fn run_chunk(
     run: &RunPair,
     delta: &Tensor,
     l: usize,
-    chunk: &[(SenderId, ReceiverId)],
+    (chunk, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
 ) -> CResult<Vec<Metrics>> {
-    let spec = edge_row_edits(model, graph, delta, chunk, HookSpec::new())?;
+    let spec = edge_row_edits(model, graph, delta, (chunk, at), HookSpec::new())?;
     let out = resume_from_base(model, run, l, chunk.len(), &spec, None)?;
     let logits = out.logits.expect("logits");
     metrics::compute_with(

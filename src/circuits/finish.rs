@@ -59,11 +59,15 @@ pub fn finish(
     if opts.method.checks_exact() && opts.check_exact > 0 {
         let top: Vec<usize> = order.iter().copied().take(opts.check_exact).collect();
         let picked: Vec<_> = top.iter().map(|&i| edges[i]).collect();
+        let at: Option<Vec<usize>> = search
+            .at
+            .as_ref()
+            .map(|a| top.iter().map(|&i| a[i]).collect());
         let ex = exact_scores(
             model,
             graph,
             runs,
-            &picked,
+            (&picked, at.as_deref()),
             opts.max_rows,
             (Stage::Exact, watch),
         )?;
@@ -76,9 +80,14 @@ pub fn finish(
     let exact_ms = ms(t2);
     let t3 = Instant::now();
     let ranked: Vec<(SenderId, ReceiverId)> = order.iter().map(|&i| edges[i]).collect();
+    let ranked_at: Option<Vec<usize>> = search
+        .at
+        .as_ref()
+        .map(|a| order.iter().map(|&i| a[i]).collect());
     let faithfulness = if opts.faithfulness_points > 0 {
         let ks = log_grid(edges.len(), opts.faithfulness_points);
-        faithfulness_curve_watched(model, graph, pairs, opts, &ranked, &ks, watch)?
+        let ranked = (&ranked[..], ranked_at.as_deref());
+        faithfulness_curve_watched(model, graph, pairs, opts, ranked, &ks, watch)?
     } else {
         Vec::new()
     };
@@ -89,6 +98,7 @@ pub fn finish(
         direction: opts.direction,
         metric: opts.metric.def().name.to_string(),
         n_edges: edges.len(),
+        positions: search.at.is_some(),
         baselines: Baselines { clean, corrupted },
         edges: order
             .iter()
@@ -99,6 +109,8 @@ pub fn finish(
                 exact: exact_of[i],
                 plain: plain.as_ref().map(|p| p[i]),
                 graddrop: graddrop.as_ref().map(|g| g[i]),
+                src_pos: search.at.as_ref().map(|a| a[i]),
+                dst_pos: search.at.as_ref().map(|a| a[i]),
             })
             .collect(),
         edges_for_80: first(0.8),
@@ -141,6 +153,21 @@ pub fn faithfulness_curve(
     ranked: &[(SenderId, ReceiverId)],
     ks: &[usize],
 ) -> Result<Vec<FaithPoint>, CircuitError> {
+    let ranked = (ranked, None);
+    faithfulness_curve_watched(model, graph, pairs, opts, ranked, ks, &mut Watch::none())
+}
+
+/// [`faithfulness_curve`] over position-aware edges: `ranked[i]` at
+/// position `at[i]` (every pair of one length).
+pub fn faithfulness_curve_at(
+    model: &Transformer,
+    graph: &Graph,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+    (ranked, at): (&[(SenderId, ReceiverId)], &[usize]),
+    ks: &[usize],
+) -> Result<Vec<FaithPoint>, CircuitError> {
+    let ranked = (ranked, Some(at));
     faithfulness_curve_watched(model, graph, pairs, opts, ranked, ks, &mut Watch::none())
 }
 
@@ -149,7 +176,7 @@ fn faithfulness_curve_watched(
     graph: &Graph,
     pairs: &[PreparedPair],
     opts: &CircuitOptions,
-    ranked: &[(SenderId, ReceiverId)],
+    (ranked, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
     ks: &[usize],
     watch: &mut Watch<'_>,
 ) -> Result<Vec<FaithPoint>, CircuitError> {
@@ -160,17 +187,20 @@ fn faithfulness_curve_watched(
     };
     let runs = runs::build(model, graph, pairs, &spec)?;
     let (clean, corrupted) = runs.mean_baselines();
+    // Position-aware: weights per (sender, receiver, position).
+    let per = at.map_or(1, |_| pairs[0].n_pos());
     let (ns, nr) = (graph.n_senders(), graph.n_receivers());
     let weights: Vec<Vec<f32>> = ks
         .iter()
         .map(|&k| {
-            let mut w = vec![0f32; ns * nr];
-            for &(s, r) in &ranked[k..] {
-                w[graph.idx(s, r)] = 1.0;
+            let mut w = vec![0f32; ns * nr * per];
+            for (i, &(s, r)) in ranked.iter().enumerate().skip(k) {
+                w[graph.idx(s, r) * per + at.map_or(0, |a| a[i])] = 1.0;
             }
             w
         })
         .collect();
+    let per = at.map(|_| per);
     let chunks = weights.len().div_ceil(opts.max_rows.max(1));
     let total = runs.runs.len() * chunks;
     let mut per_run = Vec::new();
@@ -178,7 +208,7 @@ fn faithfulness_curve_watched(
         let mut rows = Vec::new();
         for (c, chunk) in weights.chunks(opts.max_rows.max(1)).enumerate() {
             watch.step(Stage::Faithfulness, r * chunks + c, total)?;
-            rows.extend(patched::patched_runs(model, graph, run, chunk)?);
+            rows.extend(patched::patched_runs_at(model, graph, run, chunk, per)?);
         }
         per_run.push(rows);
     }

@@ -171,6 +171,8 @@ mod tests {
             exact: None,
             plain: None,
             graddrop: None,
+            src_pos: None,
+            dst_pos: None,
         }
     }
 

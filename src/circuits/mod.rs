@@ -10,6 +10,7 @@
 //! - `eap`: EAP and EAP-IG estimates from one forward pass; `seeds`: each
 //!   metric's gradient seed and which backward passes serve which metrics;
 //! - `path`: path patching (the IOI paper's two-step procedure);
+//! - `positions`: position-aware edges (an edge at one token position);
 //! - `atp`: AtP* (QK fix, GradDrop); `scoring`: the estimates averaged over runs;
 //! - `units`: the scoring stage as canonical units, split into shards;
 //!   `part`, `merge`: circuit part files and the checks of a set of them;
@@ -38,6 +39,7 @@ pub mod output;
 pub mod part;
 pub mod patched;
 pub mod path;
+pub mod positions;
 pub mod progress;
 pub mod runs;
 pub mod scoring;

@@ -7,8 +7,10 @@
 //! `edges` (the top edges by `|score|`: `sender`, `receiver`, `scores`
 //! metric -> the method's value, `exact` metric -> the exact value where
 //! checked), `faithfulness` (`k`, `recovered`, `metrics`), `edges_for_80`,
-//! `edges_for_90`, `timing`. Metric values are changes of the metric when
-//! the edge alone is patched; NaN (a metric without a gradient under an
+//! `edges_for_90`, `timing`. Position-aware searches (`--positions`) add
+//! `positions: true`, and each edge its `src_pos` and `dst_pos` (equal
+//! 0-based token positions; `n_edges` then counts (edge, position) units).
+//! Metric values are changes of the metric when the edge alone is patched; NaN (a metric without a gradient under an
 //! estimating method) is written as `null`.
 
 use serde_json::{json, Value};
@@ -57,7 +59,7 @@ impl CircuitReport<'_> {
                 nodes.push(name);
             }
         }
-        json!({
+        let mut v = json!({
             "model": self.model,
             "method": r.method.name(),
             "direction": r.direction,
@@ -81,13 +83,33 @@ impl CircuitReport<'_> {
                 "exact_ms": r.timing.exact_ms,
                 "faithfulness_ms": r.timing.faithfulness_ms,
             },
-        })
+        });
+        if let (true, Some(obj)) = (r.positions, v.as_object_mut()) {
+            obj.insert("positions".into(), true.into());
+        }
+        v
+    }
+
+    /// A position-aware edge's receiver with its position and token
+    /// (`a3.h0<k> @5 'Mary'`), or the receiver alone.
+    fn receiver_at(&self, e: &EdgeScore) -> String {
+        match e.dst_pos {
+            Some(p) => {
+                let tok = self.clean.strings.get(p).map(String::as_str);
+                format!("{} {}", e.receiver, super::positions::describe(p, tok))
+            }
+            None => e.receiver.clone(),
+        }
     }
 
     /// One row per listed edge: sender, receiver, each metric's score, then
     /// each metric's exact value (empty where not checked).
     pub fn to_csv(&self) -> String {
+        let pos = self.result.positions;
         let mut out = String::from("rank,sender,receiver");
+        if pos {
+            out.push_str(",src_pos,dst_pos");
+        }
         for m in METRICS {
             out.push_str(&format!(",{m}"));
         }
@@ -97,6 +119,10 @@ impl CircuitReport<'_> {
         out.push('\n');
         for (i, e) in self.edges().iter().enumerate() {
             out.push_str(&format!("{},{},{}", i + 1, e.sender, e.receiver));
+            if pos {
+                let at = |p: Option<usize>| p.map(|p| p.to_string()).unwrap_or_default();
+                out.push_str(&format!(",{},{}", at(e.src_pos), at(e.dst_pos)));
+            }
             for (_, v) in e.scores.iter() {
                 out.push_str(&format!(",{}", num(v)));
             }
@@ -136,10 +162,11 @@ impl CircuitReport<'_> {
             let colour = if v >= 0.0 { "#1f77b4" } else { "#d62728" };
             let width = 0.5 + 4.0 * (v.abs() / max);
             out.push_str(&format!(
-                "  \"{}\" -> \"{}\" [label=\"{}{:.3}\", color=\"{colour}\", penwidth={width:.2}];\n",
+                "  \"{}\" -> \"{}\" [label=\"{}{}{:.3}\", color=\"{colour}\", penwidth={width:.2}];\n",
                 dot_escape(&e.sender),
                 dot_escape(node),
                 port.map(|p| format!("{p} ")).unwrap_or_default(),
+                e.dst_pos.map(|p| format!("@{p} ")).unwrap_or_default(),
                 v
             ));
         }
@@ -153,10 +180,15 @@ impl CircuitReport<'_> {
         let (mi, _) = lookup(metric).expect("a registry metric");
         let r = self.result;
         let mut out = format!(
-            "{} on {}: {} edges, ranked by |{metric}|; clean {:.4}, corrupted {:.4}\n",
+            "{} on {}: {} {}, ranked by |{metric}|; clean {:.4}, corrupted {:.4}\n",
             r.method.name(),
             self.model,
             r.n_edges,
+            if r.positions {
+                "(edge, position) units"
+            } else {
+                "edges"
+            },
             r.baselines.clean[mi],
             r.baselines.corrupted[mi]
         );
@@ -174,8 +206,12 @@ impl CircuitReport<'_> {
             Some(v) => format!(" {v:>10.4}"),
             None => format!(" {:>10}", "-"),
         };
+        let width = match r.positions {
+            true => 28,
+            false => 14,
+        };
         out.push_str(&format!(
-            "{:>5}  {:<10} {:<14} {:>10}{} {:>10} {:>10}  \n",
+            "{:>5}  {:<10} {:<width$} {:>10}{} {:>10} {:>10}  \n",
             "rank",
             "sender",
             "receiver",
@@ -192,10 +228,10 @@ impl CircuitReport<'_> {
             let v = e.scores[mi];
             let bar = "█".repeat(((v.abs() / max) * 20.0).round() as usize);
             out.push_str(&format!(
-                "{:>5}  {:<10} {:<14} {:>10.4}{}{}{}  {}{bar}\n",
+                "{:>5}  {:<10} {:<width$} {:>10.4}{}{}{}  {}{bar}\n",
                 i + 1,
                 e.sender,
-                e.receiver,
+                self.receiver_at(e),
                 v,
                 if plain {
                     opt(e.plain.map(|p| p[mi]))

@@ -51,6 +51,10 @@ pub struct PartSpec {
     pub path: PathOptions,
     /// Edges listed in the output (`--top`).
     pub top: usize,
+    /// Position-aware edges (absent when off, so parts written before it
+    /// existed keep their digest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub positions: bool,
 }
 
 impl PartSpec {
@@ -68,6 +72,7 @@ impl PartSpec {
             max_rows: opts.max_rows,
             path: opts.path,
             top,
+            positions: opts.positions,
         }
     }
 
@@ -86,6 +91,7 @@ impl PartSpec {
             faithfulness_points: self.faithfulness_points,
             max_rows: self.max_rows,
             path: self.path,
+            positions: self.positions,
         })
     }
 }

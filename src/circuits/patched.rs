@@ -34,14 +34,34 @@ pub fn patched_runs(
     run: &RunPair,
     weights: &[Vec<f32>],
 ) -> CResult<Vec<Metrics>> {
+    patched_runs_at(model, graph, run, weights, None)
+}
+
+/// [`patched_runs`] with position-aware weights when `positions` is the
+/// run's token count: `weights[b]` dense `[sender][receiver][position]`,
+/// receiver `v` at position `p` reading `Σ_u W_b[u, v, p] · Δ_u[p]`.
+pub fn patched_runs_at(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    weights: &[Vec<f32>],
+    positions: Option<usize>,
+) -> CResult<Vec<Metrics>> {
     let (dev, dtype) = (model.device(), model.dtype());
     let rows = weights.len();
     let (ns, nr) = (graph.n_senders(), graph.n_receivers());
     let (base, src) = base_and_source(graph, run)?;
     let (t, d) = (base.dim(1)?, base.dim(2)?);
+    if positions.is_some_and(|p| p != t) {
+        candle_core::bail!("position-aware weights for {positions:?} positions, run of {t}");
+    }
     let src = src.reshape((1, ns, t * d))?;
     let flat: Vec<f32> = weights.iter().flatten().copied().collect();
-    let w = Tensor::from_vec(flat, (rows, ns, nr), dev)?;
+    let w = match positions {
+        // [rows, senders, receivers, pos]
+        Some(_) => Tensor::from_vec(flat, (rows, ns, nr, t), dev)?,
+        None => Tensor::from_vec(flat, (rows, ns, nr), dev)?,
+    };
     let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
     // This run's sender outputs so far, [rows, senders so far, t*d].
     let mut actual = base
@@ -60,7 +80,25 @@ pub fn patched_runs(
         let n = actual.dim(1)?;
         let diff = src.narrow(1, 0, n)?.broadcast_sub(actual)?;
         let wl = w.narrow(1, 0, n)?.narrow(2, recv.start, recv.len())?;
-        wl.transpose(1, 2)?.contiguous()?.matmul(&diff) // [rows, receivers, t*d]
+        if positions.is_none() {
+            return wl.transpose(1, 2)?.contiguous()?.matmul(&diff); // [rows, receivers, t*d]
+        }
+        // One product per (row, position): [rows·t, receivers, n] × [rows·t, n, d].
+        let nrc = recv.len();
+        let wp = wl
+            .permute((0, 3, 2, 1))?
+            .contiguous()?
+            .reshape((rows * t, nrc, n))?;
+        let dp = diff
+            .reshape((rows, n, t, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows * t, n, d))?;
+        wp.matmul(&dp)?
+            .reshape((rows, t, nrc, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, nrc, t * d))
     };
     let per_head = |e: Tensor| -> CResult<Tensor> {
         let n = e.dim(1)?;

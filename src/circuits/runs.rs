@@ -139,7 +139,7 @@ pub fn base_and_source(graph: &Graph, run: &RunPair) -> CResult<(Tensor, Tensor)
 
 /// Which split-input hook a receiver reads through, and its head axis
 /// `(head, heads)`.
-pub(crate) fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<(usize, usize)>) {
+pub fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<(usize, usize)>) {
     match graph.receiver(r) {
         Receiver::Head { layer, head, port } => match port {
             Qkv::Q => (HookPoint::QInput(layer), Some((head, graph.n_heads))),
@@ -154,6 +154,8 @@ pub(crate) fn receiver_hook(graph: &Graph, r: ReceiverId) -> (HookPoint, Option<
 /// One edge per batch row: row `b` adds `Δ_s` (sender `s`'s change) at
 /// its receiver's split-input hook, on that receiver's head only; rows
 /// that patch nothing at a hook add zeros there. One `Add` edit per hook.
+/// Position-aware rows (`at[b]`) add `Δ_s ⊙ 1[at[b]]`: the change at that
+/// position only.
 ///
 /// # Shapes
 /// `delta: [senders, pos, d_model]`
@@ -161,7 +163,7 @@ pub(crate) fn edge_row_edits(
     model: &Transformer,
     graph: &Graph,
     delta: &Tensor,
-    chunk: &[(SenderId, ReceiverId)],
+    (chunk, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
     mut spec: HookSpec,
 ) -> CResult<HookSpec> {
     let (dev, dtype) = (model.device(), model.dtype());
@@ -182,7 +184,13 @@ pub(crate) fn edge_row_edits(
                 edits.len() - 1
             }
         };
-        let du = delta.get(s.0 as usize)?.to_dtype(dtype)?; // [pos, d]
+        let mut du = delta.get(s.0 as usize)?.to_dtype(dtype)?; // [pos, d]
+        if let Some(p) = at.map(|a| a[row]) {
+            let mut onehot = vec![0f32; t];
+            onehot[p] = 1.0;
+            let onehot = Tensor::from_vec(onehot, (t, 1), dev)?.to_dtype(dtype)?;
+            du = du.broadcast_mul(&onehot)?;
+        }
         edits[k].1[row] = match head {
             Some((h, n)) => {
                 let mut onehot = vec![0f32; n];

@@ -11,21 +11,31 @@ use super::graph::{Graph, ReceiverId, SenderId};
 use super::units::UnitValues;
 use super::{atp, eap, CircuitError};
 
-/// EAP, EAP-IG or AtP* values of `edges` in one run.
+/// EAP, EAP-IG or AtP* values of `edges` in one run; position-aware
+/// (`at[i]`: edge `i`'s position) EAP and EAP-IG keep each position's term
+/// of the sum over positions the position-free score is.
 pub fn run_estimates(
     model: &Transformer,
     graph: &Graph,
     run: &RunPair,
-    edges: &[(SenderId, ReceiverId)],
+    (edges, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
     opts: &CircuitOptions,
 ) -> Result<UnitValues, CircuitError> {
+    let per = at.map_or(1, |_| run.base_tokens.len());
     let pick = |dense: &[Vec<f32>]| -> Vec<Metrics> {
         edges
             .iter()
-            .map(|&(s, r)| Metrics::from_values(std::array::from_fn(|m| dense[m][graph.idx(s, r)])))
+            .enumerate()
+            .map(|(i, &(s, r))| {
+                let k = graph.idx(s, r) * per + at.map_or(0, |a| a[i]);
+                Metrics::from_values(std::array::from_fn(|m| dense[m][k]))
+            })
             .collect()
     };
     Ok(match opts.method {
+        Method::AtpStar if at.is_some() => {
+            return Err(super::positions::refuse_method(Method::AtpStar));
+        }
         Method::AtpStar => {
             let a = atp::atp_star(model, graph, run, opts.graddrop, opts.max_rows)?;
             UnitValues {
@@ -41,7 +51,13 @@ pub fn run_estimates(
                 opts.ig_steps
             };
             UnitValues {
-                scores: pick(&eap::eap_ig_on(model, graph, run, steps, opts.ig_on)?),
+                scores: pick(&eap::eap_ig_at(
+                    model,
+                    graph,
+                    run,
+                    (steps, opts.ig_on),
+                    at.is_some(),
+                )?),
                 plain: None,
                 graddrop: None,
             }

@@ -25,6 +25,26 @@ pub fn exact_edge(
     sender: &str,
     receiver: &str,
 ) -> Result<Metrics, CircuitError> {
+    exact_edge_at(model, pairs, opts, (sender, receiver), None)
+}
+
+/// [`exact_edge`] at one token position `at` (a position-aware edge), or
+/// at every position (`None`).
+pub fn exact_edge_at(
+    model: &Transformer,
+    pairs: &[PreparedPair],
+    opts: &CircuitOptions,
+    (sender, receiver): (&str, &str),
+    at: Option<usize>,
+) -> Result<Metrics, CircuitError> {
+    if let Some(p) = at {
+        if let Some(short) = pairs.iter().find(|q| q.n_pos() <= p) {
+            return Err(CircuitError::Invalid(format!(
+                "position {p} is past the end of a pair of {} tokens",
+                short.n_pos()
+            )));
+        }
+    }
     let graph = Graph::new(&model.cfg);
     let (Some(s), Some(r)) = (graph.find_sender(sender), graph.find_receiver(receiver)) else {
         return Err(CircuitError::Invalid(format!(
@@ -46,7 +66,7 @@ pub fn exact_edge(
         model,
         &graph,
         &runs,
-        &[(s, r)],
+        (&[(s, r)], at.as_ref().map(std::slice::from_ref)),
         1,
         (Stage::Exact, &mut Watch::none()),
     )?;

@@ -127,7 +127,7 @@ pub fn compute(
     model: &Transformer,
     graph: &Graph,
     runs: &Runs,
-    edges: &[(SenderId, ReceiverId)],
+    (edges, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
     opts: &CircuitOptions,
     (units, which): (&[Unit], &[usize]),
     watch: &mut Watch<'_>,
@@ -143,12 +143,19 @@ pub fn compute(
         let es = edges.get(u.start..u.end).ok_or_else(|| {
             CircuitError::Invalid(format!("unit {i}: no edges {}..{}", u.start, u.end))
         })?;
+        let es_at = at.map(|a| &a[u.start..u.end]);
         let minus_base = |m: Vec<Metrics>| -> Vec<Metrics> {
             m.into_iter().map(|m| minus(m, &run.base_metrics)).collect()
         };
         out.push(match opts.method {
             Method::Exact => UnitValues {
-                scores: minus_base(exact::exact_edges(model, graph, run, es, opts.max_rows)?),
+                scores: minus_base(exact::exact_edges_at(
+                    model,
+                    graph,
+                    run,
+                    (es, es_at),
+                    opts.max_rows,
+                )?),
                 plain: None,
                 graddrop: None,
             },
@@ -168,7 +175,7 @@ pub fn compute(
                 }
             }
             Method::Eap | Method::EapIg | Method::AtpStar => {
-                scoring::run_estimates(model, graph, run, es, opts)?
+                scoring::run_estimates(model, graph, run, (es, es_at), opts)?
             }
         });
     }

@@ -131,6 +131,10 @@ pub struct CircuitCmd {
     /// patched input (the IOI paper's code) or frozen at the base run's.
     #[arg(long, value_enum, default_value = "recompute")]
     pub ln: LnChoice,
+    /// Position-aware edges: score, check and keep every edge at each token
+    /// position on its own (eap, eap-ig, exact; pairs of one token length).
+    #[arg(long)]
+    pub positions: bool,
     /// The metric edges are ranked by.
     #[arg(long, default_value = "logit_diff")]
     pub metric: String,
@@ -268,11 +272,15 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
                 LnChoice::Freeze => LnMode::Freeze,
             },
         },
+        positions: cmd.positions,
         ..Default::default()
     };
     if let Some(sender) = &cmd.sender {
         if cmd.method != MethodChoice::Path {
             bail!("--sender/--receivers ask a path-patching query: add --method path");
+        }
+        if cmd.positions {
+            bail!("--sender/--receivers path-patch every position at once: drop --positions");
         }
         let text =
             super::circuit_path::run(&m, &pairs, &opts, (sender, &cmd.receivers), cmd.format)?;

@@ -1,0 +1,155 @@
+//! Position-aware edges (`CircuitOptions::positions`, `circuit
+//! --positions`): every edge scored, checked and kept at each token
+//! position on its own.
+//!
+//! The residual stream moves information between positions only inside
+//! attention heads, so a residual edge sits at one position: the edge
+//! `(u -> v, p)` is `u`'s direct contribution at position `p` to `v`'s
+//! input at position `p`. For a head's query receiver that is the query
+//! at `p`; for its key and value receivers, the key or value at `p`, which
+//! every later query reads. Source and destination positions are
+//! therefore equal; results still name both (`src_pos`, `dst_pos`) so a
+//! cross-position variant stays compatible.
+//!
+//! How each piece reads it:
+//! - exact patching adds `Δ_u ⊙ 1[p]` (`runs::edge_row_edits`), so
+//!   patching an edge at every position at once is the position-free edge;
+//! - EAP / EAP-IG keep the per-position terms `Δ_u[p] · G_v[p]` of the
+//!   sum over positions that is the position-free score
+//!   ([`edge_scores_at`]), so they sum to it exactly;
+//! - circuits and the faithfulness curve weigh each (edge, position)
+//!   unit on its own (`patched::patched_runs_at`): every unit outside the
+//!   circuit carries the other run's value at its position.
+//!
+//! Units are edge-major: edge `e` at position `p` is unit `e · t + p`.
+//! Positions are indices into the pairs' tokens, so every pair must have
+//! one token length; AtP* (its QK fix re-runs each receiver's attention
+//! per edge, per position it would be `t` times that) and path patching
+//! (one run per sender with every other head frozen) have no
+//! position-aware form yet and are refused with the fix.
+
+use candle_core::{Result as CResult, Tensor};
+
+use crate::patching::metrics::REGISTRY;
+use crate::patching::PreparedPair;
+
+use super::circuit::{CircuitOptions, Method};
+use super::graph::{Graph, ReceiverId, SenderId};
+use super::seeds::FromGroup;
+use super::CircuitError;
+
+/// Refuses what position-aware edges cannot do: a method without a
+/// position-aware form, or pairs of different token lengths.
+pub fn check(opts: &CircuitOptions, pairs: &[PreparedPair]) -> Result<(), CircuitError> {
+    if matches!(opts.method, Method::AtpStar | Method::Path) {
+        return Err(refuse_method(opts.method));
+    }
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, p) in pairs.iter().enumerate() {
+        by_len.entry(p.n_pos()).or_default().push(i);
+    }
+    if by_len.len() > 1 {
+        let groups: Vec<(usize, Vec<usize>)> = by_len.into_iter().collect();
+        return Err(CircuitError::Invalid(format!(
+            "--positions scores each edge at a token position, so every pair needs one \
+             token length, and these differ ({}); give pairs of one length (position \
+             labels do not align position-aware edges yet), or drop --positions",
+            crate::patching::prepare::describe_groups(&groups)
+        )));
+    }
+    Ok(())
+}
+
+/// The refusal of `--positions` for a method without a position-aware form.
+pub fn refuse_method(method: Method) -> CircuitError {
+    let why = match method {
+        Method::AtpStar => {
+            "AtP*'s QK fix re-runs each receiver's attention per edge and has no \
+             position-aware form yet"
+        }
+        _ => "path patching has no position-aware form yet",
+    };
+    CircuitError::Invalid(format!(
+        "--positions with --method {}: {why}; use --method eap, eap-ig or exact with \
+         --positions, or drop --positions",
+        method.name()
+    ))
+}
+
+/// Every edge once per position, edge-major, and each unit's position.
+pub fn expand(
+    edges: &[(SenderId, ReceiverId)],
+    n_pos: usize,
+) -> (Vec<(SenderId, ReceiverId)>, Vec<usize>) {
+    let units = edges.iter().flat_map(|&e| (0..n_pos).map(move |p| (e, p)));
+    units.unzip()
+}
+
+/// How the workbench and the table name a position: `@5 'Mary'` (the
+/// token text escaped and clipped), or `@5` without it.
+pub fn describe(pos: usize, token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!(
+            "@{pos} '{}'",
+            crate::util::text::clip(&crate::util::text::one_line(t), 12)
+        ),
+        None => format!("@{pos}"),
+    }
+}
+
+/// [`super::eap::edge_scores`] keeping each position's term: dense
+/// `[sender][receiver][position]` per registry metric (NaN where no edge),
+/// per block one batched product over positions.
+///
+/// # Shapes
+/// `delta: [senders, pos · d]`, `grads_of(l): [receivers of l, groups,
+/// pos · d]`
+pub(crate) fn edge_scores_at(
+    graph: &Graph,
+    delta: &Tensor,
+    t: usize,
+    (ids, from): (&[usize], &[FromGroup]),
+    mut grads_of: impl FnMut(usize) -> CResult<Tensor>,
+) -> CResult<Vec<Vec<f32>>> {
+    let n_g = from.iter().map(|f| f.group + 1).max().unwrap_or(0);
+    let nr = graph.n_receivers();
+    let d = delta.dim(1)? / t;
+    let mut out = vec![vec![f32::NAN; graph.n_senders() * nr * t]; REGISTRY.len()];
+    for l in 0..=graph.n_layers {
+        let recv = graph.receivers_of(l);
+        // MLPs also read their own layer's heads.
+        let ns = if l < graph.n_layers {
+            graph.senders_before(l) + graph.n_heads
+        } else {
+            graph.n_senders()
+        };
+        let g = grads_of(l)?;
+        // [t, receivers × groups, d]
+        let g = g
+            .reshape((recv.len() * n_g, t, d))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        // [t, ns, d]
+        let dl = delta
+            .narrow(0, 0, ns)?
+            .reshape((ns, t, d))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        // [t, ns, receivers × groups]
+        let scores: Vec<Vec<Vec<f32>>> = dl.matmul(&g.transpose(1, 2)?)?.to_vec3()?;
+        for (p, at_p) in scores.iter().enumerate() {
+            for (s, row) in at_p.iter().enumerate() {
+                for (j, r) in recv.clone().enumerate() {
+                    let (s, r) = (SenderId(s as u32), ReceiverId(r as u32));
+                    if !graph.is_edge(s, r) {
+                        continue;
+                    }
+                    for (&m, f) in ids.iter().zip(from) {
+                        out[m][graph.idx(s, r) * t + p] = f.scale * row[j * n_g + f.group];
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
