@@ -414,6 +414,73 @@ fn circuits_round_trip_through_a_session_file() {
     assert!(!patchbench::session::to_yaml(&old.session).contains("circuits:"));
 }
 
+/// `p` makes the next search position-aware: the spec carries it (and
+/// its digest differs, so a result turns stale when it is toggled), the
+/// list shows each edge's position and token, the drill-down asks for
+/// the edge at its position, and the session keeps the option.
+#[test]
+fn position_aware_searches_carry_the_option_to_the_list_drill_and_session() {
+    let mut s = ready();
+    key(&mut s, Intent::ToggleCircuit);
+    key(&mut s, Intent::CircuitPositions);
+    assert!(s.circuit.positions);
+    let cmds = key(&mut s, Intent::RunCircuit);
+    let Some(Command::Worker(Request::Circuit { job, spec, .. })) = cmds.last() else {
+        panic!("c sends a circuit request: {cmds:?}");
+    };
+    assert!(spec.positions);
+    let job = *job;
+    let mut stored = circuit();
+    stored.result.positions = true;
+    for (i, e) in stored.result.edges.iter_mut().enumerate() {
+        (e.src_pos, e.dst_pos) = (Some(i % 2), Some(i % 2));
+    }
+    stored.clean_tokens.strings = vec!["When".into(), " Mary".into()];
+    worker(
+        &mut s,
+        WorkerMsg::CircuitDone {
+            job,
+            result: Box::new(stored),
+        },
+    );
+    let text = screen(&draw(&s, 80, 24));
+    assert!(text.contains("per position"), "{text}");
+    assert!(
+        text.contains("@1 ' Mary'") && text.contains("@0 'When'"),
+        "{text}"
+    );
+    key(&mut s, Intent::Down);
+    let cmds = key(&mut s, Intent::DrillDown);
+    assert!(
+        matches!(
+            cmds.last(),
+            Some(Command::Worker(Request::EdgeDrill { at: Some(1), .. }))
+        ),
+        "{cmds:?}"
+    );
+    let session = to_session(&s);
+    let yaml = patchbench::session::to_yaml(&session);
+    assert!(
+        yaml.contains("positions: true") && yaml.contains("src_pos: 1"),
+        "{yaml}"
+    );
+    let loaded = patchbench::session::parse_str(&yaml, "t.yaml".as_ref()).unwrap();
+    assert_eq!(loaded.session, session);
+    // Position-free specs write no `positions` (older sessions digest the same).
+    let free = CircuitSpec::new(Method::Eap);
+    assert!(!serde_yaml::to_string(&free).unwrap().contains("positions"));
+    let at = CircuitSpec {
+        positions: true,
+        ..free.clone()
+    };
+    let pairs = [example_pair("demo")];
+    let pairs: Vec<_> = pairs.iter().collect();
+    assert_ne!(
+        patchbench::session::circuit::circuit_digest(&free, &pairs, None),
+        patchbench::session::circuit::circuit_digest(&at, &pairs, None)
+    );
+}
+
 #[test]
 fn far_from_exact_marks_sign_flips_and_large_gaps() {
     assert!(far_from_exact(-0.47, 31.8));
@@ -698,6 +765,7 @@ fn the_worker_finds_the_demo_circuit_cancels_one_and_drills_an_edge() {
         spec,
         sender: e.sender.clone(),
         receiver: e.receiver.clone(),
+        at: None,
         exact: true,
     });
     let data = loop {

@@ -28,6 +28,7 @@ use common::cli::{ok, p, patchbench, refused};
 use patchbench::circuits::circuit::{faithfulness_curve, faithfulness_curve_at};
 use patchbench::circuits::graph::{Graph, ReceiverId, SenderId};
 use patchbench::circuits::runs::receiver_hook;
+use patchbench::circuits::single::exact_edge_at;
 use patchbench::circuits::{
     exact, patched, run_circuit, CircuitError, CircuitOptions, CircuitResult, Method,
 };
@@ -174,6 +175,12 @@ fn check_exact_units(preset: &str) {
             e.receiver
         );
         moved += usize::from(want.abs() > 1e-3);
+        if seen.len() == 1 {
+            // The workbench's drill-down of the unit: the same change.
+            let names = (e.sender.as_str(), e.receiver.as_str());
+            let one = exact_edge_at(&m, &[pair()], &o, names, Some(at)).unwrap();
+            assert!(close(one[LOGIT_DIFF], want, 1e-5), "{preset} drill-down");
+        }
     }
     assert!(seen.len() >= 3, "{preset}: receiver kinds checked {seen:?}");
     assert!(moved >= 2, "{preset}: the checked units barely move");

@@ -79,6 +79,7 @@ intents! {
     RunCircuit "run_circuit" "Find the circuit of the prompt pairs (the circuit pane's method, the sweep settings' direction and corruption, ranked by the shown metric)",
     ToggleCircuit "circuit_pane" "Show the circuit pane in the heatmap's place, or the heatmap again",
     CircuitMethod "circuit_method" "In the circuit pane: choose the next method for the next search",
+    CircuitPositions "circuit_positions" "In the circuit pane: position-aware edges (each edge at each token position) for the next search (again: off)",
     PairAdd "pair_add" "Add a prompt pair (a copy of the current one)",
     PairRemove "pair_remove" "Remove the current prompt pair",
     PairNext "pair_next" "Show the next prompt pair",

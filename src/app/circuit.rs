@@ -76,6 +76,17 @@ pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
                 format!("circuit method: {m} (c finds the circuit)"),
             );
         }
+        Intent::CircuitPositions => {
+            c.positions = !c.positions;
+            let what = match c.positions {
+                true => "position-aware (each edge at each token position; eap, eap-ig, exact)",
+                false => "position-free",
+            };
+            s.set_status(
+                Level::Info,
+                format!("circuit edges: {what} (c finds the circuit)"),
+            );
+        }
         Intent::SweepNext | Intent::SweepPrev if !c.views.is_empty() => {
             let d = if i == Intent::SweepNext { 1 } else { -1 };
             let k = c.views.len() as i32;
@@ -122,6 +133,7 @@ pub fn current_spec(s: &AppState) -> CircuitSpec {
         metric: s.heatmap.metric_name().to_string(),
         direction: s.settings.spec.direction,
         corruption: s.settings.spec.corruption.clone(),
+        positions: s.circuit.positions,
         ..CircuitSpec::new(s.circuit.method)
     }
 }
@@ -211,6 +223,7 @@ fn drill(s: &mut AppState, out: &mut Vec<Command>) {
         spec,
         sender: e.sender.clone(),
         receiver: e.receiver.clone(),
+        at: e.dst_pos,
         exact: e.exact.is_none(),
     }));
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analysis;
-use crate::circuits::single::exact_edge;
+use crate::circuits::single::exact_edge_at;
 use crate::circuits::{run_circuit_watched, CircuitError, CircuitProgress, Watch};
 use crate::patching::output::TokenList;
 use crate::session::circuit::{CircuitSpec, StoredCircuit};
@@ -96,14 +96,14 @@ impl ModelThread {
         &self,
         input: &PairsInput,
         spec: &CircuitSpec,
-        sender: &str,
-        receiver: &str,
+        (sender, receiver, at): (&str, &str, Option<usize>),
         exact: bool,
     ) -> Result<EdgeDrillData, String> {
         let (m, pairs) = self.prepared(input)?;
         let exact = if exact {
             let opts = spec.options()?;
-            Some(exact_edge(&m.model, &pairs, &opts, sender, receiver).map_err(|e| e.to_string())?)
+            let edge = (sender, receiver);
+            Some(exact_edge_at(&m.model, &pairs, &opts, edge, at).map_err(|e| e.to_string())?)
         } else {
             None
         };

@@ -63,6 +63,8 @@ pub struct CircuitState {
     pub shown: bool,
     /// The method of the next search.
     pub method: Method,
+    /// Whether the next search is position-aware.
+    pub positions: bool,
     pub views: Vec<CircuitView>,
     pub selected: usize,
     pub running: Option<CircuitRunning>,
@@ -76,6 +78,7 @@ impl Default for CircuitState {
         CircuitState {
             shown: false,
             method: Method::ALL[0],
+            positions: false,
             views: Vec::new(),
             selected: 0,
             running: None,

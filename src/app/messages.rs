@@ -87,6 +87,8 @@ pub enum Request {
         spec: CircuitSpec,
         sender: String,
         receiver: String,
+        /// A position-aware edge's token position.
+        at: Option<usize>,
         exact: bool,
     },
 }

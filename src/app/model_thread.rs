@@ -198,10 +198,11 @@ impl ModelThread {
                 spec,
                 sender,
                 receiver,
+                at,
                 exact,
             } => {
                 let result = self
-                    .edge_drill(&input, &spec, &sender, &receiver, exact)
+                    .edge_drill(&input, &spec, (&sender, &receiver, at), exact)
                     .map(|d| Box::new(DrillData::Edge(d)));
                 (self.sink)(WorkerMsg::Drilled { job, result });
             }

@@ -72,6 +72,7 @@ pub fn merge_circuit_into(
         ig_steps: f.opts.ig_steps,
         check_exact: f.opts.check_exact,
         faithfulness_points: f.opts.faithfulness_points,
+        positions: f.opts.positions,
     };
     let held = spec.options().map_err(anyhow::Error::msg)?;
     if PartSpec::new(&held, man.spec.top) != man.spec {

@@ -56,6 +56,10 @@ pub struct CircuitSpec {
     pub check_exact: usize,
     #[serde(default = "default_points")]
     pub faithfulness_points: usize,
+    /// Position-aware edges (`circuit --positions`); absent when off, so
+    /// sessions written before it existed load and digest unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub positions: bool,
 }
 
 fn default_metric() -> String {
@@ -83,6 +87,7 @@ impl CircuitSpec {
             ig_steps: d.ig_steps,
             check_exact: d.check_exact,
             faithfulness_points: d.faithfulness_points,
+            positions: false,
         }
     }
 
@@ -104,6 +109,7 @@ impl CircuitSpec {
             metric,
             check_exact: self.check_exact,
             faithfulness_points: self.faithfulness_points,
+            positions: self.positions,
             ..CircuitOptions::default()
         })
     }
@@ -160,6 +166,10 @@ pub fn circuit_digest(
         spec.check_exact,
         spec.faithfulness_points
     );
+    // Only when on: digests of position-free searches stay as they were.
+    if spec.positions {
+        t.push_str(" positions");
+    }
     let h = t.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     });

@@ -48,6 +48,9 @@ impl Widget for CircuitPane<'_> {
                     v.spec.direction,
                     v.spec.corruption.name()
                 )));
+                if v.spec.positions {
+                    title.push(Span::raw(" · per position"));
+                }
                 if c.views.len() > 1 {
                     title.push(Span::raw(format!(
                         " · {}/{}",
@@ -56,7 +59,11 @@ impl Widget for CircuitPane<'_> {
                     )));
                 }
             }
-            None => title.push(Span::raw(format!(" · next: {}", c.method.name()))),
+            None => title.push(Span::raw(format!(
+                " · next: {}{}",
+                c.method.name(),
+                if c.positions { " per position" } else { "" }
+            ))),
         }
         title.push(Span::raw(" "));
         let stale = view
@@ -214,14 +221,21 @@ fn draw_list(
     }
     let edges = &c.result.edges;
     let (sw, rw, bw) = (7usize, 11usize, 8usize);
+    // Position-aware edges: the receiver's position and token beside it.
+    let pw = if c.result.positions { 11usize } else { 0 };
     let far = edges
         .iter()
         .any(|e| e.exact.is_some_and(|x| far_from_exact(e.scores[mi], x[mi])));
     let head = format!(
-        "{} {} {} {} {} {}{}",
+        "{} {} {} {}{} {} {}{}",
         fit_right("#", 3),
         fit("sender", sw + 2),
         fit("receiver", rw),
+        if pw > 0 {
+            format!("{} ", fit("position", pw))
+        } else {
+            String::new()
+        },
         fit_right("score", 7),
         fit("", bw),
         fit_right("exact", 7),
@@ -243,14 +257,18 @@ fn draw_list(
         .fold(0f32, f32::max)
         .max(1e-12);
     for (row, (i, e)) in edges.iter().enumerate().skip(first).take(rows).enumerate() {
-        let line = edge_row(i, e, mi, max, (sw, rw, bw), i == cur, th);
+        let at = e.dst_pos.map(|p| {
+            let tok = c.clean_tokens.strings.get(p).map(String::as_str);
+            fit(&crate::circuits::positions::describe(p, tok), pw)
+        });
+        let line = edge_row(i, (e, at), mi, max, (sw, rw, bw), i == cur, th);
         buf.set_line(area.x, area.y + 1 + row as u16, &line, area.width);
     }
 }
 
 fn edge_row<'a>(
     i: usize,
-    e: &EdgeScore,
+    (e, at): (&EdgeScore, Option<String>),
     mi: MetricId,
     max: f32,
     (sw, rw, bw): (usize, usize, usize),
@@ -274,6 +292,7 @@ fn edge_row<'a>(
         Span::styled(format!("{} ", fit_right(&(i + 1).to_string(), 3)), base),
         Span::styled(format!("{} → ", fit(&e.sender, sw)), base),
         Span::styled(format!("{} ", fit(&e.receiver, rw)), base),
+        Span::styled(at.map(|a| format!("{a} ")).unwrap_or_default(), base),
         Span::styled(format!("{} ", fit_right(&num(v), 7)), base),
         Span::styled(
             fit(&"█".repeat(filled.min(bw)), bw),
