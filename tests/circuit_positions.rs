@@ -20,10 +20,11 @@ mod circuit_support;
 mod common;
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
 
-use circuit_support::{model, pair, prompt_runs};
+use circuit_support::{pair, prompt_runs};
 use common::cli::{ok, p, patchbench, refused};
 use patchbench::circuits::circuit::{faithfulness_curve, faithfulness_curve_at};
 use patchbench::circuits::graph::{Graph, ReceiverId, SenderId};
@@ -36,6 +37,19 @@ use patchbench::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use patchbench::patching::metrics::LOGIT_DIFF;
 use patchbench::patching::runs::RunPair;
 use patchbench::patching::PreparedPair;
+
+/// The preset's random model, built once for every test of this file
+/// (random weights take seconds in a debug build).
+fn model(preset: &str) -> &'static Transformer {
+    static GPT2: OnceLock<Transformer> = OnceLock::new();
+    static LLAMA: OnceLock<Transformer> = OnceLock::new();
+    let cell = match preset {
+        "gpt2-tiny" => &GPT2,
+        "llama-tiny" => &LLAMA,
+        _ => panic!("no fixture {preset}"),
+    };
+    cell.get_or_init(|| circuit_support::model(preset))
+}
 
 fn opts(method: Method, positions: bool) -> CircuitOptions {
     CircuitOptions {
@@ -150,10 +164,10 @@ fn check_exact_units(preset: &str) {
         check_exact: 60,
         ..opts(Method::Eap, true)
     };
-    let r = run_circuit(&m, &[pair()], &o).unwrap();
+    let r = run_circuit(m, &[pair()], &o).unwrap();
     assert!(r.positions);
     assert_eq!(r.n_edges, g.edges().len() * pair().n_pos());
-    let runs = prompt_runs(&m, &g);
+    let runs = prompt_runs(m, &g);
     let mut seen = Vec::new();
     let mut moved = 0;
     for e in r.edges.iter().filter(|e| e.exact.is_some()) {
@@ -166,7 +180,7 @@ fn check_exact_units(preset: &str) {
             g.find_receiver(&e.receiver).unwrap(),
         );
         let at = e.dst_pos.unwrap();
-        let want = hand_edit(&m, &g, &runs.runs[0], unit, at);
+        let want = hand_edit(m, &g, &runs.runs[0], unit, at);
         let got = e.exact.unwrap()[LOGIT_DIFF];
         assert!(
             close(got, want, 1e-5),
@@ -178,7 +192,7 @@ fn check_exact_units(preset: &str) {
         if seen.len() == 1 {
             // The workbench's drill-down of the unit: the same change.
             let names = (e.sender.as_str(), e.receiver.as_str());
-            let one = exact_edge_at(&m, &[pair()], &o, names, Some(at)).unwrap();
+            let one = exact_edge_at(m, &[pair()], &o, names, Some(at)).unwrap();
             assert!(close(one[LOGIT_DIFF], want, 1e-5), "{preset} drill-down");
         }
     }
@@ -199,11 +213,11 @@ fn every_position_at_once_is_the_position_free_edge() {
     for preset in ["gpt2-tiny", "llama-tiny"] {
         let m = model(preset);
         let g = Graph::new(&m.cfg);
-        let runs = prompt_runs(&m, &g);
+        let runs = prompt_runs(m, &g);
         let run = &runs.runs[0];
         let t = run.base_tokens.len();
         let edges: Vec<(SenderId, ReceiverId)> = g.edges().into_iter().step_by(9).collect();
-        let free = exact::exact_edges(&m, &g, run, &edges, 16).unwrap();
+        let free = exact::exact_edges(m, &g, run, &edges, 16).unwrap();
         let weights: Vec<Vec<f32>> = edges
             .iter()
             .map(|&(s, r)| {
@@ -212,7 +226,7 @@ fn every_position_at_once_is_the_position_free_edge() {
                 w
             })
             .collect();
-        let all = patched::patched_runs_at(&m, &g, run, &weights, Some(t)).unwrap();
+        let all = patched::patched_runs_at(m, &g, run, &weights, Some(t)).unwrap();
         for (i, (a, b)) in free.iter().zip(&all).enumerate() {
             let (x, y) = (a.logit_diff(), b.logit_diff());
             assert!(close(x, y, 1e-5), "{preset} edge {i}: {x} vs {y}");
@@ -232,8 +246,8 @@ fn estimates_per_position_sum_to_the_position_free_score() {
             _ => &[Method::Eap],
         };
         for &method in methods {
-            let free = run_circuit(&m, &[pair()], &opts(method, false)).unwrap();
-            let at = run_circuit(&m, &[pair()], &opts(method, true)).unwrap();
+            let free = run_circuit(m, &[pair()], &opts(method, false)).unwrap();
+            let at = run_circuit(m, &[pair()], &opts(method, true)).unwrap();
             assert_eq!(at.n_edges, free.n_edges * pair().n_pos());
             let mut sums: HashMap<(String, String), (f32, usize)> = HashMap::new();
             for ((s, r, p), v) in by_unit(&at) {
@@ -271,7 +285,7 @@ fn faithfulness_over_units_spans_the_baselines_and_matches_whole_edges() {
         faithfulness_points: 3,
         ..opts(Method::Eap, true)
     };
-    let r = run_circuit(&m, &[pair()], &o).unwrap();
+    let r = run_circuit(m, &[pair()], &o).unwrap();
     let (first, last) = (&r.faithfulness[0], r.faithfulness.last().unwrap());
     assert_eq!((first.k, last.k), (0, r.n_edges));
     assert!(first.recovered.abs() < 1e-4, "empty: {}", first.recovered);
@@ -289,9 +303,9 @@ fn faithfulness_over_units_spans_the_baselines_and_matches_whole_edges() {
         .collect();
     let at: Vec<usize> = ranked.iter().flat_map(|_| 0..t).collect();
     let ks = [1, 7, 40];
-    let free = faithfulness_curve(&m, &g, &[pair()], &o, &ranked, &ks).unwrap();
+    let free = faithfulness_curve(m, &g, &[pair()], &o, &ranked, &ks).unwrap();
     let ks_t: Vec<usize> = ks.iter().map(|k| k * t).collect();
-    let whole = faithfulness_curve_at(&m, &g, &[pair()], &o, (&units, &at), &ks_t).unwrap();
+    let whole = faithfulness_curve_at(m, &g, &[pair()], &o, (&units, &at), &ks_t).unwrap();
     for (a, b) in free.iter().zip(&whole) {
         assert!(
             close(a.recovered, b.recovered, 1e-5),
@@ -307,7 +321,7 @@ fn faithfulness_over_units_spans_the_baselines_and_matches_whole_edges() {
 fn methods_and_lengths_without_a_position_aware_form_are_refused() {
     let m = model("gpt2-tiny");
     for method in [Method::AtpStar, Method::Path] {
-        let e = run_circuit(&m, &[pair()], &opts(method, true)).unwrap_err();
+        let e = run_circuit(m, &[pair()], &opts(method, true)).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, CircuitError::Invalid(_)), "{msg}");
         assert!(
@@ -321,7 +335,7 @@ fn methods_and_lengths_without_a_position_aware_form_are_refused() {
         corrupted: vec![8, 3, 17, 9, 40, 4, 11, 60, 2],
         ..pair()
     };
-    let msg = run_circuit(&m, &[pair(), longer], &opts(Method::Eap, true))
+    let msg = run_circuit(m, &[pair(), longer], &opts(Method::Eap, true))
         .unwrap_err()
         .to_string();
     assert!(
@@ -404,4 +418,58 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
         err.contains("one token length") && err.contains("pair 0") && err.contains("pair 1"),
         "{err}"
     );
+}
+
+/// A position-aware search split over the pairs of a dataset and merged
+/// equals the unsharded search (the part's spec carries `positions`), and
+/// the SVG names each drawn edge's position.
+#[test]
+fn position_aware_shards_merge_to_the_unsharded_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.jsonl");
+    let line = |c: &str, k: &str| {
+        serde_json::json!({"clean": c, "corrupted": k, "answer": "mary", "wrong": "john"})
+            .to_string()
+    };
+    let text = format!(
+        "{}\n{}\n",
+        line("john gave a drink to", "mary gave a drink to"),
+        line("john gave a book to", "mary gave a book to")
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut args = vec!["circuit", "--model", "demo", "--positions"];
+    args.extend(["--dataset", p(&file), "--method", "eap", "--top", "0"]);
+    args.extend(["--check-exact", "2", "--faithfulness-points", "2"]);
+    let mut full = args.clone();
+    full.extend(["--format", "json"]);
+    let want = common::cli::without_timing(
+        &String::from_utf8(ok(patchbench(&full), "unsharded").stdout).unwrap(),
+    );
+    assert_eq!(want["positions"], true);
+    let parts: Vec<std::path::PathBuf> = (1..=2)
+        .map(|k| {
+            let path = dir.path().join(format!("part-{k}.json"));
+            let shard = format!("{k}/2");
+            let mut a = args.clone();
+            a.extend(["--shard", &shard, "--out", p(&path)]);
+            ok(patchbench(&a), "circuit --positions --shard");
+            path
+        })
+        .collect();
+    let part = std::fs::read_to_string(&parts[0]).unwrap();
+    assert!(part.contains("\"positions\": true") || part.contains("\"positions\":true"));
+    let out = ok(
+        patchbench(&["merge", p(&parts[0]), p(&parts[1]), "--format", "json"]),
+        "merge",
+    );
+    let got = common::cli::without_timing(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(got, want, "merged parts equal the unsharded search");
+
+    let mut svg = args.clone();
+    let top = svg.iter().position(|a| *a == "--top").unwrap();
+    svg[top + 1] = "6";
+    svg.extend(["--format", "svg"]);
+    let out = ok(patchbench(&svg), "circuit --positions --format svg");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" @") && text.contains("<title>#1 "), "{text}");
 }

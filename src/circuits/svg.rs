@@ -70,7 +70,7 @@ pub fn circuit_svg(
             esc(&col.label)
         );
     }
-    edges_svg(&mut s, &l);
+    edges_svg(&mut s, &l, edges);
     for (c, col) in l.columns.iter().enumerate() {
         for (r, n) in col.nodes.iter().enumerate() {
             let (x, y) = (col_x(c), row_y(r));
@@ -95,7 +95,7 @@ fn row_y(r: usize) -> f32 {
     TOP + r as f32 * (BOX_H + ROW_GAP)
 }
 
-fn edges_svg(s: &mut String, l: &Layered) {
+fn edges_svg(s: &mut String, l: &Layered, edges: &[EdgeScore]) {
     let max = l
         .edges
         .iter()
@@ -130,7 +130,11 @@ fn edges_svg(s: &mut String, l: &Layered) {
             "<g class=\"edge\"><title>#{} {} \u{2192} {}: {}</title><path d=\"M{x0:.1},{y0:.1} C{:.1},{y0:.1} {:.1},{y1:.1} {x1:.1},{y1:.1}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"{w:.2}\" stroke-opacity=\"0.8\"/>{}</g>",
             e.rank + 1,
             esc(&e.sender),
-            esc(&e.receiver),
+            // A position-aware edge names its position.
+            esc(&match edges.get(e.rank).and_then(|x| x.dst_pos) {
+                Some(p) => format!("{} @{p}", e.receiver),
+                None => e.receiver.clone(),
+            }),
             fmt_score(e.score),
             x0 + mid,
             x1 - mid,
