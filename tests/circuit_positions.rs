@@ -383,6 +383,7 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
     let out = ok(patchbench(&table), "circuit --positions table");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("(edge, position) units"), "{text}");
+    assert!(text.contains("faithfulness (units kept"), "{text}");
     assert!(text.contains(" @"), "{text}");
 
     let mut path = vec!["circuit", "--model", "demo", "--positions"];

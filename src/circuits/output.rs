@@ -244,7 +244,9 @@ impl CircuitReport<'_> {
             ));
         }
         if !r.faithfulness.is_empty() {
-            out.push_str("faithfulness (edges kept: metric recovered)\n");
+            // Position-aware circuits keep (edge, position) units.
+            let unit = if r.positions { "units" } else { "edges" };
+            out.push_str(&format!("faithfulness ({unit} kept: metric recovered)\n"));
             for p in &r.faithfulness {
                 out.push_str(&format!("  {:>7}: {:>8.4}\n", p.k, p.recovered));
             }
@@ -253,7 +255,7 @@ impl CircuitReport<'_> {
                     .unwrap_or_else(|| "not reached".into())
             };
             out.push_str(&format!(
-                "80%: {} edges, 90%: {} edges (first grid point)\n",
+                "80%: {} {unit}, 90%: {} {unit} (first grid point)\n",
                 show(r.edges_for_80),
                 show(r.edges_for_90)
             ));
