@@ -421,16 +421,18 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
     );
 }
 
-/// A position-aware search split over the pairs of a dataset and merged
-/// equals the unsharded search (the part's spec carries `positions`), and
-/// the SVG names each drawn edge's position.
+/// A position-aware search over labelled pairs of one length names each
+/// edge's position by its label (`pos_label`); split over the pairs and
+/// merged it equals the unsharded search (the part carries `positions`
+/// and the labels), and the SVG names each drawn edge's position.
 #[test]
 fn position_aware_shards_merge_to_the_unsharded_search() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pairs.jsonl");
     let line = |c: &str, k: &str| {
-        serde_json::json!({"clean": c, "corrupted": k, "answer": "mary", "wrong": "john"})
-            .to_string()
+        serde_json::json!({"clean": c, "corrupted": k, "answer": "mary", "wrong": "john",
+            "labels": {"S": 0, "END": -1}})
+        .to_string()
     };
     let text = format!(
         "{}\n{}\n",
@@ -447,6 +449,18 @@ fn position_aware_shards_merge_to_the_unsharded_search() {
         &String::from_utf8(ok(patchbench(&full), "unsharded").stdout).unwrap(),
     );
     assert_eq!(want["positions"], true);
+    let n_tok = want["clean_tokens"]["ids"].as_array().unwrap().len() as u64;
+    let edges = want["edges"].as_array().unwrap();
+    assert_eq!(edges.len() as u64, want["n_edges"].as_u64().unwrap());
+    for e in edges {
+        let at = e["dst_pos"].as_u64().unwrap();
+        let label = match at {
+            0 => serde_json::json!("S"),
+            p if p == n_tok - 1 => serde_json::json!("END"),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(e["pos_label"], label, "{e}");
+    }
     let parts: Vec<std::path::PathBuf> = (1..=2)
         .map(|k| {
             let path = dir.path().join(format!("part-{k}.json"));
@@ -469,6 +483,9 @@ fn position_aware_shards_merge_to_the_unsharded_search() {
     let mut svg = args.clone();
     let top = svg.iter().position(|a| *a == "--top").unwrap();
     svg[top + 1] = "6";
+    let out = ok(patchbench(&svg), "circuit --positions table");
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains(&format!("@{} END '", n_tok - 1)), "{table}");
     svg.extend(["--format", "svg"]);
     let out = ok(patchbench(&svg), "circuit --positions --format svg");
     let text = String::from_utf8(out.stdout).unwrap();

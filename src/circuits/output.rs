@@ -9,7 +9,8 @@
 //! checked), `faithfulness` (`k`, `recovered`, `metrics`), `edges_for_80`,
 //! `edges_for_90`, `timing`. Position-aware searches (`--positions`) add
 //! `positions: true`, and each edge its `src_pos` and `dst_pos` (equal
-//! 0-based token positions; `n_edges` then counts (edge, position) units).
+//! 0-based token positions; `n_edges` then counts (edge, position) units),
+//! and `pos_label` where labelled pairs name the position.
 //! Metric values are changes of the metric when the edge alone is patched; NaN (a metric without a gradient under an
 //! estimating method) is written as `null`.
 
@@ -30,6 +31,8 @@ pub struct CircuitReport<'a> {
     pub answer: (u32, String),
     pub wrong: (u32, String),
     pub graph: &'a Graph,
+    /// Position-aware edges over labelled pairs: each position's label.
+    pub position_labels: &'a [Option<String>],
     pub result: &'a CircuitResult,
     /// Edges listed (0: all).
     pub top: usize,
@@ -72,7 +75,11 @@ impl CircuitReport<'_> {
             "baselines": r.baselines,
             "n_edges": r.n_edges,
             "nodes": nodes,
-            "edges": self.edges().iter().map(edge_json).collect::<Vec<_>>(),
+            "edges": self
+                .edges()
+                .iter()
+                .map(|e| edge_json(e, self.label_of(e)))
+                .collect::<Vec<_>>(),
             "faithfulness": r.faithfulness,
             "edges_for_80": r.edges_for_80,
             "edges_for_90": r.edges_for_90,
@@ -90,16 +97,25 @@ impl CircuitReport<'_> {
         v
     }
 
-    /// A position-aware edge's receiver with its position and token
-    /// (`a3.h0<k> @5 'Mary'`), or the receiver alone.
+    /// A position-aware edge's receiver with its position, label and
+    /// token (`a3.h0<k> @5 IO 'Mary'`), or the receiver alone.
     fn receiver_at(&self, e: &EdgeScore) -> String {
         match e.dst_pos {
             Some(p) => {
                 let tok = self.clean.strings.get(p).map(String::as_str);
-                format!("{} {}", e.receiver, super::positions::describe(p, tok))
+                let at = super::positions::describe(p, tok);
+                match self.label_of(e) {
+                    Some(l) => format!("{} {}", e.receiver, at.replacen(' ', &format!(" {l} "), 1)),
+                    None => format!("{} {at}", e.receiver),
+                }
             }
             None => e.receiver.clone(),
         }
+    }
+
+    /// The label of a position-aware edge's position, where pairs name it.
+    fn label_of(&self, e: &EdgeScore) -> Option<&str> {
+        self.position_labels.get(e.dst_pos?)?.as_deref()
     }
 
     /// One row per listed edge: sender, receiver, each metric's score, then
@@ -266,8 +282,11 @@ impl CircuitReport<'_> {
 
 /// An edge as the contract lists it: its fields, plus `error` (metric ->
 /// the method's value minus the exact one) where it was checked.
-fn edge_json(e: &EdgeScore) -> Value {
+fn edge_json(e: &EdgeScore, label: Option<&str>) -> Value {
     let mut v = serde_json::to_value(e).expect("an edge serialises");
+    if let (Some(l), Value::Object(map)) = (label, &mut v) {
+        map.insert("pos_label".into(), l.into());
+    }
     if let (Some(err), Value::Object(map)) = (e.error(), &mut v) {
         map.insert(
             "error".into(),

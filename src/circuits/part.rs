@@ -177,6 +177,11 @@ pub struct DatasetNote {
     pub path: Option<String>,
     pub digest: String,
     pub ids: Vec<Option<String>>,
+    /// Position-aware searches over labelled pairs of one length: each
+    /// token position's label (`positions::label_names`); absent
+    /// otherwise, so parts written before it keep their digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub position_labels: Vec<Option<String>>,
 }
 
 /// What every part of a search shares.

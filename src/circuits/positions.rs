@@ -31,6 +31,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use crate::patching::metrics::REGISTRY;
+use crate::patching::plan::PositionLabels;
 use crate::patching::PreparedPair;
 
 use super::circuit::{CircuitOptions, Method};
@@ -95,6 +96,21 @@ pub fn describe(pos: usize, token: Option<&str>) -> String {
         ),
         None => format!("@{pos}"),
     }
+}
+
+/// Each of `n_pos` token positions named by the dataset's position label
+/// whose span holds it in every pair (the first such label, labels in
+/// their order), `None` where no label does: labelled pairs of one
+/// length name the positions of position-aware edges (`S2`, `END`).
+pub fn label_names(labels: &PositionLabels, n_pos: usize) -> Vec<Option<String>> {
+    (0..n_pos)
+        .map(|p| {
+            let holds = |j: usize| labels.spans.iter().all(|row| row[j].contains(&p));
+            (0..labels.names.len())
+                .find(|&j| holds(j))
+                .map(|j| labels.names[j].clone())
+        })
+        .collect()
 }
 
 /// [`super::eap::edge_scores`] keeping each position's term: dense

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use patchbench::circuits::eap::IgOn;
 use patchbench::circuits::output::CircuitReport;
 use patchbench::circuits::part::DatasetNote;
+use patchbench::circuits::positions::label_names;
 use patchbench::circuits::{
     run_circuit, CircuitOptions, CircuitResult, Graph, LnMode, Method, PathOptions,
 };
@@ -223,10 +224,17 @@ pub fn circuit(cmd: &CircuitCmd) -> Result<()> {
     let (pairs, dataset) = match &cmd.dataset {
         Some(path) => {
             let d = super::dataset::load_for(path, &m, cmd.bos.choice())?;
+            // Labelled pairs of one length name a position-aware edge's position.
+            let one_length = d.pairs.iter().all(|p| p.n_pos() == d.pairs[0].n_pos());
+            let position_labels = match (&d.labels, cmd.positions && one_length) {
+                (Some(l), true) => label_names(l, d.pairs[0].n_pos()),
+                _ => Vec::new(),
+            };
             let note = DatasetNote {
                 path: d.dataset.path.as_ref().map(|p| p.display().to_string()),
                 digest: d.dataset.digest.clone(),
                 ids: d.dataset.pairs.iter().map(|p| p.id.clone()).collect(),
+                position_labels,
             };
             (d.pairs, Some(note))
         }
@@ -332,6 +340,7 @@ pub fn render(
         answer: (p.answer, m.tokenizer.token_str(p.answer)),
         wrong: (p.wrong, m.tokenizer.token_str(p.wrong)),
         graph: &graph,
+        position_labels: dataset.map_or(&[], |d| &d.position_labels),
         result,
         top,
         load_ms: m.load_ms as u64,
