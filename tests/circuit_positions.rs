@@ -274,6 +274,57 @@ fn estimates_per_position_sum_to_the_position_free_score() {
     }
 }
 
+/// AtP* per position: the plain estimate's terms sum to the
+/// position-free plain estimate; edges without the QK fix (values, MLPs,
+/// logits) keep the plain value at each position, and a query or key
+/// edge at a position the corruption leaves alone (before the changed
+/// token, where `Δ` is zero) changes nothing.
+#[test]
+fn atp_star_per_position_splits_the_plain_estimate_and_fixes_q_k_units() {
+    let m = model("llama-tiny");
+    let o = |positions| CircuitOptions {
+        graddrop: true,
+        ..opts(Method::AtpStar, positions)
+    };
+    let free = run_circuit(m, &[pair()], &o(false)).unwrap();
+    let at = run_circuit(m, &[pair()], &o(true)).unwrap();
+    let mut sums: HashMap<(String, String), f32> = HashMap::new();
+    let mut fixed_moved = 0;
+    for e in &at.edges {
+        let (plain, fixed) = (e.plain.unwrap()[LOGIT_DIFF], e.scores[LOGIT_DIFF]);
+        *sums
+            .entry((e.sender.clone(), e.receiver.clone()))
+            .or_default() += plain;
+        let p = e.dst_pos.unwrap();
+        let qk = e.receiver.ends_with("<q>") || e.receiver.ends_with("<k>");
+        if !qk {
+            assert_eq!(plain, fixed, "{} -> {} @{p}", e.sender, e.receiver);
+        } else if p < 3 {
+            assert!(
+                fixed.abs() < 1e-6,
+                "{} -> {} @{p}: {fixed}",
+                e.sender,
+                e.receiver
+            );
+        } else {
+            fixed_moved += usize::from((fixed - plain).abs() > 1e-6);
+        }
+        let g = e.graddrop.unwrap()[LOGIT_DIFF];
+        assert!(g.is_finite() && g >= 0.0);
+    }
+    assert!(fixed_moved > 0, "the QK fix changes some q/k units");
+    for e in &free.edges {
+        let sum = sums[&(e.sender.clone(), e.receiver.clone())];
+        let want = e.plain.unwrap()[LOGIT_DIFF];
+        assert!(
+            close(sum, want, 1e-5),
+            "{} -> {}: {sum} vs {want}",
+            e.sender,
+            e.receiver
+        );
+    }
+}
+
 /// The curve's ends: no unit kept is the corrupted run, every unit the
 /// clean run; and keeping whole edges (all their positions) traces the
 /// position-free curve.
@@ -318,18 +369,16 @@ fn faithfulness_over_units_spans_the_baselines_and_matches_whole_edges() {
 }
 
 #[test]
-fn methods_and_lengths_without_a_position_aware_form_are_refused() {
+fn path_patching_and_mixed_lengths_are_refused() {
     let m = model("gpt2-tiny");
-    for method in [Method::AtpStar, Method::Path] {
-        let e = run_circuit(m, &[pair()], &opts(method, true)).unwrap_err();
-        let msg = e.to_string();
-        assert!(matches!(e, CircuitError::Invalid(_)), "{msg}");
-        assert!(
-            msg.contains("--positions") && msg.contains(method.name()),
-            "{msg}"
-        );
-        assert!(msg.contains("eap, eap-ig or exact"), "{msg}");
-    }
+    let e = run_circuit(m, &[pair()], &opts(Method::Path, true)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, CircuitError::Invalid(_)), "{msg}");
+    assert!(
+        msg.contains("--positions") && msg.contains("--method path"),
+        "{msg}"
+    );
+    assert!(msg.contains("eap, eap-ig, atp-star or exact"), "{msg}");
     let longer = PreparedPair {
         clean: vec![8, 3, 17, 9, 250, 4, 11, 60, 2],
         corrupted: vec![8, 3, 17, 9, 40, 4, 11, 60, 2],
@@ -391,7 +440,7 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
     path.extend(["--method", "path"]);
     let err = refused(patchbench(&path));
     assert!(
-        err.contains("--positions") && err.contains("--method eap, eap-ig or exact"),
+        err.contains("--positions") && err.contains("--method eap, eap-ig, atp-star or exact"),
         "{err}"
     );
 

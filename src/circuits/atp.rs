@@ -61,6 +61,21 @@ pub fn atp_star(
     graddrop: bool,
     max_rows: usize,
 ) -> CResult<AtpScores> {
+    atp_star_at(model, graph, run, (graddrop, max_rows), false)
+}
+
+/// [`atp_star`], position-aware when `positions`: dense
+/// `[sender][receiver][position]`. The plain estimate keeps each
+/// position's term of `Δ_u · G_v`; the QK fix patches a q/k edge at one
+/// position (the query there, or the key there as every later query
+/// reads it) and re-runs the attention for each (edge, position).
+pub fn atp_star_at(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    (graddrop, max_rows): (bool, usize),
+    positions: bool,
+) -> CResult<AtpScores> {
     let dev = model.device();
     let dtype = model.dtype();
     let ids = grad_metrics();
@@ -146,21 +161,33 @@ pub fn atp_star(
     let (b, s) = base_and_source(graph, run)?;
     let delta = (s - b)?;
     let ns = graph.n_senders();
-    let flat = delta.reshape((ns, t * d))?;
-    let mut linear = vec![vec![vec![0f32; graph.n_receivers()]; ns]; rows];
+    let nr = graph.n_receivers();
+    // Position-aware: one entry per (sender, receiver, position).
+    let per = if positions { t } else { 1 };
+    let at = |s: usize, r: usize, p: usize| (s * nr + r) * per + p;
+    let mut linear = vec![vec![0f32; ns * nr * per]; rows];
     for l in 0..=nl {
         let recv = graph.receivers_of(l);
         let g = vars.row_grads(model, &resid_pre, &raw, l)?; // [recv, rows, t·d]
-        let g = g.reshape((recv.len() * rows, t * d))?;
-        let est: Vec<Vec<f32>> = flat.matmul(&g.t()?)?.to_vec2()?;
-        for (si, row) in est.into_iter().enumerate() {
-            for (j, v) in row.into_iter().enumerate() {
-                linear[j % rows][si][recv.start + j / rows] = v;
+                                                             // [positions, senders, recv × rows]: per position, or summed over them.
+        let est: Vec<Vec<Vec<f32>>> = if positions {
+            let gp = g.reshape((recv.len() * rows, t, d))?.transpose(0, 1)?;
+            let dp = delta.transpose(0, 1)?.contiguous()?;
+            dp.matmul(&gp.transpose(1, 2)?.contiguous()?)?.to_vec3()?
+        } else {
+            let g = g.reshape((recv.len() * rows, t * d))?;
+            vec![delta.reshape((ns, t * d))?.matmul(&g.t()?)?.to_vec2()?]
+        };
+        for (p, at_p) in est.into_iter().enumerate() {
+            for (si, row) in at_p.into_iter().enumerate() {
+                for (j, v) in row.into_iter().enumerate() {
+                    linear[j % rows][at(si, recv.start + j / rows, p)] = v;
+                }
             }
         }
     }
-    // QK fix: [rows of the gradient batch][sender][receiver], for q/k edges.
-    let mut fix: Vec<Vec<Vec<f32>>> = linear.clone();
+    // QK fix: [rows of the gradient batch][unit], for q/k edges.
+    let mut fix: Vec<Vec<f32>> = linear.clone();
     for (l, pv) in pattern_vars.iter().enumerate() {
         let ga = grad_of(pv)?.reshape((rows, h * t * t))?;
         let a = base
@@ -183,38 +210,42 @@ pub fn atp_star(
             .flat_map(|r| (0..ns as u32).map(move |s| (SenderId(s), r)))
             .filter(|&(s, r)| graph.is_edge(s, r))
             .collect();
-        for chunk in edges.chunks(max_rows.max(1)) {
-            let patterns = patched_patterns(model, graph, run, &delta, l, chunk)?;
+        let units: Vec<((SenderId, ReceiverId), usize)> = edges
+            .iter()
+            .flat_map(|&e| (0..per).map(move |p| (e, p)))
+            .collect();
+        for chunk in units.chunks(max_rows.max(1)) {
+            let (es, ps): (Vec<_>, Vec<usize>) = chunk.iter().copied().unzip();
+            let ps = positions.then_some(&ps[..]);
+            let patterns = patched_patterns(model, graph, run, &delta, l, (&es, ps))?;
             let da = patterns
                 .reshape((chunk.len(), h * t * t))?
                 .broadcast_sub(&a)?;
             let est: Vec<Vec<f32>> = da.matmul(&ga.t()?.contiguous()?)?.to_vec2()?;
-            for (&(s, r), row) in chunk.iter().zip(est) {
+            for (&((s, r), p), row) in chunk.iter().zip(est) {
                 for (k, v) in row.into_iter().enumerate() {
-                    fix[k][s.0 as usize][r.0 as usize] = v;
+                    fix[k][at(s.0 as usize, r.0 as usize, p)] = v;
                 }
             }
         }
     }
-    let dense = |m: &dyn Fn(usize, usize, usize) -> f32| -> Vec<Vec<f32>> {
-        let mut out = vec![vec![f32::NAN; ns * graph.n_receivers()]; REGISTRY.len()];
+    let dense = |m: &dyn Fn(usize, usize) -> f32| -> Vec<Vec<f32>> {
+        let mut out = vec![vec![f32::NAN; ns * nr * per]; REGISTRY.len()];
         for (k, &mi) in ids.iter().enumerate() {
             for (s, r) in graph.edges() {
-                out[mi][graph.idx(s, r)] = m(k, s.0 as usize, r.0 as usize);
+                for p in 0..per {
+                    let i = at(s.0 as usize, r.0 as usize, p);
+                    out[mi][i] = m(k, i);
+                }
             }
         }
         out
     };
-    let plain = dense(&|k, s, r| linear[k][s][r]);
-    let fixed = dense(&|k, s, r| fix[k][s][r]);
+    let plain = dense(&|k, i| linear[k][i]);
+    let fixed = dense(&|k, i| fix[k][i]);
     let graddrop = graddrop.then(|| {
         let norm = (nl.max(2) - 1) as f32;
-        dense(&|k, s, r| {
-            (1..groups)
-                .map(|g| fix[g * n_m + k][s][r].abs())
-                .sum::<f32>()
-                / norm
-        })
+        dense(&|k, i| (1..groups).map(|g| fix[g * n_m + k][i].abs()).sum::<f32>() / norm)
     });
     Ok(AtpScores {
         plain,
@@ -223,7 +254,8 @@ pub fn atp_star(
     })
 }
 
-/// Attention patterns of block `l` with each row's q/k edge patched.
+/// Attention patterns of block `l` with each row's q/k edge patched (at
+/// its position `at[row]` only, when given).
 ///
 /// # Shapes
 /// `delta: [senders, pos, d_model]`; returns `[rows, heads, pos, pos]` (f32)
@@ -233,10 +265,10 @@ fn patched_patterns(
     run: &RunPair,
     delta: &Tensor,
     l: usize,
-    chunk: &[(SenderId, ReceiverId)],
+    (chunk, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
 ) -> CResult<Tensor> {
     let spec = HookSpec::new().capture(HookPoint::Pattern(l));
-    let spec = edge_row_edits(model, graph, delta, (chunk, None), spec)?;
+    let spec = edge_row_edits(model, graph, delta, (chunk, at), spec)?;
     let out = resume_from_base(model, run, l, chunk.len(), &spec, Some(l + 1))?;
     out.cache
         .get(HookPoint::Pattern(l))

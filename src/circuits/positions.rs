@@ -16,17 +16,18 @@
 //!   patching an edge at every position at once is the position-free edge;
 //! - EAP / EAP-IG keep the per-position terms `Δ_u[p] · G_v[p]` of the
 //!   sum over positions that is the position-free score
-//!   ([`edge_scores_at`]), so they sum to it exactly;
+//!   ([`edge_scores_at`]), so they sum to it exactly; AtP*'s plain
+//!   estimate likewise, and its QK fix patches a q/k edge at one position
+//!   (re-running the attention once per (edge, position): `t` times the
+//!   position-free fix's rows; `atp::atp_star_at`);
 //! - circuits and the faithfulness curve weigh each (edge, position)
 //!   unit on its own (`patched::patched_runs_at`): every unit outside the
 //!   circuit carries the other run's value at its position.
 //!
 //! Units are edge-major: edge `e` at position `p` is unit `e · t + p`.
 //! Positions are indices into the pairs' tokens, so every pair must have
-//! one token length; AtP* (its QK fix re-runs each receiver's attention
-//! per edge, per position it would be `t` times that) and path patching
-//! (one run per sender with every other head frozen) have no
-//! position-aware form yet and are refused with the fix.
+//! one token length; path patching (one run per sender with every other
+//! head frozen) has no position-aware form yet and is refused with the fix.
 
 use candle_core::{Result as CResult, Tensor};
 
@@ -39,10 +40,10 @@ use super::graph::{Graph, ReceiverId, SenderId};
 use super::seeds::FromGroup;
 use super::CircuitError;
 
-/// Refuses what position-aware edges cannot do: a method without a
-/// position-aware form, or pairs of different token lengths.
+/// Refuses what position-aware edges cannot do: path patching (no
+/// position-aware form), or pairs of different token lengths.
 pub fn check(opts: &CircuitOptions, pairs: &[PreparedPair]) -> Result<(), CircuitError> {
-    if matches!(opts.method, Method::AtpStar | Method::Path) {
+    if opts.method == Method::Path {
         return Err(refuse_method(opts.method));
     }
     let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
@@ -63,16 +64,9 @@ pub fn check(opts: &CircuitOptions, pairs: &[PreparedPair]) -> Result<(), Circui
 
 /// The refusal of `--positions` for a method without a position-aware form.
 pub fn refuse_method(method: Method) -> CircuitError {
-    let why = match method {
-        Method::AtpStar => {
-            "AtP*'s QK fix re-runs each receiver's attention per edge and has no \
-             position-aware form yet"
-        }
-        _ => "path patching has no position-aware form yet",
-    };
     CircuitError::Invalid(format!(
-        "--positions with --method {}: {why}; use --method eap, eap-ig or exact with \
-         --positions, or drop --positions",
+        "--positions with --method {}: path patching has no position-aware form yet; \
+         use --method eap, eap-ig, atp-star or exact with --positions, or drop --positions",
         method.name()
     ))
 }

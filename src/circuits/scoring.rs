@@ -33,11 +33,9 @@ pub fn run_estimates(
             .collect()
     };
     Ok(match opts.method {
-        Method::AtpStar if at.is_some() => {
-            return Err(super::positions::refuse_method(Method::AtpStar));
-        }
         Method::AtpStar => {
-            let a = atp::atp_star(model, graph, run, opts.graddrop, opts.max_rows)?;
+            let how = (opts.graddrop, opts.max_rows);
+            let a = atp::atp_star_at(model, graph, run, how, at.is_some())?;
             UnitValues {
                 scores: pick(&a.fixed),
                 plain: Some(pick(&a.plain)),
