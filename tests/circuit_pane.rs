@@ -428,7 +428,7 @@ fn position_aware_searches_carry_the_option_to_the_list_drill_and_session() {
     let Some(Command::Worker(Request::Circuit { job, spec, .. })) = cmds.last() else {
         panic!("c sends a circuit request: {cmds:?}");
     };
-    assert!(spec.positions);
+    assert!(spec.positions && spec.options().unwrap().positions);
     let job = *job;
     let mut stored = circuit();
     stored.result.positions = true;

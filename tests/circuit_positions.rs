@@ -433,6 +433,23 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("(edge, position) units"), "{text}");
     assert!(text.contains("faithfulness (units kept"), "{text}");
+    let mut csv = table.clone();
+    csv.extend(["--format", "csv"]);
+    let out = ok(patchbench(&csv), "circuit --positions csv");
+    let csv_text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv_text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("rank,sender,receiver,src_pos,dst_pos,"),
+        "{csv_text}"
+    );
+    for row in lines {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(f[3], f[4], "{row}");
+        assert!(f[3].parse::<usize>().unwrap() < n_tok, "{row}");
+    }
     assert!(text.contains(" @"), "{text}");
 
     let mut path = vec!["circuit", "--model", "demo", "--positions"];
