@@ -28,10 +28,11 @@ use circuit_support::{pair, prompt_runs};
 use common::cli::{ok, p, patchbench, refused};
 use patchbench::circuits::circuit::{faithfulness_curve, faithfulness_curve_at};
 use patchbench::circuits::graph::{Graph, ReceiverId, SenderId};
+use patchbench::circuits::path::path_patch_at;
 use patchbench::circuits::runs::receiver_hook;
 use patchbench::circuits::single::exact_edge_at;
 use patchbench::circuits::{
-    exact, patched, run_circuit, CircuitError, CircuitOptions, CircuitResult, Method,
+    exact, patched, run_circuit, CircuitOptions, CircuitResult, Method, PathOptions, PathQuery,
 };
 use patchbench::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use patchbench::patching::metrics::LOGIT_DIFF;
@@ -368,17 +369,52 @@ fn faithfulness_over_units_spans_the_baselines_and_matches_whole_edges() {
     }
 }
 
+/// Path patching at a position with MLPs frozen is exact edge patching at
+/// that position (each receiver reads `resid + Δ_u ⊙ 1[p]`); with MLPs
+/// recomputed it differs only through the MLPs between them.
 #[test]
-fn path_patching_and_mixed_lengths_are_refused() {
+fn path_patching_at_a_position_with_frozen_mlps_is_exact_patching_there() {
+    for preset in ["gpt2-tiny", "llama-tiny"] {
+        let m = model(preset);
+        let g = Graph::new(&m.cfg);
+        let runs = prompt_runs(m, &g);
+        let run = &runs.runs[0];
+        let (units, at): (Vec<(SenderId, ReceiverId)>, Vec<usize>) = g
+            .edges()
+            .into_iter()
+            .step_by(23)
+            .flat_map(|e| (3..pair().n_pos()).map(move |p| (e, p)))
+            .unzip();
+        let queries: Vec<PathQuery> = units
+            .iter()
+            .map(|&(sender, r)| PathQuery {
+                sender,
+                receivers: vec![r],
+            })
+            .collect();
+        let frozen = PathOptions {
+            freeze_mlps: true,
+            ..Default::default()
+        };
+        let path = path_patch_at(m, &g, run, (&queries, Some(&at)), &frozen, 16).unwrap();
+        let ex = exact::exact_edges_at(m, &g, run, (&units, Some(&at)), 16).unwrap();
+        let mut moved = 0;
+        for (i, (a, b)) in path.iter().zip(&ex).enumerate() {
+            let (x, y) = (a.logit_diff(), b.logit_diff());
+            assert!(
+                close(x, y, 1e-5),
+                "{preset} unit {i} @{}: {x} vs {y}",
+                at[i]
+            );
+            moved += usize::from((y - run.base_metrics.logit_diff()).abs() > 1e-4);
+        }
+        assert!(moved >= 3, "{preset}: only {moved} units move");
+    }
+}
+
+#[test]
+fn pairs_of_several_lengths_are_refused() {
     let m = model("gpt2-tiny");
-    let e = run_circuit(m, &[pair()], &opts(Method::Path, true)).unwrap_err();
-    let msg = e.to_string();
-    assert!(matches!(e, CircuitError::Invalid(_)), "{msg}");
-    assert!(
-        msg.contains("--positions") && msg.contains("--method path"),
-        "{msg}"
-    );
-    assert!(msg.contains("eap, eap-ig, atp-star or exact"), "{msg}");
     let longer = PreparedPair {
         clean: vec![8, 3, 17, 9, 250, 4, 11, 60, 2],
         corrupted: vec![8, 3, 17, 9, 40, 4, 11, 60, 2],
@@ -454,12 +490,9 @@ fn cli_writes_unit_positions_and_refuses_with_the_fix() {
 
     let mut path = vec!["circuit", "--model", "demo", "--positions"];
     path.extend(PAIR);
-    path.extend(["--method", "path"]);
+    path.extend(["--method", "path", "--sender", "a0.h0", "--receivers", "m1"]);
     let err = refused(patchbench(&path));
-    assert!(
-        err.contains("--positions") && err.contains("--method eap, eap-ig, atp-star or exact"),
-        "{err}"
-    );
+    assert!(err.contains("drop --positions"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.jsonl");

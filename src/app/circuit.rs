@@ -79,7 +79,7 @@ pub(crate) fn pane_intent(s: &mut AppState, i: Intent, out: &mut Vec<Command>) {
         Intent::CircuitPositions => {
             c.positions = !c.positions;
             let what = match c.positions {
-                true => "position-aware (each edge at each token position; not path)",
+                true => "position-aware (each edge at each token position)",
                 false => "position-free",
             };
             s.set_status(

@@ -281,7 +281,7 @@ impl Search {
             )));
         }
         if opts.positions {
-            super::positions::check(opts, pairs)?;
+            super::positions::check(pairs)?;
         }
         let edges = graph.edges();
         if let (Method::Path, Some(&(sender, r))) = (opts.method, edges.first()) {

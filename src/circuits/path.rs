@@ -109,6 +109,22 @@ pub fn path_patch(
     opts: &PathOptions,
     max_rows: usize,
 ) -> CResult<Vec<Metrics>> {
+    path_patch_at(model, graph, run, (queries, None), opts, max_rows)
+}
+
+/// [`path_patch`], position-aware where `at` is given: query `i`'s sender
+/// patched at token position `at[i]` only in step 1. Heads are frozen and
+/// MLPs and norms act per position, so what every receiver reads then
+/// differs from the base run at that position only: step 2 patches the
+/// receivers there.
+pub fn path_patch_at(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    (queries, at): (&[PathQuery], Option<&[usize]>),
+    opts: &PathOptions,
+    max_rows: usize,
+) -> CResult<Vec<Metrics>> {
     for q in queries {
         check_query(graph, q, opts).map_err(candle_core::Error::Msg)?;
     }
@@ -122,7 +138,8 @@ pub fn path_patch(
     };
     for chunk in order.chunks(max_rows.max(1)) {
         let qs: Vec<&PathQuery> = chunk.iter().map(|&i| &queries[i]).collect();
-        let inputs = step1(model, graph, run, &qs, opts)?;
+        let qs_at: Option<Vec<usize>> = at.map(|a| chunk.iter().map(|&i| a[i]).collect());
+        let inputs = step1(model, graph, run, (&qs, qs_at.as_deref()), opts)?;
         let m = step2(model, graph, run, &qs, &inputs, frozen.as_ref())?;
         for (&i, m) in chunk.iter().zip(m) {
             out[i] = m;
@@ -158,21 +175,33 @@ impl Step1 {
     }
 }
 
-/// `[rows, 1, n, 1]` (or `[rows, 1, 1]` when `n` is `None`): 1 where `pick(row, i)`.
+/// `[rows, 1, n, 1]` (or `[rows, 1, 1]` when `n` is `None`): 1 where
+/// `pick(row, i)`; with `at = (positions, t)`, `[rows, t, n, 1]` (or
+/// `[rows, t, 1]`), 1 only at each row's position.
 fn row_mask(
     rows: usize,
     n: Option<usize>,
     pick: impl Fn(usize, usize) -> bool,
+    at: Option<(&[usize], usize)>,
     model: &Transformer,
 ) -> CResult<Tensor> {
     let w = n.unwrap_or(1);
-    let v: Vec<f32> = (0..rows * w)
-        .map(|k| if pick(k / w, k % w) { 1.0 } else { 0.0 })
+    let t = at.map_or(1, |(_, t)| t);
+    let v: Vec<f32> = (0..rows * t * w)
+        .map(|k| {
+            let (b, p, i) = (k / (t * w), (k / w) % t, k % w);
+            let on = pick(b, i) && at.is_none_or(|(a, _)| a[b] == p);
+            if on {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
-    let t = Tensor::from_vec(v, rows * w, model.device())?;
+    let x = Tensor::from_vec(v, rows * t * w, model.device())?;
     match n {
-        Some(n) => t.reshape((rows, 1, n, 1)),
-        None => t.reshape((rows, 1, 1)),
+        Some(n) => x.reshape((rows, t, n, 1)),
+        None => x.reshape((rows, t, 1)),
     }?
     .to_dtype(model.dtype())
 }
@@ -181,10 +210,11 @@ fn step1(
     model: &Transformer,
     graph: &Graph,
     run: &RunPair,
-    qs: &[&PathQuery],
+    (qs, at): (&[&PathQuery], Option<&[usize]>),
     opts: &PathOptions,
 ) -> CResult<Step1> {
     let rows = qs.len();
+    let at = at.map(|a| (a, run.base_tokens.len()));
     let dtype = model.dtype();
     let s0 = qs
         .iter()
@@ -202,7 +232,7 @@ fn step1(
     let mut spec = HookSpec::new();
     if s0 == 0 && (0..rows).any(|b| is(b, Sender::Input)) {
         let hp = HookPoint::ResidPre(0);
-        let m = row_mask(rows, None, |b, _| is(b, Sender::Input), model)?;
+        let m = row_mask(rows, None, |b, _| is(b, Sender::Input), at, model)?;
         spec = spec.intervene(hp, Edit::Add((src(hp)? - base(hp)?)?.broadcast_mul(&m)?));
     }
     let ones = Tensor::ones((1, 1, 1, 1), dtype, model.device())?;
@@ -213,6 +243,7 @@ fn step1(
             rows,
             Some(graph.n_heads),
             |b, h| is(b, Sender::Head { layer: l, head: h }),
+            at,
             model,
         )?;
         let value = base(hp)?.broadcast_add(&(src(hp)? - base(hp)?)?.broadcast_mul(&m)?)?;
@@ -224,7 +255,13 @@ fn step1(
             },
         );
         let hp = HookPoint::MlpOut(l);
-        let m = row_mask(rows, None, |b, _| is(b, Sender::Mlp { layer: l }), model)?;
+        let m = row_mask(
+            rows,
+            None,
+            |b, _| is(b, Sender::Mlp { layer: l }),
+            at,
+            model,
+        )?;
         let delta = (src(hp)? - base(hp)?)?;
         let edit = if opts.freeze_mlps {
             Edit::Replace {
@@ -329,7 +366,7 @@ fn step2(
                         find_head(graph, layer, h, port).expect("a receiver of the graph"),
                     )
                 };
-                let mask = row_mask(rows, Some(n), pick, model)?;
+                let mask = row_mask(rows, Some(n), pick, None, model)?;
                 if let Some(scales) = frozen {
                     let (hp, edit) = frozen_head_edit(model, layer, port, &value, mask, scales)?;
                     spec = spec.intervene(hp, edit);
@@ -337,7 +374,7 @@ fn step2(
                 }
                 (mask, value.unsqueeze(2)?)
             }
-            _ => (row_mask(rows, None, |b, _| has(b, r), model)?, value),
+            _ => (row_mask(rows, None, |b, _| has(b, r), None, model)?, value),
         };
         if let Some(scales) = frozen {
             // The MLP's or the final norm's scale, the base run's on these rows.

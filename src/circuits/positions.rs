@@ -25,9 +25,12 @@
 //!   circuit carries the other run's value at its position.
 //!
 //! Units are edge-major: edge `e` at position `p` is unit `e · t + p`.
+//! - path patching patches the sender at `p` only in its first step
+//!   (heads frozen, MLPs and norms per position, so every receiver's
+//!   step-1 input moves at `p` only; `path::path_patch_at`).
+//!
 //! Positions are indices into the pairs' tokens, so every pair must have
-//! one token length; path patching (one run per sender with every other
-//! head frozen) has no position-aware form yet and is refused with the fix.
+//! one token length.
 
 use candle_core::{Result as CResult, Tensor};
 
@@ -35,17 +38,13 @@ use crate::patching::metrics::REGISTRY;
 use crate::patching::plan::PositionLabels;
 use crate::patching::PreparedPair;
 
-use super::circuit::{CircuitOptions, Method};
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::seeds::FromGroup;
 use super::CircuitError;
 
-/// Refuses what position-aware edges cannot do: path patching (no
-/// position-aware form), or pairs of different token lengths.
-pub fn check(opts: &CircuitOptions, pairs: &[PreparedPair]) -> Result<(), CircuitError> {
-    if opts.method == Method::Path {
-        return Err(refuse_method(opts.method));
-    }
+/// Refuses what position-aware edges cannot do: pairs of different token
+/// lengths.
+pub fn check(pairs: &[PreparedPair]) -> Result<(), CircuitError> {
     let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, p) in pairs.iter().enumerate() {
         by_len.entry(p.n_pos()).or_default().push(i);
@@ -60,15 +59,6 @@ pub fn check(opts: &CircuitOptions, pairs: &[PreparedPair]) -> Result<(), Circui
         )));
     }
     Ok(())
-}
-
-/// The refusal of `--positions` for a method without a position-aware form.
-pub fn refuse_method(method: Method) -> CircuitError {
-    CircuitError::Invalid(format!(
-        "--positions with --method {}: path patching has no position-aware form yet; \
-         use --method eap, eap-ig, atp-star or exact with --positions, or drop --positions",
-        method.name()
-    ))
 }
 
 /// Every edge once per position, edge-major, and each unit's position.

@@ -167,7 +167,8 @@ pub fn compute(
                         receivers: vec![r],
                     })
                     .collect();
-                let m = path::path_patch(model, graph, run, &queries, &opts.path, opts.max_rows)?;
+                let qs = (&queries[..], es_at);
+                let m = path::path_patch_at(model, graph, run, qs, &opts.path, opts.max_rows)?;
                 UnitValues {
                     scores: minus_base(m),
                     plain: None,

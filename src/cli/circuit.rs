@@ -133,8 +133,7 @@ pub struct CircuitCmd {
     #[arg(long, value_enum, default_value = "recompute")]
     pub ln: LnChoice,
     /// Position-aware edges: score, check and keep every edge at each token
-    /// position on its own (eap, eap-ig, atp-star, exact; pairs of one token
-    /// length).
+    /// position on its own (every method; pairs of one token length).
     #[arg(long)]
     pub positions: bool,
     /// The metric edges are ranked by.
