@@ -54,7 +54,8 @@ pub fn check(pairs: &[PreparedPair]) -> Result<(), CircuitError> {
         return Err(CircuitError::Invalid(format!(
             "--positions scores each edge at a token position, so every pair needs one \
              token length, and these differ ({}); give pairs of one length (position \
-             labels do not align position-aware edges yet), or drop --positions",
+             labels do not align position-aware edges yet), or drop --positions (p in \
+             the workbench's circuit pane)",
             crate::patching::prepare::describe_groups(&groups)
         )));
     }
