@@ -19,8 +19,9 @@ use super::circuit::{
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::progress::{Stage, Watch};
 use super::runs::{self, CircuitSpecRuns};
+use super::sparse::{self, SparseRow};
 use super::units::RawScores;
-use super::{patched, CircuitError};
+use super::CircuitError;
 
 /// Ranks the edges by their scores (means over runs, normalised metrics
 /// not yet derived), checks the top ones exactly and measures the curve.
@@ -187,30 +188,25 @@ fn faithfulness_curve_watched(
     };
     let runs = runs::build(model, graph, pairs, &spec)?;
     let (clean, corrupted) = runs.mean_baselines();
-    // Position-aware: weights per (sender, receiver, position).
+    // Each point as its difference from the unpatched or the all-patched
+    // run, whichever is shorter (`sparse`: the dense weights' sum, term
+    // for term); position-aware, the units are (edge, position).
     let per = at.map_or(1, |_| pairs[0].n_pos());
-    let (ns, nr) = (graph.n_senders(), graph.n_receivers());
-    let weights: Vec<Vec<f32>> = ks
+    let complete = ranked.len() == graph.edges().len() * per;
+    let rows: Vec<SparseRow<'_>> = ks
         .iter()
-        .map(|&k| {
-            let mut w = vec![0f32; ns * nr * per];
-            for (i, &(s, r)) in ranked.iter().enumerate().skip(k) {
-                w[graph.idx(s, r) * per + at.map_or(0, |a| a[i])] = 1.0;
-            }
-            w
-        })
+        .map(|&k| SparseRow::circuit((ranked, at), k, complete))
         .collect();
-    let per = at.map(|_| per);
-    let chunks = weights.len().div_ceil(opts.max_rows.max(1));
+    let chunks = rows.len().div_ceil(opts.max_rows.max(1));
     let total = runs.runs.len() * chunks;
     let mut per_run = Vec::new();
     for (r, run) in runs.runs.iter().enumerate() {
-        let mut rows = Vec::new();
-        for (c, chunk) in weights.chunks(opts.max_rows.max(1)).enumerate() {
+        let mut out = Vec::new();
+        for (c, chunk) in rows.chunks(opts.max_rows.max(1)).enumerate() {
             watch.step(Stage::Faithfulness, r * chunks + c, total)?;
-            rows.extend(patched::patched_runs_at(model, graph, run, chunk, per)?);
+            out.extend(sparse::sparse_runs(model, graph, run, chunk)?);
         }
-        per_run.push(rows);
+        per_run.push(out);
     }
     let means = mean_rows(&per_run);
     let rank_by = opts.metric;

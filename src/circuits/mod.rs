@@ -45,6 +45,7 @@ pub mod runs;
 pub mod scoring;
 mod seeds;
 pub mod single;
+pub mod sparse;
 pub mod svg;
 pub mod units;
 

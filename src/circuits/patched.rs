@@ -14,8 +14,16 @@
 //! This is the construction of the EAP-IG library's evaluation (Hanna et
 //! al. 2024): a circuit's faithfulness is a real forward pass.
 //!
+//! The pass is one skeleton ([`run_rows`]) over a [`RowEdits`], which
+//! turns what the senders wrote into each receiver's edit: dense weights
+//! here (any weights, one matrix product per block), or the sparse edits
+//! of [`super::sparse`] (a circuit as its few edges that differ from the
+//! nearer of the unpatched and the all-patched run).
+//!
 //! A row with one weight set is exact edge patching; tests hold it equal
 //! to [`super::exact`].
+
+use std::ops::Range;
 
 use candle_core::{DType, Result as CResult, Tensor};
 
@@ -25,6 +33,67 @@ use crate::patching::runs::RunPair;
 
 use super::graph::Graph;
 use super::runs::base_and_source;
+
+/// What each receiver adds to its input in a patched pass, from what the
+/// senders wrote in it so far.
+pub(crate) trait RowEdits {
+    /// The next senders in graph order, as this pass computed them:
+    /// `[rows, senders, pos·d_model]` (f32).
+    fn push(&mut self, written: Tensor) -> CResult<()>;
+    /// Receivers `recv`'s edits, `[rows, recv.len(), pos·d_model]` (f32);
+    /// every sender upstream of them has been pushed.
+    fn edits(&self, recv: Range<usize>) -> CResult<Tensor>;
+}
+
+/// Dense weights: one product `W[:, senders so far, recv]ᵀ ×
+/// (source − actual)` per block.
+struct Dense {
+    /// The source run's sender outputs, `[1, senders, pos·d]`.
+    src: Tensor,
+    /// `[rows, senders, receivers]`, or `[rows, senders, receivers, pos]`
+    /// position-aware.
+    w: Tensor,
+    /// `(pos, d_model)` when position-aware.
+    positions: Option<(usize, usize)>,
+    /// This run's sender outputs so far, `[rows, senders so far, pos·d]`.
+    actual: Option<Tensor>,
+}
+
+impl RowEdits for Dense {
+    fn push(&mut self, written: Tensor) -> CResult<()> {
+        self.actual = Some(match self.actual.take() {
+            Some(a) => Tensor::cat(&[&a, &written], 1)?,
+            None => written,
+        });
+        Ok(())
+    }
+
+    fn edits(&self, recv: Range<usize>) -> CResult<Tensor> {
+        let actual = self.actual.as_ref().expect("the input was pushed");
+        let n = actual.dim(1)?;
+        let diff = self.src.narrow(1, 0, n)?.broadcast_sub(actual)?;
+        let wl = self.w.narrow(1, 0, n)?.narrow(2, recv.start, recv.len())?;
+        let Some((t, d)) = self.positions else {
+            return wl.transpose(1, 2)?.contiguous()?.matmul(&diff); // [rows, receivers, t*d]
+        };
+        // One product per (row, position): [rows·t, receivers, n] × [rows·t, n, d].
+        let (rows, nrc) = (diff.dim(0)?, recv.len());
+        let wp = wl
+            .permute((0, 3, 2, 1))?
+            .contiguous()?
+            .reshape((rows * t, nrc, n))?;
+        let dp = diff
+            .reshape((rows, n, t, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows * t, n, d))?;
+        wp.matmul(&dp)?
+            .reshape((rows, t, nrc, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, nrc, t * d))
+    }
+}
 
 /// Every registry metric (normalised ones NaN) of each row's patched run.
 /// `weights[b]` is dense `[sender][receiver]`.
@@ -47,59 +116,54 @@ pub fn patched_runs_at(
     weights: &[Vec<f32>],
     positions: Option<usize>,
 ) -> CResult<Vec<Metrics>> {
-    let (dev, dtype) = (model.device(), model.dtype());
+    let dev = model.device();
     let rows = weights.len();
     let (ns, nr) = (graph.n_senders(), graph.n_receivers());
-    let (base, src) = base_and_source(graph, run)?;
-    let (t, d) = (base.dim(1)?, base.dim(2)?);
+    let (_, src) = base_and_source(graph, run)?;
+    let (t, d) = (src.dim(1)?, src.dim(2)?);
     if positions.is_some_and(|p| p != t) {
         candle_core::bail!("position-aware weights for {positions:?} positions, run of {t}");
     }
-    let src = src.reshape((1, ns, t * d))?;
     let flat: Vec<f32> = weights.iter().flatten().copied().collect();
     let w = match positions {
         // [rows, senders, receivers, pos]
         Some(_) => Tensor::from_vec(flat, (rows, ns, nr, t), dev)?,
         None => Tensor::from_vec(flat, (rows, ns, nr), dev)?,
     };
+    let mut dense = Dense {
+        src: src.reshape((1, ns, t * d))?,
+        w,
+        positions: positions.map(|_| (t, d)),
+        actual: None,
+    };
+    run_rows(model, graph, run, rows, &mut dense)
+}
+
+/// The patched pass of `rows` rows, block by block, each receiver's input
+/// edited by `edits`; every registry metric of each row.
+pub(crate) fn run_rows(
+    model: &Transformer,
+    graph: &Graph,
+    run: &RunPair,
+    rows: usize,
+    edits: &mut dyn RowEdits,
+) -> CResult<Vec<Metrics>> {
+    let dtype = model.dtype();
     let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
-    // This run's sender outputs so far, [rows, senders so far, t*d].
-    let mut actual = base
-        .get(0)?
-        .reshape((1, 1, t * d))?
-        .broadcast_as((rows, 1, t * d))?
-        .contiguous()?;
-    let mut x = run
+    let input = run
         .base
         .get(HookPoint::ResidPre(0))
-        .expect("base run captured resid_pre")
-        .broadcast_as((rows, t, d))?
-        .contiguous()?;
-    // Σ_u W[u, receivers] (source − actual) over the senders in `actual`.
-    let edits = |actual: &Tensor, recv: std::ops::Range<usize>| -> CResult<Tensor> {
-        let n = actual.dim(1)?;
-        let diff = src.narrow(1, 0, n)?.broadcast_sub(actual)?;
-        let wl = w.narrow(1, 0, n)?.narrow(2, recv.start, recv.len())?;
-        if positions.is_none() {
-            return wl.transpose(1, 2)?.contiguous()?.matmul(&diff); // [rows, receivers, t*d]
-        }
-        // One product per (row, position): [rows·t, receivers, n] × [rows·t, n, d].
-        let nrc = recv.len();
-        let wp = wl
-            .permute((0, 3, 2, 1))?
-            .contiguous()?
-            .reshape((rows * t, nrc, n))?;
-        let dp = diff
-            .reshape((rows, n, t, d))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((rows * t, n, d))?;
-        wp.matmul(&dp)?
-            .reshape((rows, t, nrc, d))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((rows, nrc, t * d))
-    };
+        .expect("base run captured resid_pre");
+    let (t, d) = (input.dim(1)?, input.dim(2)?);
+    // The input is every row's own (no receiver upstream of it).
+    edits.push(
+        input
+            .to_dtype(DType::F32)?
+            .reshape((1, 1, t * d))?
+            .broadcast_as((rows, 1, t * d))?
+            .contiguous()?,
+    )?;
+    let mut x = input.broadcast_as((rows, t, d))?.contiguous()?;
     let per_head = |e: Tensor| -> CResult<Tensor> {
         let n = e.dim(1)?;
         e.reshape((rows, n, t, d))?
@@ -109,7 +173,7 @@ pub fn patched_runs_at(
     };
     for l in 0..graph.n_layers {
         let recv = graph.receivers_of(l);
-        let attn = edits(&actual, recv.start..recv.end - 1)?;
+        let attn = edits.edits(recv.start..recv.end - 1)?;
         let q = per_head(attn.narrow(1, 0, h)?)?;
         let k = per_head(attn.narrow(1, h, hkv)?)?;
         let v = per_head(attn.narrow(1, h + hkv, hkv)?)?;
@@ -151,9 +215,12 @@ pub fn patched_runs_at(
                 .reshape((rows, 1, t * d))
         };
         if graph.parallel {
-            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
+            let m = edits.edits(mlp_recv)?.reshape((rows, t, d))?;
             let out = block(&qkv.intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?)))?;
-            actual = Tensor::cat(&[&actual, &heads_of(&out.cache)?, &mlp_of(&out.cache)?], 1)?;
+            edits.push(Tensor::cat(
+                &[&heads_of(&out.cache)?, &mlp_of(&out.cache)?],
+                1,
+            )?)?;
             x = out
                 .cache
                 .get(HookPoint::ResidPost(l))
@@ -163,17 +230,19 @@ pub fn patched_runs_at(
             // The heads first, then the MLP with its input edited by what
             // they wrote in this pass (each half computed once).
             let (mid, heads) = model.attention_half(l, &x, &qkv)?;
-            actual = Tensor::cat(&[&actual, &heads_of(&heads)?], 1)?;
-            let m = edits(&actual, mlp_recv)?.reshape((rows, t, d))?;
+            edits.push(heads_of(&heads)?)?;
+            let m = edits.edits(mlp_recv)?.reshape((rows, t, d))?;
             let spec = HookSpec::new()
                 .intervene(HookPoint::MlpIn(l), Edit::Add(m.to_dtype(dtype)?))
                 .capture(HookPoint::MlpOut(l));
             let (post, mlp) = model.mlp_half(l, &mid, &spec)?;
-            actual = Tensor::cat(&[&actual, &mlp_of(&mlp)?], 1)?;
+            edits.push(mlp_of(&mlp)?)?;
             x = post;
         }
     }
-    let e = edits(&actual, graph.receivers_of(graph.n_layers))?.reshape((rows, t, d))?;
+    let e = edits
+        .edits(graph.receivers_of(graph.n_layers))?
+        .reshape((rows, t, d))?;
     let last = (x.to_dtype(DType::F32)? + e)?
         .narrow(1, t - 1, 1)?
         .to_dtype(dtype)?;

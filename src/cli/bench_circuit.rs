@@ -1,6 +1,6 @@
 //! `patchbench bench circuit`: how long each circuit method takes on one
-//! pair, the peak memory, and how far EAP is from exact patching on the
-//! top edges.
+//! pair, the peak memory, and how far EAP and AtP* are from exact
+//! patching on EAP's top edges.
 //!
 //! `--weights-as-vars` makes every projection weight a gradient variable,
 //! which reproduces what the backward pass cost before gradients were
@@ -16,11 +16,12 @@ use clap::Args;
 
 use patchbench::circuits::graph::Graph;
 use patchbench::circuits::runs::{self, CircuitSpecRuns};
-use patchbench::circuits::{eap, exact, CircuitOptions};
+use patchbench::circuits::{atp, eap, exact, CircuitOptions};
 use patchbench::model::forward::Linear;
 use patchbench::model::linear::Matrix;
 use patchbench::model::Transformer;
 use patchbench::patching::metrics::LOGIT_DIFF;
+use patchbench::patching::runs::RunPair;
 use patchbench::patching::{prepare_pairs, Corruption, Direction, PromptPair};
 
 use super::bench::peak_rss_mib;
@@ -47,6 +48,9 @@ pub struct BenchCircuitArgs {
     /// Only time EAP (one backward), for the memory comparison.
     #[arg(long)]
     pub eap_only: bool,
+    /// Only time EAP (for the ranking) and the faithfulness curve.
+    #[arg(long)]
+    pub curve_only: bool,
 }
 
 fn tracked(l: &mut Linear) -> Result<()> {
@@ -158,42 +162,13 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
     if args.eap_only {
         return Ok(());
     }
-    let (t, c) = (Instant::now(), cpu_secs());
-    let _ = eap::eap_ig(model, &g, run, 5)?;
-    println!("EAP-IG m = 5: {}; peak RSS {}", took(t, c), rss());
     let ld = &e1[LOGIT_DIFF.0];
     let mut order: Vec<usize> = (0..edges.len()).collect();
     let score = |i: usize| ld[g.idx(edges[i].0, edges[i].1)];
     order.sort_by(|&a, &b| score(b).abs().total_cmp(&score(a).abs()));
-    let top: Vec<_> = order
-        .iter()
-        .take(args.check_exact)
-        .map(|&i| edges[i])
-        .collect();
-    let (t, c) = (Instant::now(), cpu_secs());
-    let ex = exact::exact_edges(model, &g, run, &top, 32)?;
-    println!(
-        "exact, top {} edges: {}; peak RSS {}",
-        top.len(),
-        took(t, c),
-        rss()
-    );
-    let base = run.base_metrics.logit_diff();
-    let (mut max_gap, mut sum_gap, mut sum_abs) = (0f32, 0f32, 0f32);
-    for (k, &i) in order.iter().take(top.len()).enumerate() {
-        let x = ex[k].logit_diff() - base;
-        let gap = (score(i) - x).abs();
-        max_gap = max_gap.max(gap);
-        sum_gap += gap;
-        sum_abs += x.abs();
+    if !args.curve_only {
+        estimators(args, model, &g, run, (&order, ld))?;
     }
-    let n = top.len().max(1) as f32;
-    println!(
-        "EAP vs exact on those edges (logit_diff): mean |gap| {:.4}, max |gap| {:.4}, mean |exact| {:.4}",
-        sum_gap / n,
-        max_gap,
-        sum_abs / n
-    );
     let opts = CircuitOptions::default();
     let ranked: Vec<_> = order.iter().map(|&i| edges[i]).collect();
     // Ten values of k (issue 13's curve): 0, then nine from 1 to every
@@ -211,5 +186,67 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
     for p in &curve {
         println!("  k = {:>6}: {:.4}", p.k, p.recovered);
     }
+    Ok(())
+}
+
+/// EAP-IG and AtP* timed, EAP's top edges patched exactly, and the gaps
+/// of EAP and AtP* (plain and with the QK fix) to exact on them.
+fn estimators(
+    args: &BenchCircuitArgs,
+    model: &Transformer,
+    g: &Graph,
+    run: &RunPair,
+    (order, eap_ld): (&[usize], &[f32]),
+) -> Result<()> {
+    let rss = || {
+        peak_rss_mib()
+            .map(|v| format!("{v:.0} MiB"))
+            .unwrap_or("?".into())
+    };
+    let (t, c) = (Instant::now(), cpu_secs());
+    let _ = eap::eap_ig(model, g, run, 5)?;
+    println!("EAP-IG m = 5: {}; peak RSS {}", took(t, c), rss());
+    let (t, c) = (Instant::now(), cpu_secs());
+    let atp = atp::atp_star(model, g, run, true, 32)?;
+    println!(
+        "AtP* (QK fix, GradDrop), all edges: {}; peak RSS {}",
+        took(t, c),
+        rss()
+    );
+    let edges = g.edges();
+    let at = |i: usize| g.idx(edges[i].0, edges[i].1);
+    let top: Vec<_> = order
+        .iter()
+        .take(args.check_exact)
+        .map(|&i| edges[i])
+        .collect();
+    let (t, c) = (Instant::now(), cpu_secs());
+    let ex = exact::exact_edges(model, g, run, &top, 32)?;
+    println!(
+        "exact, top {} edges: {}; peak RSS {}",
+        top.len(),
+        took(t, c),
+        rss()
+    );
+    let base = run.base_metrics.logit_diff();
+    let exact: Vec<f32> = ex.iter().map(|m| m.logit_diff() - base).collect();
+    let gaps = |name: &str, est: &[f32]| {
+        let (mut max_gap, mut sum_gap, mut sum_abs) = (0f32, 0f32, 0f32);
+        for (x, &i) in exact.iter().zip(order) {
+            let gap = (est[at(i)] - x).abs();
+            max_gap = max_gap.max(gap);
+            sum_gap += gap;
+            sum_abs += x.abs();
+        }
+        let n = exact.len().max(1) as f32;
+        println!(
+            "{name} vs exact on those edges (logit_diff): mean |gap| {:.4}, max |gap| {:.4}, mean |exact| {:.4}",
+            sum_gap / n,
+            max_gap,
+            sum_abs / n
+        );
+    };
+    gaps("EAP", eap_ld);
+    gaps("AtP* (QK fix)", &atp.fixed[LOGIT_DIFF.0]);
     Ok(())
 }
