@@ -51,6 +51,10 @@ pub struct BenchCircuitArgs {
     /// Only time EAP (for the ranking) and the faithfulness curve.
     #[arg(long)]
     pub curve_only: bool,
+    /// Skip AtP* (minutes and gigabytes on gpt2-small: GradDrop's
+    /// gradient groups and the QK fix's per-edge attention reruns).
+    #[arg(long)]
+    pub no_atp: bool,
 }
 
 fn tracked(l: &mut Linear) -> Result<()> {
@@ -206,13 +210,18 @@ fn estimators(
     let (t, c) = (Instant::now(), cpu_secs());
     let _ = eap::eap_ig(model, g, run, 5)?;
     println!("EAP-IG m = 5: {}; peak RSS {}", took(t, c), rss());
-    let (t, c) = (Instant::now(), cpu_secs());
-    let atp = atp::atp_star(model, g, run, true, 32)?;
-    println!(
-        "AtP* (QK fix, GradDrop), all edges: {}; peak RSS {}",
-        took(t, c),
-        rss()
-    );
+    let atp = if args.no_atp {
+        None
+    } else {
+        let (t, c) = (Instant::now(), cpu_secs());
+        let atp = atp::atp_star(model, g, run, true, 32)?;
+        println!(
+            "AtP* (QK fix, GradDrop), all edges: {}; peak RSS {}",
+            took(t, c),
+            rss()
+        );
+        Some(atp)
+    };
     let edges = g.edges();
     let at = |i: usize| g.idx(edges[i].0, edges[i].1);
     let top: Vec<_> = order
@@ -247,6 +256,8 @@ fn estimators(
         );
     };
     gaps("EAP", eap_ld);
-    gaps("AtP* (QK fix)", &atp.fixed[LOGIT_DIFF.0]);
+    if let Some(atp) = atp {
+        gaps("AtP* (QK fix)", &atp.fixed[LOGIT_DIFF.0]);
+    }
     Ok(())
 }
