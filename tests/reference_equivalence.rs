@@ -110,14 +110,16 @@ impl Worst {
 /// Tolerance for metric `def` at reference value `want`, given the two
 /// baselines a normalised metric divides by: `(x − co) / (cl − co)` moves by
 /// up to `(|dx| + |dco| + |want| (|dco| + |dcl|)) / |cl − co|` when each
-/// underlying value moves by `d`. Whole-number metrics (ranks) are exact.
+/// underlying value moves by `d`. A rank may move by one: a logit within
+/// rounding of the answer's (a near tie; the random fixtures have 1000s of
+/// logits) lands on either side of it depending on the order of the sums.
 fn tol(def: &MetricDef, want: f32, clean: &Metrics, corrupted: &Metrics) -> f32 {
     match (def.compute, def.format) {
         (Compute::Normalized { of }, _) => {
             let spread = (clean.get(of).unwrap() - corrupted.get(of).unwrap()).abs();
             2.0 * TOL * (1.0 + want.abs()) / spread.min(1.0)
         }
-        (_, Format::Integer) => 0.0,
+        (_, Format::Integer) => 1.0,
         _ => TOL,
     }
 }

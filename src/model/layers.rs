@@ -204,7 +204,7 @@ pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
     match act {
         Activation::GeluTanh => super::gelu::gelu_tanh(x),
         Activation::Gelu => x.gelu_erf(),
-        Activation::Silu => x.silu(),
+        Activation::Silu => super::gelu::silu(x),
         Activation::Relu => x.relu(),
     }
 }

@@ -10,6 +10,7 @@
 //! - `tokenizer`: text to ids, with BOS handled explicitly.
 
 pub mod config;
+pub mod cpu_threads;
 pub mod device;
 #[cfg(feature = "cuda")]
 mod device_cuda;
