@@ -34,10 +34,9 @@ pub enum BenchCommand {
     Dataset(super::bench_dataset::BenchDatasetArgs),
 }
 
+/// The one prompt pair a benchmark measures (all four parts required).
 #[derive(Args, Debug)]
-pub struct BenchEstimateArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+pub struct BenchPairArgs {
     #[arg(long)]
     pub clean: String,
     #[arg(long)]
@@ -46,6 +45,25 @@ pub struct BenchEstimateArgs {
     pub answer: String,
     #[arg(long)]
     pub wrong: String,
+}
+
+impl BenchPairArgs {
+    pub fn pair(&self) -> PromptPair {
+        PromptPair {
+            clean: self.clean.clone(),
+            corrupted: Some(self.corrupted.clone()),
+            answer: self.answer.clone(),
+            wrong: self.wrong.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchEstimateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub pair: BenchPairArgs,
     #[command(flatten)]
     pub bos: super::BosArgs,
     /// Targets to time (default: one of each family).
@@ -341,13 +359,7 @@ const ESTIMATE_TARGETS: &[Target] = &[
 
 pub fn bench_estimate(args: &BenchEstimateArgs) -> Result<()> {
     let m = args.model.load()?;
-    let pair = PromptPair {
-        clean: args.clean.clone(),
-        corrupted: Some(args.corrupted.clone()),
-        answer: args.answer.clone(),
-        wrong: args.wrong.clone(),
-    };
-    let pairs = prepare_pairs(&m.tokenizer, &[pair], args.bos.choice())?;
+    let pairs = prepare_pairs(&m.tokenizer, &[args.pair.pair()], args.bos.choice())?;
     let targets = if args.targets.is_empty() {
         ESTIMATE_TARGETS.to_vec()
     } else {

@@ -22,7 +22,7 @@ use patchbench::model::linear::Matrix;
 use patchbench::model::Transformer;
 use patchbench::patching::metrics::LOGIT_DIFF;
 use patchbench::patching::runs::RunPair;
-use patchbench::patching::{prepare_pairs, Corruption, Direction, PromptPair};
+use patchbench::patching::{prepare_pairs, Corruption, Direction};
 
 use super::bench::peak_rss_mib;
 use super::ModelArgs;
@@ -31,14 +31,8 @@ use super::ModelArgs;
 pub struct BenchCircuitArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    #[arg(long)]
-    pub clean: String,
-    #[arg(long)]
-    pub corrupted: String,
-    #[arg(long)]
-    pub answer: String,
-    #[arg(long)]
-    pub wrong: String,
+    #[command(flatten)]
+    pub pair: super::bench::BenchPairArgs,
     /// Top EAP edges patched exactly.
     #[arg(long, default_value_t = 100)]
     pub check_exact: usize,
@@ -118,13 +112,7 @@ pub fn bench_circuit(args: &BenchCircuitArgs) -> Result<()> {
     if args.weights_as_vars {
         track_weights(&mut m.model)?;
     }
-    let pair = PromptPair {
-        clean: args.clean.clone(),
-        corrupted: Some(args.corrupted.clone()),
-        answer: args.answer.clone(),
-        wrong: args.wrong.clone(),
-    };
-    let pairs = prepare_pairs(&m.tokenizer, &[pair], None)?;
+    let pairs = prepare_pairs(&m.tokenizer, &[args.pair.pair()], None)?;
     println!(
         "{} threads; load average {}",
         candle_core::utils::get_num_threads(),
