@@ -182,12 +182,7 @@ pub(crate) fn edge_scores(
     let mut out = vec![vec![f32::NAN; graph.n_senders() * nr]; REGISTRY.len()];
     for l in 0..=graph.n_layers {
         let recv = graph.receivers_of(l);
-        // MLPs also read their own layer's heads.
-        let ns = if l < graph.n_layers {
-            graph.senders_before(l) + graph.n_heads
-        } else {
-            graph.n_senders()
-        };
+        let ns = graph.senders_read_by(l);
         let g = grads_of(l)?;
         let g = g.reshape((recv.len() * n_g, g.dim(2)?))?;
         // [ns, receivers of l × gradient groups]

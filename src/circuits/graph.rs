@@ -169,6 +169,17 @@ impl Graph {
         1 + l * (self.n_heads + 1)
     }
 
+    /// Senders any receiver of block `l` may read, a prefix of
+    /// [`Self::senders`]: those before the block plus its own heads (its
+    /// MLP reads them); every sender for the logits (`l = n_layers`).
+    pub fn senders_read_by(&self, l: usize) -> usize {
+        if l < self.n_layers {
+            self.senders_before(l) + self.n_heads
+        } else {
+            self.n_senders()
+        }
+    }
+
     /// Receivers of block `l`, a contiguous range: queries, keys, values, MLP.
     pub fn receivers_of(&self, l: usize) -> std::ops::Range<usize> {
         let per = self.n_heads + 2 * self.n_kv_heads + 1;

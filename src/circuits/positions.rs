@@ -118,12 +118,7 @@ pub(crate) fn edge_scores_at(
     let mut out = vec![vec![f32::NAN; graph.n_senders() * nr * t]; REGISTRY.len()];
     for l in 0..=graph.n_layers {
         let recv = graph.receivers_of(l);
-        // MLPs also read their own layer's heads.
-        let ns = if l < graph.n_layers {
-            graph.senders_before(l) + graph.n_heads
-        } else {
-            graph.n_senders()
-        };
+        let ns = graph.senders_read_by(l);
         let g = grads_of(l)?;
         // [t, receivers × groups, d]
         let g = g
