@@ -430,16 +430,7 @@ fn pairs_of_several_lengths_are_refused() {
     assert!(msg.contains("one length"), "{msg}");
 }
 
-const PAIR: [&str; 8] = [
-    "--clean",
-    "john gave a drink to",
-    "--corrupted",
-    "mary gave a drink to",
-    "--answer",
-    "mary",
-    "--wrong",
-    "john",
-];
+use common::cli::DEMO_PAIR as PAIR;
 
 #[test]
 fn cli_writes_unit_positions_and_refuses_with_the_fix() {

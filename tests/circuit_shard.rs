@@ -14,17 +14,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-/// A short pair on the demo model (few positions: fast forwards).
-const PAIR: [&str; 8] = [
-    "--clean",
-    "john gave a drink to",
-    "--corrupted",
-    "mary gave a drink to",
-    "--answer",
-    "mary",
-    "--wrong",
-    "john",
-];
+use common::cli::DEMO_PAIR as PAIR;
 
 /// What every search here shares: every edge listed (the whole ranking is
 /// compared), a few exact checks and a short curve.

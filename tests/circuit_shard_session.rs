@@ -7,16 +7,7 @@ use common::cli::{ok, p, patchbench, refused};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-const PAIR: [&str; 8] = [
-    "--clean",
-    "john gave a drink to",
-    "--corrupted",
-    "mary gave a drink to",
-    "--answer",
-    "mary",
-    "--wrong",
-    "john",
-];
+use common::cli::DEMO_PAIR as PAIR;
 
 /// The `n` part files of one search, written in `dir`.
 fn parts(dir: &Path, args: &[&str], n: usize) -> Vec<PathBuf> {

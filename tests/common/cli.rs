@@ -39,3 +39,16 @@ pub fn without_timing(text: &str) -> serde_json::Value {
     v.as_object_mut().unwrap().remove("timing");
     v
 }
+
+/// A short pair on the demo model, as CLI arguments (few positions: fast
+/// forwards).
+pub const DEMO_PAIR: [&str; 8] = [
+    "--clean",
+    "john gave a drink to",
+    "--corrupted",
+    "mary gave a drink to",
+    "--answer",
+    "mary",
+    "--wrong",
+    "john",
+];
