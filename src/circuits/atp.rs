@@ -39,7 +39,7 @@ use crate::patching::runs::RunPair;
 use super::eap::{grad_metrics, metric_seeds};
 use super::grads::{self, ReceiverVars};
 use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
-use super::runs::{base_and_source, edge_row_edits, resume_from_base};
+use super::runs::{base_and_source, base_start, edge_row_edits};
 
 /// AtP*'s scores of every sender × receiver pair for one run pair, per
 /// registry metric, dense row-major `[sender][receiver]` (NaN where not an
@@ -269,7 +269,15 @@ fn patched_patterns(
 ) -> CResult<Tensor> {
     let spec = HookSpec::new().capture(HookPoint::Pattern(l));
     let spec = edge_row_edits(model, graph, delta, (chunk, at), spec)?;
-    let out = resume_from_base(model, run, l, chunk.len(), &spec, Some(l + 1))?;
+    // Block `l` only as far as its pattern: its z, output and MLP would
+    // not change what is read here.
+    let opts = ForwardOptions {
+        start: Some(base_start(model, run, l, chunk.len())?),
+        stop_before_layer: Some(l + 1),
+        pattern_only: true,
+        ..Default::default()
+    };
+    let out = model.forward(None, &spec, &opts)?;
     out.cache
         .get(HookPoint::Pattern(l))
         .expect("captured")

@@ -219,23 +219,34 @@ pub(crate) fn resume_from_base(
     spec: &HookSpec,
     stop_before_layer: Option<usize>,
 ) -> CResult<ForwardOutput> {
-    let resid = run
-        .base
-        .get(HookPoint::ResidPre(layer))
-        .expect("base run captured resid_pre")
-        .to_dtype(model.dtype())?;
     let opts = ForwardOptions {
-        start: Some(StartState {
-            layer,
-            resid,
-            pos_offset: 0,
-            past: None,
-            batch: rows,
-            packing: None,
-        }),
+        start: Some(base_start(model, run, layer, rows)?),
         last_pos_only: true,
         stop_before_layer,
         ..Default::default()
     };
     model.forward(None, spec, &opts)
+}
+
+/// The start of a pass of `rows` rows from the base run's cached
+/// `resid_pre` at `layer`, every position recomputed.
+pub(crate) fn base_start<'a>(
+    model: &Transformer,
+    run: &RunPair,
+    layer: usize,
+    rows: usize,
+) -> CResult<StartState<'a>> {
+    let resid = run
+        .base
+        .get(HookPoint::ResidPre(layer))
+        .expect("base run captured resid_pre")
+        .to_dtype(model.dtype())?;
+    Ok(StartState {
+        layer,
+        resid,
+        pos_offset: 0,
+        past: None,
+        batch: rows,
+        packing: None,
+    })
 }

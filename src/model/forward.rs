@@ -85,6 +85,12 @@ pub struct ForwardOptions<'a> {
     pub return_kv: bool,
     /// Stop before this block and return its `resid_pre` instead of logits.
     pub stop_before_layer: Option<usize>,
+    /// With `stop_before_layer`: the last block run stops once its
+    /// attention pattern is computed and hooked (`attn_scores`, `pattern`);
+    /// its `z`, output projection and MLP are skipped, and the output's
+    /// `resid` is that block's input. For reading how an edit of a block's
+    /// attention inputs moves its pattern (AtP*'s QK fix).
+    pub pattern_only: bool,
     /// With `start`: the start block's attention is not recomputed; this is
     /// its `hook_z` before any hook, for the computed positions, in the
     /// layout of `start.resid` (`[batch or 1, pos, n_heads, d_head]`), taken
@@ -181,13 +187,16 @@ impl Transformer {
         if opts.resume_z.is_some() {
             check_resume_z(hooks, opts)?;
         }
+        if opts.pattern_only {
+            check_pattern_only(hooks, opts)?;
+        }
         let (x, first_layer, layout) = self.begin(tokens, hooks, opts, &mut cache)?;
         let n_layers = self.cfg.n_layers;
         let last = opts.stop_before_layer.unwrap_or(n_layers).min(n_layers);
         let sites = Sites::of(hooks, &layout);
         let run = self.run_blocks(x, first_layer..last, &layout, sites, opts, &mut cache)?;
         let kv = opts.return_kv.then_some(KvCache { layers: run.kv });
-        if last < n_layers {
+        if last < n_layers || opts.pattern_only {
             return Ok(ForwardOutput {
                 logits: None,
                 cache,
@@ -267,6 +276,7 @@ impl Transformer {
     ) -> CResult<BlocksRun> {
         let mut kv = Vec::new();
         let first = layers.start;
+        let layers_end = layers.end;
         for l in layers {
             let block = &self.blocks[l];
             x = sites.apply(HookPoint::ResidPre(l), x, cache)?;
@@ -277,6 +287,13 @@ impl Transformer {
                 };
                 x = self.block_from_z(l, block, x, &z, sites, cache)?;
                 continue;
+            }
+            if opts.pattern_only && l + 1 == layers_end {
+                let layer_kv = self.pattern_part(l, block, &x, layout, sites, cache)?;
+                if opts.return_kv {
+                    kv.push(layer_kv);
+                }
+                break;
             }
             let trim =
                 opts.last_pos_only && l + 1 == self.cfg.n_layers && !sites.hooks.reads_past_kv(l);
@@ -409,6 +426,24 @@ impl Transformer {
         let logits = Linear::dense(self.w_u.clone(), self.b_u.clone()).forward(x)?;
         softcap(logits, self.cfg.extras.final_softcap)
     }
+}
+
+/// Refuses a pass stopping at a block's pattern that has no block to stop
+/// in or whose hooks ask for what it skips.
+fn check_pattern_only(hooks: &HookSpec, opts: &ForwardOptions<'_>) -> CResult<()> {
+    let first = opts.start.as_ref().map_or(0, |s| s.layer);
+    let Some(stop) = opts.stop_before_layer.filter(|&s| s > first) else {
+        candle_core::bail!(
+            "a pass stopping at a pattern needs a block to stop in (stop_before_layer)"
+        );
+    };
+    if hooks.touches_block_after_pattern(stop - 1) {
+        candle_core::bail!(
+            "a pass stopping at blocks.{}.attn.hook_pattern skips the hooks after it in that block",
+            stop - 1
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a pass resumed from `hook_z` that would skip what its hooks ask:

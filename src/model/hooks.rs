@@ -372,26 +372,19 @@ impl HookSpec {
     /// `hook_z` (the block's input and its `ln1` scale, queries, keys,
     /// values, scores or pattern): a pass resumed from a given `hook_z` skips those sites.
     pub fn touches_attention_before_z(&self, l: usize) -> bool {
-        if self.capture_all {
-            return true;
-        }
-        let before_z = |h: &HookPoint| {
-            h.layer() == Some(l)
-                && matches!(
-                    h,
-                    HookPoint::ResidPre(_)
-                        | HookPoint::Ln1Scale(_)
-                        | HookPoint::QInput(_)
-                        | HookPoint::KInput(_)
-                        | HookPoint::VInput(_)
-                        | HookPoint::Q(_)
-                        | HookPoint::K(_)
-                        | HookPoint::V(_)
-                        | HookPoint::AttnScores(_)
-                        | HookPoint::Pattern(_)
-                )
-        };
-        self.captures.iter().any(before_z) || self.interventions.iter().any(|i| before_z(&i.hook))
+        self.touches(|h| h.layer() == Some(l) && before_z(h))
+    }
+
+    /// Whether anything is captured or edited in block `l` from `hook_z`
+    /// on (what a pass stopping at the block's pattern would skip).
+    pub fn touches_block_after_pattern(&self, l: usize) -> bool {
+        self.touches(|h| h.layer() == Some(l) && !before_z(h))
+    }
+
+    fn touches(&self, f: impl Fn(&HookPoint) -> bool) -> bool {
+        self.capture_all
+            || self.captures.iter().any(&f)
+            || self.interventions.iter().any(|i| f(&i.hook))
     }
 
     /// Applies this spec at one hook site.
@@ -479,6 +472,23 @@ impl ActivationCache {
     pub fn hooks(&self) -> impl Iterator<Item = &HookPoint> {
         self.map.keys()
     }
+}
+
+/// Hooks of a block up to its attention pattern (before `hook_z`).
+fn before_z(h: &HookPoint) -> bool {
+    matches!(
+        h,
+        HookPoint::ResidPre(_)
+            | HookPoint::Ln1Scale(_)
+            | HookPoint::QInput(_)
+            | HookPoint::KInput(_)
+            | HookPoint::VInput(_)
+            | HookPoint::Q(_)
+            | HookPoint::K(_)
+            | HookPoint::V(_)
+            | HookPoint::AttnScores(_)
+            | HookPoint::Pattern(_)
+    )
 }
 
 #[cfg(test)]

@@ -169,6 +169,28 @@ impl Transformer {
         Ok((attn_out, (k, v)))
     }
 
+    /// A block's attention as far as its pattern (hooked at `attn_scores`
+    /// and `pattern` like the full block's), with its keys and values: the
+    /// whole block's work up to where an edit of its query, key or value
+    /// inputs shows in the pattern (`ForwardOptions::pattern_only`).
+    pub(super) fn pattern_part(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        layout: &Layout<'_>,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, Tensor)> {
+        let normed = norm_at(&block.ln1, x, HookPoint::Ln1Scale(l), sites, cache)?;
+        let inputs = Inputs { x, normed: &normed };
+        let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
+        let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
+        let mask = layout.mask_for(self.cfg.extras.is_local(l));
+        self.pattern(l, &q, &k, mask, Some(sites), cache)?;
+        Ok((k, v))
+    }
+
     /// A sequential block's second half: `resid_mid` (already hooked) ->
     /// `resid_post` before its hook.
     pub(super) fn mlp_part(
@@ -346,9 +368,27 @@ impl Transformer {
         sites: Option<Sites<'_>>,
         cache: &mut ActivationCache,
     ) -> CResult<Tensor> {
-        let h = q.dim(1)?;
-        let group = h / self.cfg.n_kv_heads;
-        let (k, v) = (repeat_kv(k, group)?, repeat_kv(v, group)?);
+        let pattern = self.pattern(l, q, k, mask, sites, cache)?;
+        let v = repeat_kv(v, q.dim(1)? / self.cfg.n_kv_heads)?;
+        let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]
+        self.attn_output(l, block, &z, sites, cache)
+    }
+
+    /// The attention pattern (hooked at `attn_scores` and `pattern`).
+    ///
+    /// # Shapes
+    /// `q: [batch, n_heads, q, d_head]`, `k: [batch, n_kv_heads, keys, d_head]`,
+    /// `mask: [q, keys]` -> `[batch, n_heads, q, keys]`
+    fn pattern(
+        &self,
+        l: usize,
+        q: &Tensor,
+        k: &Tensor,
+        mask: &Tensor,
+        sites: Option<Sites<'_>>,
+        cache: &mut ActivationCache,
+    ) -> CResult<Tensor> {
+        let k = repeat_kv(k, q.dim(1)? / self.cfg.n_kv_heads)?;
         let scores = (q.matmul(&k.t()?)? * self.cfg.attn_scale as f64)?;
         // Soft-capping (Gemma 2) comes before the mask, as in transformers.
         let scores = softcap(scores, self.cfg.extras.attn_softcap)?.broadcast_add(mask)?;
@@ -359,14 +399,12 @@ impl Transformer {
             // −inf and leaves the others exactly as edited.
             scores = scores.broadcast_add(mask)?;
         }
-        let pattern = maybe(
+        maybe(
             sites,
             HookPoint::Pattern(l),
             softmax_last_dim(&scores)?,
             cache,
-        )?;
-        let z = pattern.matmul(&v)?.transpose(1, 2)?; // [batch, pos, head, d_head]
-        self.attn_output(l, block, &z, sites, cache)
+        )
     }
 
     /// The attention output from the per-head outputs (hooked at `z` and

@@ -134,4 +134,83 @@ mod tests {
             same(b.get(hp).unwrap(), full.cache.get(hp).unwrap());
         }
     }
+
+    /// A pass that stops at a block's pattern reads the same pattern as
+    /// the whole block (edits of its query and key inputs included), and
+    /// hands back the block's input.
+    #[test]
+    fn pattern_only_reads_the_blocks_pattern() {
+        for preset in ["gpt2-tiny", "llama-tiny"] {
+            let cfg = preset_config(preset).unwrap();
+            let w = random_weights(&cfg, 9, &Device::Cpu, DType::F32).unwrap();
+            let m = Transformer::new(cfg, w).unwrap();
+            let (d, h, hkv) = (m.cfg.d_model, m.cfg.n_heads, m.cfg.n_kv_heads);
+            let x = Tensor::randn(0f32, 1.0, (3, 5, d), &Device::Cpu).unwrap();
+            let l = 1;
+            let edit = |n| Tensor::randn(0f32, 0.5, (3, 5, n, d), &Device::Cpu).unwrap();
+            let hp = HookPoint::Pattern(l);
+            let spec = HookSpec::new()
+                .intervene(HookPoint::QInput(l), Edit::Add(edit(h)))
+                .intervene(HookPoint::KInput(l), Edit::Add(edit(hkv)))
+                .capture(hp);
+            let run = |pattern_only| {
+                let opts = ForwardOptions {
+                    start: Some(StartState {
+                        layer: l,
+                        resid: x.clone(),
+                        pos_offset: 0,
+                        past: None,
+                        batch: 3,
+                        packing: None,
+                    }),
+                    stop_before_layer: Some(l + 1),
+                    pattern_only,
+                    ..Default::default()
+                };
+                m.forward(None, &spec, &opts).unwrap()
+            };
+            let (full, part) = (run(false), run(true));
+            let (a, b) = (full.cache.get(hp).unwrap(), part.cache.get(hp).unwrap());
+            assert_eq!(a.dims(), [3, h, 5, 5], "{preset}");
+            let diff: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert_eq!(diff, 0.0, "{preset}");
+            let back: f32 = (part.resid.unwrap() - &x)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert_eq!(back, 0.0, "{preset}: the block's input comes back");
+            // A hook after the pattern would be skipped: refused.
+            let late = spec.clone().capture(HookPoint::MlpOut(l));
+            let opts = ForwardOptions {
+                start: Some(StartState {
+                    layer: l,
+                    resid: x.clone(),
+                    pos_offset: 0,
+                    past: None,
+                    batch: 3,
+                    packing: None,
+                }),
+                stop_before_layer: Some(l + 1),
+                pattern_only: true,
+                ..Default::default()
+            };
+            let err = m
+                .forward(None, &late, &opts)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(err.contains("skips the hooks after it"), "{err}");
+        }
+    }
 }
