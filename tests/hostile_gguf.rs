@@ -47,6 +47,13 @@ fn corrupt_gguf_metadata_is_refused_naming_the_value() {
             &["block_count\" is 0"],
         ),
         (
+            // Small enough for the size checks, far more blocks than tensors.
+            gguf_case(t, "layers10000", |g| {
+                g.set("llama.block_count", Value::U32(10_000));
+            }),
+            &["block count is 10000", "tensors", "corrupt"],
+        ),
+        (
             gguf_case(t, "width0", |g| {
                 g.set("llama.embedding_length", Value::U32(0));
             }),

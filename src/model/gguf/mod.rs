@@ -144,5 +144,18 @@ fn read_config(
 ) -> Result<ModelConfig, ModelError> {
     let config = (arch.config)(m, data)?;
     config.validate().map_err(|e| m.bad(e))?;
+    // Every block has tensors of its own, so a block count above the
+    // file's tensor count is a corrupt header. Refused here, before the
+    // tensor mapping loops over the blocks: with tiny widths a count of
+    // millions passes the size checks (the fuzzer found one that looped
+    // for minutes).
+    let tensors = m.content.tensor_infos.len();
+    if config.n_layers > tensors {
+        return Err(m.bad(format!(
+            "the block count is {} but the file holds only {tensors} tensors, and every \
+             block has its own: the header is corrupt",
+            config.n_layers
+        )));
+    }
     Ok(config)
 }
