@@ -156,10 +156,7 @@ impl Transformer {
         sites: Sites<'_>,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
-        let normed = norm_at(&block.ln1, x, HookPoint::Ln1Scale(l), sites, cache)?;
-        let inputs = Inputs { x, normed: &normed };
-        let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
-        let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
+        let (q, k, v) = self.queries_keys_values(l, block, x, layout, sites, cache)?;
         let mask = layout.mask_for(self.cfg.extras.is_local(l));
         let attn_out = self.attend(l, block, &q, &k, &v, mask, Some(sites), cache)?;
         // Post-norms (Gemma 2/3) come before the hooks, as in TransformerLens:
@@ -182,13 +179,29 @@ impl Transformer {
         sites: Sites<'_>,
         cache: &mut ActivationCache,
     ) -> CResult<(Tensor, Tensor)> {
+        let (q, k, v) = self.queries_keys_values(l, block, x, layout, sites, cache)?;
+        let mask = layout.mask_for(self.cfg.extras.is_local(l));
+        self.pattern(l, &q, &k, mask, Some(sites), cache)?;
+        Ok((k, v))
+    }
+
+    /// `ln1` (its scale hooked), then the block's keys/values (with the
+    /// cached ones prepended) and queries, each hooked: what every pass over
+    /// a block's attention starts with.
+    fn queries_keys_values(
+        &self,
+        l: usize,
+        block: &Block,
+        x: &Tensor,
+        layout: &Layout<'_>,
+        sites: Sites<'_>,
+        cache: &mut ActivationCache,
+    ) -> CResult<(Tensor, Tensor, Tensor)> {
         let normed = norm_at(&block.ln1, x, HookPoint::Ln1Scale(l), sites, cache)?;
         let inputs = Inputs { x, normed: &normed };
         let (k, v) = self.keys_values(l, block, inputs, layout, Some(sites), cache)?;
         let q = self.queries(l, block, inputs, &layout.positions, Some(sites), cache)?;
-        let mask = layout.mask_for(self.cfg.extras.is_local(l));
-        self.pattern(l, &q, &k, mask, Some(sites), cache)?;
-        Ok((k, v))
+        Ok((q, k, v))
     }
 
     /// A sequential block's second half: `resid_mid` (already hooked) ->

@@ -87,6 +87,34 @@ mod tests {
     use crate::model::random::{preset_config, random_weights};
     use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
 
+    /// A pass over block `l` alone, from `x` (every position, no cache).
+    fn block_only(x: &Tensor, l: usize, pattern_only: bool) -> ForwardOptions<'static> {
+        ForwardOptions {
+            start: Some(StartState {
+                layer: l,
+                resid: x.clone(),
+                pos_offset: 0,
+                past: None,
+                batch: x.dim(0).unwrap(),
+                packing: None,
+            }),
+            stop_before_layer: Some(l + 1),
+            pattern_only,
+            ..Default::default()
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn the_two_halves_are_the_block() {
         for preset in ["gpt2-tiny", "llama-tiny"] {
@@ -101,32 +129,10 @@ mod tests {
                 .intervene(HookPoint::MlpIn(l), Edit::Add(edit))
                 .capture(HookPoint::AttnResult(l))
                 .capture(HookPoint::MlpOut(l));
-            let opts = ForwardOptions {
-                start: Some(StartState {
-                    layer: l,
-                    resid: x.clone(),
-                    pos_offset: 0,
-                    past: None,
-                    batch: 2,
-                    packing: None,
-                }),
-                stop_before_layer: Some(l + 1),
-                ..Default::default()
-            };
-            let full = m.forward(None, &spec, &opts).unwrap();
+            let full = m.forward(None, &spec, &block_only(&x, l, false)).unwrap();
             let (mid, a) = m.attention_half(l, &x, &spec).unwrap();
             let (post, b) = m.mlp_half(l, &mid, &spec).unwrap();
-            let same = |p: &Tensor, q: &Tensor| {
-                let diff: f32 = (p - q)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap();
-                assert_eq!(diff, 0.0, "{preset}");
-            };
+            let same = |p: &Tensor, q: &Tensor| assert_eq!(max_diff(p, q), 0.0, "{preset}");
             same(&post, full.resid.as_ref().unwrap());
             let hp = HookPoint::AttnResult(l);
             same(a.get(hp).unwrap(), full.cache.get(hp).unwrap());
@@ -153,63 +159,18 @@ mod tests {
                 .intervene(HookPoint::QInput(l), Edit::Add(edit(h)))
                 .intervene(HookPoint::KInput(l), Edit::Add(edit(hkv)))
                 .capture(hp);
-            let run = |pattern_only| {
-                let opts = ForwardOptions {
-                    start: Some(StartState {
-                        layer: l,
-                        resid: x.clone(),
-                        pos_offset: 0,
-                        past: None,
-                        batch: 3,
-                        packing: None,
-                    }),
-                    stop_before_layer: Some(l + 1),
-                    pattern_only,
-                    ..Default::default()
-                };
-                m.forward(None, &spec, &opts).unwrap()
+            let run = |spec: &HookSpec, pattern_only| {
+                m.forward(None, spec, &block_only(&x, l, pattern_only))
             };
-            let (full, part) = (run(false), run(true));
+            let (full, part) = (run(&spec, false).unwrap(), run(&spec, true).unwrap());
             let (a, b) = (full.cache.get(hp).unwrap(), part.cache.get(hp).unwrap());
             assert_eq!(a.dims(), [3, h, 5, 5], "{preset}");
-            let diff: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            assert_eq!(diff, 0.0, "{preset}");
-            let back: f32 = (part.resid.unwrap() - &x)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            assert_eq!(max_diff(a, b), 0.0, "{preset}");
+            let back = max_diff(&part.resid.unwrap(), &x);
             assert_eq!(back, 0.0, "{preset}: the block's input comes back");
             // A hook after the pattern would be skipped: refused.
             let late = spec.clone().capture(HookPoint::MlpOut(l));
-            let opts = ForwardOptions {
-                start: Some(StartState {
-                    layer: l,
-                    resid: x.clone(),
-                    pos_offset: 0,
-                    past: None,
-                    batch: 3,
-                    packing: None,
-                }),
-                stop_before_layer: Some(l + 1),
-                pattern_only: true,
-                ..Default::default()
-            };
-            let err = m
-                .forward(None, &late, &opts)
-                .err()
-                .expect("refused")
-                .to_string();
+            let err = run(&late, true).err().expect("refused").to_string();
             assert!(err.contains("skips the hooks after it"), "{err}");
         }
     }
