@@ -6,13 +6,14 @@
 //! softmax says almost nothing moved. The fixes:
 //!
 //! - **QK fix.** For an edge into a head's query or key input, patch that
-//!   input for real in the receiver's own block (one batched row per edge,
-//!   from the base run's cached `resid_pre`; norms, rotary and q/k norms
-//!   are the model's own), read the new attention pattern `A'` of the heads
-//!   it feeds, and score `Σ (A' − A) ⊙ ∂metric/∂A`: the softmax is exact,
-//!   only what follows the pattern is linearised. Value, MLP and logits
-//!   edges keep the plain estimate (nothing saturates before their
-//!   gradient is taken).
+//!   input for real in the receiver's own block (from the base run's
+//!   cached `resid_pre`; norms, rotary and q/k norms are the model's own),
+//!   read the new attention pattern `A'` of the heads it feeds, and score
+//!   `Σ (A' − A) ⊙ ∂metric/∂A`: the softmax is exact, only what follows
+//!   the pattern is linearised. One batched row per sender and port serves
+//!   every head of the block ([`qk_fix`]). Value, MLP and logits edges
+//!   keep the plain estimate (nothing saturates before their gradient is
+//!   taken).
 //! - **GradDrop.** Cancellation between paths can hide an edge whose
 //!   pieces are large. For each layer `ℓ` a backward pass with the
 //!   gradient through block `ℓ`'s residual contribution (`hook_attn_out`,
@@ -23,8 +24,9 @@
 //!   change.
 //!
 //! All gradients come from one backward: the batch holds a row per
-//! (dropped layer or none) × differentiable metric, each seeded with its
-//! metric's gradient, with zero variables at every attention pattern and
+//! (dropped layer or none) × distinct metric seed (metrics with equal
+//! seeds share a row; `prob`'s is `logprob`'s scaled), each seeded with
+//! its metric's gradient, with zero variables at every attention pattern and
 //! at the receivers' cheap hooks (`hook_q`/`hook_k`/`hook_v`,
 //! `hook_mlp_in`, the final residual), each head's input gradient then in
 //! closed form as for EAP ([`super::grads`]): the per-head split norms of
@@ -36,10 +38,11 @@ use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use crate::patching::metrics::REGISTRY;
 use crate::patching::runs::RunPair;
 
-use super::eap::{grad_metrics, metric_seeds};
+use super::eap::grad_metrics;
 use super::grads::{self, ReceiverVars};
 use super::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
-use super::runs::{base_and_source, base_start, edge_row_edits};
+use super::runs::{base_and_source, base_start};
+use super::seeds::{seed_groups, FromGroup};
 
 /// AtP*'s scores of every sender × receiver pair for one run pair, per
 /// registry metric, dense row-major `[sender][receiver]` (NaN where not an
@@ -79,10 +82,8 @@ pub fn atp_star_at(
     let dev = model.device();
     let dtype = model.dtype();
     let ids = grad_metrics();
-    let n_m = ids.len();
     let nl = graph.n_layers;
     let groups = if graddrop { 1 + nl } else { 1 };
-    let rows = groups * n_m;
     let t = run.base_tokens.len();
     let d = model.cfg.d_model;
     let tokens = Tensor::new(run.base_tokens.as_slice(), dev)?.unsqueeze(0)?;
@@ -109,8 +110,15 @@ pub fn atp_star_at(
         last_pos_only: true,
         ..Default::default()
     };
-    let base = model.forward(Some(&tokens), &spec, &last)?.cache;
-    // The gradient pass: row = group * n_m + metric; group 0 drops nothing,
+    let base = model.forward(Some(&tokens), &spec, &last)?;
+    // One gradient row per distinct seed: metrics with equal seeds share
+    // one, `prob` reads `logprob`'s scaled (see `seeds`).
+    let base_logits = base.logits.expect("logits").to_dtype(DType::F32)?;
+    let (seeds, from) = seed_groups(&base_logits, run, &ids)?;
+    let base = base.cache;
+    let n_s = seeds.len();
+    let rows = groups * n_s;
+    // The gradient pass: row = group * n_s + seed; group 0 drops nothing,
     // group 1 + ℓ drops block ℓ. Every row computes the same forward
     // values (a dropped output is replaced by itself), so each row's
     // receiver gradients follow from its `hook_q`/`hook_k`/`hook_v`
@@ -123,7 +131,7 @@ pub fn atp_star_at(
         spec = spec.intervene(HookPoint::Pattern(l), Edit::Add(p.as_tensor().clone()));
         pattern_vars.push(p);
         if graddrop {
-            let m: Vec<f32> = (0..rows).map(|r| f32::from(r / n_m == 1 + l)).collect();
+            let m: Vec<f32> = (0..rows).map(|r| f32::from(r / n_s == 1 + l)).collect();
             let mask = Tensor::from_vec(m, (rows, 1, 1), dev)?.to_dtype(dtype)?;
             for hp in [HookPoint::AttnOut(l), HookPoint::MlpOut(l)] {
                 let value = base.get(hp).expect("captured").clone();
@@ -146,7 +154,9 @@ pub fn atp_star_at(
         .collect::<CResult<Vec<_>>>()?;
     drop(out.cache);
     let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
-    let seed = metric_seeds(&logits, run, &ids, n_m)?;
+    let vocab = logits.dim(1)?;
+    let seed: Vec<f32> = (0..groups).flat_map(|_| seeds.concat()).collect();
+    let seed = Tensor::from_vec(seed, (rows, vocab), dev)?;
     let grads = (&logits * seed)?.sum_all()?.backward()?;
     let raw = vars.take(&grads)?;
     let grad_of = |v: &Var| -> CResult<Tensor> {
@@ -189,45 +199,26 @@ pub fn atp_star_at(
     // QK fix: [rows of the gradient batch][unit], for q/k edges.
     let mut fix: Vec<Vec<f32>> = linear.clone();
     for (l, pv) in pattern_vars.iter().enumerate() {
-        let ga = grad_of(pv)?.reshape((rows, h * t * t))?;
+        let ga = grad_of(pv)?.reshape((rows, h, t * t))?;
         let a = base
             .get(HookPoint::Pattern(l))
             .expect("captured")
             .to_dtype(DType::F32)?
-            .reshape((1, h * t * t))?;
-        let edges: Vec<(SenderId, ReceiverId)> = graph
-            .receivers_of(l)
-            .map(|r| ReceiverId(r as u32))
-            .filter(|&r| {
-                matches!(
-                    graph.receiver(r),
-                    Receiver::Head {
-                        port: Qkv::Q | Qkv::K,
-                        ..
-                    }
-                )
-            })
-            .flat_map(|r| (0..ns as u32).map(move |s| (SenderId(s), r)))
-            .filter(|&(s, r)| graph.is_edge(s, r))
-            .collect();
-        let units: Vec<((SenderId, ReceiverId), usize)> = edges
-            .iter()
-            .flat_map(|&e| (0..per).map(move |p| (e, p)))
-            .collect();
-        for chunk in units.chunks(max_rows.max(1)) {
-            let (es, ps): (Vec<_>, Vec<usize>) = chunk.iter().copied().unzip();
-            let ps = positions.then_some(&ps[..]);
-            let patterns = patched_patterns(model, graph, run, &delta, l, (&es, ps))?;
-            let da = patterns
-                .reshape((chunk.len(), h * t * t))?
-                .broadcast_sub(&a)?;
-            let est: Vec<Vec<f32>> = da.matmul(&ga.t()?.contiguous()?)?.to_vec2()?;
-            for (&((s, r), p), row) in chunk.iter().zip(est) {
-                for (k, v) in row.into_iter().enumerate() {
+            .reshape((1, h, t * t))?;
+        qk_fix(
+            model,
+            graph,
+            run,
+            &delta,
+            l,
+            (&a, &ga),
+            (per, max_rows),
+            |s, r, p, est| {
+                for (k, v) in est.into_iter().enumerate() {
                     fix[k][at(s.0 as usize, r.0 as usize, p)] = v;
                 }
-            }
-        }
+            },
+        )?;
     }
     let dense = |m: &dyn Fn(usize, usize) -> f32| -> Vec<Vec<f32>> {
         let mut out = vec![vec![f32::NAN; ns * nr * per]; REGISTRY.len()];
@@ -241,11 +232,16 @@ pub fn atp_star_at(
         }
         out
     };
-    let plain = dense(&|k, i| linear[k][i]);
-    let fixed = dense(&|k, i| fix[k][i]);
+    // Metric k reads its seed's row of each group, scaled.
+    let plain = dense(&|k, i| from[k].scale * linear[from[k].group][i]);
+    let fixed = dense(&|k, i| from[k].scale * fix[from[k].group][i]);
     let graddrop = graddrop.then(|| {
         let norm = (nl.max(2) - 1) as f32;
-        dense(&|k, i| (1..groups).map(|g| fix[g * n_m + k][i].abs()).sum::<f32>() / norm)
+        dense(&|k, i| {
+            let FromGroup { group, scale } = from[k];
+            let sum: f32 = (1..groups).map(|g| fix[g * n_s + group][i].abs()).sum();
+            scale.abs() * sum / norm
+        })
     });
     Ok(AtpScores {
         plain,
@@ -254,21 +250,119 @@ pub fn atp_star_at(
     })
 }
 
-/// Attention patterns of block `l` with each row's q/k edge patched (at
-/// its position `at[row]` only, when given).
+/// The QK fix of every query and key edge into block `l`: `put(sender,
+/// receiver, position, estimates)` with one estimate per gradient row,
+/// `Σ (A' − A) ⊙ ∂objective/∂A` over the heads the receiver feeds.
+///
+/// A head's pattern depends only on its own queries and keys, so one
+/// pass row per (sender, port[, position]) serves every head of the
+/// block: the row adds `Δ_s` to the query input of *all* heads (or the
+/// key input of all KV heads), and head `h`'s pattern in that row is the
+/// one with edge `s → a{l}.h{h}<q>` patched (a KV head's keys reach each
+/// query head of its group). That is `n_heads` times fewer rows than one
+/// per edge; `tests::one_row_per_sender_equals_one_per_edge` checks the
+/// two agree.
 ///
 /// # Shapes
-/// `delta: [senders, pos, d_model]`; returns `[rows, heads, pos, pos]` (f32)
-fn patched_patterns(
+/// `delta: [senders, pos, d_model]`, `a: [1, heads, pos·pos]` (the base
+/// pattern), `ga: [gradient rows, heads, pos·pos]`
+#[allow(clippy::too_many_arguments)]
+fn qk_fix(
     model: &Transformer,
     graph: &Graph,
     run: &RunPair,
     delta: &Tensor,
     l: usize,
-    (chunk, at): (&[(SenderId, ReceiverId)], Option<&[usize]>),
+    (a, ga): (&Tensor, &Tensor),
+    (per, max_rows): (usize, usize),
+    mut put: impl FnMut(SenderId, ReceiverId, usize, Vec<f32>),
+) -> CResult<()> {
+    let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
+    let group = h / hkv;
+    // [heads, pos·pos, gradient rows]
+    let ga_h = ga.permute((1, 2, 0))?.contiguous()?;
+    let n_rows = ga.dim(0)?;
+    for port in [Qkv::Q, Qkv::K] {
+        let recv: Vec<ReceiverId> = graph
+            .receivers_of(l)
+            .map(|r| ReceiverId(r as u32))
+            .filter(|&r| matches!(graph.receiver(r), Receiver::Head { port: p, .. } if p == port))
+            .collect();
+        // Senders whose edges into this port exist (all of them or none,
+        // per sender: every head of a block reads the same stream).
+        let senders: Vec<SenderId> = (0..graph.senders_before(l) as u32)
+            .map(SenderId)
+            .filter(|&s| recv.first().is_some_and(|&r| graph.is_edge(s, r)))
+            .collect();
+        let units: Vec<(SenderId, usize)> = senders
+            .iter()
+            .flat_map(|&s| (0..per).map(move |p| (s, p)))
+            .collect();
+        for chunk in units.chunks(max_rows.max(1)) {
+            let patterns = all_head_patterns(model, run, delta, l, port, (chunk, per > 1))?;
+            // [heads, rows, pos·pos] × [heads, pos·pos, gradient rows]
+            let da = patterns
+                .reshape((chunk.len(), h, a.dim(2)?))?
+                .broadcast_sub(a)?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let est: Vec<Vec<Vec<f32>>> = da.matmul(&ga_h)?.to_vec3()?; // [heads][rows][gradient rows]
+            for (row, &(s, p)) in chunk.iter().enumerate() {
+                for (j, &r) in recv.iter().enumerate() {
+                    // Query receivers are query heads; key receivers KV
+                    // heads, whose change reaches their group's heads.
+                    let heads = match port {
+                        Qkv::Q => j..j + 1,
+                        _ => j * group..(j + 1) * group,
+                    };
+                    let v = (0..n_rows)
+                        .map(|k| heads.clone().map(|hh| est[hh][row][k]).sum())
+                        .collect();
+                    put(s, r, p, v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Attention patterns of block `l` with each row's sender change added to
+/// the query input (or key input) of every head, at the row's position
+/// only when `at_position`.
+///
+/// # Shapes
+/// `delta: [senders, pos, d_model]`; returns `[rows, heads, pos, pos]` (f32)
+fn all_head_patterns(
+    model: &Transformer,
+    run: &RunPair,
+    delta: &Tensor,
+    l: usize,
+    port: Qkv,
+    (chunk, at_position): (&[(SenderId, usize)], bool),
 ) -> CResult<Tensor> {
-    let spec = HookSpec::new().capture(HookPoint::Pattern(l));
-    let spec = edge_row_edits(model, graph, delta, (chunk, at), spec)?;
+    let (dev, dtype) = (model.device(), model.dtype());
+    let t = delta.dim(1)?;
+    let rows = chunk
+        .iter()
+        .map(|&(s, p)| {
+            let du = delta.get(s.0 as usize)?;
+            if !at_position {
+                return Ok(du);
+            }
+            let mut onehot = vec![0f32; t];
+            onehot[p] = 1.0;
+            du.broadcast_mul(&Tensor::from_vec(onehot, (t, 1), dev)?)
+        })
+        .collect::<CResult<Vec<_>>>()?;
+    // [rows, pos, 1, d_model]: the same change for every head.
+    let edit = Tensor::stack(&rows, 0)?.unsqueeze(2)?.to_dtype(dtype)?;
+    let hook = match port {
+        Qkv::Q => HookPoint::QInput(l),
+        _ => HookPoint::KInput(l),
+    };
+    let spec = HookSpec::new()
+        .intervene(hook, Edit::Add(edit))
+        .capture(HookPoint::Pattern(l));
     // Block `l` only as far as its pattern: its z, output and MLP would
     // not change what is read here.
     let opts = ForwardOptions {
@@ -282,4 +376,118 @@ fn patched_patterns(
         .get(HookPoint::Pattern(l))
         .expect("captured")
         .to_dtype(DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    //! One row per sender and port (every head patched at once) against
+    //! one row per edge (the receiver's head alone, at its split-input
+    //! hook): the same QK-fix estimates, on GPT-2 and grouped-query Llama.
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device, Tensor};
+
+    use super::{base_and_source, base_start, qk_fix};
+    use crate::circuits::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
+    use crate::circuits::runs::{self, edge_row_edits, CircuitSpecRuns};
+    use crate::model::random::{preset_config, random_weights};
+    use crate::model::{ForwardOptions, HookPoint, HookSpec, Transformer};
+    use crate::patching::{Corruption, Direction, PreparedPair};
+
+    #[test]
+    fn one_row_per_sender_equals_one_per_edge() {
+        for preset in ["gpt2-tiny", "llama-tiny"] {
+            let cfg = preset_config(preset).unwrap();
+            let w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
+            let m = Transformer::new(cfg, w).unwrap();
+            let g = Graph::new(&m.cfg);
+            let pair = PreparedPair {
+                clean: vec![3, 17, 9, 250, 4, 11],
+                corrupted: vec![3, 40, 9, 251, 4, 11],
+                answer: 5,
+                wrong: 8,
+                sets: Default::default(),
+            };
+            let spec = CircuitSpecRuns {
+                direction: Direction::Denoise,
+                corruption: Corruption::Prompt,
+            };
+            let built = runs::build(&m, &g, &[pair], &spec).unwrap();
+            let run = &built.runs[0];
+            let (b, s) = base_and_source(&g, run).unwrap();
+            let delta = (s - b).unwrap();
+            let (t, h) = (run.base_tokens.len(), g.n_heads);
+            for per in [1, t] {
+                for l in 0..g.n_layers {
+                    // The base pattern: the per-edge rows' other heads
+                    // keep it, so they add nothing.
+                    let opts = ForwardOptions {
+                        start: Some(base_start(&m, run, l, 1).unwrap()),
+                        stop_before_layer: Some(l + 1),
+                        pattern_only: true,
+                        ..Default::default()
+                    };
+                    let spec = HookSpec::new().capture(HookPoint::Pattern(l));
+                    let out = m.forward(None, &spec, &opts).unwrap();
+                    let a = out.cache.get(HookPoint::Pattern(l)).unwrap();
+                    let a = a.reshape((1, h, t * t)).unwrap();
+                    let ga = Tensor::randn(0f32, 1.0, (2, h, t * t), &Device::Cpu).unwrap();
+                    let mut got = HashMap::new();
+                    qk_fix(&m, &g, run, &delta, l, (&a, &ga), (per, 5), |s, r, p, v| {
+                        assert!(got.insert((s, r, p), v).is_none());
+                    })
+                    .unwrap();
+                    let edges: Vec<(SenderId, ReceiverId)> = g
+                        .edges()
+                        .into_iter()
+                        .filter(|&(_, r)| {
+                            matches!(
+                                g.receiver(r),
+                                Receiver::Head { layer, port: Qkv::Q | Qkv::K, .. } if layer == l
+                            )
+                        })
+                        .collect();
+                    assert_eq!(got.len(), edges.len() * per, "{preset} block {l}");
+                    for &(s, r) in &edges {
+                        for p in 0..per {
+                            let at = [p];
+                            let at = (per > 1).then_some(&at[..]);
+                            let spec = HookSpec::new().capture(HookPoint::Pattern(l));
+                            let spec =
+                                edge_row_edits(&m, &g, &delta, (&[(s, r)], at), spec).unwrap();
+                            let opts = ForwardOptions {
+                                start: Some(base_start(&m, run, l, 1).unwrap()),
+                                stop_before_layer: Some(l + 1),
+                                pattern_only: true,
+                                ..Default::default()
+                            };
+                            let out = m.forward(None, &spec, &opts).unwrap();
+                            let da = out
+                                .cache
+                                .get(HookPoint::Pattern(l))
+                                .unwrap()
+                                .reshape((1, h * t * t))
+                                .unwrap()
+                                .broadcast_sub(&a.reshape((1, h * t * t)).unwrap())
+                                .unwrap();
+                            let want: Vec<f32> = da
+                                .matmul(&ga.reshape((2, h * t * t)).unwrap().t().unwrap())
+                                .unwrap()
+                                .flatten_all()
+                                .unwrap()
+                                .to_vec1()
+                                .unwrap();
+                            let have = &got[&(s, r, p)];
+                            for (x, y) in have.iter().zip(&want) {
+                                assert!(
+                                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                                    "{preset} {s:?} -> {r:?} @{p}: {x} vs {y}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -43,7 +43,6 @@ use crate::patching::runs::RunPair;
 use super::grads::{self, ReceiverVars};
 use super::graph::{Graph, ReceiverId, SenderId};
 use super::runs::base_and_source;
-pub(crate) use super::seeds::metric_seeds;
 use super::seeds::{gradient_groups, FromGroup};
 
 /// Registry indices of the metrics with a gradient.

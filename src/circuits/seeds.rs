@@ -37,51 +37,111 @@ pub(crate) fn gradient_groups(
     let dev = logits.device();
     let rows = logits.dim(0)?;
     let seeds = seed_rows(logits, run, ids)?;
-    let named = |n: &str| ids.iter().position(|&i| REGISTRY[i].name == n);
-    let (logprob, prob) = (named("logprob"), named("prob"));
     let mut raw: Vec<Vec<Tensor>> = Vec::new();
     let mut from: Vec<FromGroup> = Vec::new();
-    for (k, seed) in seeds.iter().enumerate() {
-        if let Some(j) = (0..k).find(|&j| seeds[j] == *seed) {
-            from.push(from[j]);
-            continue;
-        }
-        let scaled = logprob.filter(|&j| Some(k) == prob && j < k);
-        if let Some(j) = scaled {
-            let lp: Vec<Vec<f32>> = metrics::log_softmax(logits)?.to_vec2()?;
-            let p: Vec<f32> = lp.iter().map(|r| r[run.answer as usize].exp()).collect();
-            if rows == 1 {
-                from.push(FromGroup {
-                    group: from[j].group,
-                    scale: p[0] * from[j].scale,
-                });
-                continue;
+    for (k, source) in sources(&seeds, ids).into_iter().enumerate() {
+        let f = match source {
+            Source::Same(j) => from[j],
+            Source::ProbOf(j) if rows == 1 => FromGroup {
+                group: from[j].group,
+                scale: answer_probs(logits, run)?[0] * from[j].scale,
+            },
+            Source::ProbOf(j) => {
+                let p = Tensor::from_vec(answer_probs(logits, run)?, rows, dev)?;
+                let g = raw[from[j].group]
+                    .iter()
+                    .map(|g| {
+                        let mut shape = vec![1; g.rank()];
+                        shape[0] = rows;
+                        g.broadcast_mul(&p.reshape(shape)?)
+                    })
+                    .collect::<CResult<Vec<_>>>()?;
+                raw.push(g);
+                FromGroup {
+                    group: raw.len() - 1,
+                    scale: from[j].scale,
+                }
             }
-            let p = Tensor::from_vec(p, rows, dev)?;
-            let g = raw[from[j].group]
-                .iter()
-                .map(|g| {
-                    let mut shape = vec![1; g.rank()];
-                    shape[0] = rows;
-                    g.broadcast_mul(&p.reshape(shape)?)
-                })
-                .collect::<CResult<Vec<_>>>()?;
-            from.push(FromGroup {
-                group: raw.len(),
-                scale: from[j].scale,
-            });
-            raw.push(g);
-            continue;
-        }
-        let seed = Tensor::from_slice(seed, logits.shape(), dev)?;
-        let grads = (logits * seed)?.sum_all()?.backward()?;
-        from.push(FromGroup {
-            group: raw.len(),
-            scale: 1.0,
-        });
-        raw.push(vars.take(&grads)?);
+            Source::Own => {
+                let seed = Tensor::from_slice(&seeds[k], logits.shape(), dev)?;
+                let grads = (logits * seed)?.sum_all()?.backward()?;
+                raw.push(vars.take(&grads)?);
+                FromGroup {
+                    group: raw.len() - 1,
+                    scale: 1.0,
+                }
+            }
+        };
+        from.push(f);
     }
     Ok((raw, from))
+}
+
+/// Where metric `k`'s gradients come from, given every metric's seed.
+enum Source {
+    /// An earlier metric with an equal seed (`Same(j)`, `j < k`).
+    Same(usize),
+    /// `prob`: `logprob`'s (metric `j`) scaled by the answer probability.
+    ProbOf(usize),
+    /// A backward of its own.
+    Own,
+}
+
+fn sources(seeds: &[Vec<f32>], ids: &[usize]) -> Vec<Source> {
+    let named = |n: &str| ids.iter().position(|&i| REGISTRY[i].name == n);
+    let (logprob, prob) = (named("logprob"), named("prob"));
+    (0..seeds.len())
+        .map(|k| {
+            if let Some(j) = (0..k).find(|&j| seeds[j] == seeds[k]) {
+                Source::Same(j)
+            } else if let Some(j) = logprob.filter(|&j| Some(k) == prob && j < k) {
+                Source::ProbOf(j)
+            } else {
+                Source::Own
+            }
+        })
+        .collect()
+}
+
+/// Each row's probability of the answer.
+fn answer_probs(logits: &Tensor, run: &RunPair) -> CResult<Vec<f32>> {
+    let lp: Vec<Vec<f32>> = metrics::log_softmax(logits)?.to_vec2()?;
+    Ok(lp.iter().map(|r| r[run.answer as usize].exp()).collect())
+}
+
+/// The distinct metric seeds of one row's logits `[1, d_vocab]`, and where
+/// each metric's gradients come from: the rule of [`gradient_groups`]
+/// (equal seeds share a group; `prob` is `logprob`'s group times `p`)
+/// without running the backward passes, for a batch whose rows all
+/// compute that same forward (AtP*'s GradDrop rows): row `j` of each
+/// block of rows is seeded with group `j`.
+pub(crate) fn seed_groups(
+    logits: &Tensor,
+    run: &RunPair,
+    ids: &[usize],
+) -> CResult<(Vec<Vec<f32>>, Vec<FromGroup>)> {
+    assert_eq!(logits.dim(0)?, 1, "one row's logits");
+    let seeds = seed_rows(logits, run, ids)?;
+    let mut distinct: Vec<Vec<f32>> = Vec::new();
+    let mut from: Vec<FromGroup> = Vec::new();
+    for (k, source) in sources(&seeds, ids).into_iter().enumerate() {
+        let f = match source {
+            Source::Same(j) => from[j],
+            Source::ProbOf(j) => FromGroup {
+                group: from[j].group,
+                scale: answer_probs(logits, run)?[0] * from[j].scale,
+            },
+            Source::Own => {
+                distinct.push(seeds[k].clone());
+                FromGroup {
+                    group: distinct.len() - 1,
+                    scale: 1.0,
+                }
+            }
+        };
+        from.push(f);
+    }
+    Ok((distinct, from))
 }
 
 /// Per metric `ids[k]`, its gradient with respect to each row's logits,
@@ -95,17 +155,6 @@ fn seed_rows(logits: &Tensor, run: &RunPair, ids: &[usize]) -> CResult<Vec<Vec<f
             seed.flatten_all()?.to_vec1::<f32>()
         })
         .collect()
-}
-
-/// `[rows, d_vocab]`: row `step * n_m + k` holds metric `ids[k]`'s gradient
-/// with respect to that row's logits.
-pub(crate) fn metric_seeds(
-    logits: &Tensor,
-    run: &RunPair,
-    ids: &[usize],
-    n_m: usize,
-) -> CResult<Tensor> {
-    metric_seeds_by(logits, run, |r| ids[r % n_m])
 }
 
 /// `[rows, d_vocab]`: row `r` holds metric `metric_of(r)`'s gradient (a
