@@ -7,6 +7,7 @@ mod cli;
 fn main() {
     // Before anything starts a thread or touches candle.
     patchbench::model::cpu_threads::configure();
+    patchbench::model::malloc::configure();
     let args = cli::parse_args();
     let result = match &args.command {
         Some(cli::Command::Run(a)) => cli::run(a),

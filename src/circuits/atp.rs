@@ -34,7 +34,7 @@
 
 use candle_core::{DType, Result as CResult, Tensor, Var};
 
-use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
+use crate::model::{ActivationCache, Edit, ForwardOptions, HookPoint, HookSpec, Transformer};
 use crate::patching::metrics::REGISTRY;
 use crate::patching::runs::RunPair;
 
@@ -118,53 +118,6 @@ pub fn atp_star_at(
     let base = base.cache;
     let n_s = seeds.len();
     let rows = groups * n_s;
-    // The gradient pass: row = group * n_s + seed; group 0 drops nothing,
-    // group 1 + ℓ drops block ℓ. Every row computes the same forward
-    // values (a dropped output is replaced by itself), so each row's
-    // receiver gradients follow from its `hook_q`/`hook_k`/`hook_v`
-    // gradients in closed form ([`grads`]) with one row's norm statistics.
-    let mut spec = HookSpec::new().intervene(HookPoint::Embed, embed_edit()?);
-    let mut pattern_vars = Vec::new();
-    let h = graph.n_heads;
-    for l in 0..nl {
-        let p = Var::zeros((rows, h, t, t), dtype, dev)?;
-        spec = spec.intervene(HookPoint::Pattern(l), Edit::Add(p.as_tensor().clone()));
-        pattern_vars.push(p);
-        if graddrop {
-            let m: Vec<f32> = (0..rows).map(|r| f32::from(r / n_s == 1 + l)).collect();
-            let mask = Tensor::from_vec(m, (rows, 1, 1), dev)?.to_dtype(dtype)?;
-            for hp in [HookPoint::AttnOut(l), HookPoint::MlpOut(l)] {
-                let value = base.get(hp).expect("captured").clone();
-                spec = spec.intervene(
-                    hp,
-                    Edit::Replace {
-                        mask: mask.clone(),
-                        value,
-                    },
-                );
-            }
-        }
-    }
-    let (spec, vars) = ReceiverVars::attach(model, graph, spec, rows, t)?;
-    let batch = tokens.broadcast_as((rows, t))?.contiguous()?;
-    let out = model.forward(Some(&batch), &spec, &last)?;
-    let resid_pre = grads::resid_pre(&out.cache, nl)?
-        .into_iter()
-        .map(|x| x.narrow(0, 0, 1))
-        .collect::<CResult<Vec<_>>>()?;
-    drop(out.cache);
-    let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
-    let vocab = logits.dim(1)?;
-    let seed: Vec<f32> = (0..groups).flat_map(|_| seeds.concat()).collect();
-    let seed = Tensor::from_vec(seed, (rows, vocab), dev)?;
-    let grads = (&logits * seed)?.sum_all()?.backward()?;
-    let raw = vars.take(&grads)?;
-    let grad_of = |v: &Var| -> CResult<Tensor> {
-        match grads.get(v.as_tensor()) {
-            Some(g) => g.to_dtype(DType::F32),
-            None => v.as_tensor().zeros_like()?.to_dtype(DType::F32),
-        }
-    };
     // Linear estimates [rows][sender][receiver]: per block, its receivers'
     // gradients against every sender (pairs that are not edges are
     // never read).
@@ -176,30 +129,49 @@ pub fn atp_star_at(
     let per = if positions { t } else { 1 };
     let at = |s: usize, r: usize, p: usize| (s * nr + r) * per + p;
     let mut linear = vec![vec![0f32; ns * nr * per]; rows];
-    for l in 0..=nl {
-        let recv = graph.receivers_of(l);
-        let g = vars.row_grads(model, &resid_pre, &raw, l)?; // [recv, rows, t·d]
-                                                             // [positions, senders, recv × rows]: per position, or summed over them.
-        let est: Vec<Vec<Vec<f32>>> = if positions {
-            let gp = g.reshape((recv.len() * rows, t, d))?.transpose(0, 1)?;
-            let dp = delta.transpose(0, 1)?.contiguous()?;
-            dp.matmul(&gp.transpose(1, 2)?.contiguous()?)?.to_vec3()?
-        } else {
-            let g = g.reshape((recv.len() * rows, t * d))?;
-            vec![delta.reshape((ns, t * d))?.matmul(&g.t()?)?.to_vec2()?]
-        };
-        for (p, at_p) in est.into_iter().enumerate() {
-            for (si, row) in at_p.into_iter().enumerate() {
-                for (j, v) in row.into_iter().enumerate() {
-                    linear[j % rows][at(si, recv.start + j / rows, p)] = v;
+    // Each block's pattern gradients, [rows, heads, pos·pos], by chunk.
+    let mut pattern_grads: Vec<Vec<Tensor>> = vec![Vec::new(); nl];
+    // The autograd graph keeps every activation of every row alive until
+    // its backward: rows go through in chunks of half the pass budget.
+    let chunk = (max_rows / 2).max(1);
+    for r0 in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - r0);
+        let pass = gradient_rows(
+            model,
+            graph,
+            (&base, &embed_edit()?, &tokens),
+            &seeds,
+            (r0, n),
+        )?;
+        for (l, g) in pass.pattern_grads.into_iter().enumerate() {
+            pattern_grads[l].push(g);
+        }
+        for l in 0..=nl {
+            let recv = graph.receivers_of(l);
+            let g = pass.vars.row_grads(model, &pass.resid_pre, &pass.raw, l)?; // [recv, n, t·d]
+                                                                                // [positions, senders, recv × n]: per position, or summed over them.
+            let est: Vec<Vec<Vec<f32>>> = if positions {
+                let gp = g.reshape((recv.len() * n, t, d))?.transpose(0, 1)?;
+                let dp = delta.transpose(0, 1)?.contiguous()?;
+                dp.matmul(&gp.transpose(1, 2)?.contiguous()?)?.to_vec3()?
+            } else {
+                let g = g.reshape((recv.len() * n, t * d))?;
+                vec![delta.reshape((ns, t * d))?.matmul(&g.t()?)?.to_vec2()?]
+            };
+            for (p, at_p) in est.into_iter().enumerate() {
+                for (si, row) in at_p.into_iter().enumerate() {
+                    for (j, v) in row.into_iter().enumerate() {
+                        linear[r0 + j % n][at(si, recv.start + j / n, p)] = v;
+                    }
                 }
             }
         }
     }
     // QK fix: [rows of the gradient batch][unit], for q/k edges.
     let mut fix: Vec<Vec<f32>> = linear.clone();
-    for (l, pv) in pattern_vars.iter().enumerate() {
-        let ga = grad_of(pv)?.reshape((rows, h, t * t))?;
+    let h = graph.n_heads;
+    for (l, ga) in pattern_grads.iter().enumerate() {
+        let ga = Tensor::cat(ga, 0)?.reshape((rows, h, t * t))?;
         let a = base
             .get(HookPoint::Pattern(l))
             .expect("captured")
@@ -247,6 +219,89 @@ pub fn atp_star_at(
         plain,
         fixed,
         graddrop,
+    })
+}
+
+/// What one chunk of AtP*'s gradient batch gives.
+struct GradientRows {
+    vars: ReceiverVars,
+    /// The receivers' raw gradients ([`ReceiverVars::take`]).
+    raw: Vec<Tensor>,
+    /// Each block's input, one row (every row computes the same).
+    resid_pre: Vec<Tensor>,
+    /// Each block's pattern gradient, `[rows, heads, pos, pos]` (f32).
+    pattern_grads: Vec<Tensor>,
+}
+
+/// Rows `r0..r0 + n` of AtP*'s gradient batch: row `r` is seeded with
+/// `seeds[r % seeds.len()]` and, in group `r / seeds.len() = 1 + ℓ`, has
+/// block `ℓ`'s residual outputs replaced by their own values (GradDrop).
+/// Every row computes the same forward values (a dropped output is
+/// replaced by itself), so each row's receiver gradients follow from its
+/// `hook_q`/`hook_k`/`hook_v` gradients in closed form ([`grads`]) with
+/// one row's norm statistics. `base` holds the base run's block outputs;
+/// `tokens: [1, pos]`.
+fn gradient_rows(
+    model: &Transformer,
+    graph: &Graph,
+    (base, embed, tokens): (&ActivationCache, &Edit, &Tensor),
+    seeds: &[Vec<f32>],
+    (r0, n): (usize, usize),
+) -> CResult<GradientRows> {
+    let (dev, dtype) = (model.device(), model.dtype());
+    let (nl, h, n_s) = (graph.n_layers, graph.n_heads, seeds.len());
+    let t = tokens.dim(1)?;
+    let mut spec = HookSpec::new().intervene(HookPoint::Embed, embed.clone());
+    let mut pattern_vars = Vec::new();
+    for l in 0..nl {
+        let p = Var::zeros((n, h, t, t), dtype, dev)?;
+        spec = spec.intervene(HookPoint::Pattern(l), Edit::Add(p.as_tensor().clone()));
+        pattern_vars.push(p);
+        let m: Vec<f32> = (r0..r0 + n).map(|r| f32::from(r / n_s == 1 + l)).collect();
+        if m.iter().all(|&x| x == 0.0) {
+            continue;
+        }
+        let mask = Tensor::from_vec(m, (n, 1, 1), dev)?.to_dtype(dtype)?;
+        for hp in [HookPoint::AttnOut(l), HookPoint::MlpOut(l)] {
+            let value = base.get(hp).expect("captured").clone();
+            spec = spec.intervene(
+                hp,
+                Edit::Replace {
+                    mask: mask.clone(),
+                    value,
+                },
+            );
+        }
+    }
+    let (spec, vars) = ReceiverVars::attach(model, graph, spec, n, t)?;
+    let batch = tokens.broadcast_as((n, t))?.contiguous()?;
+    let last = ForwardOptions {
+        last_pos_only: true,
+        ..Default::default()
+    };
+    let out = model.forward(Some(&batch), &spec, &last)?;
+    let resid_pre = grads::resid_pre(&out.cache, nl)?
+        .into_iter()
+        .map(|x| x.narrow(0, 0, 1))
+        .collect::<CResult<Vec<_>>>()?;
+    drop(out.cache);
+    let logits = out.logits.expect("logits").to_dtype(DType::F32)?;
+    let seed: Vec<f32> = (r0..r0 + n).flat_map(|r| seeds[r % n_s].clone()).collect();
+    let seed = Tensor::from_vec(seed, logits.shape(), dev)?;
+    let grads = (&logits * seed)?.sum_all()?.backward()?;
+    let raw = vars.take(&grads)?;
+    let pattern_grads = pattern_vars
+        .iter()
+        .map(|v| match grads.get(v.as_tensor()) {
+            Some(g) => g.to_dtype(DType::F32),
+            None => v.as_tensor().zeros_like()?.to_dtype(DType::F32),
+        })
+        .collect::<CResult<Vec<_>>>()?;
+    Ok(GradientRows {
+        vars,
+        raw,
+        resid_pre,
+        pattern_grads,
     })
 }
 

@@ -26,6 +26,7 @@ pub mod layers;
 pub mod layout;
 pub mod linear;
 pub mod loaded;
+pub mod malloc;
 pub mod precision;
 pub mod quantized;
 pub mod random;
