@@ -45,8 +45,8 @@ pub struct BenchCircuitArgs {
     /// Only time EAP (for the ranking) and the faithfulness curve.
     #[arg(long)]
     pub curve_only: bool,
-    /// Skip AtP* (minutes and gigabytes on gpt2-small: GradDrop's
-    /// gradient groups and the QK fix's per-edge attention reruns).
+    /// Skip AtP* (the slowest method: GradDrop's gradient groups and the
+    /// QK fix's attention reruns per sender).
     #[arg(long)]
     pub no_atp: bool,
 }
