@@ -507,3 +507,66 @@ fn editing_a_pair_of_a_dataset_file_stales_its_results_and_keeps_the_edit() {
     assert_eq!(s.prompts.to_pairs()[1..], ds.prompt_pairs()[1..]);
     assert!(s.sweeps[0].stale.is_some(), "still stale after reopening");
 }
+
+/// A position-aware circuit search over labelled pairs of one length
+/// names each edge's position by its label, as the CLI's `pos_label`
+/// does: the worker's result carries the labels, the edge list shows
+/// them, and the session keeps them.
+#[test]
+fn a_position_aware_circuit_over_labelled_pairs_shows_the_labels() {
+    let m = LoadedModel::load("demo", &LoadOptions::cpu()).expect("the demo loads");
+    let g = generate(
+        &m.tokenizer,
+        &GenOptions {
+            task: Task::Ioi,
+            style: Style::Demo,
+            n: 40,
+            seed: 1,
+            prepend_bos: None,
+            tokens: None,
+        },
+    )
+    .expect("IOI pairs for the demo");
+    let prepared = prepare_each(&m.tokenizer, &g.dataset.prompt_pairs(), None).unwrap();
+    let n0 = prepared[0].n_pos();
+    let same: Vec<usize> = (0..prepared.len())
+        .filter(|&i| prepared[i].n_pos() == n0)
+        .take(3)
+        .collect();
+    assert!(same.len() >= 2, "pairs of one length");
+    let ds = Dataset::from_pairs(same.iter().map(|&i| g.dataset.pairs[i].clone()).collect());
+    let (_dir, _, _, path) = session_on_file(&ds);
+    let opts = TuiOptions {
+        open: Some(path),
+        device: "cpu".into(),
+        weights: "f32".into(),
+        ..Default::default()
+    };
+    let s = initial_state(&opts, vec![]).expect("the session opens");
+    let mut b = Bench::new(s);
+    b.until("the model", |s| s.model.info().is_some());
+    b.until("the tokens", |s| s.prompts.tokens.is_some());
+    b.key(Intent::ToggleCircuit);
+    b.key(Intent::CircuitPositions);
+    b.key(Intent::RunCircuit);
+    b.until("the circuit", |s| {
+        s.circuit.running.is_none() && s.circuit.stored().is_some()
+    });
+    let stored = b.s.circuit.stored().unwrap();
+    let sub: Vec<_> = same.iter().map(|&i| prepared[i].clone()).collect();
+    let labels = data::align(&ds, &sub).unwrap().expect("labelled");
+    let want = patchbench::circuits::positions::label_names(&labels, n0);
+    assert!(want.iter().any(Option::is_some), "{want:?}");
+    assert_eq!(stored.position_labels, want);
+    // The strongest unit's position, with its label where it has one.
+    let e = &stored.result.edges[0];
+    let p = e.dst_pos.expect("a position-aware unit");
+    let screen = draw(&b.s, 100, 30);
+    let shown = match &want[p] {
+        Some(l) => format!("@{p} {l} "),
+        None => format!("@{p} '"),
+    };
+    assert!(screen.contains(&shown), "{shown} in\n{screen}");
+    let yaml = session::to_yaml(&to_session(&b.s));
+    assert!(yaml.contains("position_labels:"), "{yaml}");
+}

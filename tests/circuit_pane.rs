@@ -69,6 +69,7 @@ fn circuit() -> StoredCircuit {
         },
         answer: " Mary".into(),
         wrong: " John".into(),
+        position_labels: vec![],
         result: CircuitResult {
             method: Method::Eap,
             direction: Direction::Denoise,
@@ -436,6 +437,8 @@ fn position_aware_searches_carry_the_option_to_the_list_drill_and_session() {
         (e.src_pos, e.dst_pos) = (Some(i % 2), Some(i % 2));
     }
     stored.clean_tokens.strings = vec!["When".into(), " Mary".into()];
+    // Labelled pairs name position 1 (IO), not position 0.
+    stored.position_labels = vec![None, Some("IO".into())];
     worker(
         &mut s,
         WorkerMsg::CircuitDone {
@@ -446,7 +449,7 @@ fn position_aware_searches_carry_the_option_to_the_list_drill_and_session() {
     let text = screen(&draw(&s, 80, 24));
     assert!(text.contains("per position"), "{text}");
     assert!(
-        text.contains("@1 ' Mary'") && text.contains("@0 'When'"),
+        text.contains("@1 IO ' Mary'") && text.contains("@0 'When'"),
         "{text}"
     );
     key(&mut s, Intent::Down);
@@ -461,7 +464,9 @@ fn position_aware_searches_carry_the_option_to_the_list_drill_and_session() {
     let session = to_session(&s);
     let yaml = patchbench::session::to_yaml(&session);
     assert!(
-        yaml.contains("positions: true") && yaml.contains("src_pos: 1"),
+        yaml.contains("positions: true")
+            && yaml.contains("src_pos: 1")
+            && yaml.contains("position_labels: [null, \"IO\"]"),
         "{yaml}"
     );
     let loaded = patchbench::session::parse_str(&yaml, "t.yaml".as_ref()).unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analysis;
+use crate::circuits::positions::label_names;
 use crate::circuits::single::exact_edge_at;
 use crate::circuits::{run_circuit_watched, CircuitError, CircuitProgress, Watch};
 use crate::patching::output::TokenList;
@@ -36,6 +37,13 @@ impl ModelThread {
         };
         let (m, pairs) = match self.prepared(input) {
             Ok(x) => x,
+            Err(e) => return (self.sink)(fail(e, false)),
+        };
+        // Labelled pairs of one length name a position-aware edge's position.
+        let one_length = pairs.iter().all(|p| p.n_pos() == pairs[0].n_pos());
+        let position_labels = match super::dataset_state::align_labels(input, &pairs) {
+            Ok(Some(l)) if opts.positions && one_length => label_names(&l, pairs[0].n_pos()),
+            Ok(_) => Vec::new(),
             Err(e) => return (self.sink)(fail(e, false)),
         };
         let sink = self.sink.clone();
@@ -77,6 +85,7 @@ impl ModelThread {
                     corrupted_tokens: tokens(&p0.corrupted),
                     answer: m.tokenizer.token_str(p0.answer),
                     wrong: m.tokenizer.token_str(p0.wrong),
+                    position_labels,
                     result,
                 }
                 .trimmed();

@@ -103,11 +103,8 @@ impl CircuitReport<'_> {
         match e.dst_pos {
             Some(p) => {
                 let tok = self.clean.strings.get(p).map(String::as_str);
-                let at = super::positions::describe(p, tok);
-                match self.label_of(e) {
-                    Some(l) => format!("{} {}", e.receiver, at.replacen(' ', &format!(" {l} "), 1)),
-                    None => format!("{} {at}", e.receiver),
-                }
+                let at = super::positions::describe_labelled(p, self.label_of(e), tok);
+                format!("{} {at}", e.receiver)
             }
             None => e.receiver.clone(),
         }

@@ -74,13 +74,22 @@ pub fn expand(
 /// How the workbench and the table name a position: `@5 'Mary'` (the
 /// token text escaped and clipped), or `@5` without it.
 pub fn describe(pos: usize, token: Option<&str>) -> String {
-    match token {
-        Some(t) => format!(
-            "@{pos} '{}'",
-            crate::util::text::clip(&crate::util::text::one_line(t), 12)
-        ),
-        None => format!("@{pos}"),
+    describe_labelled(pos, None, token)
+}
+
+/// [`describe`] with the position's label, where labelled pairs name it:
+/// `@5 S2 'Mary'`.
+pub fn describe_labelled(pos: usize, label: Option<&str>, token: Option<&str>) -> String {
+    use crate::util::text::{clip, one_line};
+    let short = |s: &str| clip(&one_line(s), 12).into_owned();
+    let mut out = format!("@{pos}");
+    if let Some(l) = label {
+        out.push_str(&format!(" {}", short(l)));
     }
+    if let Some(t) = token {
+        out.push_str(&format!(" '{}'", short(t)));
+    }
+    out
 }
 
 /// Each of `n_pos` token positions named by the dataset's position label

@@ -104,6 +104,8 @@ pub fn merge_circuit_into(
         corrupted_tokens: tokens(&p0.corrupted),
         answer: f.m.tokenizer.token_str(p0.answer),
         wrong: f.m.tokenizer.token_str(p0.wrong),
+        // Sessions with a dataset are refused above: no position labels.
+        position_labels: Vec::new(),
         result: f.result.clone(),
     }
     .trimmed();

@@ -131,6 +131,11 @@ pub struct StoredCircuit {
     pub corrupted_tokens: TokenList,
     pub answer: String,
     pub wrong: String,
+    /// Position-aware searches over labelled pairs of one length: each
+    /// token position's label (`circuits::positions::label_names`), shown
+    /// beside an edge's position; absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub position_labels: Vec<Option<String>>,
     /// The result, its `edges` cut to the top [`MAX_STORED_EDGES`]
     /// (`n_edges` still counts every edge of the graph).
     pub result: CircuitResult,

@@ -221,8 +221,16 @@ fn draw_list(
     }
     let edges = &c.result.edges;
     let (sw, rw, bw) = (7usize, 11usize, 8usize);
-    // Position-aware edges: the receiver's position and token beside it.
-    let pw = if c.result.positions { 11usize } else { 0 };
+    // Position-aware edges: the receiver's position (its label, where
+    // labelled pairs name it) and token beside it.
+    let label_w = c
+        .position_labels
+        .iter()
+        .flatten()
+        .map(|l| l.chars().count().min(12) + 1)
+        .max()
+        .unwrap_or(0);
+    let pw = if c.result.positions { 11 + label_w } else { 0 };
     let far = edges
         .iter()
         .any(|e| e.exact.is_some_and(|x| far_from_exact(e.scores[mi], x[mi])));
@@ -259,7 +267,11 @@ fn draw_list(
     for (row, (i, e)) in edges.iter().enumerate().skip(first).take(rows).enumerate() {
         let at = e.dst_pos.map(|p| {
             let tok = c.clean_tokens.strings.get(p).map(String::as_str);
-            fit(&crate::circuits::positions::describe(p, tok), pw)
+            let label = c.position_labels.get(p).and_then(|l| l.as_deref());
+            fit(
+                &crate::circuits::positions::describe_labelled(p, label, tok),
+                pw,
+            )
         });
         let line = edge_row(i, (e, at), mi, max, (sw, rw, bw), i == cur, th);
         buf.set_line(area.x, area.y + 1 + row as u16, &line, area.width);
