@@ -472,19 +472,25 @@ mod tests {
             let (b, s) = base_and_source(&g, run).unwrap();
             let delta = (s - b).unwrap();
             let (t, h) = (run.base_tokens.len(), g.n_heads);
+            // Block `l`'s pattern, one row from the base run's input,
+            // with `spec`'s edits: [1, heads · pos · pos].
+            let pattern = |l: usize, spec: HookSpec| {
+                let opts = ForwardOptions {
+                    start: Some(base_start(&m, run, l, 1).unwrap()),
+                    stop_before_layer: Some(l + 1),
+                    pattern_only: true,
+                    ..Default::default()
+                };
+                let spec = spec.capture(HookPoint::Pattern(l));
+                let out = m.forward(None, &spec, &opts).unwrap();
+                let a = out.cache.get(HookPoint::Pattern(l)).unwrap();
+                a.reshape((1, h * t * t)).unwrap()
+            };
             for per in [1, t] {
                 for l in 0..g.n_layers {
                     // The base pattern: the per-edge rows' other heads
                     // keep it, so they add nothing.
-                    let opts = ForwardOptions {
-                        start: Some(base_start(&m, run, l, 1).unwrap()),
-                        stop_before_layer: Some(l + 1),
-                        pattern_only: true,
-                        ..Default::default()
-                    };
-                    let spec = HookSpec::new().capture(HookPoint::Pattern(l));
-                    let out = m.forward(None, &spec, &opts).unwrap();
-                    let a = out.cache.get(HookPoint::Pattern(l)).unwrap();
+                    let a = pattern(l, HookSpec::new());
                     let a = a.reshape((1, h, t * t)).unwrap();
                     let ga = Tensor::randn(0f32, 1.0, (2, h, t * t), &Device::Cpu).unwrap();
                     let mut got = HashMap::new();
@@ -507,22 +513,10 @@ mod tests {
                         for p in 0..per {
                             let at = [p];
                             let at = (per > 1).then_some(&at[..]);
-                            let spec = HookSpec::new().capture(HookPoint::Pattern(l));
+                            let spec = HookSpec::new();
                             let spec =
                                 edge_row_edits(&m, &g, &delta, (&[(s, r)], at), spec).unwrap();
-                            let opts = ForwardOptions {
-                                start: Some(base_start(&m, run, l, 1).unwrap()),
-                                stop_before_layer: Some(l + 1),
-                                pattern_only: true,
-                                ..Default::default()
-                            };
-                            let out = m.forward(None, &spec, &opts).unwrap();
-                            let da = out
-                                .cache
-                                .get(HookPoint::Pattern(l))
-                                .unwrap()
-                                .reshape((1, h * t * t))
-                                .unwrap()
+                            let da = pattern(l, spec)
                                 .broadcast_sub(&a.reshape((1, h * t * t)).unwrap())
                                 .unwrap();
                             let want: Vec<f32> = da
