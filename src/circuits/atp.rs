@@ -440,34 +440,18 @@ mod tests {
     //! hook): the same QK-fix estimates, on GPT-2 and grouped-query Llama.
     use std::collections::HashMap;
 
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::{Device, Tensor};
 
     use super::{base_and_source, base_start, qk_fix};
-    use crate::circuits::graph::{Graph, Qkv, Receiver, ReceiverId, SenderId};
-    use crate::circuits::runs::{self, edge_row_edits, CircuitSpecRuns};
-    use crate::model::random::{preset_config, random_weights};
-    use crate::model::{ForwardOptions, HookPoint, HookSpec, Transformer};
-    use crate::patching::{Corruption, Direction, PreparedPair};
+    use crate::circuits::graph::{Qkv, Receiver, ReceiverId, SenderId};
+    use crate::circuits::runs::{self, edge_row_edits};
+    use crate::model::{ForwardOptions, HookPoint, HookSpec};
 
     #[test]
     fn one_row_per_sender_equals_one_per_edge() {
         for preset in ["gpt2-tiny", "llama-tiny"] {
-            let cfg = preset_config(preset).unwrap();
-            let w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
-            let m = Transformer::new(cfg, w).unwrap();
-            let g = Graph::new(&m.cfg);
-            let pair = PreparedPair {
-                clean: vec![3, 17, 9, 250, 4, 11],
-                corrupted: vec![3, 40, 9, 251, 4, 11],
-                answer: 5,
-                wrong: 8,
-                sets: Default::default(),
-            };
-            let spec = CircuitSpecRuns {
-                direction: Direction::Denoise,
-                corruption: Corruption::Prompt,
-            };
-            let built = runs::build(&m, &g, &[pair], &spec).unwrap();
+            let (m, g, built) =
+                runs::test_runs(preset, (&[3, 17, 9, 250, 4, 11], &[3, 40, 9, 251, 4, 11]));
             let run = &built.runs[0];
             let (b, s) = base_and_source(&g, run).unwrap();
             let delta = (s - b).unwrap();

@@ -250,3 +250,31 @@ pub(crate) fn base_start<'a>(
         packing: None,
     })
 }
+
+/// For the circuit modules' unit tests: a random model of a `random:`
+/// preset (seed 7, f32), its graph, and the denoising runs of one prompt
+/// pair given as token ids (answer 5, wrong 8).
+#[cfg(test)]
+pub(crate) fn test_runs(
+    preset: &str,
+    (clean, corrupted): (&[u32], &[u32]),
+) -> (Transformer, Graph, Runs) {
+    use candle_core::{DType, Device};
+    let cfg = crate::model::random::preset_config(preset).unwrap();
+    let w = crate::model::random::random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
+    let m = Transformer::new(cfg, w).unwrap();
+    let g = Graph::new(&m.cfg);
+    let pair = crate::patching::PreparedPair {
+        clean: clean.to_vec(),
+        corrupted: corrupted.to_vec(),
+        answer: 5,
+        wrong: 8,
+        sets: Default::default(),
+    };
+    let spec = CircuitSpecRuns {
+        direction: crate::patching::Direction::Denoise,
+        corruption: crate::patching::Corruption::Prompt,
+    };
+    let runs = build(&m, &g, &[pair], &spec).unwrap();
+    (m, g, runs)
+}

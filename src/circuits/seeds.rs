@@ -190,35 +190,17 @@ pub(crate) fn metric_seeds_by(
 mod tests {
     //! `prob`'s gradients scaled from `logprob`'s equal a backward of its
     //! own seed, row by row (rows at different points, as EAP-IG's steps).
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::{Device, Tensor};
 
     use super::{gradient_groups, metric_seeds_by, ReceiverVars};
     use crate::circuits::eap::grad_metrics;
-    use crate::circuits::graph::Graph;
-    use crate::circuits::runs::{self, CircuitSpecRuns};
-    use crate::model::random::{preset_config, random_weights};
-    use crate::model::{ForwardOptions, HookSpec, Transformer};
+    use crate::circuits::runs;
+    use crate::model::{ForwardOptions, HookSpec};
     use crate::patching::metrics::{id, REGISTRY};
-    use crate::patching::{Corruption, Direction, PreparedPair};
 
     #[test]
     fn prob_gradients_are_logprob_gradients_scaled_per_row() {
-        let cfg = preset_config("gpt2-tiny").unwrap();
-        let w = random_weights(&cfg, 7, &Device::Cpu, DType::F32).unwrap();
-        let m = Transformer::new(cfg, w).unwrap();
-        let g = Graph::new(&m.cfg);
-        let pair = PreparedPair {
-            clean: vec![3, 17, 9, 250, 4],
-            corrupted: vec![3, 17, 9, 251, 4],
-            answer: 5,
-            wrong: 8,
-            sets: Default::default(),
-        };
-        let spec = CircuitSpecRuns {
-            direction: Direction::Denoise,
-            corruption: Corruption::Prompt,
-        };
-        let runs = runs::build(&m, &g, &[pair], &spec).unwrap();
+        let (m, g, runs) = runs::test_runs("gpt2-tiny", (&[3, 17, 9, 250, 4], &[3, 17, 9, 251, 4]));
         let run = &runs.runs[0];
         let all = Tensor::new(&[[3u32, 17, 9, 250, 4], [5, 1, 9, 60, 2]], &Device::Cpu).unwrap();
         let ids = grad_metrics();
