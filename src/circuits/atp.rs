@@ -23,10 +23,12 @@
 //!   magnitude used to *rank* edges (the paper's AtP*), not a signed
 //!   change.
 //!
-//! All gradients come from one backward: the batch holds a row per
-//! (dropped layer or none) × distinct metric seed (metrics with equal
-//! seeds share a row; `prob`'s is `logprob`'s scaled), each seeded with
-//! its metric's gradient, with zero variables at every attention pattern and
+//! All gradients come from one batch of rows, a row per (dropped layer or
+//! none) × distinct metric seed (metrics with equal seeds share a row;
+//! `prob`'s is `logprob`'s scaled), run through forward and backward in
+//! chunks of half the pass budget (the autograd graph holds every row's
+//! activations), each row seeded with its metric's gradient, with zero
+//! variables at every attention pattern and
 //! at the receivers' cheap hooks (`hook_q`/`hook_k`/`hook_v`,
 //! `hook_mlp_in`, the final residual), each head's input gradient then in
 //! closed form as for EAP ([`super::grads`]): the per-head split norms of
