@@ -73,7 +73,9 @@ pub fn atp_star(
 /// `[sender][receiver][position]`. The plain estimate keeps each
 /// position's term of `Δ_u · G_v`; the QK fix patches a q/k edge at one
 /// position (the query there, or the key there as every later query
-/// reads it) and re-runs the attention for each (edge, position).
+/// reads it): key edges re-run the attention per (sender, position),
+/// query edges read every position from one row per sender (each pattern
+/// row depends on its own query alone; [`qk_fix`]).
 pub fn atp_star_at(
     model: &Transformer,
     graph: &Graph,
@@ -336,9 +338,16 @@ fn qk_fix(
 ) -> CResult<()> {
     let (h, hkv) = (graph.n_heads, graph.n_kv_heads);
     let group = h / hkv;
+    let t = delta.dim(1)?;
+    let n_rows = ga.dim(0)?;
     // [heads, pos·pos, gradient rows]
     let ga_h = ga.permute((1, 2, 0))?.contiguous()?;
-    let n_rows = ga.dim(0)?;
+    // Per (head, query position): [heads·pos, keys, gradient rows].
+    let ga_q = ga
+        .reshape((n_rows, h, t, t))?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?
+        .reshape((h * t, t, n_rows))?;
     for port in [Qkv::Q, Qkv::K] {
         let recv: Vec<ReceiverId> = graph
             .receivers_of(l)
@@ -351,29 +360,57 @@ fn qk_fix(
             .map(SenderId)
             .filter(|&s| recv.first().is_some_and(|&r| graph.is_edge(s, r)))
             .collect();
-        let units: Vec<(SenderId, usize)> = senders
-            .iter()
-            .flat_map(|&s| (0..per).map(move |p| (s, p)))
-            .collect();
+        // Row p of a pattern depends on the query at p alone (and every
+        // key): a row patching the queries at every position holds, in
+        // each pattern row p, the pattern with the query at p patched. So
+        // per-position query edges need no row per position; key edges
+        // (a key at p moves every row's softmax) do.
+        let by_query = port == Qkv::Q && per > 1;
+        let units: Vec<(SenderId, usize)> = match by_query {
+            true => senders.iter().map(|&s| (s, 0)).collect(),
+            false => senders
+                .iter()
+                .flat_map(|&s| (0..per).map(move |p| (s, p)))
+                .collect(),
+        };
+        let at_position = per > 1 && !by_query;
         for chunk in units.chunks(max_rows.max(1)) {
-            let patterns = all_head_patterns(model, run, delta, l, port, (chunk, per > 1))?;
+            let n = chunk.len();
+            let patterns = all_head_patterns(model, run, delta, l, port, (chunk, at_position))?;
+            let da = patterns.reshape((n, h, t * t))?.broadcast_sub(a)?;
+            // Query receivers are query heads; key receivers KV heads,
+            // whose change reaches their group's heads.
+            let heads = |j: usize| match port {
+                Qkv::Q => j..j + 1,
+                _ => j * group..(j + 1) * group,
+            };
+            if by_query {
+                // [heads·pos, rows, keys] × [heads·pos, keys, gradient rows]
+                let da = da
+                    .reshape((n, h, t, t))?
+                    .permute((1, 2, 0, 3))?
+                    .contiguous()?
+                    .reshape((h * t, n, t))?;
+                let est: Vec<Vec<Vec<f32>>> = da.matmul(&ga_q)?.to_vec3()?;
+                for (row, &(s, _)) in chunk.iter().enumerate() {
+                    for (j, &r) in recv.iter().enumerate() {
+                        for p in 0..t {
+                            let v = (0..n_rows)
+                                .map(|k| heads(j).map(|hh| est[hh * t + p][row][k]).sum())
+                                .collect();
+                            put(s, r, p, v);
+                        }
+                    }
+                }
+                continue;
+            }
             // [heads, rows, pos·pos] × [heads, pos·pos, gradient rows]
-            let da = patterns
-                .reshape((chunk.len(), h, a.dim(2)?))?
-                .broadcast_sub(a)?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let est: Vec<Vec<Vec<f32>>> = da.matmul(&ga_h)?.to_vec3()?; // [heads][rows][gradient rows]
+            let da = da.transpose(0, 1)?.contiguous()?;
+            let est: Vec<Vec<Vec<f32>>> = da.matmul(&ga_h)?.to_vec3()?;
             for (row, &(s, p)) in chunk.iter().enumerate() {
                 for (j, &r) in recv.iter().enumerate() {
-                    // Query receivers are query heads; key receivers KV
-                    // heads, whose change reaches their group's heads.
-                    let heads = match port {
-                        Qkv::Q => j..j + 1,
-                        _ => j * group..(j + 1) * group,
-                    };
                     let v = (0..n_rows)
-                        .map(|k| heads.clone().map(|hh| est[hh][row][k]).sum())
+                        .map(|k| heads(j).map(|hh| est[hh][row][k]).sum())
                         .collect();
                     put(s, r, p, v);
                 }

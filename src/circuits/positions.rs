@@ -18,8 +18,10 @@
 //!   sum over positions that is the position-free score
 //!   ([`edge_scores_at`]), so they sum to it exactly; AtP*'s plain
 //!   estimate likewise, and its QK fix patches a q/k edge at one position
-//!   (re-running the attention once per (edge, position): `t` times the
-//!   position-free fix's rows; `atp::atp_star_at`);
+//!   (key edges re-run the attention per (sender, position), `t` times
+//!   the position-free fix's key rows; query edges need no more rows,
+//!   each pattern row depending on its own query alone;
+//!   `atp::atp_star_at`);
 //! - circuits and the faithfulness curve weigh each (edge, position)
 //!   unit on its own (`patched::patched_runs_at`): every unit outside the
 //!   circuit carries the other run's value at its position.
