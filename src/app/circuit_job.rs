@@ -41,10 +41,13 @@ impl ModelThread {
         };
         // Labelled pairs of one length name a position-aware edge's position.
         let one_length = pairs.iter().all(|p| p.n_pos() == pairs[0].n_pos());
-        let position_labels = match super::dataset_state::align_labels(input, &pairs) {
-            Ok(Some(l)) if opts.positions && one_length => label_names(&l, pairs[0].n_pos()),
-            Ok(_) => Vec::new(),
-            Err(e) => return (self.sink)(fail(e, false)),
+        let position_labels = match opts.positions && one_length {
+            true => match super::dataset_state::align_labels(input, &pairs) {
+                Ok(Some(l)) => label_names(&l, pairs[0].n_pos()),
+                Ok(None) => Vec::new(),
+                Err(e) => return (self.sink)(fail(e, false)),
+            },
+            false => Vec::new(),
         };
         let sink = self.sink.clone();
         let t0 = Instant::now();

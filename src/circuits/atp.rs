@@ -342,12 +342,6 @@ fn qk_fix(
     let n_rows = ga.dim(0)?;
     // [heads, pos·pos, gradient rows]
     let ga_h = ga.permute((1, 2, 0))?.contiguous()?;
-    // Per (head, query position): [heads·pos, keys, gradient rows].
-    let ga_q = ga
-        .reshape((n_rows, h, t, t))?
-        .permute((1, 2, 3, 0))?
-        .contiguous()?
-        .reshape((h * t, t, n_rows))?;
     for port in [Qkv::Q, Qkv::K] {
         let recv: Vec<ReceiverId> = graph
             .receivers_of(l)
@@ -374,6 +368,16 @@ fn qk_fix(
                 .collect(),
         };
         let at_position = per > 1 && !by_query;
+        // Per (head, query position): [heads·pos, keys, gradient rows].
+        let ga_q = match by_query {
+            true => Some(
+                ga.reshape((n_rows, h, t, t))?
+                    .permute((1, 2, 3, 0))?
+                    .contiguous()?
+                    .reshape((h * t, t, n_rows))?,
+            ),
+            false => None,
+        };
         for chunk in units.chunks(max_rows.max(1)) {
             let n = chunk.len();
             let patterns = all_head_patterns(model, run, delta, l, port, (chunk, at_position))?;
@@ -384,14 +388,14 @@ fn qk_fix(
                 Qkv::Q => j..j + 1,
                 _ => j * group..(j + 1) * group,
             };
-            if by_query {
+            if let Some(ga_q) = &ga_q {
                 // [heads·pos, rows, keys] × [heads·pos, keys, gradient rows]
                 let da = da
                     .reshape((n, h, t, t))?
                     .permute((1, 2, 0, 3))?
                     .contiguous()?
                     .reshape((h * t, n, t))?;
-                let est: Vec<Vec<Vec<f32>>> = da.matmul(&ga_q)?.to_vec3()?;
+                let est: Vec<Vec<Vec<f32>>> = da.matmul(ga_q)?.to_vec3()?;
                 for (row, &(s, _)) in chunk.iter().enumerate() {
                     for (j, &r) in recv.iter().enumerate() {
                         for p in 0..t {
