@@ -23,7 +23,7 @@ use crate::patching::batches::{batch_cells, batch_rows, ChangeCache, Row};
 use crate::patching::engine::{check_inputs, layer_groups, patched_hooks, split_unchanged};
 use crate::patching::execute::{fast_batch, naive_cell};
 use crate::patching::plan::{plan, Plan};
-use crate::patching::runs::{build_runs, RunPair};
+use crate::patching::runs::{base_passes, build_runs, RunPair};
 use crate::patching::{Corruption, EngineOptions, Method, PreparedPair, SweepError, SweepSpec};
 
 /// Measured forward cost at one prompt length.
@@ -132,13 +132,16 @@ pub fn estimate(
     }
     let budget = opts.max_batch_tokens.max(1);
     let batches: usize = tokens_by_layer.iter().map(|t| t.div_ceil(budget)).sum();
-    let base_runs = 2 * runs;
+    // Unpatched prompts: the clean one and a corrupted one per run.
+    let base_prompts = pairs.len().max(1) * (1 + samples);
+    let base_passes = base_passes(pairs, &spec.corruption);
     Estimate {
         cells,
         evaluations: cells * runs,
-        naive_passes: cells * runs + base_runs,
-        passes: batches * runs + base_runs,
-        seconds: (rows * runs as f64 * timing.row_ms + base_runs as f64 * timing.single_ms) / 1e3,
+        naive_passes: cells * runs + base_passes,
+        passes: batches * runs + base_passes,
+        seconds: (rows * runs as f64 * timing.row_ms + base_prompts as f64 * timing.single_ms)
+            / 1e3,
     }
 }
 
@@ -172,8 +175,9 @@ pub fn measure(
         *samples = 1;
     }
     let start = Instant::now();
-    let (runs, _, base_passes) = build_runs(model, &pairs[..1], &one, &patched_hooks(&p))?;
-    let per_base = start.elapsed().as_secs_f64() / base_passes.max(1) as f64;
+    let (runs, _, _) = build_runs(model, &pairs[..1], &one, &patched_hooks(&p))?;
+    // The first pair's unpatched prompts: its clean one and one more.
+    let per_base = start.elapsed().as_secs_f64() / 2.0;
     let run = &runs[0];
 
     let start = Instant::now();
@@ -183,7 +187,8 @@ pub fn measure(
     let per_run = detect + fit_total(&timed, &batches, &model.cfg, n_pos);
 
     let n_runs = pairs.len() * samples;
-    let base_forwards = pairs.len() * (1 + samples);
+    let base_prompts = pairs.len() * (1 + samples);
+    let base_forwards = base_passes(pairs, &spec.corruption);
     let cells = p.cells.iter().flatten().count();
     // Runs share batches: price the batches the engine forms from every
     // run's rows (each run taken to repeat the first one's).
@@ -199,7 +204,7 @@ pub fn measure(
         evaluations: cells * n_runs,
         naive_passes: cells * n_runs + base_forwards,
         passes: passes + base_forwards,
-        seconds: base_forwards as f64 * per_base + seconds,
+        seconds: base_prompts as f64 * per_base + seconds,
     })
 }
 

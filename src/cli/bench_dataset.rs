@@ -50,6 +50,9 @@ pub struct BenchDatasetArgs {
     pub max_batch_tokens: Option<usize>,
     #[command(flatten)]
     pub bos: BosArgs,
+    /// Time only the shared batches (no separate single-pair sweeps).
+    #[arg(long)]
+    pub shared_only: bool,
     /// Write the pairs' token ids as JSON (for tools/tl_dataset_bench.py).
     #[arg(long)]
     pub dump: Option<PathBuf>,
@@ -163,7 +166,7 @@ pub fn bench_dataset(args: &BenchDatasetArgs) -> Result<()> {
         let t = (Instant::now(), cpu_seconds());
         let mut passes = 0;
         let mut diff = 0f32;
-        for (i, p) in pairs.iter().enumerate() {
+        for (i, p) in pairs.iter().enumerate().filter(|_| !args.shared_only) {
             let one = labels.map(|l| patchbench::patching::PositionLabels {
                 names: l.names.clone(),
                 spans: vec![l.spans[i].clone()],

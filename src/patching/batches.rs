@@ -74,11 +74,13 @@ fn changed_positions(run: &RunPair, hook: HookPoint, head: Option<usize>) -> CRe
     Ok(per_pos.iter().map(|&d| d > 0.0).collect())
 }
 
-/// Rough bytes one batch row needs when recomputing `t_local` positions.
-fn row_bytes(c: &ModelConfig, t_local: usize, n_pos: usize) -> usize {
+/// Rough bytes a batch needs per recomputed position (its activations)
+/// and per row (its keys/values of the whole prompt, and its last
+/// position's logits with the metrics' copies of them).
+fn batch_bytes(c: &ModelConfig, n_pos: usize) -> (usize, usize) {
     let per_pos = 12 * c.d_model + 4 * c.d_mlp + 4 * c.n_heads * n_pos + 6 * c.n_heads * c.d_head;
     let kv = 4 * c.n_kv_heads * n_pos * c.d_head;
-    4 * (t_local * per_pos + kv + 4 * c.d_vocab)
+    (4 * per_pos, 4 * (kv + 4 * c.d_vocab))
 }
 
 /// One patched run of a batch: the run pair it patches (an index into the
@@ -120,6 +122,7 @@ pub(crate) fn batch_rows<'a>(
     let mut out: Vec<Vec<Row>> = Vec::new();
     let mut cur: Vec<Row> = Vec::new();
     let mut cur_tokens = 0;
+    let (per_token, per_row) = batch_bytes(cfg, n_pos);
     for item in rows {
         let packed = opts.packed && is_packable(&[ops(&item).expect("active cells exist")]);
         let tokens = if packed {
@@ -127,8 +130,8 @@ pub(crate) fn batch_rows<'a>(
         } else {
             (cur.len() + 1) * (n_pos - item.p0.min(cur.last().map_or(usize::MAX, |l| l.p0)))
         };
-        let per_token = row_bytes(cfg, 1, n_pos);
-        let fits = tokens <= opts.max_batch_tokens && tokens * per_token <= opts.max_batch_mem;
+        let bytes = tokens * per_token + (cur.len() + 1) * per_row;
+        let fits = tokens <= opts.max_batch_tokens && bytes <= opts.max_batch_mem;
         if !cur.is_empty() && !fits {
             out.push(std::mem::take(&mut cur));
             cur_tokens = 0;

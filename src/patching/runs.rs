@@ -50,7 +50,17 @@ pub struct PairBaselines {
     pub corrupted: Metrics,
 }
 
+/// Prompt tokens the unpatched forwards of a sweep batch together: prompts
+/// of one length share a forward of up to this many tokens (each row is
+/// the same computation as its own forward, so the runs are unchanged).
+const BASE_BATCH_TOKENS: usize = 512;
+
 /// Runs the unpatched forwards for every pair and sample.
+///
+/// The unedited runs (every clean prompt, and every corrupted prompt when
+/// the corruption is the prompt itself) go first, batched across pairs:
+/// one pair's sweep alone spends one forward on its two prompts, and a
+/// dataset's shares forwards of many pairs, as its patched runs do.
 ///
 /// `hooks` are the activation hooks the sweep patches. Returns the run pairs,
 /// the per-pair baselines and the number of forward passes spent.
@@ -61,11 +71,23 @@ pub fn build_runs(
     hooks: &HashSet<HookPoint>,
 ) -> Result<(Vec<RunPair>, Vec<PairBaselines>, usize), SweepError> {
     let mut b = Builder::new(model, spec, hooks)?;
+    let prompt = matches!(spec.corruption, Corruption::Prompt);
+    let mut wants = Vec::with_capacity(pairs.len() * 2);
     for (pi, p) in pairs.iter().enumerate() {
-        let clean = b.clean_run(pi, p)?;
+        wants.push(Want::new(&p.clean, pi, "clean"));
+        if prompt {
+            wants.push(Want::new(&p.corrupted, pi, "corrupted"));
+        }
+    }
+    let mut unedited = b.batched_runs(&wants)?.into_iter();
+    for (pi, p) in pairs.iter().enumerate() {
+        let clean = b.clean_run(p, unedited.next().expect("one clean run per pair"))?;
         let positions = noise_positions(&spec.corruption, p)?;
         match &spec.corruption {
-            Corruption::Prompt => b.prompt_runs(pi, p, clean)?,
+            Corruption::Prompt => {
+                let corr = unedited.next().expect("one corrupted run per pair");
+                b.prompt_runs(pi, p, clean, corr)?
+            }
             Corruption::Gaussian {
                 scale,
                 samples,
@@ -79,6 +101,57 @@ pub fn build_runs(
     }
     b.fill_ablation_sources()?;
     Ok((b.runs, b.baselines, b.passes))
+}
+
+/// The forwards that run prompts of these token lengths (in order): the
+/// indices of one length, in chunks of up to [`BASE_BATCH_TOKENS`] tokens.
+fn prompt_batches(lens: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
+    let mut by_len: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, n) in lens.enumerate() {
+        match by_len.iter_mut().find(|(m, _)| *m == n) {
+            Some((_, idx)) => idx.push(i),
+            None => by_len.push((n, vec![i])),
+        }
+    }
+    by_len
+        .into_iter()
+        .flat_map(|(n, idx)| {
+            let rows = (BASE_BATCH_TOKENS / n.max(1)).max(1);
+            idx.chunks(rows)
+                .map(|c| (n, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The forward passes [`build_runs`] spends on `pairs`: the batched
+/// unedited prompts, then one per edited run (noise sample or ablation).
+pub fn base_passes(pairs: &[PreparedPair], corruption: &Corruption) -> usize {
+    let prompt = matches!(corruption, Corruption::Prompt);
+    let lens = pairs.iter().flat_map(|p| {
+        let corrupted = prompt.then_some(p.corrupted.len());
+        std::iter::once(p.clean.len()).chain(corrupted)
+    });
+    let edited = match corruption {
+        Corruption::Prompt => 0,
+        Corruption::Gaussian { samples, .. } => samples.max(&1) * pairs.len(),
+        Corruption::Zero { .. } | Corruption::Mean { .. } => pairs.len(),
+    };
+    prompt_batches(lens).len() + edited
+}
+
+/// An unedited forward a sweep needs: the prompt, its pair and which run
+/// it is (for the error when its logits are not finite).
+struct Want<'t> {
+    tokens: &'t [u32],
+    pair: usize,
+    what: &'static str,
+}
+
+impl<'t> Want<'t> {
+    fn new(tokens: &'t [u32], pair: usize, what: &'static str) -> Self {
+        Want { tokens, pair, what }
+    }
 }
 
 /// One unpatched forward: what it captured, its keys/values, last-position logits.
@@ -161,30 +234,81 @@ impl<'a> Builder<'a> {
         if let Some(e) = edit {
             hooks = hooks.intervene(HookPoint::Embed, e.clone());
         }
+        let mut runs = self.forward_rows(&t, &hooks)?;
+        let run = runs.pop().expect("one row");
+        if !all_finite(&run.logits)? {
+            return Err(SweepError::NonFiniteBaseline { pair, run: what });
+        }
+        Ok(run)
+    }
+
+    /// The unedited forwards of `wants`, in order: prompts of one length
+    /// share forwards of up to [`BASE_BATCH_TOKENS`] tokens. Refused, for
+    /// the first of `wants` whose logits are not finite, as [`Self::run`].
+    fn batched_runs(&mut self, wants: &[Want<'_>]) -> Result<Vec<Run>, SweepError> {
+        let mut out: Vec<Option<Run>> = (0..wants.len()).map(|_| None).collect();
+        let hooks = self.capture.clone();
+        for (n_pos, chunk) in prompt_batches(wants.iter().map(|w| w.tokens.len())) {
+            let flat: Vec<u32> = chunk
+                .iter()
+                .flat_map(|&i| wants[i].tokens.iter().copied())
+                .collect();
+            let t = Tensor::from_vec(flat, (chunk.len(), n_pos), self.model.device())?;
+            for (&i, run) in chunk.iter().zip(self.forward_rows(&t, &hooks)?) {
+                out[i] = Some(run);
+            }
+        }
+        let runs: Vec<Run> = out.into_iter().map(|r| r.expect("every run")).collect();
+        for (w, run) in wants.iter().zip(&runs) {
+            if !all_finite(&run.logits)? {
+                return Err(SweepError::NonFiniteBaseline {
+                    pair: w.pair,
+                    run: w.what,
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    /// One forward of `tokens` (`[rows, n_pos]`), split into one run per row
+    /// (each row's cache, keys/values and logits are views of the batch's).
+    fn forward_rows(&mut self, tokens: &Tensor, hooks: &HookSpec) -> CResult<Vec<Run>> {
         let opts = ForwardOptions {
             last_pos_only: true,
             return_kv: true,
             ..Default::default()
         };
-        let out = self.model.forward(Some(&t), &hooks, &opts)?;
+        let out = self.model.forward(Some(tokens), hooks, &opts)?;
         self.passes += 1;
-        let logits = out.logits.expect("logits").squeeze(0)?;
-        if !all_finite(&logits)? {
-            return Err(SweepError::NonFiniteBaseline { pair, run: what });
-        }
-        Ok(Run {
-            cache: out.cache,
-            kv: out.kv.expect("kv requested"),
-            logits,
-        })
+        let logits = out.logits.expect("logits");
+        let kv = out.kv.expect("kv requested");
+        (0..tokens.dim(0)?)
+            .map(|r| {
+                let mut cache = ActivationCache::default();
+                for &h in out.cache.hooks() {
+                    let t = out.cache.get(h).expect("listed hook");
+                    cache.insert(h, t.narrow(0, r, 1)?);
+                }
+                let layers = kv
+                    .layers
+                    .iter()
+                    .map(|(k, v)| Ok((k.narrow(0, r, 1)?, v.narrow(0, r, 1)?)))
+                    .collect::<CResult<_>>()?;
+                Ok(Run {
+                    cache,
+                    kv: KvCache { layers },
+                    logits: logits.get(r)?,
+                })
+            })
+            .collect()
     }
 
     fn score(&self, logits: &Tensor, clean_lp: &Tensor, p: &PreparedPair) -> CResult<Metrics> {
         Ok(metrics::compute_with(&logits.unsqueeze(0)?, clean_lp, p.answer, p.wrong, &p.sets)?[0])
     }
 
-    fn clean_run(&mut self, pi: usize, p: &PreparedPair) -> Result<Clean, SweepError> {
-        let run = self.run(&p.clean, None, pi, "clean")?;
+    /// Scores a pair's clean run.
+    fn clean_run(&mut self, p: &PreparedPair, run: Run) -> Result<Clean, SweepError> {
         let logprobs = metrics::log_softmax(&run.logits)?;
         let metrics = self.score(&run.logits, &logprobs, p)?;
         Ok(Clean {
@@ -223,8 +347,13 @@ impl<'a> Builder<'a> {
     }
 
     /// Patching between the clean and the corrupted prompt.
-    fn prompt_runs(&mut self, pi: usize, p: &PreparedPair, clean: Clean) -> Result<(), SweepError> {
-        let corr = self.run(&p.corrupted, None, pi, "corrupted")?;
+    fn prompt_runs(
+        &mut self,
+        pi: usize,
+        p: &PreparedPair,
+        clean: Clean,
+        corr: Run,
+    ) -> Result<(), SweepError> {
         let corr_metrics = self.score(&corr.logits, &clean.logprobs, p)?;
         self.baselines.push(PairBaselines {
             clean: clean.metrics,
@@ -371,4 +500,93 @@ fn pick(cache: &ActivationCache, hooks: &HashSet<HookPoint>) -> HashMap<HookPoin
         .iter()
         .filter_map(|h| cache.get(*h).map(|t| (*h, t.clone())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patching::spec::Target;
+    use candle_core::Device;
+
+    fn pair(clean: &[u32], corrupted: &[u32]) -> PreparedPair {
+        PreparedPair {
+            clean: clean.to_vec(),
+            corrupted: corrupted.to_vec(),
+            answer: 5,
+            wrong: 8,
+            sets: Default::default(),
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Batching the unpatched prompts across pairs (of two lengths, so two
+    /// batches) gives each pair the runs it gets alone, and spends the
+    /// forwards `base_passes` counts.
+    #[test]
+    fn batched_base_runs_equal_runs_alone() {
+        let cfg = crate::model::random::preset_config("gpt2-tiny").unwrap();
+        let w = crate::model::random::random_weights(&cfg, 3, &Device::Cpu, DType::F32).unwrap();
+        let m = Transformer::new(cfg, w).unwrap();
+        let pairs = [
+            pair(&[1, 2, 3, 4, 5], &[1, 7, 3, 4, 5]),
+            pair(&[9, 2, 3], &[9, 2, 6]),
+            pair(&[4, 4, 3, 2, 1], &[4, 4, 3, 9, 1]),
+        ];
+        let spec = SweepSpec::new(Target::HeadOut);
+        let hooks: HashSet<HookPoint> = (0..m.cfg.n_layers).map(HookPoint::Z).collect();
+        let (runs, baselines, passes) = build_runs(&m, &pairs, &spec, &hooks).unwrap();
+        assert_eq!(passes, 2);
+        assert_eq!(passes, base_passes(&pairs, &spec.corruption));
+        for (i, p) in pairs.iter().enumerate() {
+            let (alone, base_alone, one) =
+                build_runs(&m, std::slice::from_ref(p), &spec, &hooks).unwrap();
+            assert_eq!(one, 1);
+            let (a, b) = (&runs[i], &alone[0]);
+            assert_eq!(a.base_tokens, b.base_tokens);
+            for h in b.base.hooks() {
+                let d = max_diff(a.base.get(*h).unwrap(), b.base.get(*h).unwrap());
+                assert!(d < 1e-5, "pair {i} {h:?}: {d}");
+            }
+            assert_eq!(a.base.len(), b.base.len());
+            for (h, t) in &b.source {
+                assert!(max_diff(&a.source[h], t) < 1e-5, "pair {i} source {h:?}");
+            }
+            for (l, ((ka, va), (kb, vb))) in
+                a.base_kv.layers.iter().zip(&b.base_kv.layers).enumerate()
+            {
+                assert!(
+                    max_diff(ka, kb) < 1e-5 && max_diff(va, vb) < 1e-5,
+                    "pair {i} kv {l}"
+                );
+            }
+            assert!(max_diff(&a.clean_logprobs, &b.clean_logprobs) < 1e-5);
+            let (x, y) = (baselines[i], base_alone[0]);
+            assert!((x.clean.logit_diff() - y.clean.logit_diff()).abs() < 1e-5);
+            assert!((x.corrupted.logit_diff() - y.corrupted.logit_diff()).abs() < 1e-5);
+        }
+        let noise = SweepSpec {
+            corruption: Corruption::Gaussian {
+                positions: vec![],
+                scale: None,
+                samples: 3,
+                seed: 1,
+            },
+            ..SweepSpec::new(Target::TraceHidden)
+        };
+        let (_, _, passes) = build_runs(&m, &pairs, &noise, &HashSet::new()).unwrap();
+        assert_eq!(passes, 2 + 3 * pairs.len());
+        assert_eq!(passes, base_passes(&pairs, &noise.corruption));
+    }
 }
