@@ -123,8 +123,7 @@ fn the_estimate_counts_the_planned_cells() {
         &EngineOptions::default(),
     );
     assert_eq!(e.cells, m.config().n_layers * pairs[0].n_pos());
-    // One forward per cell, and one for the pair's two unpatched prompts.
-    assert_eq!(e.naive_passes, e.cells + 1);
+    assert_eq!(e.naive_passes, e.cells + 2);
     assert!(e.passes <= e.naive_passes && e.seconds > 0.0);
 }
 

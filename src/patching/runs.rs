@@ -59,8 +59,8 @@ const BASE_BATCH_TOKENS: usize = 512;
 ///
 /// The unedited runs (every clean prompt, and every corrupted prompt when
 /// the corruption is the prompt itself) go first, batched across pairs:
-/// one pair's sweep alone spends one forward on its two prompts, and a
-/// dataset's shares forwards of many pairs, as its patched runs do.
+/// the clean prompts of a dataset share forwards, and so do its corrupted
+/// ones, as its patched runs do.
 ///
 /// `hooks` are the activation hooks the sweep patches. Returns the run pairs,
 /// the per-pair baselines and the number of forward passes spent.
@@ -124,20 +124,36 @@ fn prompt_batches(lens: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)>
         .collect()
 }
 
+/// Indices of the runs of each kind (`"clean"`, `"corrupted"`), kinds in
+/// order of first appearance. Kinds run in separate forwards: each row's
+/// tensors are views of its forward's, so a run a sweep keeps (the
+/// corrupted base when denoising) keeps alive only runs of its own kind.
+fn by_kind<'k>(kinds: impl Iterator<Item = &'k str>) -> Vec<Vec<usize>> {
+    let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, k) in kinds.enumerate() {
+        match out.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, idx)) => idx.push(i),
+            None => out.push((k, vec![i])),
+        }
+    }
+    out.into_iter().map(|(_, idx)| idx).collect()
+}
+
 /// The forward passes [`build_runs`] spends on `pairs`: the batched
-/// unedited prompts, then one per edited run (noise sample or ablation).
+/// unedited prompts (clean, and corrupted when the corruption is the
+/// prompt), then one per edited run (noise sample or ablation).
 pub fn base_passes(pairs: &[PreparedPair], corruption: &Corruption) -> usize {
-    let prompt = matches!(corruption, Corruption::Prompt);
-    let lens = pairs.iter().flat_map(|p| {
-        let corrupted = prompt.then_some(p.corrupted.len());
-        std::iter::once(p.clean.len()).chain(corrupted)
-    });
+    let clean = prompt_batches(pairs.iter().map(|p| p.clean.len())).len();
+    let corrupted = match corruption {
+        Corruption::Prompt => prompt_batches(pairs.iter().map(|p| p.corrupted.len())).len(),
+        _ => 0,
+    };
     let edited = match corruption {
         Corruption::Prompt => 0,
         Corruption::Gaussian { samples, .. } => samples.max(&1) * pairs.len(),
         Corruption::Zero { .. } | Corruption::Mean { .. } => pairs.len(),
     };
-    prompt_batches(lens).len() + edited
+    clean + corrupted + edited
 }
 
 /// An unedited forward a sweep needs: the prompt, its pair and which run
@@ -242,20 +258,23 @@ impl<'a> Builder<'a> {
         Ok(run)
     }
 
-    /// The unedited forwards of `wants`, in order: prompts of one length
-    /// share forwards of up to [`BASE_BATCH_TOKENS`] tokens. Refused, for
+    /// The unedited forwards of `wants`, in order: prompts of one kind and
+    /// length share forwards of up to [`BASE_BATCH_TOKENS`] tokens. Refused, for
     /// the first of `wants` whose logits are not finite, as [`Self::run`].
     fn batched_runs(&mut self, wants: &[Want<'_>]) -> Result<Vec<Run>, SweepError> {
         let mut out: Vec<Option<Run>> = (0..wants.len()).map(|_| None).collect();
         let hooks = self.capture.clone();
-        for (n_pos, chunk) in prompt_batches(wants.iter().map(|w| w.tokens.len())) {
-            let flat: Vec<u32> = chunk
-                .iter()
-                .flat_map(|&i| wants[i].tokens.iter().copied())
-                .collect();
-            let t = Tensor::from_vec(flat, (chunk.len(), n_pos), self.model.device())?;
-            for (&i, run) in chunk.iter().zip(self.forward_rows(&t, &hooks)?) {
-                out[i] = Some(run);
+        for idx in by_kind(wants.iter().map(|w| w.what)) {
+            for (n_pos, chunk) in prompt_batches(idx.iter().map(|&i| wants[i].tokens.len())) {
+                let chunk: Vec<usize> = chunk.iter().map(|&j| idx[j]).collect();
+                let flat: Vec<u32> = chunk
+                    .iter()
+                    .flat_map(|&i| wants[i].tokens.iter().copied())
+                    .collect();
+                let t = Tensor::from_vec(flat, (chunk.len(), n_pos), self.model.device())?;
+                for (&i, run) in chunk.iter().zip(self.forward_rows(&t, &hooks)?) {
+                    out[i] = Some(run);
+                }
             }
         }
         let runs: Vec<Run> = out.into_iter().map(|r| r.expect("every run")).collect();
@@ -547,12 +566,13 @@ mod tests {
         let spec = SweepSpec::new(Target::HeadOut);
         let hooks: HashSet<HookPoint> = (0..m.cfg.n_layers).map(HookPoint::Z).collect();
         let (runs, baselines, passes) = build_runs(&m, &pairs, &spec, &hooks).unwrap();
-        assert_eq!(passes, 2);
+        // Clean and corrupted prompts apart, each in one forward per length.
+        assert_eq!(passes, 4);
         assert_eq!(passes, base_passes(&pairs, &spec.corruption));
         for (i, p) in pairs.iter().enumerate() {
             let (alone, base_alone, one) =
                 build_runs(&m, std::slice::from_ref(p), &spec, &hooks).unwrap();
-            assert_eq!(one, 1);
+            assert_eq!(one, 2);
             let (a, b) = (&runs[i], &alone[0]);
             assert_eq!(a.base_tokens, b.base_tokens);
             for h in b.base.hooks() {
