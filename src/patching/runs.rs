@@ -103,17 +103,23 @@ pub fn build_runs(
     Ok((b.runs, b.baselines, b.passes))
 }
 
+/// The indices of `keys` grouped by key, groups in order of first
+/// appearance.
+fn groups<K: PartialEq>(keys: impl Iterator<Item = K>) -> Vec<(K, Vec<usize>)> {
+    let mut out: Vec<(K, Vec<usize>)> = Vec::new();
+    for (i, k) in keys.enumerate() {
+        match out.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, idx)) => idx.push(i),
+            None => out.push((k, vec![i])),
+        }
+    }
+    out
+}
+
 /// The forwards that run prompts of these token lengths (in order): the
 /// indices of one length, in chunks of up to [`BASE_BATCH_TOKENS`] tokens.
 fn prompt_batches(lens: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
-    let mut by_len: Vec<(usize, Vec<usize>)> = Vec::new();
-    for (i, n) in lens.enumerate() {
-        match by_len.iter_mut().find(|(m, _)| *m == n) {
-            Some((_, idx)) => idx.push(i),
-            None => by_len.push((n, vec![i])),
-        }
-    }
-    by_len
+    groups(lens)
         .into_iter()
         .flat_map(|(n, idx)| {
             let rows = (BASE_BATCH_TOKENS / n.max(1)).max(1);
@@ -124,24 +130,15 @@ fn prompt_batches(lens: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)>
         .collect()
 }
 
-/// Indices of the runs of each kind (`"clean"`, `"corrupted"`), kinds in
-/// order of first appearance. Kinds run in separate forwards: each row's
-/// tensors are views of its forward's, so a run a sweep keeps (the
-/// corrupted base when denoising) keeps alive only runs of its own kind.
-fn by_kind<'k>(kinds: impl Iterator<Item = &'k str>) -> Vec<Vec<usize>> {
-    let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, k) in kinds.enumerate() {
-        match out.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, idx)) => idx.push(i),
-            None => out.push((k, vec![i])),
-        }
-    }
-    out.into_iter().map(|(_, idx)| idx).collect()
+/// Noise samples of a prompt of `n_pos` tokens that share one forward.
+fn noise_rows(n_pos: usize) -> usize {
+    (BASE_BATCH_TOKENS / n_pos.max(1)).max(1)
 }
 
 /// The forward passes [`build_runs`] spends on `pairs`: the batched
 /// unedited prompts (clean, and corrupted when the corruption is the
-/// prompt), then one per edited run (noise sample or ablation).
+/// prompt), then a pair's noise samples in shared forwards, or one
+/// ablated forward per pair.
 pub fn base_passes(pairs: &[PreparedPair], corruption: &Corruption) -> usize {
     let clean = prompt_batches(pairs.iter().map(|p| p.clean.len())).len();
     let corrupted = match corruption {
@@ -150,7 +147,10 @@ pub fn base_passes(pairs: &[PreparedPair], corruption: &Corruption) -> usize {
     };
     let edited = match corruption {
         Corruption::Prompt => 0,
-        Corruption::Gaussian { samples, .. } => samples.max(&1) * pairs.len(),
+        Corruption::Gaussian { samples, .. } => pairs
+            .iter()
+            .map(|p| samples.max(&1).div_ceil(noise_rows(p.clean.len())))
+            .sum(),
         Corruption::Zero { .. } | Corruption::Mean { .. } => pairs.len(),
     };
     clean + corrupted + edited
@@ -264,7 +264,10 @@ impl<'a> Builder<'a> {
     fn batched_runs(&mut self, wants: &[Want<'_>]) -> Result<Vec<Run>, SweepError> {
         let mut out: Vec<Option<Run>> = (0..wants.len()).map(|_| None).collect();
         let hooks = self.capture.clone();
-        for idx in by_kind(wants.iter().map(|w| w.what)) {
+        // Kinds (clean, corrupted) run in separate forwards: each row's
+        // tensors are views of its forward's, so a run a sweep keeps (the
+        // corrupted base when denoising) keeps alive only its own kind's.
+        for (_, idx) in groups(wants.iter().map(|w| w.what)) {
             for (n_pos, chunk) in prompt_batches(idx.iter().map(|&i| wants[i].tokens.len())) {
                 let chunk: Vec<usize> = chunk.iter().map(|&j| idx[j]).collect();
                 let flat: Vec<u32> = chunk
@@ -414,12 +417,31 @@ impl<'a> Builder<'a> {
     ) -> Result<(), SweepError> {
         let (n_pos, d_model) = (p.clean.len(), self.model.cfg.d_model);
         let scale = scale.unwrap_or_else(|| 3.0 * self.embed_std.unwrap_or(1.0));
+        let dev = self.model.device();
+        let noises = (0..samples.max(1))
+            .map(|s| gaussian_noise(n_pos, d_model, positions, scale, seed, pi, s, dev))
+            .collect::<CResult<Vec<_>>>()?;
+        // The samples share forwards: the clean prompt in every row, each
+        // row with its own noise.
+        let mut runs = Vec::with_capacity(noises.len());
+        let prompt = Tensor::new(p.clean.as_slice(), dev)?.unsqueeze(0)?;
+        for chunk in noises.chunks(noise_rows(n_pos)) {
+            let hooks = self
+                .capture
+                .clone()
+                .intervene(HookPoint::Embed, Edit::Add(Tensor::cat(chunk, 0)?));
+            let tokens = prompt.repeat((chunk.len(), 1))?;
+            runs.extend(self.forward_rows(&tokens, &hooks)?);
+        }
         let mut noised = Vec::new();
-        for s in 0..samples.max(1) {
-            let dev = self.model.device();
-            let noise = gaussian_noise(n_pos, d_model, positions, scale, seed, pi, s, dev)?;
+        for (run, noise) in runs.into_iter().zip(noises) {
+            if !all_finite(&run.logits)? {
+                return Err(SweepError::NonFiniteBaseline {
+                    pair: pi,
+                    run: "noised",
+                });
+            }
             let edit = Edit::Add(noise);
-            let run = self.run(&p.clean, Some(&edit), pi, "noised")?;
             let m = self.score(&run.logits, &clean.logprobs, p)?;
             noised.push(m);
             match self.spec.direction {
@@ -551,8 +573,8 @@ mod tests {
     }
 
     /// Batching the unpatched prompts across pairs (of two lengths, so two
-    /// batches) gives each pair the runs it gets alone, and spends the
-    /// forwards `base_passes` counts.
+    /// batches) and a pair's noise samples gives each run what its own
+    /// forward gives, and spends the forwards `base_passes` counts.
     #[test]
     fn batched_base_runs_equal_runs_alone() {
         let cfg = crate::model::random::preset_config("gpt2-tiny").unwrap();
@@ -605,8 +627,41 @@ mod tests {
             },
             ..SweepSpec::new(Target::TraceHidden)
         };
-        let (_, _, passes) = build_runs(&m, &pairs, &noise, &HashSet::new()).unwrap();
-        assert_eq!(passes, 2 + 3 * pairs.len());
+        let (runs, _, passes) = build_runs(&m, &pairs, &noise, &hooks).unwrap();
+        // The clean prompts (two lengths), then each pair's 3 samples in one.
+        assert_eq!(passes, 2 + pairs.len());
         assert_eq!(passes, base_passes(&pairs, &noise.corruption));
+        // Each batched sample equals its own forward with its own noise.
+        let mut b = Builder::new(&m, &noise, &hooks).unwrap();
+        let scale = 3.0 * b.embed_std.unwrap();
+        for (pi, p) in pairs.iter().enumerate() {
+            let positions = noise_positions(&noise.corruption, p).unwrap();
+            for s in 0..3 {
+                let e = gaussian_noise(
+                    p.n_pos(),
+                    m.cfg.d_model,
+                    &positions,
+                    scale,
+                    1,
+                    pi,
+                    s,
+                    &Device::Cpu,
+                )
+                .unwrap();
+                let alone = b.run(&p.clean, Some(&Edit::Add(e)), pi, "noised").unwrap();
+                let batched = &runs[pi * 3 + s];
+                for l in 0..m.cfg.n_layers {
+                    let h = HookPoint::ResidPre(l);
+                    let d = max_diff(batched.base.get(h).unwrap(), alone.cache.get(h).unwrap());
+                    assert!(d < 1e-5, "pair {pi} sample {s} {h:?}: {d}");
+                }
+                let d = max_diff(&batched.base_kv.layers[1].0, &alone.kv.layers[1].0);
+                assert!(d < 1e-5, "pair {pi} sample {s} keys: {d}");
+            }
+            // The samples' noises are their own.
+            let last = HookPoint::ResidPre(m.cfg.n_layers - 1);
+            let (a, b) = (&runs[pi * 3].base, &runs[pi * 3 + 1].base);
+            assert!(max_diff(a.get(last).unwrap(), b.get(last).unwrap()) > 1e-3);
+        }
     }
 }
