@@ -152,13 +152,13 @@ for i in $(seq 120); do
 done
 
 # The sweep: the demo model's IOI prompt, every head component (5 x 4 x 4
-# cells), eight noise samples, batches capped at 1 MiB, so each shard is
-# some fifty small batches and lasts long enough (a second or two) to be
+# cells), 32 noise samples, batches capped at 1 MiB, so each shard is
+# some seventy small batches and lasts long enough (about a second) to be
 # requeued in the middle.
 sweep=(--model demo --device cpu --target heads_every
   --clean "when mary and john went to the store , john gave a drink to"
   --corrupted "when mary and john went to the store , mary gave a drink to"
-  --answer mary --wrong john --corruption gaussian --samples 8 --seed 1
+  --answer mary --wrong john --corruption gaussian --samples 32 --seed 1
   --max-batch-mem 1)
 
 log "single-process run"
@@ -179,14 +179,16 @@ mid=$(sbatch --parsable --chdir="$tmp" --dependency=afterok:"$jid" --kill-on-inv
 # few finished batches (header + 3 records) and before its part exists.
 ckpt=$tmp/parts/part-1-of-3.json
 for i in $(seq 1200); do
-  if [[ -s $ckpt.ckpt ]] && (($(wc -l <"$ckpt.ckpt") >= 4)); then break; fi
+  # Read once: the checkpoint goes away when the part is written.
+  lines=$({ wc -l <"$ckpt.ckpt"; } 2>/dev/null || echo 0)
+  if ((lines >= 4)); then break; fi
   if [[ -s $ckpt ]] || ((i == 1200)); then
     log "task 1 finished (or never started) before it could be requeued"
     exit 1
   fi
   sleep 0.02
 done
-done_before=$(($(wc -l <"$ckpt.ckpt") - 1))
+done_before=$((lines - 1))
 scontrol requeue "${jid}_1"
 log "requeued task ${jid}_1 with at least $done_before finished batches in its checkpoint"
 # Slurm makes a requeued job eligible again only 120 s later (its begin
