@@ -547,6 +547,7 @@ fn pick(cache: &ActivationCache, hooks: &HashSet<HookPoint>) -> HashMap<HookPoin
 mod tests {
     use super::*;
     use crate::patching::spec::Target;
+    use crate::util::testing::max_diff;
     use candle_core::Device;
 
     fn pair(clean: &[u32], corrupted: &[u32]) -> PreparedPair {
@@ -557,19 +558,6 @@ mod tests {
             wrong: 8,
             sets: Default::default(),
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// Batching the unpatched prompts across pairs (of two lengths, so two

@@ -10,4 +10,6 @@
 pub mod digest;
 pub mod fs;
 pub mod mem;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;

@@ -86,6 +86,7 @@ mod tests {
 
     use crate::model::random::{preset_config, random_weights};
     use crate::model::{Edit, ForwardOptions, HookPoint, HookSpec, StartState, Transformer};
+    use crate::util::testing::max_diff;
 
     /// A pass over block `l` alone, from `x` (every position, no cache).
     fn block_only(x: &Tensor, l: usize, pattern_only: bool) -> ForwardOptions<'static> {
@@ -102,17 +103,6 @@ mod tests {
             pattern_only,
             ..Default::default()
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
