@@ -163,55 +163,40 @@ pub fn bench_dataset(args: &BenchDatasetArgs) -> Result<()> {
         let t = (Instant::now(), cpu_seconds());
         let shared = run_sweep_labeled(&m.model, pairs, labels, &spec, &opts, None, &mut |_| {})?;
         let (shared_s, shared_cpu) = elapsed(&t);
-        let t = (Instant::now(), cpu_seconds());
-        let mut passes = 0;
-        let mut diff = 0f32;
-        for (i, p) in pairs.iter().enumerate().filter(|_| !args.shared_only) {
-            let one = labels.map(|l| patchbench::patching::PositionLabels {
-                names: l.names.clone(),
-                spans: vec![l.spans[i].clone()],
-            });
-            let r = run_sweep_labeled(
-                &m.model,
-                std::slice::from_ref(p),
-                one.as_ref(),
-                &spec,
-                &opts,
-                None,
-                &mut |_| {},
-            )?;
-            passes += r.timing.forward_passes;
-            for (a, b) in r.metrics["logit_diff"]
-                .iter()
-                .zip(&shared.per_pair[i]["logit_diff"])
-            {
-                if a.is_finite() && b.is_finite() {
-                    diff = diff.max((a - b).abs());
-                }
-            }
-        }
-        let (separate_s, separate_cpu) = elapsed(&t);
+        let sep = match args.shared_only {
+            true => None,
+            false => Some(separate_sweeps(
+                &m.model, pairs, labels, &spec, &opts, &shared,
+            )?),
+        };
+        let line = match &sep {
+            Some(x) => format!(
+                "{:>9.2} ({:>6.1}) {:>8} {:>5.2}x ({:.2}x) {:>10.2e}",
+                x.wall_s,
+                x.cpu_s,
+                x.passes,
+                x.wall_s / shared_s,
+                x.cpu_s / shared_cpu,
+                x.max_diff
+            ),
+            None => format!("{:>18} {:>8} {:>14} {:>10}", "-", "-", "-", "-"),
+        };
         println!(
-            "{:<10} {:>9.2} ({:>6.1}) {:>8} {:>9.2} ({:>6.1}) {:>8} {:>5.2}x ({:.2}x) {:>10.2e}",
+            "{:<10} {:>9.2} ({:>6.1}) {:>8} {line}",
             target.name(),
             shared_s,
             shared_cpu,
             shared.timing.forward_passes,
-            separate_s,
-            separate_cpu,
-            passes,
-            separate_s / shared_s,
-            separate_cpu / shared_cpu,
-            diff
         );
         rows.push(json!({
             "target": target.name(),
             "shared": {"wall_s": shared_s, "cpu_s": shared_cpu,
                        "forward_passes": shared.timing.forward_passes},
-            "separate": {"wall_s": separate_s, "cpu_s": separate_cpu, "forward_passes": passes},
-            "speedup_wall": separate_s / shared_s,
-            "speedup_cpu": separate_cpu / shared_cpu,
-            "max_abs_diff": diff,
+            "separate": sep.as_ref().map(|x| json!({"wall_s": x.wall_s, "cpu_s": x.cpu_s,
+                                                   "forward_passes": x.passes})),
+            "speedup_wall": sep.as_ref().map(|x| x.wall_s / shared_s),
+            "speedup_cpu": sep.as_ref().map(|x| x.cpu_s / shared_cpu),
+            "max_abs_diff": sep.as_ref().map(|x| x.max_diff),
             "load_before": load_before,
             "load_after": load_average(),
         }));
@@ -236,4 +221,57 @@ pub fn bench_dataset(args: &BenchDatasetArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The separate single-pair sweeps: their time, passes, and the largest
+/// difference of their `logit_diff` from the shared sweep's per-pair values.
+struct Separate {
+    wall_s: f64,
+    cpu_s: f64,
+    passes: usize,
+    max_diff: f32,
+}
+
+fn separate_sweeps(
+    model: &patchbench::model::Transformer,
+    pairs: &[patchbench::patching::PreparedPair],
+    labels: Option<&patchbench::patching::PositionLabels>,
+    spec: &SweepSpec,
+    opts: &EngineOptions,
+    shared: &patchbench::patching::SweepResult,
+) -> Result<Separate> {
+    let t = (Instant::now(), cpu_seconds());
+    let mut passes = 0;
+    let mut max_diff = 0f32;
+    for (i, p) in pairs.iter().enumerate() {
+        let one = labels.map(|l| patchbench::patching::PositionLabels {
+            names: l.names.clone(),
+            spans: vec![l.spans[i].clone()],
+        });
+        let r = run_sweep_labeled(
+            model,
+            std::slice::from_ref(p),
+            one.as_ref(),
+            spec,
+            opts,
+            None,
+            &mut |_| {},
+        )?;
+        passes += r.timing.forward_passes;
+        for (a, b) in r.metrics["logit_diff"]
+            .iter()
+            .zip(&shared.per_pair[i]["logit_diff"])
+        {
+            if a.is_finite() && b.is_finite() {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+    }
+    let (wall_s, cpu_s) = elapsed(&t);
+    Ok(Separate {
+        wall_s,
+        cpu_s,
+        passes,
+        max_diff,
+    })
 }
