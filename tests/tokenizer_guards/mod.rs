@@ -290,3 +290,38 @@ fn a_bpe_merge_without_the_subword_prefix_is_refused() {
     model["continuing_subword_prefix"] = json!("");
     Tokenizer::from_json_bytes(&with_part("model", model), "ok").unwrap();
 }
+
+/// Found by fuzzing: the crate joins each merge's two sides in a buffer as
+/// long as the longest vocabulary entry, before it looks the joined token
+/// up, so a merge whose result is longer than every entry slices past the
+/// buffer's end ("range end index 8 out of range for slice of length 7").
+#[test]
+fn a_bpe_merge_whose_result_is_not_in_the_vocabulary_is_refused() {
+    let model = |merges: Value| {
+        json!({"type": "BPE", "dropout": null, "unk_token": null,
+               "continuing_subword_prefix": null, "end_of_word_suffix": null,
+               "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+               "vocab": {"a": 0, "b": 1, "e": 2, "ab": 3, "cd": 4, "abe": 5},
+               "merges": merges})
+    };
+    // "ab" + "cd" is longer than every entry: the crate panics on this one.
+    for merges in [json!(["ab cd"]), json!([["ab", "cd"]])] {
+        let msg = refused_part("model", model(merges));
+        assert!(
+            msg.contains(
+                "merge 0 joins \"ab\" and \"cd\" into \"abcd\", which is not in its vocab"
+            ) && msg.contains("add \"abcd\" to the vocab or remove the merge"),
+            "{msg}"
+        );
+    }
+    // A side missing from the vocabulary is named too.
+    let msg = refused_part("model", model(json!(["ab e", "ab x"])));
+    assert!(
+        msg.contains("merge 1 needs \"x\", which is not in its vocab"),
+        "{msg}"
+    );
+    // Merges whose sides and results are all entries load.
+    let good = model(json!(["a b", "ab e"]));
+    let t = Tokenizer::from_json_bytes(&with_part("model", good), "ok").unwrap();
+    assert_eq!(t.encode("abe", None).unwrap().last(), Some(&5));
+}

@@ -20,6 +20,10 @@
 //! - a BPE model with a `continuing_subword_prefix` and a merge whose right
 //!   side does not start with it: the crate cuts the prefix off unchecked
 //!   while building the model;
+//! - a BPE merge whose joined token is longer than every vocabulary entry:
+//!   the crate joins it in a buffer of the longest entry's length before
+//!   looking it up. Every merge's sides and result must be entries (found
+//!   by fuzzing);
 //! - a `Strip` decoder with `stop > 0`, which underflows on a token shorter
 //!   than `stop` (or one made only of the stripped character). Real
 //!   tokenizers strip at the start only (`stop: 0`, Llama 2 and Mistral);
@@ -58,7 +62,7 @@ pub(super) fn check_json(json: &Value) -> Result<(), Refusal> {
         check_inserts(n)?;
     }
     if let Some(model) = json.get("model") {
-        check_bpe_prefix(model)?;
+        check_bpe_merges(model)?;
     }
     Ok(())
 }
@@ -117,26 +121,39 @@ fn check_replace_pattern(pattern: &Value) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// With a `continuing_subword_prefix`, every merge's right side starts with
-/// it (merges are `"left right"` strings or `[left, right]` pairs).
-fn check_bpe_prefix(model: &Value) -> Result<(), Refusal> {
-    let prefix = match model
-        .get("continuing_subword_prefix")
-        .and_then(Value::as_str)
-    {
-        Some(p) if !p.is_empty() => p,
-        _ => return Ok(()),
-    };
+/// Every merge of a BPE model is checked: with a `continuing_subword_prefix`,
+/// its right side starts with the prefix; both sides, and the token they
+/// join into, are vocabulary entries. Merges are `"left right"` strings or
+/// `[left, right]` pairs. The crate would report a missing side as an
+/// error, but it joins the two sides in a buffer as long as the longest
+/// entry before looking the result up, so a merge whose result is longer
+/// than every entry panics; naming the missing token covers both.
+fn check_bpe_merges(model: &Value) -> Result<(), Refusal> {
     let Some(merges) = model.get("merges").and_then(Value::as_array) else {
         return Ok(());
     };
+    let vocab = model.get("vocab").and_then(Value::as_object);
+    let prefix = model
+        .get("continuing_subword_prefix")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     for (i, merge) in merges.iter().enumerate() {
-        let right = match merge {
-            Value::String(s) => s.split_once(' ').map(|(_, r)| r),
-            Value::Array(pair) => pair.get(1).and_then(Value::as_str),
-            _ => None,
+        let (left, right) = match merge {
+            Value::String(s) => match s.split_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            },
+            Value::Array(pair) => match (
+                pair.first().and_then(Value::as_str),
+                pair.get(1).and_then(Value::as_str),
+            ) {
+                (Some(l), Some(r)) => (l, r),
+                _ => continue,
+            },
+            // Not a merge at all: the crate refuses it with an error.
+            _ => continue,
         };
-        if let Some(right) = right.filter(|r| !r.starts_with(prefix)) {
+        let Some(rest) = right.strip_prefix(prefix) else {
             return Err(refuse(
                 format!(
                     "its model's continuing_subword_prefix is {}, but merge {i} joins {} on \
@@ -146,6 +163,31 @@ fn check_bpe_prefix(model: &Value) -> Result<(), Refusal> {
                 ),
                 "start the right side of every merge with the continuing_subword_prefix, or \
                  remove the prefix",
+            ));
+        };
+        let Some(vocab) = vocab else { continue };
+        if let Some(side) = [left, right].into_iter().find(|t| !vocab.contains_key(*t)) {
+            return Err(refuse(
+                format!(
+                    "its model's merge {i} needs {}, which is not in its vocab",
+                    quote(side, 40)
+                ),
+                "add the token to the model's vocab or remove the merge",
+            ));
+        }
+        let joined = format!("{left}{rest}");
+        if !vocab.contains_key(&joined) {
+            return Err(refuse(
+                format!(
+                    "its model's merge {i} joins {} and {} into {}, which is not in its vocab",
+                    quote(left, 40),
+                    quote(right, 40),
+                    quote(&joined, 80)
+                ),
+                &format!(
+                    "add {} to the vocab or remove the merge",
+                    quote(&joined, 80)
+                ),
             ));
         }
     }
